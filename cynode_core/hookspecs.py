@@ -1,0 +1,270 @@
+"""The plugin contract: every hook cynode calls, with the value types they pass.
+
+A plugin implements any of these with ``@cynode_core.hookimpl`` and is found
+through the ``cynode`` entry-point group (see ``docs/hooks.md`` and
+``docs/plugins.md``). Hooks come in four families: authentication,
+scheduling, sandbox runtimes and inference backends, plus task events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+from cynode_core import hookspec
+
+# --------------------------------------------------------------------------
+# Value types shared with plugins
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a successful authentication says the caller is.
+
+    ``user_id`` is set when the identity is a row already in ``users`` (the
+    local accounts plugin). An external provider leaves it ``None`` and sets
+    ``external_source`` / ``external_id``; core then finds or creates the
+    matching ``users`` row on first login.
+    """
+
+    handle: str
+    user_id: str | None = None
+    email: str | None = None
+    external_source: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the scheduler knows about the job it places."""
+
+    job_id: str
+    task_id: str
+    use_inference: bool = False
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class NodeCandidate:
+    """A dispatchable node as the scheduler sees it."""
+
+    node_id: str
+    node_slug: str
+    max_concurrency: int
+    running_jobs: int
+    capability: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def free_slots(self) -> int:
+        return max(self.max_concurrency - self.running_jobs, 0)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task that reached a terminal status."""
+
+    task_id: str
+    status: str
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory bind-mounted into a sandbox."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """One job's container, fully resolved by the node before it runs.
+
+    ``env`` already holds the ``CYNODE_*`` variables the node injects;
+    ``workspace_dir`` is the host directory to mount at ``/workspace``.
+    A value of ``None`` for a limit means "no limit".
+    """
+
+    job_id: str
+    task_id: str
+    image: str
+    command: Sequence[str]
+    env: Mapping[str, str]
+    workspace_dir: str
+    timeout_seconds: int
+    max_output_bytes: int
+    network_policy: str = "restricted"
+    user: str = "65534:65534"
+    memory_limit: str | None = "512m"
+    pids_limit: int | None = 256
+    cpus: float | None = None
+    read_only_root: bool = True
+    mounts: Sequence[Mount] = ()
+
+
+@dataclass
+class SandboxOutcome:
+    """What a runtime reports after the container is gone.
+
+    ``status`` is ``completed`` (exit 0), ``failed`` (non-zero exit or the
+    runtime could not run it) or ``timeout``; ``exit_code`` is -1 where no
+    exit code exists. Output is already capped at the spec's
+    ``max_output_bytes`` with the matching ``truncated`` flag set.
+    """
+
+    status: str
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+
+@runtime_checkable
+class SandboxRuntime(Protocol):
+    """A container runtime a node runs jobs with."""
+
+    name: str
+
+    def check(self, image: str) -> None:
+        """Raise ``RuntimeUnavailable`` unless ``image`` can run now."""
+
+    def run(self, spec: SandboxSpec) -> SandboxOutcome:
+        """Run one job to its end (or its timeout) and remove its container."""
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop the job's container if it runs; True when one was stopped."""
+
+    def version(self) -> str:
+        """The runtime's version string, for the capability report."""
+
+    def close(self) -> None:
+        """Release what the runtime holds (sockets, service processes)."""
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """A node-local model server that speaks Ollama's HTTP API."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start or reach the backend; raise ``InferenceUnavailable`` if not."""
+
+    @property
+    def base_url(self) -> str:
+        """Loopback URL of the Ollama-compatible API (no trailing slash)."""
+
+    def models(self) -> list[str]:
+        """Names of the models the backend can answer with now."""
+
+    def stop(self) -> None:
+        """Stop what ``start`` started; leave an external server alone."""
+
+
+class RuntimeUnavailable(Exception):
+    """A sandbox runtime cannot run jobs (not installed, not reachable, no image)."""
+
+
+class InferenceUnavailable(Exception):
+    """An inference backend cannot start or does not answer."""
+
+
+RuntimeFactory = Callable[[Mapping[str, object]], SandboxRuntime]
+BackendFactory = Callable[[Mapping[str, object]], InferenceBackend]
+RegisterRuntime = Callable[[str, RuntimeFactory], None]
+RegisterBackend = Callable[[str, BackendFactory], None]
+
+# --------------------------------------------------------------------------
+# Authentication
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def cynode_authenticate(handle: str, password: str) -> Identity | None:
+    """Check a handle and password at login.
+
+    :param handle: the handle the client sent, as sent (handles are case-sensitive).
+    :param password: the password the client sent.
+    :returns: an :class:`Identity` when this plugin vouches for the caller,
+        or ``None`` to defer to the next plugin. The first non-``None``
+        answer wins; when every plugin defers, login fails with 401.
+    Called by: the gateway's ``POST /v1/auth/login``. Default plugin: local
+    accounts (argon2id hashes in ``password_credentials``).
+    """
+
+
+# --------------------------------------------------------------------------
+# Scheduling
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def cynode_select_node(job: JobInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+    """Choose the node a queued job is sent to.
+
+    :param job: the job being placed.
+    :param candidates: every dispatchable node (active, config acked
+        ``applied`` for its current version, Worker API URL and token known),
+        ordered by ``node_slug``, with its slot count and running jobs.
+    :returns: one of ``candidates``, or ``None`` to defer. When every plugin
+        defers the job stays queued and is tried again later.
+    Called by: the dispatcher, once per claim. Default plugin: the
+    least-loaded candidate with a free slot.
+    """
+
+
+# --------------------------------------------------------------------------
+# Sandbox runtimes
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_register_sandbox_runtimes(register: RegisterRuntime) -> None:
+    """Offer sandbox runtimes to the node agent.
+
+    :param register: call ``register(name, factory)`` once per runtime;
+        ``factory(options)`` builds a :class:`SandboxRuntime` from the
+        node's ``sandbox_*`` settings (a mapping of plain values).
+    Called by: the node agent at start; the configured ``sandbox_runtime``
+    name picks one. Default plugin: ``podman`` (distribution cynode-podman).
+    """
+
+
+# --------------------------------------------------------------------------
+# Inference backends
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_register_inference_backends(register: RegisterBackend) -> None:
+    """Offer inference backends to the node agent.
+
+    :param register: call ``register(name, factory)`` once per backend;
+        ``factory(options)`` builds an :class:`InferenceBackend` from the
+        node's ``inference_*`` settings.
+    Called by: the node agent at start, before it acks its configuration;
+    the configured ``inference_backend`` name picks one (``none`` must be
+    set explicitly to run without). Shipped plugins: ``ollama``, ``llamacpp``.
+    """
+
+
+# --------------------------------------------------------------------------
+# Task events
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_task_finished(task: TaskEvent) -> None:
+    """Be told that a task reached a terminal status.
+
+    :param task: the task id, its final API status and its owner.
+    :returns: nothing; exceptions are logged and swallowed so a plugin
+        cannot break dispatch.
+    Called by: the dispatcher and the cancel endpoint, after the commit.
+    """

@@ -1,0 +1,1 @@
+"""Domain logic the API blueprints call; nothing here imports Flask."""

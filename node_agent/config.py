@@ -1,0 +1,142 @@
+"""Node agent settings: defaults < YAML (``CYNODE_CONFIG``) < environment.
+
+Dotted YAML aliases follow the node start-up YAML of the node contract
+(``orchestrator.url``, ``node.id``, ``worker_api.listen_port`` ...), and
+upstream's environment names are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cynode_core.config import (
+    ConfigError,
+    default_home,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_list,
+    parse_optional_str,
+    parse_path,
+    parse_positive_int,
+    register_settings_class,
+    setting,
+)
+
+INFERENCE_NONE = "none"
+
+
+@register_settings_class
+@dataclasses.dataclass(frozen=True)
+class NodeSettings:
+    """Everything ``cynode node serve`` reads at start."""
+
+    home: Path = setting(default_home, parse=parse_path, help="cynode state directory")
+    orchestrator_url: str = setting("http://127.0.0.1:12082", env=("ORCHESTRATOR_URL",), yaml_keys=("orchestrator.url",),
+                                    help="control-plane base URL")
+    node_psk: str | None = setting(None, parse=parse_optional_str, env=("NODE_REGISTRATION_PSK",), secret=True,
+                                   help="registration pre-shared key (required)")
+    node_psk_file: Path | None = setting(None, parse=parse_path, yaml_keys=("orchestrator.registration_psk_file",),
+                                         help="file holding the PSK, read when CYNODE_NODE_PSK is unset")
+    node_slug: str = setting("node-01", env=("NODE_SLUG",), yaml_keys=("node.id",), help="stable node identifier")
+    node_name: str = setting("Default Node", env=("NODE_NAME",), yaml_keys=("node.name",), help="display name")
+    node_labels: list[str] = setting(list, parse=parse_list, yaml_keys=("node.labels",), help="labels reported")
+    http_timeout: float = setting(10.0, parse=parse_duration, env=("HTTP_TIMEOUT",),
+                                  yaml_keys=("orchestrator.timeouts.request_seconds",),
+                                  help="timeout of each call to the orchestrator")
+    readiness_timeout: float = setting(90.0, parse=parse_duration, env=("NODE_MANAGER_READINESS_TIMEOUT",),
+                                       help="how long to wait for the orchestrator at start")
+    worker_listen_host: str = setting("127.0.0.1", yaml_keys=("worker_api.listen_host",), help="Worker API bind host")
+    worker_listen_port: int = setting(12090, parse=parse_int, yaml_keys=("worker_api.listen_port",), help="Worker API port")
+    public_base_url: str | None = setting(None, parse=parse_optional_str, env=("NODE_ADVERTISED_WORKER_API_URL",),
+                                          yaml_keys=("worker_api.public_base_url",),
+                                          help="Worker API URL advertised to the orchestrator; unset: from the listen address")
+    max_request_bytes: int = setting(10 * 1024 * 1024, parse=parse_positive_int,
+                                     yaml_keys=("worker_api.max_request_bytes",), help="job request body cap")
+    state_dir: Path | None = setting(None, parse=parse_path, env=("WORKER_API_STATE_DIR", "CYNODE_STATE_DIR"),
+                                     yaml_keys=("storage.state_dir",), help="node state; unset: CYNODE_HOME/node/<slug>")
+    job_slots: int = setting(2, parse=parse_positive_int, yaml_keys=("sandbox.max_concurrency",),
+                             help="jobs run at once; more answer 503 with Retry-After")
+    sandbox_runtime: str = setting("podman", env=("CONTAINER_RUNTIME",), yaml_keys=("sandbox.runtime",),
+                                   help="sandbox runtime plugin name")
+    sandbox_image: str = setting("localhost/cynode-sandbox:busybox", yaml_keys=("sandbox.default_image",),
+                                 help="image for jobs that name none, and for the start-up check")
+    podman_socket: str | None = setting(None, parse=parse_optional_str,
+                                        help="Podman REST socket URL; unset: the agent starts its own service")
+    workspace_root: Path | None = setting(None, parse=parse_path, env=("WORKSPACE_ROOT",), yaml_keys=("sandbox.mount_root",),
+                                          help="host parent of per-job workspaces; unset: <state_dir>/sandbox_mounts")
+    keep_workspaces: bool = setting(False, parse=parse_bool, help="keep each job's workspace after the job")
+    default_timeout_seconds: int = setting(3600, parse=parse_positive_int, env=("DEFAULT_TIMEOUT_SECONDS",),
+                                           yaml_keys=("sandbox.timeouts.default_seconds",), help="job timeout when none is asked")
+    max_timeout_seconds: int = setting(10800, parse=parse_positive_int, yaml_keys=("sandbox.timeouts.max_seconds",),
+                                       help="cap on any job timeout")
+    max_output_bytes: int = setting(262144, parse=parse_positive_int, env=("MAX_OUTPUT_BYTES",),
+                                    help="per-stream stdout/stderr cap")
+    sandbox_memory: str | None = setting("512m", parse=parse_optional_str, help="memory limit per job ('' = none)")
+    sandbox_pids: int = setting(256, parse=parse_int, help="pids limit per job (0 = none)")
+    sandbox_cpus: float | None = setting(None, parse=lambda v: float(v) if str(v).strip() else None,
+                                         help="CPU limit per job (unset = none)")
+    inference_backend: str | None = setting(None, parse=parse_optional_str, yaml_keys=("inference.backend",),
+                                            help="inference backend plugin (ollama, llamacpp) or 'none'; required")
+    ollama_url: str = setting("http://127.0.0.1:11434", env=("OLLAMA_BASE_URL",), yaml_keys=("inference.ollama_url",),
+                              help="URL of an existing Ollama server (ollama backend)")
+    inference_model: str | None = setting(None, parse=parse_optional_str, yaml_keys=("inference.model",),
+                                          help="model to serve; unset: the orchestrator's selected_model or the backend default")
+    capability_report_interval: float = setting(60.0, parse=parse_duration, env=("CAPABILITY_REPORT_INTERVAL",),
+                                                help="period of capability reports")
+
+    def validate(self) -> None:
+        if not self.orchestrator_url:
+            raise ConfigError("ORCHESTRATOR_URL is required (CYNODE_ORCHESTRATOR_URL)")
+        if not self.node_slug:
+            raise ConfigError("NODE_SLUG is required (CYNODE_NODE_SLUG)")
+        if not 0 < self.worker_listen_port < 65536:
+            raise ConfigError(f"worker_listen_port out of range: {self.worker_listen_port}")
+        if self.default_timeout_seconds > self.max_timeout_seconds:
+            raise ConfigError("default_timeout_seconds is larger than max_timeout_seconds")
+
+    def require_psk(self) -> str:
+        """The PSK from the environment or its file; a clear error when neither is set."""
+        if self.node_psk:
+            return self.node_psk
+        if self.node_psk_file is not None:
+            try:
+                text = self.node_psk_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read node_psk_file {self.node_psk_file}: {exc.strerror}") from exc
+            if text:
+                return text
+        raise ConfigError("NODE_REGISTRATION_PSK is required (CYNODE_NODE_PSK or node_psk_file)")
+
+    def require_inference_backend(self) -> str:
+        if not self.inference_backend:
+            raise ConfigError(
+                "inference_backend is not set: name a backend (CYNODE_INFERENCE_BACKEND=llamacpp or ollama) "
+                "or set it to 'none' to run this node without inference on purpose"
+            )
+        return self.inference_backend
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or (self.home / "node" / self.node_slug)
+
+    @property
+    def resolved_workspace_root(self) -> Path:
+        return self.workspace_root or (self.resolved_state_dir / "sandbox_mounts")
+
+    @property
+    def advertised_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = self.worker_listen_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.worker_listen_port}"
+
+    def runtime_options(self) -> dict[str, object]:
+        """The plain mapping handed to a sandbox runtime factory."""
+        return {
+            "socket_url": self.podman_socket,
+            "state_dir": str(self.resolved_state_dir),
+        }
