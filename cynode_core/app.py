@@ -1,0 +1,93 @@
+"""The orchestrator's Flask application: User API Gateway and control plane.
+
+One app serves both route sets; ``cynode orchestrator serve`` binds it to
+the gateway port (12080) and the control-plane port (12082). Node tokens and
+user tokens are told apart by their ``token_type`` claim, so neither works
+on the other's routes whichever port carries them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import pluggy
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_smorest import Api
+
+from cynode_core import __version__
+from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH, LocalAccounts
+from cynode_core.config import OrchestratorSettings
+from cynode_core.db import Database
+from cynode_core.errors import install_problem_handlers
+from cynode_core.plugins import get_plugin_manager
+from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER, LeastLoaded
+from cynode_core.services.secrets import ResolvedSecrets, TokenCipher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Orchestrator:
+    """What the views need, kept in ``app.extensions['cynode']``."""
+
+    settings: OrchestratorSettings
+    db: Database
+    pm: pluggy.PluginManager
+    secrets: ResolvedSecrets
+    cipher: TokenCipher
+    started_at: dt.datetime
+
+
+def create_app(
+    settings: OrchestratorSettings,
+    db: Database,
+    secrets: ResolvedSecrets,
+    *,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> Flask:
+    """Build the orchestrator app on an open database (migrations already applied)."""
+    app = Flask("cynode_core")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        API_TITLE="cynode orchestrator",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/static/",
+        JWT_SECRET_KEY=secrets.jwt_secret,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_ENCODE_ISSUER="cynodeai",
+        JWT_DECODE_ISSUER="cynodeai",
+        JWT_ENCODE_NBF=False,
+        JWT_ACCESS_TOKEN_EXPIRES=dt.timedelta(seconds=settings.access_token_ttl),
+        JWT_REFRESH_TOKEN_EXPIRES=dt.timedelta(seconds=settings.refresh_token_ttl),
+        JWT_TOKEN_LOCATION=["headers"],
+    )
+    pm = plugin_manager or get_plugin_manager(
+        [(LocalAccounts(db.sessions), LOCAL_AUTH), (LeastLoaded(), DEFAULT_SCHEDULER)],
+        disabled=settings.disable_plugins,
+    )
+    app.extensions["cynode"] = Orchestrator(
+        settings=settings,
+        db=db,
+        pm=pm,
+        secrets=secrets,
+        cipher=TokenCipher(secrets.token_key),
+        started_at=dt.datetime.now(dt.timezone.utc),
+    )
+    JWTManager(app)
+
+    from cynode_core.api import register_api
+    from cynode_core.api.http import install_request_guards
+
+    api = Api(app)
+    register_api(api)
+    install_request_guards(app)
+    install_problem_handlers(app)
+    return app

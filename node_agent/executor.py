@@ -1,0 +1,377 @@
+"""Job execution: a RunJobRequest in, one sandbox run, a RunJobResponse out.
+
+The executor owns the node-side rules of the contract (sections 5 and 6):
+validation, the effective timeout, the per-job workspace, the sandbox
+environment, the hardening defaults, the response shape. It adds three
+things upstream lacks:
+
+- Idempotency by ``job_id``: a repeat of a running job waits for that run,
+  a repeat of a finished job gets the stored result (see ``job_store``).
+- Slots: at most ``settings.job_slots`` jobs run at once; one more is
+  refused with 503 and ``Retry-After: 1`` before anything runs, so the
+  orchestrator can try again or place it elsewhere.
+- Cancel: ``cancel(job_id)`` stops a running job's container; its result
+  is ``failed`` with a note in ``stderr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cynode_core.errors import BadRequest, CynodeError, NotFound, ServiceUnavailable
+from cynode_core.hookspecs import SandboxOutcome, SandboxRuntime, SandboxSpec
+from node_agent.config import NodeSettings
+from node_agent.job_request import RunJobRequest, is_uuid, parse_run_job_request
+from node_agent.job_result import (
+    STATUS_FAILED,
+    build_run_job_response,
+    interrupted_response,
+    utc_now,
+)
+from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+# Hard ceiling of the contract (5.3): no configuration can raise the request cap above it.
+CONTRACT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# The identity jobs run as (decisions.md, Beyond upstream: non-root sandboxes).
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+WORKSPACE_MOUNT = "/workspace"
+RESERVED_ENV = ("CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR")
+# How long a cancel keeps asking the runtime to stop a job whose container is
+# not there yet (runtime.run was called but had not created it).
+CANCEL_RETRY_SECONDS = 5.0
+
+
+class WorkspaceError(CynodeError):
+    """The per-job workspace could not be made (500, contract 5.2)."""
+
+    status = 500
+
+
+class JobExecutionError(CynodeError):
+    """The node could not start a job for a reason of its own (500, contract 5.2)."""
+
+    status = 500
+
+
+@dataclass
+class _ActiveJob:
+    """A job this process is running; repeats and cancels wait on ``done``."""
+
+    task_id: str
+    done: threading.Event = field(default_factory=threading.Event)
+    cancel_requested: bool = False
+    handed_to_runtime: bool = False
+    result: dict[str, Any] | None = None
+    error: CynodeError | None = None
+
+
+class JobExecutor:
+    """Runs Worker API jobs on a sandbox runtime, at most ``settings.job_slots`` at once."""
+
+    def __init__(self, runtime: SandboxRuntime, settings: NodeSettings, *, store: JobStore | None = None) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._workspace_root = settings.resolved_workspace_root
+        self._store = store or JobStore(settings.resolved_state_dir / "jobs")
+        self._lock = threading.Lock()
+        self._active: dict[str, _ActiveJob] = {}
+        self._accepting = True
+        self._max_request_bytes: int | None = None
+        self._max_job_timeout: int | None = None
+        self._recover()
+
+    # ------------------------------------------------------------------ limits
+
+    def apply_constraints(self, *, max_request_bytes: int | None, max_job_timeout_seconds: int | None) -> None:
+        """Apply the orchestrator config's ``constraints`` (contract 5.3, 5.4); ``None`` or <= 0 = unset."""
+        self._max_request_bytes = max_request_bytes if max_request_bytes and max_request_bytes > 0 else None
+        self._max_job_timeout = (
+            max_job_timeout_seconds if max_job_timeout_seconds and max_job_timeout_seconds > 0 else None
+        )
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Effective request body cap: min(local setting, config constraint, 10 MiB)."""
+        caps = [self._settings.max_request_bytes, CONTRACT_MAX_REQUEST_BYTES]
+        if self._max_request_bytes is not None:
+            caps.append(self._max_request_bytes)
+        return min(caps)
+
+    def effective_timeout(self, requested: int) -> int:
+        """min(requested if > 0 else default, max, config constraint), per contract 5.4."""
+        timeout = requested if requested > 0 else self._settings.default_timeout_seconds
+        caps = [timeout, self._settings.max_timeout_seconds]
+        if self._max_job_timeout is not None:
+            caps.append(self._max_job_timeout)
+        return min(caps)
+
+    @property
+    def running_jobs(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    # -------------------------------------------------------------------- run
+
+    def run(self, body: Any) -> dict[str, Any]:
+        """Run the job a decoded request body describes, once per ``job_id``; return its RunJobResponse.
+
+        Raises ``BadRequest`` (400) for an invalid body, ``ServiceUnavailable``
+        (503) when every slot is busy or the node is stopping, and
+        ``WorkspaceError`` / ``JobExecutionError`` (500) when the node could
+        not start the job. Sandbox failures are results, not exceptions.
+        """
+        request = parse_run_job_request(body)
+        key = request.job_key
+        with self._lock:
+            job = self._active.get(key)
+            owner = job is None
+            if job is None:
+                record = self._store.get_finished(key)
+                if record is not None and record.result is not None:
+                    log.info("job %s: repeated dispatch answered from the stored result", key)
+                    return record.result
+                if not self._accepting:
+                    raise ServiceUnavailable("Node is shutting down", headers={"Retry-After": "1"})
+                if len(self._active) >= self._settings.job_slots:
+                    raise ServiceUnavailable("No free job slot on this node", headers={"Retry-After": "1"})
+                job = _ActiveJob(task_id=request.task_id)
+                self._active[key] = job
+        if not owner:
+            log.info("job %s: repeated dispatch waits for the run in progress", key)
+            job.done.wait()
+            if job.error is not None:
+                raise job.error
+            assert job.result is not None
+            return job.result
+        try:
+            job.result = self._execute(request, job)
+            return job.result
+        except CynodeError as exc:
+            job.error = exc
+            raise
+        except Exception as exc:  # a bug of ours must not leave waiters hanging
+            log.exception("job %s: unexpected error", key)
+            job.error = JobExecutionError("Job execution failed")
+            raise job.error from exc
+        finally:
+            with self._lock:
+                self._active.pop(key, None)
+            job.done.set()
+
+    def _execute(self, request: RunJobRequest, job: _ActiveJob) -> dict[str, Any]:
+        key = request.job_key
+        timeout = self.effective_timeout(request.sandbox.timeout_seconds)
+        try:
+            self._store.mark_running(key, request.task_id)
+        except OSError as exc:
+            # Without the marker a crash could lead to a second run; refuse while nothing ran.
+            log.error("job %s: cannot record the job start: %s", key, exc)
+            raise JobExecutionError("Job execution failed") from exc
+        try:
+            workspace = self._create_workspace(key)
+        except OSError as exc:
+            log.error("job %s: workspace creation failed: %s", key, exc)
+            self._store.discard(key)
+            raise WorkspaceError("Workspace creation failed") from exc
+        started = utc_now()
+        try:
+            outcome = self._run_in_sandbox(request, job, workspace, timeout)
+            ended = utc_now()
+            with self._lock:
+                canceled = job.cancel_requested
+            result = build_run_job_response(
+                task_id=request.task_id,
+                job_id=request.job_id,
+                outcome=outcome,
+                started_at=started,
+                ended_at=ended,
+                max_output_bytes=self._settings.max_output_bytes,
+                canceled=canceled,
+            )
+            self._store.save_finished(
+                JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result)
+            )
+        finally:
+            self._remove_workspace(workspace)
+        log.info(
+            "job %s (task %s): %s, exit code %s, %.1f s",
+            key, request.task_id, result["status"], result["exit_code"], (ended - started).total_seconds(),
+        )
+        return result
+
+    def _run_in_sandbox(self, request: RunJobRequest, job: _ActiveJob, workspace: Path, timeout: int) -> SandboxOutcome:
+        with self._lock:
+            if job.cancel_requested:
+                return SandboxOutcome(status=STATUS_FAILED, exit_code=-1)
+            job.handed_to_runtime = True
+        if request.sandbox.use_inference:
+            # Phase 1.5's per-job inference proxy is not built yet; upstream runs such jobs plainly too.
+            log.info("job %s: use_inference requested; running without an inference proxy", request.job_key)
+        spec = self._build_spec(request, workspace, timeout)
+        log.info("job %s (task %s): starting in %s, timeout %d s", request.job_key, request.task_id, spec.image, timeout)
+        try:
+            return self._runtime.run(spec)
+        except Exception as exc:  # contract 6: a runtime error is a failed job, answered 200
+            log.warning("job %s: runtime error: %s", request.job_key, exc)
+            return SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+
+    def _build_spec(self, request: RunJobRequest, workspace: Path, timeout: int) -> SandboxSpec:
+        settings = self._settings
+        return SandboxSpec(
+            job_id=request.job_key,
+            task_id=request.task_id,
+            image=request.sandbox.image or settings.sandbox_image,
+            command=list(request.sandbox.command),
+            env=build_sandbox_env(request),
+            workspace_dir=str(workspace),
+            timeout_seconds=timeout,
+            max_output_bytes=settings.max_output_bytes,
+            # Every policy value means deny-all in Phase 1 (decisions.md, Acceptance 6);
+            # normalising here keeps a runtime from honouring anything else.
+            network_policy="none",
+            user=f"{SANDBOX_UID}:{SANDBOX_GID}",
+            memory_limit=settings.sandbox_memory,
+            pids_limit=settings.sandbox_pids if settings.sandbox_pids > 0 else None,
+            cpus=settings.sandbox_cpus,
+            read_only_root=True,
+        )
+
+    # -------------------------------------------------------------- workspace
+
+    def _create_workspace(self, key: str) -> Path:
+        path = self._workspace_root / key
+        self._workspace_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists():
+            # Left by a crash: start clean rather than hand a job someone else's files.
+            shutil.rmtree(path)
+        path.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            # The sandbox runs as 65534:65534; 0700 keeps everyone else out.
+            os.chown(path, SANDBOX_UID, SANDBOX_GID)
+        return path
+
+    def _remove_workspace(self, path: Path) -> None:
+        if self._settings.keep_workspaces:
+            return
+        shutil.rmtree(path, ignore_errors=True)
+
+    # ----------------------------------------------------------------- cancel
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a job; idempotent. Returns ``{"version", "job_id", "canceled"}``.
+
+        ``canceled`` is true when the job was (or had already been) stopped
+        by a cancel, false when it had finished on its own first. Raises
+        ``BadRequest`` for a malformed id and ``NotFound`` for an unknown job.
+        """
+        if not is_uuid(job_id):
+            raise BadRequest("job_id must be a UUID")
+        key = job_id.lower()
+        with self._lock:
+            job = self._active.get(key)
+            if job is not None:
+                job.cancel_requested = True
+                handed = job.handed_to_runtime
+        if job is None:
+            record = self._store.get_finished(key)
+            if record is None:
+                raise NotFound("Job not found")
+            return {"version": 1, "job_id": job_id, "canceled": record.canceled}
+        log.info("job %s: cancel requested", key)
+        if handed:
+            self._stop_container(key, job)
+        return {"version": 1, "job_id": job_id, "canceled": True}
+
+    def _stop_container(self, key: str, job: _ActiveJob) -> None:
+        # runtime.run may not have created the container yet; keep asking
+        # briefly until it stops one or the job ends by itself.
+        deadline = time.monotonic() + CANCEL_RETRY_SECONDS
+        while True:
+            try:
+                if self._runtime.cancel(key):
+                    return
+            except Exception as exc:  # a failed stop must not fail the cancel call
+                log.warning("job %s: runtime cancel failed: %s", key, exc)
+            if job.done.wait(0.1) or time.monotonic() >= deadline:
+                return
+
+    # --------------------------------------------------------------- shutdown
+
+    def stop_accepting(self) -> None:
+        """Refuse new jobs (503) from now on; repeats of finished jobs are still answered."""
+        with self._lock:
+            self._accepting = False
+
+    def cancel_all(self) -> None:
+        """Cancel every running job (node shutdown)."""
+        with self._lock:
+            keys = list(self._active)
+        for key in keys:
+            try:
+                self.cancel(key)
+            except NotFound:
+                pass  # finished meanwhile
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs; False when ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                jobs = list(self._active.values())
+            if not jobs:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            jobs[0].done.wait(min(remaining, 0.5))
+
+    # --------------------------------------------------------------- recovery
+
+    def _recover(self) -> None:
+        """Settle jobs a previous agent process left running: failed, not re-run.
+
+        Running a job again could repeat its effects, and the orchestrator
+        re-dispatches under the same ``job_id`` precisely because it relies
+        on the node not to. A failed result with a clear reason is the
+        safe answer; the orchestrator's retry policy decides what follows.
+        """
+
+        def finish(record: JobRecord) -> JobRecord:
+            result = interrupted_response(record.task_id, record.job_id, utc_now())
+            return JobRecord(record.job_id, record.task_id, STATE_FINISHED, result=result)
+
+        interrupted = self._store.recover(finish, retention_seconds=self._settings.job_result_retention)
+        for key in interrupted:
+            log.warning("job %s was running when the agent stopped; recorded as failed", key)
+            try:
+                self._runtime.cancel(key)  # best effort: its container may still exist
+            except Exception as exc:
+                log.warning("job %s: could not stop a leftover container: %s", key, exc)
+            shutil.rmtree(self._workspace_root / key, ignore_errors=True)
+
+
+def build_sandbox_env(request: RunJobRequest) -> dict[str, str]:
+    """The container environment: the node's ``CYNODE_*`` first, then the request's.
+
+    The request cannot override the three reserved names (silently dropped,
+    as upstream); nothing of the agent's own environment is added.
+    """
+    env = {
+        "CYNODE_TASK_ID": request.task_id,
+        "CYNODE_JOB_ID": request.job_id,
+        "CYNODE_WORKSPACE_DIR": WORKSPACE_MOUNT,
+    }
+    for name, value in request.sandbox.env.items():
+        if name not in RESERVED_ENV:
+            env[name] = value
+    return env

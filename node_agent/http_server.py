@@ -1,0 +1,90 @@
+"""A waitress server on a background thread, stoppable from another thread.
+
+The Node Manager runs the Worker API this way so its own thread stays free
+for the start-up sequence, the capability reports and signal handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import waitress
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[..., Any]
+
+# waitress answers bodies over its own cap with a plain-text 413 before the
+# app sees them; keep that cap far above the Worker API's (10 MiB at most)
+# so the app's problem+json 413 is what clients get, yet bounded.
+WAITRESS_MAX_BODY = 64 * 1024 * 1024
+
+
+class BackgroundServer:
+    """Serve ``app`` with waitress on ``host:port`` in a daemon thread.
+
+    The socket is bound in the constructor, so a port in use fails there
+    (``OSError``), before anything is reported as started. ``port`` 0 picks
+    a free port; ``port`` tells which.
+    """
+
+    def __init__(self, app: WsgiApp, *, host: str, port: int, threads: int, name: str = "worker-api") -> None:
+        self._map: dict[int, Any] = {}
+        self._server = waitress.create_server(
+            app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="cynode",
+            max_request_body_size=WAITRESS_MAX_BODY,
+            asyncore_use_poll=True,
+        )
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self._name = name
+
+    @property
+    def port(self) -> int:
+        server: Any = self._server
+        if hasattr(server, "effective_port"):
+            return int(server.effective_port)
+        return int(server.effective_listen[0][1])
+
+    @property
+    def host(self) -> str:
+        server: Any = self._server
+        if hasattr(server, "effective_host"):
+            return str(server.effective_host)
+        return str(server.effective_listen[0][0])
+
+    def start(self) -> None:
+        """Start serving in the background."""
+        self._thread.start()
+        log.info("%s listening on %s:%d", self._name, self.host, self.port)
+
+    def _busy(self) -> bool:
+        return any(
+            isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
+            for ch in list(self._map.values())
+        )
+
+    def stop(self, *, drain_timeout: float = 5.0) -> None:
+        """Let answers in progress go out (up to ``drain_timeout``), then close every socket."""
+        if not self._thread.is_alive():
+            return
+        deadline = time.monotonic() + drain_timeout
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        trigger = next((d.trigger for d in list(self._map.values()) if hasattr(d, "trigger")), None)
+        if trigger is not None:
+            # Closing sockets from this thread would race the event loop's
+            # poll(); the trigger runs the close inside the loop thread.
+            trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+        self._thread.join(timeout=5.0)
+        self._server.task_dispatcher.shutdown(timeout=5.0)
+        log.info("%s stopped", self._name)

@@ -1,0 +1,102 @@
+"""The Worker API (node contract 5): the orchestrator-facing HTTP face of a node.
+
+``GET /healthz`` and ``GET /readyz`` are open; ``POST /v1/worker/jobs:run``
+and our ``POST /v1/worker/jobs/{job_id}:cancel`` need
+``Authorization: Bearer <orchestrator_bearer_token>``, compared in constant
+time. The order of checks is upstream's: auth (401), body size (413), JSON
+(400), then the executor's own validation. Every error is problem+json.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+
+from cynode_core.errors import BadRequest, PayloadTooLarge, Unauthorized, install_problem_handlers
+from node_agent.executor import JobExecutor
+from node_agent.readiness import Readiness
+
+log = logging.getLogger(__name__)
+
+AUTH_DETAIL = "Invalid or missing bearer token"
+TOO_LARGE_DETAIL = "Request body exceeds maximum size"
+_PLAIN = "text/plain; charset=utf-8"
+_BEARER_PREFIX = b"Bearer "
+
+
+def _json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False) + "\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _plain_response(text: str, status: int = 200) -> Response:
+    return Response(text, status=status, content_type=_PLAIN)
+
+
+def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Readiness) -> Flask:
+    """Build the Worker API WSGI app around ``executor``.
+
+    ``bearer_token`` is the node config's ``worker_api.orchestrator_bearer_token``
+    (required: a Worker API without a token would run anyone's jobs).
+    ``readiness`` is the object the Node Manager updates; ``/readyz``
+    answers from it.
+    """
+    if not bearer_token:
+        raise ValueError("the Worker API needs a bearer token")
+    expected = _BEARER_PREFIX + bearer_token.encode("utf-8")
+
+    app = Flask(__name__)
+    install_problem_handlers(app)
+    app.extensions["cynode_worker"] = {"executor": executor, "readiness": readiness}
+
+    def require_bearer() -> None:
+        # Exactly "Bearer <token>", scheme case-sensitive as upstream. The
+        # header is compared as a whole so its length is the only thing a
+        # timing side channel could tell.
+        header = request.headers.get("Authorization", "").encode("utf-8", errors="replace")
+        if not hmac.compare_digest(header, expected):
+            raise Unauthorized(AUTH_DETAIL, headers={"WWW-Authenticate": "Bearer"})
+
+    def read_json_body() -> Any:
+        cap = executor.max_request_bytes
+        length = request.content_length
+        if length is not None and length > cap:
+            raise PayloadTooLarge(TOO_LARGE_DETAIL)
+        data = request.stream.read(cap + 1)
+        if len(data) > cap:
+            raise PayloadTooLarge(TOO_LARGE_DETAIL)
+        try:
+            return json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("Invalid request body") from exc
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _plain_response("ok")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        reason = readiness.check()
+        if reason is None:
+            return _plain_response("ready")
+        return _plain_response(reason, 503)
+
+    @app.post("/v1/worker/jobs:run")
+    def run_job() -> Response:
+        require_bearer()
+        body = read_json_body()
+        return _json_response(executor.run(body))
+
+    @app.post("/v1/worker/jobs/<job_id>:cancel")
+    def cancel_job(job_id: str) -> Response:
+        require_bearer()
+        return _json_response(executor.cancel(job_id))
+
+    return app

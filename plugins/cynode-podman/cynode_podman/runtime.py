@@ -1,0 +1,308 @@
+"""``PodmanRuntime``: one hardened container per job through podman-py on the REST socket.
+
+Per job: create, start, wait, logs, remove — five calls on one shared client.
+``wait`` polls every 10 ms instead of Podman's 250 ms default, and its HTTP
+read timeout is the job timeout, so no timer thread is needed. Logs are read
+once the container stopped (Podman keeps them in a k8s-file log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import requests
+from podman import PodmanClient
+from podman.domain.containers import Container
+from podman.errors import APIError, ImageNotFound, NotFound
+
+from cynode_core.hookspecs import RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_podman.output import CappedBuffer, read_frames
+from cynode_podman.service import PodmanService
+
+LABEL_TASK_ID = "cynodeai.task_id"
+LABEL_JOB_ID = "cynodeai.job_id"
+WORKSPACE = "/workspace"
+NAME_PREFIX = "cynode-job-"
+EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
+_CPU_PERIOD = 100_000  # podman-py ignores nano_cpus; a CFS quota per period does the same
+_UNSAFE_NAME = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def container_name(job_id: str) -> str:
+    """The container name of a job (characters Podman refuses become ``_``)."""
+    return NAME_PREFIX + _UNSAFE_NAME.sub("_", job_id)
+
+
+@dataclass
+class _Job:
+    """A job in flight, shared between ``run`` and ``cancel`` under the runtime's lock."""
+
+    container: Container | None = None
+    canceled: bool = False
+
+
+class PodmanRuntime:
+    """The ``podman`` sandbox runtime. Thread-safe: several jobs may run at once."""
+
+    name = "podman"
+
+    def __init__(self, socket_url: str | None = None, state_dir: str | Path | None = None,
+                 *, wait_interval: str = "10ms") -> None:
+        """Use the Podman service at ``socket_url``, or start a private one under ``state_dir``.
+
+        Nothing is started here: the service starts on first use, so building
+        the runtime never fails and ``check`` reports what is wrong.
+        """
+        if socket_url is None and state_dir is None:
+            raise ValueError("PodmanRuntime needs a socket_url or a state_dir")
+        self._socket_url = socket_url
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._wait_interval = wait_interval
+        self._service: PodmanService | None = None
+        self._client: PodmanClient | None = None
+        self._lock = threading.Lock()  # guards _jobs and the lazy start
+        self._jobs: dict[str, _Job] = {}
+        self._version: str | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> PodmanRuntime:
+        """Build from the node's runtime options (``socket_url``, ``state_dir``)."""
+        socket_url = options.get("socket_url")
+        state_dir = options.get("state_dir")
+        return cls(socket_url=str(socket_url) if socket_url else None,
+                   state_dir=str(state_dir) if state_dir else None)
+
+    @property
+    def service(self) -> PodmanService | None:
+        """The private service, when this runtime started one."""
+        return self._service
+
+    @property
+    def client(self) -> PodmanClient:
+        """The shared podman-py client; starts the private service on first use.
+
+        :raises RuntimeUnavailable: the service cannot be started.
+        """
+        with self._lock:
+            if self._client is None:
+                url = self._socket_url
+                if url is None:
+                    assert self._state_dir is not None
+                    self._service = PodmanService(self._state_dir / "podman")
+                    url = self._service.start()
+                # Each running job holds a connection in wait(); keep a pool of them.
+                self._client = PodmanClient(base_url=url, max_pool_size=64)
+            return self._client
+
+    def version(self) -> str:
+        """Podman's version, e.g. ``4.3.1``."""
+        if self._version is None:
+            try:
+                self._version = str(self.client.version()["Version"])
+            except (APIError, KeyError) as exc:
+                raise RuntimeUnavailable(f"podman service at {self._url()} does not answer: {exc}") from exc
+        return self._version
+
+    def check(self, image: str) -> None:
+        """Raise ``RuntimeUnavailable`` unless the service answers and ``image`` runs ``true``."""
+        client = self.client
+        try:
+            if not client.ping():
+                raise RuntimeUnavailable(f"podman service at {self._url()} does not answer /_ping")
+            present = client.images.exists(image)
+        except APIError as exc:
+            raise RuntimeUnavailable(f"podman service at {self._url()} is unreachable: {exc}") from exc
+        if not present:
+            raise RuntimeUnavailable(
+                f"sandbox image {image!r} is not in Podman's image store "
+                "(no registry is reachable; build it with scripts/build-sandbox-image)")
+        with tempfile.TemporaryDirectory(prefix="cynode-check-") as workspace:
+            outcome = self.run(SandboxSpec(
+                job_id=f"check-{uuid.uuid4()}", task_id="check", image=image, command=["true"],
+                env={}, workspace_dir=workspace, timeout_seconds=60, max_output_bytes=4096))
+        if outcome.status != "completed":
+            message = outcome.stderr.decode("utf-8", "replace").strip()
+            raise RuntimeUnavailable(f"podman cannot run `true` in {image!r}: {message}")
+
+    def run(self, spec: SandboxSpec) -> SandboxOutcome:
+        """Run one job to its end, its timeout or its cancellation; never raises for job failures."""
+        started_at = _now()
+        job = _Job()
+        with self._lock:
+            self._jobs[spec.job_id] = job
+        try:
+            return self._run(spec, job, started_at)
+        except Exception as exc:  # noqa: BLE001 - any runtime failure must become a failed job
+            return _runtime_failure(-1, f"podman runtime error: {exc}", started_at)
+        finally:
+            with self._lock:
+                if self._jobs.get(spec.job_id) is job:
+                    del self._jobs[spec.job_id]
+            if job.container is not None:
+                self._remove(job.container)
+
+    def cancel(self, job_id: str) -> bool:
+        """Kill the job's container; True when the job was running (it then ends as failed)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return False
+            job.canceled = True
+            container = job.container
+        # Not created yet: run() sees the flag before it starts the container.
+        if container is not None:
+            _kill(container)
+        return True
+
+    def close(self) -> None:
+        """Close the client and stop the private service, if any. Idempotent."""
+        with self._lock:
+            client, self._client = self._client, None
+            service, self._service = self._service, None
+        if client is not None:
+            client.close()
+        if service is not None:
+            service.stop()
+
+    # -- one job ------------------------------------------------------------
+
+    def _run(self, spec: SandboxSpec, job: _Job, started_at: dt.datetime) -> SandboxOutcome:
+        client = self.client
+        try:
+            container = client.containers.create(spec.image, list(spec.command) or None, **_create_options(spec))
+        except ImageNotFound as exc:
+            return _runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {_explain(exc)}", started_at)
+        except APIError as exc:
+            message = _explain(exc)
+            what = "image not found" if "image not known" in message else "cannot create the container"
+            return _runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
+        with self._lock:
+            job.container = container
+            canceled = job.canceled
+        if canceled:
+            return _runtime_failure(-1, "job canceled before it started", started_at)
+        try:
+            container.start()
+        except APIError as exc:
+            message = _explain(exc)
+            code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
+            return _runtime_failure(code, f"cannot start the container: {message}", started_at)
+        with self._lock:
+            canceled = job.canceled
+        if canceled:  # cancel() came between create and start and found nothing to kill
+            _kill(container)
+        exit_code, timed_out = self._wait(container, spec.timeout_seconds)
+        stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
+        response = client.api.get(f"/containers/{container.id}/logs",
+                                  params={"stdout": True, "stderr": True}, stream=True)
+        try:
+            response.raise_for_status()
+            read_frames(response.raw, stdout, stderr)
+        finally:
+            response.close()  # stops the transfer when both caps were reached early
+        outcome = SandboxOutcome(
+            status="timeout" if timed_out else "completed" if exit_code == 0 else "failed",
+            exit_code=-1 if timed_out else exit_code,
+            stdout=bytes(stdout.data), stderr=bytes(stderr.data),
+            stdout_truncated=stdout.truncated, stderr_truncated=stderr.truncated,
+            started_at=started_at, ended_at=_now())
+        if job.canceled and not timed_out:
+            note = f"job canceled: container killed (exit {exit_code})\n".encode()
+            outcome.status = "failed"
+            outcome.stderr = (note + outcome.stderr)[:max(spec.max_output_bytes, len(note))]
+            outcome.stderr_truncated = outcome.stderr_truncated or len(note) + len(stderr.data) > len(outcome.stderr)
+        return outcome
+
+    def _wait(self, container: Container, timeout_seconds: int) -> tuple[int, bool]:
+        """Wait for the exit code; on timeout kill the container. Returns ``(code, timed_out)``."""
+        timeout = float(timeout_seconds) if timeout_seconds > 0 else None
+        begin = time.monotonic()
+        try:
+            return int(container.wait(interval=self._wait_interval, timeout=timeout)), False
+        except APIError as exc:
+            elapsed = time.monotonic() - begin
+            if timeout is None or not (isinstance(exc.__cause__, requests.Timeout) or elapsed >= timeout):
+                raise
+        _kill(container)
+        return -1, True
+
+    def _remove(self, container: Container) -> None:
+        """Force-remove a job's container; a failure is worth a retry, never an exception."""
+        for _ in range(3):
+            try:
+                container.remove(force=True)
+                return
+            except NotFound:
+                return
+            except APIError:
+                time.sleep(0.2)
+
+    def _url(self) -> str:
+        return self._socket_url or (self._service.url if self._service else "<not started>")
+
+
+def _create_options(spec: SandboxSpec) -> dict[str, Any]:
+    """podman-py ``containers.create`` keyword arguments for a job: deny-all network, no privileges."""
+    mounts = [{"type": "bind", "source": str(spec.workspace_dir), "target": WORKSPACE, "read_only": False}]
+    mounts += [{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+               for m in spec.mounts]
+    if spec.read_only_root:
+        # A private /tmp on a read-only root; its pages count against the memory limit.
+        mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
+    options: dict[str, Any] = {
+        "name": container_name(spec.job_id),
+        "labels": {LABEL_TASK_ID: spec.task_id, LABEL_JOB_ID: spec.job_id},
+        "environment": dict(spec.env),
+        "user": spec.user,
+        # Every Phase 1 policy, known or not, is deny-all: no interface but lo.
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        # podman-py maps security_opt to SELinux options; this is the no-new-privileges flag.
+        "no_new_privileges": True,
+        "read_only": spec.read_only_root,
+        "working_dir": WORKSPACE,
+        "mounts": mounts,
+        # Podman copies proxy variables from the service's environment otherwise.
+        "use_config_proxy": False,
+        # Logs are read after the exit; k8s-file keeps them regardless of journald.
+        "log_config": {"Type": "k8s-file"},
+    }
+    if spec.pids_limit:
+        options["pids_limit"] = spec.pids_limit
+    if spec.memory_limit:
+        options["mem_limit"] = spec.memory_limit
+    if spec.cpus:
+        options["cpu_period"] = _CPU_PERIOD
+        options["cpu_quota"] = int(spec.cpus * _CPU_PERIOD)
+    return options
+
+
+def _kill(container: Container) -> None:
+    """SIGKILL the container; it may already have exited, which is fine."""
+    try:
+        container.kill(signal="SIGKILL")
+    except APIError:
+        pass
+
+
+def _runtime_failure(code: int, message: str, started_at: dt.datetime) -> SandboxOutcome:
+    """A failed outcome in upstream's ``runtime exit <code>: <error>`` form."""
+    return SandboxOutcome(status="failed", exit_code=code, stderr=f"runtime exit {code}: {message}\n".encode(),
+                          started_at=started_at, ended_at=_now())
+
+
+def _explain(exc: APIError) -> str:
+    """Podman's own message for an API error."""
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
