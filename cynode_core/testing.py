@@ -29,8 +29,9 @@ import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -212,9 +213,9 @@ class SandboxRuntimeContract:
         home = tmp_path / "cynode-home"
         (home / "node").mkdir(parents=True)
         (home / "node" / "config.yaml").write_text(f"node_psk: {secret}\n")
-        outcome = runtime.run(sandbox_spec_factory(sh(
+        outcome = self.run_ok(runtime, sandbox_spec_factory(sh(
             f"cat {marker}; ls -R {home}; cat {home}/node/config.yaml; "
-            f"find / -path /proc -prune -o -path /sys -prune -o -name '{marker.name}' -print")))
+            f"find / -path /proc -prune -o -path /sys -prune -o -name '{marker.name}' -print; true")))
         assert secret.encode() not in outcome.stdout and marker.name.encode() not in outcome.stdout
         assert b"config.yaml" not in outcome.stdout
 
@@ -224,9 +225,9 @@ class SandboxRuntimeContract:
         writer = sandbox_spec_factory(sh(f"echo {secret} > /workspace/{name}"))
         self.run_ok(runtime, writer)
         assert (Path(writer.workspace_dir) / name).read_text() == f"{secret}\n"
-        outcome = runtime.run(sandbox_spec_factory(sh(
+        outcome = self.run_ok(runtime, sandbox_spec_factory(sh(
             f"ls -la /workspace; cat /workspace/{name}; "
-            f"find / -path /proc -prune -o -path /sys -prune -o -name '{name}' -print")))
+            f"find / -path /proc -prune -o -path /sys -prune -o -name '{name}' -print; true")))
         assert secret.encode() not in outcome.stdout and name.encode() not in outcome.stdout
 
     def test_env_holds_only_spec_env(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory,

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from node_agent.config import NodeSettings
+from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.job_result import format_time, utc_now
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,11 @@ def inference_section(backend_name: str, backend: InferenceBackend | None, *, st
 
     ``none`` (the operator's explicit choice) reports ``supported: false``
     and mode ``disabled``, so the orchestrator sends no inference
-    instruction. A backend reports its models once started; until then,
-    or when it does not answer, ``running`` is false.
+    instruction. A configured backend is ``supported`` from the first
+    report on (registration happens before it is started); it reports
+    ``running`` and its models once started and answering.
     """
-    if backend is None:
+    if backend_name == INFERENCE_NONE:
         return {"supported": False, "mode": "disabled"}
     section: dict[str, Any] = {
         "supported": True,
@@ -123,7 +124,7 @@ def inference_section(backend_name: str, backend: InferenceBackend | None, *, st
         "running": False,
         "available_models": [],
     }
-    if started:
+    if backend is not None and started:
         try:
             section["available_models"] = list(backend.models())
             section["running"] = True

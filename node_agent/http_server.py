@@ -14,6 +14,7 @@ from typing import Any, Callable
 import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class BackgroundServer:
         deadline = time.monotonic() + drain_timeout
         while self._busy() and time.monotonic() < deadline:
             time.sleep(0.05)
-        trigger = next((d.trigger for d in list(self._map.values()) if hasattr(d, "trigger")), None)
+        trigger = next((d.trigger for d in list(self._map.values()) if isinstance(d, BaseWSGIServer)), None)
         if trigger is not None:
             # Closing sockets from this thread would race the event loop's
             # poll(); the trigger runs the close inside the loop thread.

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Callable
 
+from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
+
 log = logging.getLogger(__name__)
 
 # A probe returns None when fine, or a short reason when not; it may also raise.
@@ -103,3 +105,27 @@ class Readiness:
             return f"{name} not available: {box['error']}"
         reason = box.get("reason")
         return str(reason) if reason else None
+
+
+def runtime_probe(runtime: SandboxRuntime, image: str) -> Probe:
+    """A live check of the sandbox runtime for ``/readyz``.
+
+    A runtime may offer a cheap ``ping()`` (not part of the hook contract,
+    so looked up by name); otherwise ``check(image)`` runs the start-up
+    check again, which is the only call the contract guarantees to reach
+    the runtime (``version()`` may be cached).
+    """
+    ping = getattr(runtime, "ping", None)
+    if callable(ping):
+        return lambda: _none(ping())
+    return lambda: _none(runtime.check(image))
+
+
+def backend_probe(backend: InferenceBackend) -> Probe:
+    """A live check of the inference backend for ``/readyz``: it must list its models."""
+    return lambda: _none(backend.models())
+
+
+def _none(_: object) -> None:
+    """A probe passes when the call returned at all; its value does not matter."""
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from cynode_core import hookimpl
 from cynode_core.hookspecs import RegisterRuntime, SandboxRuntime

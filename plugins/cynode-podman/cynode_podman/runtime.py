@@ -9,14 +9,13 @@ once the container stopped (Podman keeps them in a k8s-file log).
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
 import requests
 from podman import PodmanClient
@@ -24,21 +23,11 @@ from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
 from cynode_core.hookspecs import RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_podman.container_config import create_options
 from cynode_podman.output import CappedBuffer, read_frames
 from cynode_podman.service import PodmanService
 
-LABEL_TASK_ID = "cynodeai.task_id"
-LABEL_JOB_ID = "cynodeai.job_id"
-WORKSPACE = "/workspace"
-NAME_PREFIX = "cynode-job-"
 EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
-_CPU_PERIOD = 100_000  # podman-py ignores nano_cpus; a CFS quota per period does the same
-_UNSAFE_NAME = re.compile(r"[^a-zA-Z0-9_.-]")
-
-
-def container_name(job_id: str) -> str:
-    """The container name of a job (characters Podman refuses become ``_``)."""
-    return NAME_PREFIX + _UNSAFE_NAME.sub("_", job_id)
 
 
 @dataclass
@@ -137,11 +126,13 @@ class PodmanRuntime:
         started_at = _now()
         job = _Job()
         with self._lock:
+            if spec.job_id in self._jobs:  # the Worker API is idempotent; never run one job twice at once
+                return _runtime_failure(-1, f"job {spec.job_id} is already running", started_at)
             self._jobs[spec.job_id] = job
         try:
             return self._run(spec, job, started_at)
         except Exception as exc:  # noqa: BLE001 - any runtime failure must become a failed job
-            return _runtime_failure(-1, f"podman runtime error: {exc}", started_at)
+            return _runtime_failure(-1, f"podman service at {self._url()}: {exc}", started_at)
         finally:
             with self._lock:
                 if self._jobs.get(spec.job_id) is job:
@@ -177,10 +168,12 @@ class PodmanRuntime:
     def _run(self, spec: SandboxSpec, job: _Job, started_at: dt.datetime) -> SandboxOutcome:
         client = self.client
         try:
-            container = client.containers.create(spec.image, list(spec.command) or None, **_create_options(spec))
+            container = self._create(client, spec)
         except ImageNotFound as exc:
             return _runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {_explain(exc)}", started_at)
         except APIError as exc:
+            if isinstance(exc.__cause__, OSError):
+                raise  # the service is unreachable: no exit code exists
             message = _explain(exc)
             what = "image not found" if "image not known" in message else "cannot create the container"
             return _runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
@@ -221,6 +214,22 @@ class PodmanRuntime:
             outcome.stderr_truncated = outcome.stderr_truncated or len(note) + len(stderr.data) > len(outcome.stderr)
         return outcome
 
+    def _create(self, client: PodmanClient, spec: SandboxSpec) -> Container:
+        """Create the job's container, replacing a stale one of the same name.
+
+        A stale container is left by a node that died mid-job; the orchestrator
+        then sends the same job again. No job of this id runs here (see ``run``).
+        """
+        options = create_options(spec)
+        command = list(spec.command) or None  # no command: the image's own (job_spec_json jobs)
+        try:
+            return client.containers.create(spec.image, command, **options)
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+        client.containers.remove(options["name"], force=True)
+        return client.containers.create(spec.image, command, **options)
+
     def _wait(self, container: Container, timeout_seconds: int) -> tuple[int, bool]:
         """Wait for the exit code; on timeout kill the container. Returns ``(code, timed_out)``."""
         timeout = float(timeout_seconds) if timeout_seconds > 0 else None
@@ -249,42 +258,6 @@ class PodmanRuntime:
         return self._socket_url or (self._service.url if self._service else "<not started>")
 
 
-def _create_options(spec: SandboxSpec) -> dict[str, Any]:
-    """podman-py ``containers.create`` keyword arguments for a job: deny-all network, no privileges."""
-    mounts = [{"type": "bind", "source": str(spec.workspace_dir), "target": WORKSPACE, "read_only": False}]
-    mounts += [{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
-               for m in spec.mounts]
-    if spec.read_only_root:
-        # A private /tmp on a read-only root; its pages count against the memory limit.
-        mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
-    options: dict[str, Any] = {
-        "name": container_name(spec.job_id),
-        "labels": {LABEL_TASK_ID: spec.task_id, LABEL_JOB_ID: spec.job_id},
-        "environment": dict(spec.env),
-        "user": spec.user,
-        # Every Phase 1 policy, known or not, is deny-all: no interface but lo.
-        "network_mode": "none",
-        "cap_drop": ["ALL"],
-        # podman-py maps security_opt to SELinux options; this is the no-new-privileges flag.
-        "no_new_privileges": True,
-        "read_only": spec.read_only_root,
-        "working_dir": WORKSPACE,
-        "mounts": mounts,
-        # Podman copies proxy variables from the service's environment otherwise.
-        "use_config_proxy": False,
-        # Logs are read after the exit; k8s-file keeps them regardless of journald.
-        "log_config": {"Type": "k8s-file"},
-    }
-    if spec.pids_limit:
-        options["pids_limit"] = spec.pids_limit
-    if spec.memory_limit:
-        options["mem_limit"] = spec.memory_limit
-    if spec.cpus:
-        options["cpu_period"] = _CPU_PERIOD
-        options["cpu_quota"] = int(spec.cpus * _CPU_PERIOD)
-    return options
-
-
 def _kill(container: Container) -> None:
     """SIGKILL the container; it may already have exited, which is fine."""
     try:
@@ -305,4 +278,4 @@ def _explain(exc: APIError) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,56 @@
+"""How a job's :class:`SandboxSpec` becomes a hardened Podman container."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cynode_core.hookspecs import SandboxSpec
+
+LABEL_TASK_ID = "cynodeai.task_id"
+LABEL_JOB_ID = "cynodeai.job_id"
+WORKSPACE = "/workspace"
+NAME_PREFIX = "cynode-job-"
+_CPU_PERIOD = 100_000  # podman-py ignores nano_cpus; a CFS quota per period does the same
+_UNSAFE_NAME = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def container_name(job_id: str) -> str:
+    """The container name of a job (characters Podman refuses become ``_``)."""
+    return NAME_PREFIX + _UNSAFE_NAME.sub("_", job_id)
+
+
+def create_options(spec: SandboxSpec) -> dict[str, Any]:
+    """podman-py ``containers.create`` keyword arguments for a job: deny-all network, no privileges."""
+    mounts = [{"type": "bind", "source": str(spec.workspace_dir), "target": WORKSPACE, "read_only": False}]
+    mounts += [{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+               for m in spec.mounts]
+    if spec.read_only_root:
+        # A private /tmp on a read-only root; its pages count against the memory limit.
+        mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
+    options: dict[str, Any] = {
+        "name": container_name(spec.job_id),
+        "labels": {LABEL_TASK_ID: spec.task_id, LABEL_JOB_ID: spec.job_id},
+        "environment": dict(spec.env),
+        "user": spec.user,
+        # Every Phase 1 policy, known or not, is deny-all: no interface but lo.
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        # podman-py maps security_opt to SELinux options; this is the no-new-privileges flag.
+        "no_new_privileges": True,
+        "read_only": spec.read_only_root,
+        "working_dir": WORKSPACE,
+        "mounts": mounts,
+        # Podman copies proxy variables from the service's environment otherwise.
+        "use_config_proxy": False,
+        # Logs are read after the exit; k8s-file keeps them regardless of journald.
+        "log_config": {"Type": "k8s-file"},
+    }
+    if spec.pids_limit:
+        options["pids_limit"] = spec.pids_limit
+    if spec.memory_limit:
+        options["mem_limit"] = spec.memory_limit
+    if spec.cpus:
+        options["cpu_period"] = _CPU_PERIOD
+        options["cpu_quota"] = int(spec.cpus * _CPU_PERIOD)
+    return options
