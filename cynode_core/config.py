@@ -318,7 +318,7 @@ class OrchestratorSettings:
     worker_api_target_url: str | None = setting(None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",),
                                                 help="override of every node's Worker API URL")
     dispatcher_enabled: bool = setting(True, parse=parse_bool, env=("DISPATCHER_ENABLED",), help="run dispatcher threads")
-    dispatch_workers: int = setting(4, parse=parse_positive_int, help="dispatcher threads per process")
+    dispatch_workers: int = setting(8, parse=parse_positive_int, help="dispatcher threads per process")
     dispatch_poll_interval: float = setting(1.0, parse=parse_duration, env=("DISPATCH_POLL_INTERVAL",),
                                             help="fallback poll period when no NOTIFY arrives")
     dispatch_http_margin: float = setting(60.0, parse=parse_duration,
@@ -326,6 +326,8 @@ class OrchestratorSettings:
     lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
     max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
     job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")
+    task_image: str = setting("alpine:latest", help="sandbox image of command tasks (nodes may alias it to a local image)")
+    prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
     disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
     log_level: str = setting("INFO", help="logging level")

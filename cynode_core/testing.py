@@ -58,9 +58,9 @@ def sandbox_spec_factory(sandbox_image: str, tmp_path_factory: pytest.TempPathFa
         workspace = tmp_path_factory.mktemp("workspace")
         workspace.chmod(0o777)  # the job runs as nobody (65534)
         env = {"CYNODE_TASK_ID": task_id, "CYNODE_JOB_ID": job_id, "CYNODE_WORKSPACE_DIR": "/workspace"}
-        values: dict[str, Any] = dict(job_id=job_id, task_id=task_id, image=sandbox_image, command=command,
-                                      env=env, workspace_dir=str(workspace), timeout_seconds=30,
-                                      max_output_bytes=262144)
+        values: dict[str, Any] = {"job_id": job_id, "task_id": task_id, "image": sandbox_image, "command": command,
+                                  "env": env, "workspace_dir": str(workspace), "timeout_seconds": 30,
+                                  "max_output_bytes": 262144}
         values.update(overrides)
         return SandboxSpec(**values)
 

@@ -84,8 +84,26 @@ class BackgroundServer:
         trigger = next((d.trigger for d in list(self._map.values()) if isinstance(d, BaseWSGIServer)), None)
         if trigger is not None:
             # Closing sockets from this thread would race the event loop's
-            # poll(); the trigger runs the close inside the loop thread.
-            trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+            # poll(); the trigger runs the close inside the loop thread. The
+            # loop may run the thunk before pull_trigger's own write returns,
+            # so the trigger's pipe stays open until the loop has ended.
+            trigger.pull_trigger(lambda: self._close_in_loop(trigger))
         self._thread.join(timeout=5.0)
+        if trigger is not None and not self._thread.is_alive():
+            trigger.close()
         self._server.task_dispatcher.shutdown(timeout=5.0)
         log.info("%s stopped", self._name)
+
+    def _close_in_loop(self, trigger: Any) -> None:
+        """Empty the event loop's map (so the loop ends), leaving the trigger's pipe open."""
+        for obj in list(self._map.values()):
+            try:
+                if obj is trigger:
+                    obj.del_channel()
+                elif isinstance(obj, BaseWSGIServer):
+                    # BaseWSGIServer.close() would also close the trigger.
+                    wasyncore.dispatcher.close(obj)
+                else:
+                    obj.close()
+            except OSError:
+                pass  # already gone

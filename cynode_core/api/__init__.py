@@ -17,11 +17,11 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_api(api: flask_smorest.Api) -> None:
-    from cynode_core.api import auth, health, nodes, users
+    from cynode_core.api import auth, health, nodes, tasks, users
 
     api.ERROR_SCHEMA = ProblemSchema
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, auth, users, nodes):
+    for module in (health, auth, users, tasks, nodes):
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 

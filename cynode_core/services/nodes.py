@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -172,6 +172,9 @@ def record_ack(session: Session, node_id: uuid.UUID, body: dict[str, Any]) -> No
     if isinstance(error, dict) and error.get("message"):
         node.config_ack_error = str(error["message"])[:4000]
     node.last_seen_at = dt.datetime.now(dt.timezone.utc)
+    if node.config_ack_status == "applied":
+        # A node just became dispatchable: wake dispatchers waiting for one.
+        session.execute(text("SELECT pg_notify('cynode_jobs', '')"))
 
 
 def _parse_time(value: Any) -> dt.datetime:

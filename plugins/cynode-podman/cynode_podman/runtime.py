@@ -225,7 +225,8 @@ class PodmanRuntime:
         try:
             return client.containers.create(spec.image, command, **options)
         except APIError as exc:
-            if exc.status_code != 409:
+            # Podman 4.3 answers 500 "... already in use", newer ones 409.
+            if exc.status_code != 409 and "already in use" not in _explain(exc):
                 raise
         client.containers.remove(options["name"], force=True)
         return client.containers.create(spec.image, command, **options)

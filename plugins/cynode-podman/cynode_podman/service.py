@@ -92,7 +92,7 @@ class PodmanService:
         # A socket file left by a killed service would make the bind fail.
         Path(self.socket_path).unlink(missing_ok=True)
         log_path = self.run_dir / "service.log"
-        self._log = open(log_path, "ab")
+        self._log = open(log_path, "ab")  # noqa: SIM115 - held open for the service's whole life
         self._proc = subprocess.Popen(
             [podman, "system", "service", "--time=0", self.url],
             env=service_env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,

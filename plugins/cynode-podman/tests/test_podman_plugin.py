@@ -139,9 +139,13 @@ def test_stale_container_of_the_same_job_is_replaced(podman_runtime: PodmanRunti
                                                      podman_env: dict[str, str]) -> None:
     spec = sandbox_spec_factory(["echo", "again"])
     # What a node that died mid-job leaves behind, before the orchestrator resends the job.
-    subprocess.run(["podman", "create", "--name", f"cynode-job-{spec.job_id}", sandbox_image, "true"],
+    name = f"cynode-job-{spec.job_id}"
+    subprocess.run(["podman", "create", "--name", name, sandbox_image, "true"],
                    env=podman_env, check=True, capture_output=True)
-    assert podman_runtime.run(spec).stdout == b"again\n"
+    try:
+        assert podman_runtime.run(spec).stdout == b"again\n"
+    finally:
+        subprocess.run(["podman", "rm", "-f", "--ignore", name], env=podman_env, check=False, capture_output=True)
 
 
 def test_the_same_job_never_runs_twice_at_once(podman_runtime: PodmanRuntime,

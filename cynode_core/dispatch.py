@@ -1,0 +1,171 @@
+"""The dispatcher: claims queued jobs with leases and runs them on nodes' Worker APIs.
+
+PostgreSQL is the coordination engine. A claim is ``SELECT ... FOR UPDATE
+SKIP LOCKED`` plus a lease (``lease_id``, ``lease_expires_at``) renewed
+while the node runs the job; any number of dispatcher threads, in any number
+of orchestrator processes, share the queue without a protocol of their own.
+An expired lease (its dispatcher died) puts the job back, preferring the same
+node, and the Worker API's idempotency by ``job_id`` keeps it from running
+twice; after ``max_attempts`` the job fails with the reason. ``LISTEN/NOTIFY``
+wakes idle workers at once; polling is the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+
+from cynode_core.dispatch_call import WorkerCall, call_worker
+from cynode_core.dispatch_store import (
+    ClaimedJob,
+    claim_next,
+    fail_job,
+    recover_expired_leases,
+    renew_leases,
+    requeue,
+    store_result,
+)
+from cynode_core.hookspecs import TaskEvent
+from cynode_core.services.tasks import NOTIFY_CHANNEL, api_status
+
+log = logging.getLogger(__name__)
+
+
+def task_finished(state: Any, task_id: str) -> None:
+    """Tell ``cynode_task_finished`` plugins; a failing plugin never breaks dispatch."""
+    try:
+        with state.db.session() as session:
+            row = session.execute(text("SELECT status, created_by FROM tasks WHERE id = :id"), {"id": task_id}).first()
+        if row is None or row[0] not in ("completed", "failed", "canceled", "superseded"):
+            return
+        state.pm.hook.cynode_task_finished(task=TaskEvent(task_id=str(task_id), status=api_status(row[0]),
+                                                          created_by=str(row[1]) if row[1] else None))
+    except Exception:  # noqa: BLE001 - plugins are not allowed to break dispatch
+        log.exception("cynode_task_finished hook failed for task %s", task_id)
+
+
+class Dispatcher:
+    """Worker threads, a LISTEN thread and a lease renewer for one process."""
+
+    def __init__(self, state: Any):
+        self.state = state
+        self.settings = state.settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = threading.Condition()
+        self._inflight: dict[uuid.UUID, uuid.UUID] = {}
+        self._lock = threading.Lock()
+
+    # -- threads --------------------------------------------------------------
+
+    def start(self, stop: threading.Event) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._listen, args=(stop,), name="dispatch-listen", daemon=True),
+                   threading.Thread(target=self._renew_loop, args=(stop,), name="dispatch-lease", daemon=True)]
+        threads += [
+            threading.Thread(target=self._work_loop, args=(stop,), name=f"dispatch-{i}", daemon=True)
+            for i in range(self.settings.dispatch_workers)
+        ]
+        for thread in threads:
+            thread.start()
+        log.info("dispatcher %s: %d worker thread(s)", self.owner, self.settings.dispatch_workers)
+        return threads
+
+    def wake_all(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        with self._wake:
+            if not stop.is_set():
+                self._wake.wait(timeout=seconds)
+
+    def _work_loop(self, stop: threading.Event) -> None:
+        last_recover = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() - last_recover > min(self.settings.lease_seconds / 3, 2.0):
+                    last_recover = time.monotonic()
+                    for task_id in recover_expired_leases(self.state.db, self.settings):
+                        task_finished(self.state, task_id)
+                claimed = claim_next(self.state.db, self.state.pm, self.settings, self.state.cipher, self.owner)
+                if claimed is None:
+                    self._sleep(stop, self.settings.dispatch_poll_interval)
+                    continue
+                self.run(claimed)
+            except Exception as exc:  # noqa: BLE001 - a worker thread must survive database outages
+                log.warning("dispatcher loop error (%s); retrying", type(exc).__name__)
+                log.debug("dispatcher loop error", exc_info=True)
+                stop.wait(1.0)
+
+    def _listen(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.state.db.url.replace("postgresql+psycopg://", "postgresql://"),
+                                     autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not stop.is_set():
+                        woke = False
+                        for _ in conn.notifies(timeout=1.0):
+                            woke = True
+                        if woke:
+                            self.wake_all()
+            except Exception as exc:  # noqa: BLE001 - reconnect after any failure; polling covers the gap
+                log.debug("LISTEN connection lost (%s)", type(exc).__name__)
+                stop.wait(1.0)
+
+    def _renew_loop(self, stop: threading.Event) -> None:
+        period = max(self.settings.lease_seconds / 3, 0.5)
+        while not stop.wait(period):
+            with self._lock:
+                leases = list(self._inflight.values())
+            if leases:
+                try:
+                    renew_leases(self.state.db, leases, self.settings.lease_seconds)
+                except Exception as exc:  # noqa: BLE001 - the next round tries again; leases have slack
+                    log.warning("lease renewal failed (%s)", type(exc).__name__)
+
+    # -- one job ----------------------------------------------------------------
+
+    def run(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self._inflight[job.job_id] = job.lease_id
+        try:
+            outcome = call_worker(
+                WorkerCall(job.node_url, job.node_token, job.request_body(), job.timeout_seconds + self.settings.dispatch_http_margin)
+            )
+        finally:
+            with self._lock:
+                self._inflight.pop(job.job_id, None)
+        if outcome.result is not None:
+            finished = store_result(self.state.db, job, outcome.result)
+        elif outcome.retry_busy:
+            requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error, keep_node=False)
+            finished = False
+        elif outcome.retryable and job.attempts < self.settings.max_attempts:
+            delay = min(0.5 * 2 ** (job.attempts - 1), 10.0)
+            log.info("job %s: %s; retry %d/%d in %.1fs", job.job_id, outcome.error, job.attempts,
+                     self.settings.max_attempts, delay)
+            requeue(self.state.db, job, delay=delay, count_attempt=True, error=outcome.error, keep_node=False)
+            finished = False
+        else:
+            error = outcome.error if not outcome.retryable else f"{outcome.error} (after {job.attempts} attempts)"
+            finished = fail_job(self.state.db, job, error)
+        if finished:
+            task_finished(self.state, str(job.task_id))
+
+
+def start_workers(state: Any, stop: threading.Event) -> list[threading.Thread]:
+    if not state.settings.dispatcher_enabled:
+        return []
+    dispatcher = Dispatcher(state)
+    state.dispatcher = dispatcher
+    return dispatcher.start(stop)
+
+

@@ -1,0 +1,69 @@
+"""One Worker API call (node contract 5) and how its outcome is classified."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+# Keys of a RunJobResponse that are stored; the worker's other keys are dropped (contract 6.3).
+RESULT_KEYS = ("version", "task_id", "job_id", "status", "exit_code", "stdout", "stderr", "started_at", "ended_at",
+               "truncated", "sba_result", "step_executor_result", "artifacts", "run_diagnostics")
+
+
+@dataclass(frozen=True)
+class WorkerCall:
+    url: str
+    token: str
+    body: dict[str, Any]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any] | None = None
+    error: str = ""
+    retryable: bool = False
+    retry_busy: bool = False
+
+
+_session = requests.Session()
+
+
+def call_worker(call: WorkerCall) -> Outcome:
+    """POST jobs:run; classify transport errors (retryable), busy (503) and bad answers (final)."""
+    try:
+        resp = _session.post(
+            f"{call.url.rstrip('/')}/v1/worker/jobs:run",
+            json=call.body,
+            headers={"Authorization": f"Bearer {call.token}"},
+            timeout=(5.0, call.timeout),
+        )
+    except requests.ConnectionError as exc:
+        return Outcome(error=f"worker api call failed: connection refused or reset ({type(exc).__name__})", retryable=True)
+    except requests.Timeout:
+        return Outcome(error="worker api call failed: timeout", retryable=True)
+    except requests.RequestException as exc:
+        return Outcome(error=f"worker api call failed: {type(exc).__name__}")
+    if resp.status_code == 503:
+        return Outcome(error="worker api has no free job slot", retry_busy=True)
+    if resp.status_code != 200:
+        return Outcome(error=f"worker api returned {resp.status_code} {resp.reason}")
+    try:
+        body = resp.json()
+    except ValueError:
+        return Outcome(error="worker api returned a body that is not JSON")
+    if not isinstance(body, dict):
+        return Outcome(error="worker api returned a body that is not a JSON object")
+    if body.get("version") != 1:
+        return Outcome(error=f"unsupported worker response version: {body.get('version')}")
+    result = {k: body[k] for k in RESULT_KEYS if k in body}
+    result.setdefault("exit_code", 0)
+    return Outcome(result=result)
+
+
+def dispatch_error(message: str) -> str:
+    """The stored result of a dispatch failure, keys in upstream's order."""
+    return json.dumps({"error": message, "status": "failed", "version": 1})

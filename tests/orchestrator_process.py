@@ -1,0 +1,106 @@
+"""The real ``cynode`` command as a child process, for start-up and CLI tests.
+
+Every wait is bounded and :meth:`CynodeProcess.stop` always kills what is
+left, so a hung child never outlives its test. Output goes to a file (not a
+pipe) so a chatty child can never block on a full pipe buffer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Every variable that could hand the child a secret or settings we did not
+# choose: ours (CYNODE_*) and upstream's aliases.
+_UPSTREAM_NAMES = {
+    "DATABASE_URL", "JWT_SECRET", "NODE_REGISTRATION_PSK", "BOOTSTRAP_ADMIN_PASSWORD", "USER_GATEWAY_LISTEN_ADDR",
+    "LISTEN_ADDR", "CONTROL_PLANE_LISTEN_ADDR", "ORCHESTRATOR_PUBLIC_URL", "JWT_ACCESS_DURATION", "JWT_REFRESH_DURATION",
+    "JWT_NODE_DURATION", "MAX_REQUEST_BODY_MB", "RATE_LIMIT_PER_MINUTE", "WORKER_API_TARGET_URL", "DISPATCHER_ENABLED",
+    "DISPATCH_POLL_INTERVAL", "INFERENCE_MODEL",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_environ(**values: str) -> dict[str, str]:
+    """The current environment without any cynode or upstream setting, plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_") and k not in _UPSTREAM_NAMES}
+    env.update(values)
+    return env
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class CynodeProcess:
+    """``python -m cynode_core <args>`` with its output in ``log``."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log: Path):
+        self.log = log
+        self._out = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cynode_core", *args], env=dict(env), cwd=REPO,
+            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def output(self) -> str:
+        if not self._out.closed:
+            self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; the process is killed and the test fails on timeout."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"cynode did not exit within {timeout}s; output:\n{self.output}") from None
+
+    def wait_healthy(self, ports: list[int], timeout: float = 60.0) -> None:
+        """Until ``/healthz`` answers 200 on every port; fails if the process exits first."""
+        deadline = time.monotonic() + timeout
+        pending = list(ports)
+        while pending:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"cynode exited with {self.proc.returncode}; output:\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cynode not healthy within {timeout}s; output:\n{self.output}")
+            try:
+                if requests.get(f"http://127.0.0.1:{pending[0]}/healthz", timeout=1).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not end within ``timeout``."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            return self.proc.returncode
+        finally:
+            self._out.close()
