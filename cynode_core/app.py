@@ -18,12 +18,14 @@ from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 
 from cynode_core import __version__
-from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH, LocalAccounts
+from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH
+from cynode_core.auth_local import LocalAccounts
 from cynode_core.config import OrchestratorSettings
 from cynode_core.db import Database
 from cynode_core.errors import install_problem_handlers
 from cynode_core.plugins import get_plugin_manager
-from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER, LeastLoaded
+from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER
+from cynode_core.scheduling import LeastLoaded
 from cynode_core.services.secrets import ResolvedSecrets, TokenCipher
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ def create_app(
         pm=pm,
         secrets=secrets,
         cipher=TokenCipher(secrets.token_key),
-        started_at=dt.datetime.now(dt.timezone.utc),
+        started_at=dt.datetime.now(dt.UTC),
     )
     JWTManager(app)
 

@@ -277,6 +277,6 @@ def _attach_optional_groups() -> None:
 
 _attach_optional_groups()
 
-from cynode_core import cli_demo  # noqa: E402  (registers `cynode demo` on main)
+from cynode_core import cli_client, cli_up  # noqa: E402  (register their commands on main)
 
-_ = cli_demo
+_ = (cli_client, cli_up)

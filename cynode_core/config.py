@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 

@@ -9,8 +9,9 @@ scheduling, sandbox runtimes and inference backends, plus task events.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from cynode_core import hookspec
 

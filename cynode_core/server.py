@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cynode_core.config import OrchestratorSettings
 from cynode_core.db import Database, redact_url

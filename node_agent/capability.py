@@ -128,7 +128,7 @@ def inference_section(backend_name: str, backend: InferenceBackend | None, *, st
         try:
             section["available_models"] = list(backend.models())
             section["running"] = True
-        except Exception as exc:  # a report must go out even when the backend is down
+        except Exception as exc:  # noqa: BLE001 - a report must go out even when the backend is down
             log.warning("inference backend %s not answering: %s", backend_name, exc)
     return _omit_empty(section, "existing_service", "running", "available_models")
 
@@ -145,7 +145,7 @@ def build_capability_report(
     container_runtime: dict[str, Any] = {"runtime": runtime.name}
     try:
         container_runtime["version"] = runtime.version()
-    except Exception as exc:  # the report stays useful without a version
+    except Exception as exc:  # noqa: BLE001 - the report stays useful without a version
         log.warning("sandbox runtime %s: no version: %s", runtime.name, exc)
     container_runtime["rootless_enabled"] = hasattr(os, "geteuid") and os.geteuid() != 0
     _omit_empty(container_runtime, "version", "rootless_enabled")

@@ -218,10 +218,11 @@ class JobExecutor:
             # Phase 1.5's per-job inference proxy is not built yet; upstream runs such jobs plainly too.
             log.info("job %s: use_inference requested; running without an inference proxy", request.job_key)
         spec = self._build_spec(request, workspace, timeout)
-        log.info("job %s (task %s): starting in %s, timeout %d s", request.job_key, request.task_id, spec.image, timeout)
+        log.info("job %s (task %s): starting in %s, timeout %d s",
+                 request.job_key, request.task_id, spec.image, timeout)
         try:
             return self._runtime.run(spec)
-        except Exception as exc:  # contract 6: a runtime error is a failed job, answered 200
+        except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
             log.warning("job %s: runtime error: %s", request.job_key, exc)
             return SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
 
@@ -300,7 +301,7 @@ class JobExecutor:
             try:
                 if self._runtime.cancel(key):
                     return
-            except Exception as exc:  # a failed stop must not fail the cancel call
+            except Exception as exc:  # noqa: BLE001 - a failed stop must not fail the cancel call
                 log.warning("job %s: runtime cancel failed: %s", key, exc)
             if job.done.wait(0.1) or time.monotonic() >= deadline:
                 return
@@ -355,7 +356,7 @@ class JobExecutor:
             log.warning("job %s was running when the agent stopped; recorded as failed", key)
             try:
                 self._runtime.cancel(key)  # best effort: its container may still exist
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - best effort, recovery goes on
                 log.warning("job %s: could not stop a leftover container: %s", key, exc)
             shutil.rmtree(self._workspace_root / key, ignore_errors=True)
 

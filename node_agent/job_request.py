@@ -11,8 +11,9 @@ job id becomes a directory name and a file name on this host.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from cynode_core.errors import BadRequest
 

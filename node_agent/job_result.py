@@ -23,12 +23,12 @@ def format_time(moment: dt.datetime) -> str:
     """RFC 3339, UTC, second precision, ``Z`` suffix (Go's ``time.RFC3339`` on a UTC time)."""
     if moment.tzinfo is None:
         # A runtime that hands back naive times means UTC (the hook contract's convention).
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _drop_partial_tail(data: bytes) -> bytes:

@@ -24,8 +24,9 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import pluggy
 
@@ -295,7 +296,8 @@ class NodeManager:
         self.server = server
         server.start()
 
-    def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend], config: dict[str, Any]) -> None:
+    def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend],
+                         config: dict[str, Any]) -> None:
         self._check_stop()
         name = self._backend_name
         options: dict[str, object] = dict(self.settings.inference_options())
@@ -310,7 +312,7 @@ class NodeManager:
             self.backend.start()
             self._backend_started = True
             models = self.backend.models()  # the backend must answer before the node acks
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any plugin failure becomes a failed ack
             self._fail_config("inference_start_failed", f"inference start-up failed: backend {name!r}: {exc}")
         log.info("inference backend %s answers at %s with %d model(s)", name, self.backend.base_url, len(models))
         backend = self.backend
@@ -392,7 +394,7 @@ class NodeManager:
                 continue
             try:
                 stop()
-            except Exception as exc:  # keep stopping the rest
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 log.error("stopping the %s failed: %s", what, exc)
                 clean = False
         return clean

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
 
@@ -91,7 +91,7 @@ class Readiness:
         def target() -> None:
             try:
                 box["reason"] = probe()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 box["error"] = exc
 
         # A daemon thread, so a runtime that never answers cannot hold up process exit.

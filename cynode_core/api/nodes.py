@@ -97,7 +97,7 @@ class Register(MethodView):
         base = _public_url()
         payload = {
             "version": 1,
-            "issued_at": rfc3339(dt.datetime.now(dt.timezone.utc)),
+            "issued_at": rfc3339(dt.datetime.now(dt.UTC)),
             "orchestrator": {
                 "base_url": base,
                 "endpoints": {

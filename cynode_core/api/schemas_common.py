@@ -14,8 +14,8 @@ def rfc3339(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Timestamp(fields.Field):
@@ -29,7 +29,7 @@ class Timestamp(fields.Field):
             parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError as exc:
             raise ma.ValidationError("Not an RFC 3339 timestamp.") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 class OmitEmptySchema(ma.Schema):

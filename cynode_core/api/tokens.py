@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -33,7 +34,7 @@ class FlaskTokenIssuer:
 
     def user_pair(self, user_id: uuid.UUID, handle: str, family_id: uuid.UUID) -> IssuedPair:
         settings = _cynode().settings
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         common = {"user_id": str(user_id), "sid": str(family_id)}
         access = create_access_token(
             identity=str(user_id),
@@ -55,7 +56,7 @@ def node_token(node_id: uuid.UUID, node_slug: str) -> tuple[str, dt.datetime]:
         additional_claims={"token_type": "node", "node_id": str(node_id), "node_slug": node_slug},
         expires_delta=dt.timedelta(seconds=ttl),
     )
-    return token, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
+    return token, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
 
 
 def verify(token: str, token_type: str) -> dict[str, Any] | None:

@@ -136,7 +136,7 @@ def refresh(
     row = session.scalar(
         select(RefreshSession).where(RefreshSession.refresh_token_hash == token_hash(refresh_token)).with_for_update()
     )
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if row is None or row.expires_at <= now:
         raise _audit_and_refuse(session, Unauthorized("Invalid refresh token"), "refresh_failure", client,
                                 reason="session not found", user_id=row.user_id if row else None)
@@ -198,6 +198,6 @@ def live_user(session: Session, user_id: uuid.UUID, family_id: uuid.UUID) -> Use
         RefreshSession.family_id == family_id,
         RefreshSession.user_id == user_id,
         RefreshSession.is_active.is_(True),
-        RefreshSession.expires_at > dt.datetime.now(dt.timezone.utc),
+        RefreshSession.expires_at > dt.datetime.now(dt.UTC),
     )
     return session.scalar(select(User).where(User.id == user_id, User.is_active.is_(True), live_family))

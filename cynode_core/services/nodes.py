@@ -52,7 +52,7 @@ def _slots(capability: dict[str, Any]) -> int:
 
 
 def _apply_capability(session: Session, node: Node, capability: dict[str, Any], settings: OrchestratorSettings) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     session.add(NodeCapability(node_id=node.id, capability_snapshot=capability, reported_at=now))
     node.capability_hash = capability_hash(capability)
     node.last_capability_at = now
@@ -120,11 +120,11 @@ def config_payload(
         raise NotFound("Node not found")
     if not node.config_version:
         node.config_version = new_config_version()
-    node.last_seen_at = dt.datetime.now(dt.timezone.utc)
+    node.last_seen_at = dt.datetime.now(dt.UTC)
     payload: dict[str, Any] = {
         "version": 1,
         "config_version": node.config_version,
-        "issued_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "issued_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "node_slug": node.node_slug,
         "orchestrator": {
             "base_url": public_url,
@@ -171,7 +171,7 @@ def record_ack(session: Session, node_id: uuid.UUID, body: dict[str, Any]) -> No
     error = body.get("error")
     if isinstance(error, dict) and error.get("message"):
         node.config_ack_error = str(error["message"])[:4000]
-    node.last_seen_at = dt.datetime.now(dt.timezone.utc)
+    node.last_seen_at = dt.datetime.now(dt.UTC)
     if node.config_ack_status == "applied":
         # A node just became dispatchable: wake dispatchers waiting for one.
         session.execute(text("SELECT pg_notify('cynode_jobs', '')"))
@@ -181,10 +181,10 @@ def _parse_time(value: Any) -> dt.datetime:
     if isinstance(value, str) and value:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def dispatchable_clause():  # type: ignore[no-untyped-def]

@@ -55,4 +55,4 @@ def bump(session: Session, key: str, *, window: float) -> None:
 
 
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -9,11 +9,11 @@ import logging
 import time
 
 import pytest
+from acceptance import tokens_forge as forge
+from acceptance.conftest import Ctx, assert_problem, audit_rows, bearer, is_uuid, login, sql_scalar
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import select
 
-from acceptance.conftest import Ctx, assert_problem, audit_rows, bearer, is_uuid, login, sql_scalar
-from acceptance import tokens_forge as forge
 from cynode_core.models import PasswordCredential, RefreshSession, User
 from cynode_core.services import accounts
 

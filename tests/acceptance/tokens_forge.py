@@ -20,8 +20,8 @@ def claims_of(token: str) -> dict:
 
 def expired_like(token: str, secret: str) -> str:
     claims = claims_of(token)
-    claims["iat"] = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)).timestamp())
-    claims["exp"] = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).timestamp())
+    claims["iat"] = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).timestamp())
+    claims["exp"] = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).timestamp())
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

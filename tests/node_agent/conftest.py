@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, make_settings
 
 from cynode_core.hookspecs import SandboxRuntime
 from cynode_core.plugins import get_plugin_manager
@@ -22,7 +24,6 @@ from node_agent.http_server import BackgroundServer
 from node_agent.readiness import Readiness, runtime_probe
 from node_agent.registry import sandbox_runtime_factories
 from node_agent.worker_api import create_worker_app
-from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, make_settings
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, run_in_thread
 
 from cynode_core.hookspecs import SandboxRuntime
 from node_agent.job_result import CANCEL_NOTE
-from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, run_in_thread
 
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 PROBLEM = "application/problem+json"
@@ -32,7 +32,7 @@ def assert_problem(response: requests.Response, status: int, detail: str | None 
 
 def containers_of(runtime: SandboxRuntime, job_id: str) -> list[str]:
     """Containers of any state labelled with ``job_id`` (the podman plugin labels every job)."""
-    client = getattr(runtime, "client")
+    client = runtime.client
     found = client.containers.list(all=True, filters={"label": f"cynodeai.job_id={job_id}"})
     return [c.id for c in found]
 
@@ -67,7 +67,7 @@ def test_readyz_turns_503_when_the_runtime_stops_answering(
     try:
         worker = start_worker(runtime)
         assert requests.get(f"{worker.url}/readyz", timeout=30).text == "ready"
-        service = getattr(runtime, "service")
+        service = runtime.service
         service.stop()  # the runtime's Podman service is gone, the runtime object is not told
         ready = requests.get(f"{worker.url}/readyz", timeout=30)
         assert ready.status_code == 503
@@ -143,7 +143,8 @@ def test_a_job_past_its_timeout_is_killed_and_keeps_partial_output(worker: Worke
 def test_output_is_capped_per_stream_at_a_character_boundary(start_worker: WorkerFactory) -> None:
     worker = start_worker(max_output_bytes=1001)
     # 3000 bytes of a 2-byte character on stdout, 5000 ASCII bytes on stderr.
-    script = "i=0; while [ $i -lt 1500 ]; do printf '\\303\\251'; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\\0' e >&2"
+    script = ("i=0; while [ $i -lt 1500 ]; do printf '\\303\\251'; i=$((i+1)); done; "
+              "head -c 5000 /dev/zero | tr '\\0' e >&2")
     result = worker.run(job_body(["sh", "-c", script])).json()
     assert result["status"] == "completed", result["stderr"][:200]
     assert result["stdout"] == "é" * 500  # 1000 bytes: the 1001st would split a character

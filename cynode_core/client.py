@@ -1,0 +1,121 @@
+"""A small HTTP client of the User API Gateway, with stored, auto-refreshed tokens.
+
+Credentials live in ``$XDG_CONFIG_HOME/cynode/credentials.json`` (mode 0600).
+A 401 on a call triggers one refresh with the stored refresh token, then
+the call is retried once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from cynode_core.services.secrets import write_private
+
+DEFAULT_URL = "http://127.0.0.1:12080"
+
+
+def credentials_path() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "cynode" / "credentials.json"
+
+
+class ApiError(Exception):
+    """An error answer of the gateway, shown as ``<status> <title>: <detail>``."""
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(f"{status} {title}: {detail}" if detail else f"{status} {title}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class Credentials:
+    url: str
+    access_token: str
+    refresh_token: str
+
+    def save(self, path: Path | None = None) -> None:
+        write_private(path or credentials_path(), json.dumps(self.__dict__))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Credentials | None:
+        try:
+            data = json.loads((path or credentials_path()).read_text())
+            return cls(data["url"], data["access_token"], data["refresh_token"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+class GatewayClient:
+    def __init__(self, url: str, credentials: Credentials | None = None, *, timeout: float = 30.0,
+                 store: Path | None = None):
+        self.url = url.rstrip("/")
+        self.credentials = credentials
+        self.timeout = timeout
+        self.store = store
+        self.http = requests.Session()
+
+    @classmethod
+    def from_store(cls, url: str | None = None, store: Path | None = None) -> GatewayClient:
+        creds = Credentials.load(store)
+        return cls(url or (creds.url if creds else None) or os.environ.get("CYNODE_URL") or DEFAULT_URL, creds, store=store)
+
+    def _raw(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if auth:
+            if self.credentials is None:
+                raise ApiError(401, "Unauthorized", "not logged in; run `cynode login`")
+            headers["Authorization"] = f"Bearer {self.credentials.access_token}"
+        try:
+            return self.http.request(method, f"{self.url}{path}", headers=headers, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ApiError(0, "Unreachable", f"cannot reach {self.url} ({type(exc).__name__})") from exc
+
+    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        resp = self._raw(method, path, auth=auth, **kwargs)
+        if resp.status_code == 401 and auth and self.credentials is not None and self._refresh():
+            resp = self._raw(method, path, auth=auth, **kwargs)
+        return self._decode(resp)
+
+    @staticmethod
+    def _decode(resp: requests.Response) -> Any:
+        if resp.status_code == 204:
+            return None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+                raise ApiError(resp.status_code, body.get("title", resp.reason), body.get("detail", ""))
+            except ValueError:
+                raise ApiError(resp.status_code, resp.reason or "Error", resp.text.strip()[:200]) from None
+        return resp.json() if resp.content else None
+
+    def _refresh(self) -> bool:
+        assert self.credentials is not None
+        resp = self._raw("POST", "/v1/auth/refresh", auth=False, json={"refresh_token": self.credentials.refresh_token})
+        if resp.status_code != 200:
+            return False
+        body = resp.json()
+        self.credentials = Credentials(self.url, body["access_token"], body["refresh_token"])
+        self.credentials.save(self.store)
+        return True
+
+    def login(self, handle: str, password: str) -> Credentials:
+        body = self.call("POST", "/v1/auth/login", auth=False, json={"handle": handle, "password": password})
+        self.credentials = Credentials(self.url, body["access_token"], body["refresh_token"])
+        self.credentials.save(self.store)
+        return self.credentials
+
+    def logout(self) -> None:
+        if self.credentials is not None:
+            try:
+                self.call("POST", "/v1/auth/logout", json={"refresh_token": self.credentials.refresh_token})
+            finally:
+                path = self.store or credentials_path()
+                path.unlink(missing_ok=True)
+                self.credentials = None

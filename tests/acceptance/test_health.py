@@ -1,0 +1,628 @@
+"""Steps of features/orchestrator/health_and_readiness.feature.
+
+The gateway and the control plane are the one orchestrator app served on two
+loopback ports (as ``cynode orchestrator serve`` does), over real HTTP and a
+real PostgreSQL database of the test's own. The only stand-in is the node's
+Worker API ``/readyz``: a stub HTTP server on loopback whose status the steps
+flip. Start-up scenarios run the real ``cynode orchestrator serve`` process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import os
+import secrets
+import stat
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import jwt
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+from pytest_bdd import given, parsers, scenarios, then, when
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from acceptance.conftest import Ctx
+from cynode_core import migrate
+from cynode_core.db import make_engine
+from cynode_core.models import Node
+from cynode_core.services import readiness
+from cynode_core.testing_pg import TestPostgres
+from orchestrator_process import CynodeProcess, clean_environ, free_port, port_open
+
+scenarios("orchestrator/health_and_readiness.feature")
+
+CHECK_NAMES = ["database", "migrations", "dispatchable node"]
+TIMEOUT = 10
+
+
+# -- fixtures --------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_probe_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node probes are cached 3 s in production; the steps flip the stub faster than that."""
+    monkeypatch.setattr(readiness, "PROBE_CACHE_SECONDS", 0.0)
+
+
+@dataclass
+class TestDatabase:
+    name: str
+    url: str
+    password: str
+
+
+@pytest.fixture
+def test_database(pg: TestPostgres, template_db: str) -> Iterator[TestDatabase]:
+    """A migrated database reached through a role with a password, so leaks of it can be looked for."""
+    name = pg.create_database(template=template_db)
+    role, password = f"r_{uuid.uuid4().hex[:12]}", f"dbpw-{secrets.token_urlsafe(16)}"
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    url = make_url(pg.url_for(name)).set(username=role, password=password).render_as_string(hide_password=False)
+    yield TestDatabase(name, url, password)
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+    pg.drop_database(name)
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def database_url(test_database: TestDatabase) -> str:
+    """Overrides the suite's fixture: this module's orchestrator uses the password role."""
+    return test_database.url
+
+
+@dataclass
+class Services:
+    """The orchestrator app on its gateway port and its control-plane port."""
+
+    gateway: str
+    control: str
+    orchestrator: Any  # conftest's OrchestratorUnderTest
+    bodies: list[str] = field(default_factory=list)
+
+    def url(self, service: str) -> str:
+        return self.gateway if service == "gateway" else self.control
+
+    def get(self, service: str, path: str, **kwargs: Any) -> requests.Response:
+        resp = requests.get(self.url(service) + path, timeout=TIMEOUT, **kwargs)
+        self.bodies.append(resp.text)
+        return resp
+
+
+class Listener:
+    """The app on one loopback port (waitress in a thread), as one of serve's two listeners."""
+
+    def __init__(self, app: Any):
+        from waitress.server import create_server
+
+        self.server: Any = create_server(app, host="127.0.0.1", port=0, threads=8, ident="cynode-test")
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def services(orchestrator: Any) -> Iterator[Services]:
+    gateway, control = Listener(orchestrator.app), Listener(orchestrator.app)
+    yield Services(gateway.url, control.url, orchestrator)
+    gateway.stop()
+    control.stop()
+
+
+class StubWorkerApi:
+    """STUB of a node's Worker API: only ``GET /readyz``, answering ``status`` (200 or 503)."""
+
+    def __init__(self) -> None:
+        stub = self
+        self.status = 200
+        self.probes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                stub.probes += 1
+                code = stub.status if self.path == "/readyz" else 404
+                body = (b"ready\n" if code == 200 else b"not ready\n")
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def worker_stub() -> Iterator[StubWorkerApi]:
+    stub = StubWorkerApi()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[CynodeProcess]]:
+    """Every ``cynode`` child a scenario starts; all are stopped (killed if need be) at the end."""
+    started: list[CynodeProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def empty_database_url(pg: TestPostgres) -> Iterator[str]:
+    name = pg.create_database()
+    yield pg.url_for(name)
+    pg.drop_database(name)
+
+
+# -- a node through the real control plane ---------------------------------
+
+
+@dataclass
+class NodeUnderTest:
+    slug: str
+    token: str
+    config_version: str = ""
+
+
+def _capability(slug: str, worker_url: str) -> dict[str, Any]:
+    return {
+        "version": 1, "reported_at": _now(), "node": {"node_slug": slug},
+        "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 2, "ram_mb": 2048},
+        "sandbox": {"supported": True, "max_concurrency": 2}, "worker_api": {"base_url": worker_url},
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def register_and_fetch(svc: Services, slug: str, worker_url: str) -> NodeUnderTest:
+    """``POST /v1/nodes/register`` with the PSK, then ``GET /v1/nodes/config`` as the node does."""
+    resp = requests.post(f"{svc.control}/v1/nodes/register", timeout=TIMEOUT,
+                         json={"psk": svc.orchestrator.secrets.psk, "capability": _capability(slug, worker_url)})
+    assert resp.status_code in (200, 201), resp.text
+    node = NodeUnderTest(slug, resp.json()["auth"]["node_jwt"])
+    config = requests.get(f"{svc.control}/v1/nodes/config", headers=_bearer(node.token), timeout=TIMEOUT)
+    assert config.status_code == 200, config.text
+    node.config_version = config.json()["config_version"]
+    assert config.json()["orchestrator"]["endpoints"]["worker_api_target_url"] == worker_url
+    return node
+
+
+def ack(svc: Services, node: NodeUnderTest, status: str) -> None:
+    body: dict[str, Any] = {"version": 1, "node_slug": node.slug, "config_version": node.config_version,
+                            "ack_at": _now(), "status": status}
+    if status == "failed":
+        body["error"] = {"type": "apply", "message": "could not apply the configuration"}
+    resp = requests.post(f"{svc.control}/v1/nodes/config", json=body, headers=_bearer(node.token), timeout=TIMEOUT)
+    assert resp.status_code == 204, resp.text
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def parse_checks(body: str) -> dict[str, bool]:
+    """``{check name: passing}`` from a ``/readyz`` body (``name: ok|failing (detail)`` lines)."""
+    checks = {}
+    for line in body.splitlines()[1:]:
+        name, sep, rest = line.partition(": ")
+        assert sep, f"unexpected readyz line {line!r} in {body!r}"
+        checks[name] = rest.startswith("ok")
+    return checks
+
+
+def readyz_both(svc: Services) -> dict[str, requests.Response]:
+    return {name: svc.get(name, "/readyz") for name in ("control plane", "gateway")}
+
+
+# -- services up -----------------------------------------------------------
+
+
+@given("the control plane and gateway are running with no node registered and no inference container of their own")
+@given("the control plane and gateway are running against a migrated database with no node registered")
+def services_running(ctx: Ctx, services: Services) -> None:
+    ctx["svc"] = services
+    with services.orchestrator.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Node)) == 0
+    assert migrate.current_revision(services.orchestrator.db.engine) == migrate.head_revision()
+
+
+@when("I GET /healthz on the control plane and on the gateway without credentials")
+def healthz_both(ctx: Ctx) -> None:
+    ctx["responses"] = {name: ctx["svc"].get(name, "/healthz") for name in ("control plane", "gateway")}
+
+
+@then(parsers.parse('both answer 200 with the plain-text body "{body}"'))
+def both_ok_text(ctx: Ctx, body: str) -> None:
+    for name, resp in ctx["responses"].items():
+        assert resp.status_code == 200, (name, resp.text)
+        assert resp.headers["Content-Type"].startswith("text/plain"), name
+        assert resp.text == body
+
+
+@when("I GET /readyz on the control plane and on the gateway")
+def get_readyz(ctx: Ctx) -> None:
+    ctx["responses"] = readyz_both(ctx["svc"])
+
+
+@then(parsers.parse("both answer {status:d}"))
+def both_answer(ctx: Ctx, status: int) -> None:
+    for name, resp in ctx["responses"].items():
+        assert resp.status_code == status, (name, resp.text)
+        assert resp.headers["Content-Type"].startswith("text/plain"), name
+
+
+@then('each body lists the checks "database", "migrations" and "dispatchable node" with their states, only "dispatchable node" failing')
+def only_node_failing(ctx: Ctx) -> None:
+    for resp in ctx["responses"].values():
+        assert parse_checks(resp.text) == {"database": True, "migrations": True, "dispatchable node": False}, resp.text
+
+
+@then(parsers.parse('GET /healthz on both still answers 200 "{body}"'))
+def healthz_still(ctx: Ctx, body: str) -> None:
+    for name in ("control plane", "gateway"):
+        resp = ctx["svc"].get(name, "/healthz")
+        assert (resp.status_code, resp.text) == (200, body), name
+
+
+@then("the Project Manager agent plays no part in the answer")
+def no_pma(ctx: Ctx) -> None:
+    for resp in ctx["responses"].values():
+        assert list(parse_checks(resp.text)) == CHECK_NAMES
+        lowered = resp.text.lower()
+        assert "project manager" not in lowered and "pma" not in lowered and "agent" not in lowered
+
+
+# -- readiness and the node ------------------------------------------------
+
+
+@given(parsers.parse('node "{slug}" registered and fetched config, its Worker API /readyz answering 200'))
+def node_registered(ctx: Ctx, worker_stub: StubWorkerApi, slug: str) -> None:
+    worker_stub.status = 200
+    ctx["node"] = register_and_fetch(ctx["svc"], slug, worker_stub.url)
+    ctx["stub"] = worker_stub
+
+
+@given("the orchestrator is ready")
+def orchestrator_ready(ctx: Ctx, services: Services, worker_stub: StubWorkerApi) -> None:
+    services_running(ctx, services)
+    node_registered(ctx, worker_stub, "node-01")
+    ack(services, ctx["node"], "applied")
+    for name, resp in readyz_both(services).items():
+        assert resp.status_code == 200, (name, resp.text)
+
+
+@when(parsers.parse('"{slug}" acks "{status}"'))
+@when(parsers.parse('"{slug}" acks that config_version with "{status}"'))
+def node_acks(ctx: Ctx, slug: str, status: str) -> None:
+    assert ctx["node"].slug == slug
+    ack(ctx["svc"], ctx["node"], status)
+
+
+@then(parsers.re(r"GET /readyz on both is (?:still )?(?P<status>\d+)$"))
+def readyz_is(ctx: Ctx, status: str) -> None:
+    ctx["responses"] = readyz_both(ctx["svc"])
+    for name, resp in ctx["responses"].items():
+        assert resp.status_code == int(status), (name, resp.text)
+
+
+@then(parsers.parse("GET /readyz on both is 200 and the body lists every check as passing"))
+def readyz_all_pass(ctx: Ctx) -> None:
+    readyz_is(ctx, "200")
+    for resp in ctx["responses"].values():
+        assert resp.text.startswith("ready\n")
+        assert parse_checks(resp.text) == dict.fromkeys(CHECK_NAMES, True), resp.text
+
+
+@then(parsers.parse('GET /readyz on both is {status:d} with the "{check}" check failing'))
+def readyz_check_failing(ctx: Ctx, status: int, check: str) -> None:
+    readyz_is(ctx, str(status))
+    for resp in ctx["responses"].values():
+        assert parse_checks(resp.text)[check] is False, resp.text
+
+
+@when(parsers.re(r"node-01's Worker API /readyz (?:starts answering|answers) (?P<status>\d+)(?: again)?$"))
+def flip_stub(ctx: Ctx, status: str) -> None:
+    ctx["stub"].status = int(status)
+
+
+@when("the orchestrator issues node-01 a new config_version that it has not acked yet")
+def new_config_version(ctx: Ctx) -> None:
+    # Registering again is how a node is issued a fresh config (and a rotated
+    # Worker API token); the node fetches it but has not acked it.
+    old = ctx["node"].config_version
+    ctx["node"] = register_and_fetch(ctx["svc"], ctx["node"].slug, ctx["stub"].url)
+    assert ctx["node"].config_version != old and ctx["node"].config_version > old
+
+
+# -- lost database ---------------------------------------------------------
+
+
+@when("PostgreSQL becomes unreachable")
+def database_lost(pg: TestPostgres, test_database: TestDatabase) -> None:
+    # No new connection is allowed and every open one is cut: for this
+    # orchestrator the server is gone.
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(test_database.name)))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                     (test_database.name,))
+
+
+@then("no response body contains the database password")
+def no_db_password(ctx: Ctx, test_database: TestDatabase) -> None:
+    svc: Services = ctx["svc"]
+    # A request that needs the database on each service, for good measure.
+    login = requests.post(f"{svc.gateway}/v1/auth/login", json={"handle": "admin", "password": "x"}, timeout=TIMEOUT)
+    register = requests.post(f"{svc.control}/v1/nodes/register", json={"psk": "x", "capability": {}}, timeout=TIMEOUT)
+    for resp in (login, register):
+        assert resp.status_code == 503 and resp.headers["Content-Type"] == "application/problem+json", resp.text
+        svc.bodies.append(resp.text)
+    assert svc.bodies
+    for body in svc.bodies:
+        assert test_database.password not in body
+        assert test_database.name not in body
+
+
+# -- migrations ------------------------------------------------------------
+
+
+@given("the database schema is one migration behind head")
+def one_behind(ctx: Ctx, test_database: TestDatabase) -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config(test_database.url))
+    head = script.get_revision(migrate.head_revision())
+    target = head.down_revision or "base"  # a single revision: "behind" is the empty schema
+    assert isinstance(target, str), "a merge revision at head: pick the parent explicitly"
+    engine = make_engine(test_database.url, pool_size=1)
+    try:
+        migrate.downgrade(engine, test_database.url, target)
+        assert migrate.current_revision(engine) == (None if target == "base" else target)
+    finally:
+        engine.dispose()
+    ctx["downgraded_to"] = target
+
+
+@then(parsers.parse('each body shows the "{failing}" check failing and the "{passing}" check passing'))
+def check_states(ctx: Ctx, failing: str, passing: str) -> None:
+    for resp in ctx["responses"].values():
+        checks = parse_checks(resp.text)
+        assert checks[failing] is False and checks[passing] is True, resp.text
+
+
+@when("the missing migration is applied")
+def apply_missing(ctx: Ctx, test_database: TestDatabase) -> None:
+    engine = make_engine(test_database.url, pool_size=1)
+    try:
+        assert migrate.upgrade(engine, test_database.url)
+    finally:
+        engine.dispose()
+    if ctx["downgraded_to"] == "base":
+        # Down to base dropped every table, the node with them: it registers again, as a real one would.
+        ctx["node"] = register_and_fetch(ctx["svc"], ctx["node"].slug, ctx["stub"].url)
+        ack(ctx["svc"], ctx["node"], "applied")
+
+
+# -- framework errors ------------------------------------------------------
+
+
+@when(parsers.parse("I send {request} to the {service}"))
+def send_request(ctx: Ctx, request: str, service: str) -> None:
+    base = ctx["svc"].url(service)
+    if request == "a login body of 11 MiB":
+        blob = '{"handle": "admin", "password": "' + "x" * (11 * 1024 * 1024) + '"}'
+        ctx["resp"] = requests.post(f"{base}/v1/auth/login", data=blob, headers={"Content-Type": "application/json"},
+                                    timeout=30)
+    else:
+        method, path = request.split(" ", 1)
+        ctx["resp"] = requests.request(method, base + path, timeout=TIMEOUT)
+
+
+@then(parsers.parse('I get a problem response with status {status:d}, "Content-Type" "{ctype}" and a "type" URN from the contracts'))
+def problem_details(ctx: Ctx, status: int, ctype: str) -> None:
+    resp = ctx["resp"]
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == ctype
+    body = resp.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert body["type"].startswith("urn:cynodeai:error:")
+
+
+@then("the body holds no stack trace and no secret value")
+def no_trace_no_secret(ctx: Ctx, test_database: TestDatabase) -> None:
+    text = ctx["resp"].text
+    s = ctx["svc"].orchestrator.secrets
+    assert "Traceback" not in text and 'File "' not in text
+    for secret in (s.admin_password, s.psk, s.jwt_secret, test_database.password):
+        assert secret not in text
+
+
+# -- secrets at first start ------------------------------------------------
+
+
+SECRET_FILES = ("jwt-secret", "node-psk", "admin-password")
+
+
+def _serve_env(ctx: Ctx, database_url: str, home: Path, **extra: str) -> dict[str, str]:
+    ctx["ports"] = [free_port(), free_port()]
+    return clean_environ(
+        CYNODE_HOME=str(home), CYNODE_DATABASE_URL=database_url,
+        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ctx['ports'][0]}", CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ctx['ports'][1]}",
+        CYNODE_DISPATCHER_ENABLED="false", **extra,
+    )
+
+
+def _start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> CynodeProcess:
+    proc = CynodeProcess(["orchestrator", "serve"], ctx["env"], tmp_path / f"serve-{len(processes)}.log")
+    processes.append(proc)
+    ctx["proc"] = proc
+    return proc
+
+
+@given("an empty CYNODE_HOME and no JWT secret, node registration PSK or bootstrap admin password in the environment or the bootstrap file")
+def empty_home(ctx: Ctx, tmp_path: Path, empty_database_url: str) -> None:
+    ctx["home"] = tmp_path / "cynode-home"
+    assert not ctx["home"].exists()
+    ctx["env"] = _serve_env(ctx, empty_database_url, ctx["home"])
+    assert "CYNODE_CONFIG" not in ctx["env"]
+
+
+@when("the control plane and gateway start for the first time")
+def first_start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
+    _start(ctx, processes, tmp_path).wait_healthy(ctx["ports"])
+    ctx["gw"], ctx["cp"] = (f"http://127.0.0.1:{p}" for p in ctx["ports"])
+
+
+@then("a JWT secret of at least 32 bytes, a node PSK and an admin password are generated and each stored in a file under CYNODE_HOME with mode 0600")
+def secrets_stored(ctx: Ctx) -> None:
+    stored = {}
+    for name in SECRET_FILES:
+        path = ctx["home"] / name
+        assert path.is_file(), name
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, name
+        stored[name] = path.read_text().strip()
+        assert stored[name]
+    assert len(stored["jwt-secret"].encode()) >= 32
+    assert len(set(stored.values())) == 3
+    assert "change-me-in-production" not in stored.values() and "default-psk-change-me" not in stored.values()
+    assert stored["admin-password"] != "admin123"
+    ctx["stored"] = stored
+
+
+@then("the start-up output prints the path of the admin password file but not the password itself")
+def output_path_only(ctx: Ctx) -> None:
+    out = ctx["proc"].output
+    assert str(ctx["home"] / "admin-password") in out, out
+    for value in ctx["stored"].values():
+        assert value not in out
+
+
+def _login(base: str, handle: str, password: str) -> requests.Response:
+    return requests.post(f"{base}/v1/auth/login", json={"handle": handle, "password": password}, timeout=TIMEOUT)
+
+
+@then(parsers.parse('logging in as "admin" with the stored admin password succeeds, and with "{bad}" gets 401'))
+def admin_login(ctx: Ctx, bad: str) -> None:
+    ok = _login(ctx["gw"], "admin", ctx["stored"]["admin-password"])
+    assert ok.status_code == 200, ok.text
+    ctx["tokens"] = ok.json()
+    assert _login(ctx["gw"], "admin", bad).status_code == 401
+
+
+@then(parsers.parse('registering a node with psk "{bad}" gets 401, while the stored PSK is accepted'))
+def psk_check(ctx: Ctx, bad: str) -> None:
+    cap = _capability("node-secrets", "http://127.0.0.1:9")
+    refused = requests.post(f"{ctx['cp']}/v1/nodes/register", json={"psk": bad, "capability": cap}, timeout=TIMEOUT)
+    assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
+    accepted = requests.post(f"{ctx['cp']}/v1/nodes/register", json={"psk": ctx["stored"]["node-psk"], "capability": cap},
+                             timeout=TIMEOUT)
+    assert accepted.status_code == 201, accepted.text
+
+
+@then(parsers.parse('a user access token signed with "{weak}" gets 401'))
+def weak_signed(ctx: Ctx, weak: str) -> None:
+    claims = jwt.decode(ctx["tokens"]["access_token"], options={"verify_signature": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT warns about the short key: that is the point
+        forged = jwt.encode(claims, weak, algorithm="HS256")
+    resp = requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(forged), timeout=TIMEOUT)
+    assert resp.status_code == 401
+    # The genuine token of the same claims works, so the signature alone made the difference.
+    assert requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]),
+                        timeout=TIMEOUT).status_code == 200
+
+
+@when("the services are restarted with the same CYNODE_HOME")
+def restart(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
+    ctx["proc"].stop()
+    ctx["before"] = {name: ((ctx["home"] / name).read_text(), (ctx["home"] / name).stat().st_mtime_ns) for name in SECRET_FILES}
+    _start(ctx, processes, tmp_path).wait_healthy(ctx["ports"])
+
+
+@then("the stored values are reused unchanged and a token issued before the restart still works")
+def reused(ctx: Ctx) -> None:
+    after = {name: ((ctx["home"] / name).read_text(), (ctx["home"] / name).stat().st_mtime_ns) for name in SECRET_FILES}
+    assert after == ctx["before"]
+    resp = requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]), timeout=TIMEOUT)
+    assert resp.status_code == 200 and resp.json()["handle"] == "admin"
+    assert _login(ctx["gw"], "admin", ctx["stored"]["admin-password"]).status_code == 200
+    for value in ctx["stored"].values():
+        assert value not in ctx["proc"].output
+
+
+# -- short JWT secrets -----------------------------------------------------
+
+
+@given(parsers.parse("{variable} is set to a secret of {length:d} bytes and CYNODE_HOME holds no generated secret"))
+def short_secret(ctx: Ctx, tmp_path: Path, empty_database_url: str, variable: str, length: int) -> None:
+    secret = secrets.token_urlsafe(64)[:length]
+    assert len(secret.encode()) == length
+    ctx["secret"], ctx["home"] = secret, tmp_path / "cynode-home"
+    ctx["env"] = _serve_env(ctx, empty_database_url, ctx["home"], **{variable: secret})
+
+
+@when("the control plane and gateway start")
+def start_with_secret(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
+    proc = _start(ctx, processes, tmp_path)
+    deadline = time.monotonic() + 60
+    while proc.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if all(requests.get(f"http://127.0.0.1:{p}/healthz", timeout=1).status_code == 200 for p in ctx["ports"]):
+                ctx["healthz"] = True
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    assert proc.proc.poll() is not None, f"neither exited nor served within 60 s:\n{proc.output}"
+
+
+@then("both exit non-zero with an error naming the JWT secret length, serving nothing")
+def refused_at_start(ctx: Ctx) -> None:
+    proc: CynodeProcess = ctx["proc"]
+    assert proc.wait(timeout=30) != 0
+    out = proc.output
+    length = len(ctx["secret"].encode())
+    assert "JWT secret" in out and f"{length} bytes" in out and "32" in out, out
+    assert not any(port_open(p) for p in ctx["ports"])
+    assert not (ctx["home"] / "jwt-secret").exists()
+
+
+@then("both start and GET /healthz answers 200")
+def started(ctx: Ctx) -> None:
+    assert ctx.get("healthz"), ctx["proc"].output
+    assert ctx["proc"].proc.poll() is None
+    assert not (ctx["home"] / "jwt-secret").exists()  # the configured secret is used, none generated
+
+
+@then("no output of the services contains the secret value")
+def secret_not_in_output(ctx: Ctx) -> None:
+    ctx["proc"].stop()
+    assert ctx["secret"] not in ctx["proc"].output

@@ -1,0 +1,329 @@
+"""The Node Manager's start-up sequence against a stub orchestrator, over real Podman (contract 7)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from node_helpers import job_body, make_settings, run_in_thread
+from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
+
+from cynode_core import hookimpl
+from cynode_core.config import ConfigError
+from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend
+from cynode_core.plugins import get_plugin_manager
+from node_agent.manager import NodeManager, run_node
+
+PSK = "node-psk-that-must-never-be-logged"
+TOKEN = "worker-token-from-the-node-config"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BackendEvents:
+    """What the test backends saw, shared with the test."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float, Any]] = []
+        self.worker_port = 0
+
+    def add(self, name: str, detail: Any = None) -> None:
+        self.events.append((name, time.monotonic(), detail))
+
+    def when(self, name: str) -> float:
+        return next(at for event, at, _ in self.events if event == name)
+
+
+class StubBackend:
+    """A test inference backend: becomes healthy a moment after start, probing the Worker API meanwhile."""
+
+    name = "stub"
+
+    def __init__(self, options: dict[str, object], events: BackendEvents) -> None:
+        self.options = options
+        self._events = events
+
+    def start(self) -> None:
+        base = f"http://127.0.0.1:{self._events.worker_port}"
+        self._events.add("start", {
+            "healthz": requests.get(f"{base}/healthz", timeout=5).status_code,
+            "readyz": requests.get(f"{base}/readyz", timeout=5).status_code,
+        })
+        time.sleep(0.5)  # "becomes healthy" later than it was started
+        self._events.add("healthy")
+
+    @property
+    def base_url(self) -> str:
+        return "http://127.0.0.1:11434"
+
+    def models(self) -> list[str]:
+        return ["tiny:1b"]
+
+    def stop(self) -> None:
+        self._events.add("stop")
+
+
+class BrokenBackend(StubBackend):
+    """A test inference backend that cannot start."""
+
+    name = "broken"
+
+    def start(self) -> None:
+        base = f"http://127.0.0.1:{self._events.worker_port}"
+        self._events.add("start", {"readyz": requests.get(f"{base}/readyz", timeout=5).status_code})
+        raise InferenceUnavailable("no Ollama server answers at http://127.0.0.1:9")
+
+
+class BackendsPlugin:
+    """Registers the test backends through the real hook."""
+
+    def __init__(self, events: BackendEvents) -> None:
+        self.events = events
+
+    @hookimpl
+    def cynode_register_inference_backends(self, register: RegisterBackend) -> None:
+        register("stub", lambda options: StubBackend(dict(options), self.events))
+        register("broken", lambda options: BrokenBackend(dict(options), self.events))
+
+
+@pytest.fixture
+def stub() -> Iterator[StubOrchestrator]:
+    orchestrator = StubOrchestrator(psk=PSK, worker_token=TOKEN)
+    orchestrator.start()
+    yield orchestrator
+    orchestrator.stop()
+
+
+@pytest.fixture
+def events() -> BackendEvents:
+    return BackendEvents()
+
+
+@pytest.fixture
+def plugin_manager(events: BackendEvents) -> Any:
+    # Entry points give the real podman plugin; the test backends come as a built-in.
+    return get_plugin_manager([(BackendsPlugin(events), "test-backends")])
+
+
+@pytest.fixture
+def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str, events: BackendEvents) -> Any:
+    def build(**overrides: Any) -> Any:
+        port = free_port()
+        events.worker_port = port
+        values: dict[str, Any] = {
+            "orchestrator_url": stub.url,
+            "node_psk": PSK,
+            "node_slug": "node-01",
+            "worker_listen_port": port,
+            "podman_socket": podman_socket_url,
+            "readiness_timeout": 10,
+            "capability_report_interval": 0.5,
+            "inference_backend": "stub",
+        }
+        values.update(overrides)
+        return make_settings(tmp_path / "home", **values)
+
+    return build
+
+
+def start_manager(settings: Any, plugin_manager: Any) -> tuple[NodeManager, Any, dict[str, Any]]:
+    manager = NodeManager(settings, plugin_manager=plugin_manager)
+    thread, box = run_in_thread(manager.run)
+    return manager, thread, box
+
+
+def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = node_settings()
+    manager, thread, box = start_manager(settings, plugin_manager)
+    try:
+        assert stub.wait_for(lambda: len(stub.calls_to("POST", REPORT_PATH)) >= 2), stub.calls
+        acked_at = stub.calls_to("POST", CONFIG_PATH)[0].at
+
+        # Order: readyz wait, register (PSK + worker_api.base_url), config GET with the JWT, ack, reports.
+        node_calls = [(c.method, c.path) for c in stub.calls if c.path != "/readyz"]
+        assert node_calls[:3] == [("POST", "/v1/nodes/register"), ("GET", CONFIG_PATH), ("POST", CONFIG_PATH)]
+        assert set(node_calls[3:]) == {("POST", REPORT_PATH)}
+        assert stub.calls[0].path == "/readyz"
+        register = stub.calls_to("POST", "/v1/nodes/register")[0].body
+        assert register["psk"] == PSK
+        assert register["capability"]["worker_api"]["base_url"] == f"http://127.0.0.1:{settings.worker_listen_port}"
+        assert register["capability"]["inference"]["supported"] is True
+        assert stub.calls_to("GET", CONFIG_PATH)[0].authorization == f"Bearer {stub.node_jwt}"
+
+        # The Worker API ran (healthz 200, readyz not yet 200) before the backend was started;
+        # the ack came only after the backend was healthy.
+        assert events.events[0][2] == {"healthz": 200, "readyz": 503}
+        assert events.when("healthy") < acked_at
+        ack = stub.acks()[0]
+        assert set(ack) == {"version", "node_slug", "config_version", "ack_at", "status"}
+        assert (ack["version"], ack["node_slug"], ack["config_version"], ack["status"]) == (
+            1, "node-01", stub.config_version, "applied")
+        for report in stub.calls_to("POST", REPORT_PATH):
+            assert report.authorization == f"Bearer {stub.node_jwt}"
+        inference = stub.last_capability["inference"]
+        assert (inference["running"], inference["available_models"]) == (True, ["tiny:1b"])
+        assert stub.last_capability["sandbox"]["max_concurrency"] == settings.job_slots
+
+        # The backend got the orchestrator's model choice; the Worker API serves with the config's token.
+        backend = manager.backend
+        assert backend is not None and backend.options["selected_model"] == "tiny:1b"
+        base = f"http://127.0.0.1:{settings.worker_listen_port}"
+        assert requests.get(f"{base}/readyz", timeout=30).text == "ready"
+        result = requests.post(f"{base}/v1/worker/jobs:run", json=job_body(["sh", "-c", "echo via-node"]),
+                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()
+        assert (result["status"], result["stdout"]) == ("completed", "via-node\n")
+    finally:
+        manager.request_stop()
+        thread.join(30)
+    assert box.get("result") == 0
+    assert events.events[-1][0] == "stop"
+    assert PSK not in caplog.text and TOKEN not in caplog.text and stub.node_jwt not in caplog.text
+
+
+def test_a_backend_that_cannot_start_sends_a_failed_ack_then_exits_non_zero(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = node_settings(inference_backend="broken")
+    manager, thread, box = start_manager(settings, plugin_manager)
+    thread.join(60)
+    assert box.get("result") == 1
+    acks = stub.acks()
+    assert [a["status"] for a in acks] == ["failed"]
+    assert acks[0]["config_version"] == stub.config_version
+    assert acks[0]["error"]["type"] == "inference_start_failed"
+    assert "no Ollama server answers" in acks[0]["error"]["message"]
+    assert "inference start-up failed" in acks[0]["error"]["message"]
+    assert events.events[0][2] == {"readyz": 503}  # never ready, even while it tried
+    assert "inference start-up failed" in caplog.text
+    assert stub.calls_to("POST", REPORT_PATH) == []
+    with pytest.raises(requests.ConnectionError):  # the Worker API is gone
+        requests.get(f"http://127.0.0.1:{settings.worker_listen_port}/readyz", timeout=5)
+
+
+def test_explicit_none_backend_runs_without_inference(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents
+) -> None:
+    settings = node_settings(inference_backend="none")
+    manager, thread, box = start_manager(settings, plugin_manager)
+    try:
+        assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH))
+        assert [a["status"] for a in stub.acks()] == ["applied"]
+        assert stub.last_capability["inference"] == {"supported": False, "mode": "disabled"}
+        assert events.events == []
+    finally:
+        manager.request_stop()
+        thread.join(30)
+    assert box.get("result") == 0
+
+
+def test_a_missing_backend_setting_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any,
+                                                           plugin_manager: Any) -> None:
+    settings = node_settings(inference_backend=None)
+    with pytest.raises(ConfigError, match="inference_backend is not set.*'none'"):
+        run_node(settings, plugin_manager=plugin_manager, handle_signals=False)
+    assert stub.calls == []
+
+
+def test_unknown_plugin_names_list_the_registered_ones(stub: StubOrchestrator, node_settings: Any,
+                                                       plugin_manager: Any) -> None:
+    with pytest.raises(ConfigError, match=r"unknown sandbox runtime 'dockr'.*registered: .*podman"):
+        run_node(node_settings(sandbox_runtime="dockr"), plugin_manager=plugin_manager, handle_signals=False)
+    with pytest.raises(ConfigError, match=r"unknown inference backend 'olama'.*registered: broken, stub"):
+        run_node(node_settings(inference_backend="olama"), plugin_manager=plugin_manager, handle_signals=False)
+    assert stub.calls == []
+
+
+def test_a_missing_psk_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any,
+                                               plugin_manager: Any) -> None:
+    with pytest.raises(ConfigError, match="NODE_REGISTRATION_PSK is required"):
+        run_node(node_settings(node_psk=None), plugin_manager=plugin_manager, handle_signals=False)
+    assert stub.calls == []
+
+
+def test_a_rejected_psk_stops_start_up_without_leaking_it(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = node_settings(node_psk="a-wrong-psk-never-logged")
+    assert run_node(settings, plugin_manager=plugin_manager, handle_signals=False) == 1
+    assert "registration failed: HTTP 401 Invalid registration PSK" in caplog.text
+    assert "a-wrong-psk-never-logged" not in caplog.text
+    assert stub.calls_to("GET", CONFIG_PATH) == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{settings.worker_listen_port}/healthz", timeout=5)
+
+
+def test_a_config_of_an_unsupported_version_is_acknowledged_failed(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents
+) -> None:
+    stub.config_version_payload = 2
+    assert run_node(node_settings(), plugin_manager=plugin_manager, handle_signals=False) == 1
+    acks = stub.acks()
+    assert [a["status"] for a in acks] == ["failed"]
+    assert acks[0]["error"]["type"] == "unsupported_config_version"
+    assert events.events == []  # no backend, no Worker API
+    assert stub.calls_to("POST", REPORT_PATH) == []
+
+
+def test_an_unreachable_orchestrator_ends_start_up_after_the_readiness_timeout(
+    node_settings: Any, plugin_manager: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = node_settings(orchestrator_url=f"http://127.0.0.1:{free_port()}", readiness_timeout=1.5)
+    began = time.monotonic()
+    assert run_node(settings, plugin_manager=plugin_manager, handle_signals=False) == 1
+    assert 1.0 <= time.monotonic() - began < 10
+    assert "not reachable after 1.5 s" in caplog.text
+
+
+def test_cynode_node_serve_exits_0_on_sigterm(stub: StubOrchestrator, tmp_path: Path,
+                                              podman_socket_url: str) -> None:
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "CONTAINERS_CONF") if name in os.environ}
+    env.update({
+        "CYNODE_HOME": str(tmp_path / "cli-home"),
+        "CYNODE_ORCHESTRATOR_URL": stub.url,
+        "CYNODE_NODE_PSK": PSK,
+        "CYNODE_INFERENCE_BACKEND": "none",
+        "CYNODE_WORKER_LISTEN_HOST": "127.0.0.1",
+        "CYNODE_WORKER_LISTEN_PORT": str(free_port()),
+        "CYNODE_PODMAN_SOCKET": podman_socket_url,
+    })
+    proc = subprocess.Popen([sys.executable, "-m", "node_agent.cli", "serve"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH)), "the node never became ready"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "node node-01 is ready" in stderr
+    assert PSK not in stderr and TOKEN not in stderr
+
+
+def test_cynode_node_serve_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "CYNODE_HOME": str(tmp_path), "CYNODE_NODE_PSK": PSK}
+    proc = subprocess.run([sys.executable, "-m", "node_agent.cli", "serve"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "configuration error: inference_backend is not set" in proc.stderr
