@@ -51,6 +51,11 @@ class Bootstrap:
     expires_at: str = ""
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (absent and null read as empty)."""
+    return value if isinstance(value, dict) else {}
+
+
 def validate_bootstrap(payload: Any) -> Bootstrap:
     """Check a bootstrap payload as upstream's ``ValidateBootstrap`` does; return its URLs and JWT.
 
@@ -61,9 +66,9 @@ def validate_bootstrap(payload: Any) -> Bootstrap:
         raise BootstrapError("bootstrap payload is not a JSON object")
     if payload.get("version") != 1 or isinstance(payload.get("version"), bool):
         raise BootstrapError(f"unsupported bootstrap version: {payload.get('version')!r}")
-    orchestrator = payload.get("orchestrator") if isinstance(payload.get("orchestrator"), dict) else {}
-    endpoints = orchestrator.get("endpoints") if isinstance(orchestrator.get("endpoints"), dict) else {}
-    auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
+    orchestrator = json_object(payload.get("orchestrator"))
+    endpoints = json_object(orchestrator.get("endpoints"))
+    auth = json_object(payload.get("auth"))
 
     def text(obj: dict[str, Any], key: str) -> str:
         value = obj.get(key)

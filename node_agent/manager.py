@@ -33,7 +33,7 @@ import pluggy
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
 from cynode_core.plugins import get_plugin_manager
 from node_agent.capability import build_capability_report
-from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable
+from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable, json_object
 from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
@@ -150,7 +150,7 @@ class NodeManager:
         # 7. Inference.
         if backend_factory is not None:
             self._start_inference(backend_factory, config)
-        elif isinstance(config.get("inference_backend"), dict) and config["inference_backend"].get("enabled"):
+        elif json_object(config.get("inference_backend")).get("enabled"):
             log.warning("the orchestrator asks for inference, but this node is configured with 'none'")
 
         # 8. Ready, ack, report.
@@ -260,13 +260,12 @@ class NodeManager:
         if version != 1 or isinstance(version, bool):
             self._fail_config("unsupported_config_version",
                               f"unsupported node configuration version {version!r} (this node applies version 1)")
-        worker_api = config.get("worker_api") if isinstance(config.get("worker_api"), dict) else {}
-        token = worker_api.get("orchestrator_bearer_token")
+        token = json_object(config.get("worker_api")).get("orchestrator_bearer_token")
         if not isinstance(token, str) or not token:
             # Upstream skips the Worker API then; a node that cannot take jobs must not look ready.
             self._fail_config("worker_api_token_missing",
                               "the node configuration has no worker_api.orchestrator_bearer_token")
-        constraints = config.get("constraints") if isinstance(config.get("constraints"), dict) else {}
+        constraints = json_object(config.get("constraints"))
 
         def positive_int(key: str) -> int | None:
             value = constraints.get(key)
@@ -301,11 +300,12 @@ class NodeManager:
         self._check_stop()
         name = self._backend_name
         options: dict[str, object] = dict(self.settings.inference_options())
-        instruction = config.get("inference_backend") if isinstance(config.get("inference_backend"), dict) else {}
-        if isinstance(instruction.get("selected_model"), str) and instruction["selected_model"]:
-            options["selected_model"] = instruction["selected_model"]
+        instruction = json_object(config.get("inference_backend"))
+        selected_model = instruction.get("selected_model")
+        if isinstance(selected_model, str) and selected_model:
+            options["selected_model"] = selected_model
         if isinstance(instruction.get("env"), dict):
-            options["env"] = {str(k): str(v) for k, v in instruction["env"].items()}
+            options["env"] = {str(k): str(v) for k, v in json_object(instruction.get("env")).items()}
         log.info("starting inference backend %s", name)
         try:
             self.backend = factory(options)
@@ -412,7 +412,7 @@ def run_node(
     ``handle_signals`` installs SIGTERM/SIGINT handlers (main thread only).
     """
     manager = NodeManager(settings, plugin_manager=plugin_manager)
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -116,9 +116,14 @@ def runtime_probe(runtime: SandboxRuntime, image: str) -> Probe:
     the runtime (``version()`` may be cached).
     """
     ping = getattr(runtime, "ping", None)
-    if callable(ping):
-        return lambda: _none(ping())
-    return lambda: _none(runtime.check(image))
+
+    def probe() -> None:
+        if callable(ping):
+            ping()
+        else:
+            runtime.check(image)
+
+    return probe
 
 
 def backend_probe(backend: InferenceBackend) -> Probe:

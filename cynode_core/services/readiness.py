@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cynode_core import migrate
@@ -69,8 +70,13 @@ def run_checks(engine: Engine, session_factory, probe: NodeProbe) -> list[Check]
     current = migrate.current_revision(engine)
     checks.append(Check("migrations", current == head, f"at {current}" if current == head else f"at {current}, head is {head}"))
     session: Session
-    with session_factory() as session:
-        candidates = nodes.list_nodes(session, only_dispatchable=True)
+    try:
+        with session_factory() as session:
+            candidates = nodes.list_nodes(session, only_dispatchable=True)
+    except SQLAlchemyError as exc:
+        # A schema behind head may lack the tables: report it, never answer 500.
+        checks.append(Check("dispatchable node", False, f"unknown (nodes not readable: {type(exc).__name__})"))
+        return checks
     ready = []
     reasons = []
     for node in candidates:

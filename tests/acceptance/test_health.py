@@ -36,7 +36,6 @@ from cynode_core import migrate
 from cynode_core.db import make_engine
 from cynode_core.models import Node
 from cynode_core.services import readiness
-from cynode_core.testing_pg import TestPostgres
 from orchestrator_process import CynodeProcess, clean_environ, free_port, port_open
 
 scenarios("orchestrator/health_and_readiness.feature")
@@ -55,21 +54,21 @@ def _no_probe_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @dataclass
-class TestDatabase:
+class OwnDatabase:
     name: str
     url: str
     password: str
 
 
 @pytest.fixture
-def test_database(pg: TestPostgres, template_db: str) -> Iterator[TestDatabase]:
+def test_database(pg: Any, template_db: str) -> Iterator[OwnDatabase]:
     """A migrated database reached through a role with a password, so leaks of it can be looked for."""
     name = pg.create_database(template=template_db)
     role, password = f"r_{uuid.uuid4().hex[:12]}", f"dbpw-{secrets.token_urlsafe(16)}"
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
     url = make_url(pg.url_for(name)).set(username=role, password=password).render_as_string(hide_password=False)
-    yield TestDatabase(name, url, password)
+    yield OwnDatabase(name, url, password)
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
     pg.drop_database(name)
@@ -78,7 +77,7 @@ def test_database(pg: TestPostgres, template_db: str) -> Iterator[TestDatabase]:
 
 
 @pytest.fixture
-def database_url(test_database: TestDatabase) -> str:
+def database_url(test_database: OwnDatabase) -> str:
     """Overrides the suite's fixture: this module's orchestrator uses the password role."""
     return test_database.url
 
@@ -175,7 +174,7 @@ def processes() -> Iterator[list[CynodeProcess]]:
 
 
 @pytest.fixture
-def empty_database_url(pg: TestPostgres) -> Iterator[str]:
+def empty_database_url(pg: Any) -> Iterator[str]:
     name = pg.create_database()
     yield pg.url_for(name)
     pg.drop_database(name)
@@ -367,7 +366,7 @@ def new_config_version(ctx: Ctx) -> None:
 
 
 @when("PostgreSQL becomes unreachable")
-def database_lost(pg: TestPostgres, test_database: TestDatabase) -> None:
+def database_lost(pg: Any, test_database: OwnDatabase) -> None:
     # No new connection is allowed and every open one is cut: for this
     # orchestrator the server is gone.
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
@@ -377,7 +376,7 @@ def database_lost(pg: TestPostgres, test_database: TestDatabase) -> None:
 
 
 @then("no response body contains the database password")
-def no_db_password(ctx: Ctx, test_database: TestDatabase) -> None:
+def no_db_password(ctx: Ctx, test_database: OwnDatabase) -> None:
     svc: Services = ctx["svc"]
     # A request that needs the database on each service, for good measure.
     login = requests.post(f"{svc.gateway}/v1/auth/login", json={"handle": "admin", "password": "x"}, timeout=TIMEOUT)
@@ -395,7 +394,7 @@ def no_db_password(ctx: Ctx, test_database: TestDatabase) -> None:
 
 
 @given("the database schema is one migration behind head")
-def one_behind(ctx: Ctx, test_database: TestDatabase) -> None:
+def one_behind(ctx: Ctx, test_database: OwnDatabase) -> None:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(migrate.alembic_config(test_database.url))
@@ -419,7 +418,7 @@ def check_states(ctx: Ctx, failing: str, passing: str) -> None:
 
 
 @when("the missing migration is applied")
-def apply_missing(ctx: Ctx, test_database: TestDatabase) -> None:
+def apply_missing(ctx: Ctx, test_database: OwnDatabase) -> None:
     engine = make_engine(test_database.url, pool_size=1)
     try:
         assert migrate.upgrade(engine, test_database.url)
@@ -457,7 +456,7 @@ def problem_details(ctx: Ctx, status: int, ctype: str) -> None:
 
 
 @then("the body holds no stack trace and no secret value")
-def no_trace_no_secret(ctx: Ctx, test_database: TestDatabase) -> None:
+def no_trace_no_secret(ctx: Ctx, test_database: OwnDatabase) -> None:
     text = ctx["resp"].text
     s = ctx["svc"].orchestrator.secrets
     assert "Traceback" not in text and 'File "' not in text
