@@ -30,6 +30,8 @@ from cynode_core.hookspecs import SandboxOutcome, SandboxRuntime, SandboxSpec
 from node_agent.config import NodeSettings
 from node_agent.job_request import RunJobRequest, is_uuid, parse_run_job_request
 from node_agent.job_result import (
+    CANCEL_NOTE,
+    SHUTDOWN_NOTE,
     STATUS_FAILED,
     build_run_job_response,
     interrupted_response,
@@ -70,6 +72,7 @@ class _ActiveJob:
     task_id: str
     done: threading.Event = field(default_factory=threading.Event)
     cancel_requested: bool = False
+    cancel_note: str = CANCEL_NOTE
     handed_to_runtime: bool = False
     result: dict[str, Any] | None = None
     error: CynodeError | None = None
@@ -189,6 +192,7 @@ class JobExecutor:
             ended = utc_now()
             with self._lock:
                 canceled = job.cancel_requested
+                cancel_note = job.cancel_note if canceled else None
             result = build_run_job_response(
                 task_id=request.task_id,
                 job_id=request.job_id,
@@ -196,7 +200,7 @@ class JobExecutor:
                 started_at=started,
                 ended_at=ended,
                 max_output_bytes=self._settings.max_output_bytes,
-                canceled=canceled,
+                cancel_note=cancel_note,
             )
             self._store.save_finished(
                 JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result)
@@ -259,6 +263,11 @@ class JobExecutor:
         if os.geteuid() == 0:
             # The sandbox runs as 65534:65534; 0700 keeps everyone else out.
             os.chown(path, SANDBOX_UID, SANDBOX_GID)
+        else:
+            # Rootless: the sandbox's 65534 is a subordinate uid we cannot chown
+            # to. The workspace root is 0700 and ours, so no other host user can
+            # reach this directory; each sandbox mounts only its own.
+            path.chmod(0o777)
         return path
 
     def _remove_workspace(self, path: Path) -> None:
@@ -268,12 +277,13 @@ class JobExecutor:
 
     # ----------------------------------------------------------------- cancel
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, *, note: str = CANCEL_NOTE) -> dict[str, Any]:
         """Stop a job; idempotent. Returns ``{"version", "job_id", "canceled"}``.
 
         ``canceled`` is true when the job was (or had already been) stopped
         by a cancel, false when it had finished on its own first. Raises
         ``BadRequest`` for a malformed id and ``NotFound`` for an unknown job.
+        ``note`` ends the canceled job's ``stderr``.
         """
         if not is_uuid(job_id):
             raise BadRequest("job_id must be a UUID")
@@ -281,7 +291,8 @@ class JobExecutor:
         with self._lock:
             job = self._active.get(key)
             if job is not None:
-                job.cancel_requested = True
+                if not job.cancel_requested:
+                    job.cancel_requested, job.cancel_note = True, note
                 handed = job.handed_to_runtime
         if job is None:
             record = self._store.get_finished(key)
@@ -319,7 +330,7 @@ class JobExecutor:
             keys = list(self._active)
         for key in keys:
             try:
-                self.cancel(key)
+                self.cancel(key, note=SHUTDOWN_NOTE)
             except NotFound:
                 pass  # finished meanwhile
 

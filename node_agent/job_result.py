@@ -13,6 +13,7 @@ STATUS_TIMEOUT = "timeout"
 STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_TIMEOUT})
 
 CANCEL_NOTE = "[cynode] job canceled: the node stopped its container on request\n"
+SHUTDOWN_NOTE = "[cynode] job canceled: the node agent is shutting down and stopped its container\n"
 INTERRUPTED_NOTE = (
     "[cynode] the node agent stopped while this job was running; "
     "the job was not run again, since it may already have had its effects\n"
@@ -70,7 +71,7 @@ def cap_output(data: bytes, limit: int, already_truncated: bool = False) -> tupl
 
 def _with_note(stderr: bytes, note: str, limit: int, truncated: bool) -> tuple[str, bool]:
     """Stderr with a node note appended; the note is kept whole, the output gives way."""
-    room = max(limit - len(note.encode("utf-8")), 0)
+    room = max(limit - len(note.encode("utf-8")) - 1, 0)  # 1: the newline that may separate them
     text, truncated = cap_output(stderr, room, truncated)
     if text and not text.endswith("\n"):
         text += "\n"
@@ -85,14 +86,14 @@ def build_run_job_response(
     started_at: dt.datetime,
     ended_at: dt.datetime,
     max_output_bytes: int,
-    canceled: bool = False,
+    cancel_note: str | None = None,
 ) -> dict[str, Any]:
     """The ``RunJobResponse`` body for one finished job.
 
     ``exit_code`` is always present (decisions.md, Node 3). A runtime
     status outside the contract's enum, or ``completed`` with a non-zero
-    code, is reported as ``failed``. A canceled job is ``failed`` with
-    exit code -1 and a note at the end of ``stderr``.
+    code, is reported as ``failed``. A canceled job (``cancel_note`` set)
+    is ``failed`` with exit code -1 and the note at the end of ``stderr``.
     """
     status = outcome.status if outcome.status in STATUSES else STATUS_FAILED
     exit_code = int(outcome.exit_code)
@@ -101,9 +102,9 @@ def build_run_job_response(
     if status == STATUS_TIMEOUT:
         exit_code = -1
     stdout, stdout_truncated = cap_output(outcome.stdout, max_output_bytes, outcome.stdout_truncated)
-    if canceled:
+    if cancel_note is not None:
         status, exit_code = STATUS_FAILED, -1
-        stderr, stderr_truncated = _with_note(outcome.stderr, CANCEL_NOTE, max_output_bytes, outcome.stderr_truncated)
+        stderr, stderr_truncated = _with_note(outcome.stderr, cancel_note, max_output_bytes, outcome.stderr_truncated)
     else:
         stderr, stderr_truncated = cap_output(outcome.stderr, max_output_bytes, outcome.stderr_truncated)
     return {

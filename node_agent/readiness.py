@@ -25,7 +25,7 @@ Probe = Callable[[], "str | None"]
 class Readiness:
     """The node's readiness: a start-up reason set by the manager plus cached live probes."""
 
-    def __init__(self, *, cache_seconds: float = 3.0, probe_timeout: float = 5.0) -> None:
+    def __init__(self, *, cache_seconds: float = 5.0, probe_timeout: float = 5.0) -> None:
         self._lock = threading.Lock()
         self._startup_reason: str | None = "node manager is starting"
         self._probes: list[tuple[str, Probe]] = []

@@ -8,7 +8,6 @@ test's own) -> ``orchestrator`` (opened runtime + Flask app) -> ``client``
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,16 +115,16 @@ class LiveServer:
     """The app on a loopback port, served by waitress in a thread."""
 
     def __init__(self, app: Flask):
-        from waitress.server import create_server
+        from node_agent.http_server import BackgroundServer
 
-        self.server: Any = create_server(app, host="127.0.0.1", port=0, threads=8, ident="cynode-test")
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        # BackgroundServer stops its event loop at once; a bare server.close()
+        # left waitress's loop running until the join timed out (5 s a test).
+        self.server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8, name="orchestrator-under-test")
+        self.server.start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
 
     def stop(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        self.server.stop(drain_timeout=1.0)
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from cynode_core import migrate
 from cynode_core.db import make_engine
 from cynode_core.models import Node
 from cynode_core.services import readiness
+from node_agent.http_server import BackgroundServer
 from orchestrator_process import CynodeProcess, clean_environ, free_port, port_open
 
 scenarios("orchestrator/health_and_readiness.feature")
@@ -104,16 +105,12 @@ class Listener:
     """The app on one loopback port (waitress in a thread), as one of serve's two listeners."""
 
     def __init__(self, app: Any):
-        from waitress.server import create_server
-
-        self.server: Any = create_server(app, host="127.0.0.1", port=0, threads=8, ident="cynode-test")
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8, name="orchestrator-under-test")
+        self.server.start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
 
     def stop(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        self.server.stop(drain_timeout=1.0)
 
 
 @pytest.fixture

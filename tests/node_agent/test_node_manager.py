@@ -22,6 +22,7 @@ from cynode_core import hookimpl
 from cynode_core.config import ConfigError
 from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend
 from cynode_core.plugins import get_plugin_manager
+from node_agent.job_result import SHUTDOWN_NOTE
 from node_agent.manager import NodeManager, run_node
 
 PSK = "node-psk-that-must-never-be-logged"
@@ -327,3 +328,27 @@ def test_cynode_node_serve_reports_config_errors_with_exit_2(tmp_path: Path) -> 
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "configuration error: inference_backend is not set" in proc.stderr
+
+
+def test_stopping_the_node_cancels_running_jobs_then_exits_0(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
+) -> None:
+    settings = node_settings(inference_backend="none")
+    manager, thread, box = start_manager(settings, plugin_manager)
+    assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH))
+    base = f"http://127.0.0.1:{settings.worker_listen_port}"
+    job_thread, job_box = run_in_thread(lambda: requests.post(
+        f"{base}/v1/worker/jobs:run", json=job_body(["sleep", "300"]),
+        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60))
+    executor = manager.executor
+    assert executor is not None
+    assert stub.wait_for(lambda: executor.running_jobs == 1, timeout=10)
+    began = time.monotonic()
+    manager.request_stop()
+    thread.join(30)
+    job_thread.join(30)
+    assert box.get("result") == 0
+    assert time.monotonic() - began < 15
+    result = job_box["result"].json()  # the answer went out before the server closed
+    assert (result["status"], result["exit_code"]) == ("failed", -1)
+    assert result["stderr"].endswith(SHUTDOWN_NOTE)

@@ -428,3 +428,16 @@ def test_cancel_calls_unauthenticated_malformed_or_unknown(
     assert worker.executor.running_jobs == 1  # nothing was stopped
     worker.cancel(running["job_id"])
     thread.join(30)
+
+
+def test_a_workspace_that_cannot_be_created_is_a_500_and_the_job_can_be_retried(
+    start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the workspace root should be")
+    worker = start_worker(workspace_root=str(blocker))
+    body = job_body(["sh", "-c", "echo ran"])
+    problem = assert_problem(worker.run(body), 500, "Workspace creation failed")
+    assert problem["type"] == "urn:cynodeai:error:internal"
+    blocker.unlink()
+    assert worker.run(body).json()["stdout"] == "ran\n"  # nothing was recorded: a retry runs it

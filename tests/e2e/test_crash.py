@@ -1,0 +1,97 @@
+"""Crash tests on real processes (bounded in time): nothing lost, nothing run twice."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+
+import requests
+
+from e2e.procs import Api, wait_until
+from cynode_core.embedded_pg import EmbeddedPostgres
+
+
+def _job_starts(node_log: str) -> Counter:
+    return Counter(re.findall(r"job ([0-9a-f-]{36}) \(task [0-9a-f-]{36}\): starting", node_log))
+
+
+def test_orchestrator_kill9_with_20_jobs_in_flight(cluster) -> None:  # type: ignore[no-untyped-def]
+    orch = cluster.orchestrator(lease_seconds="3").start().wait_healthy()
+    node = cluster.node("node-01", orch, job_slots="4").start().wait_ready()
+    api = Api(orch.gateway, cluster.secrets.admin_password)
+    wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
+    tasks = [api.create("sleep 1; echo run-$CYNODE_JOB_ID") for _ in range(20)]
+    wait_until(lambda: any(api.get(f"/v1/tasks/{t}").json()["status"] == "running" for t in tasks[:4]), 30, "a running task")
+    orch.kill9()
+    orch.start().wait_healthy()
+    results = [api.wait_status(t, ("completed", "failed", "canceled"), timeout=120) for t in tasks]
+    assert [r["status"] for r in results] == ["completed"] * 20
+    starts = _job_starts(node.log())
+    job_ids = [r["jobs"][0]["id"] for r in results]
+    assert len(set(job_ids)) == 20 and all(len(r["jobs"]) == 1 for r in results)
+    assert all(starts[j] == 1 for j in job_ids), {j: starts[j] for j in job_ids if starts[j] != 1}
+
+
+def test_node_agent_kill9_mid_job_fails_the_task_with_a_reason(cluster) -> None:  # type: ignore[no-untyped-def]
+    orch = cluster.orchestrator(lease_seconds="3", max_attempts="3").start().wait_healthy()
+    node = cluster.node("node-01", orch).start().wait_ready()
+    api = Api(orch.gateway, cluster.secrets.admin_password)
+    wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
+    task = api.create("sleep 30; echo never")
+    wait_until(lambda: api.get(f"/v1/tasks/{task}").json()["status"] == "running", 30, "task running")
+    started = time.monotonic()
+    node.kill9()
+    result = api.wait_status(task, ("completed", "failed"), timeout=30)
+    assert result["status"] == "failed"
+    assert "worker api call failed" in result["jobs"][0]["result"]
+    assert time.monotonic() - started < 30
+
+
+def test_postgres_restart_under_load_answers_503_and_loses_nothing(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pg = EmbeddedPostgres(tmp_path / "own-pg")
+    url = pg.start()
+    cluster.env["CYNODE_DATABASE_URL"] = url
+    try:
+        orch = cluster.orchestrator().start().wait_healthy()
+        cluster.node("node-01", orch, job_slots="4").start().wait_ready()
+        api = Api(orch.gateway, cluster.secrets.admin_password)
+        created: list[str] = []
+        statuses: Counter = Counter()
+        stop = threading.Event()
+
+        def load() -> None:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    resp = api.post("/v1/tasks", json={"prompt": "echo ok", "input_mode": "commands"})
+                except requests.RequestException:
+                    statuses["transport"] += 1
+                    continue
+                statuses[resp.status_code] += 1
+                if resp.status_code == 201:
+                    created.append(resp.json()["id"])
+                else:
+                    assert resp.headers["Content-Type"] == "application/problem+json"
+                time.sleep(0.05)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        wait_until(lambda: len(created) >= 5, 30, "tasks created before the restart")
+        pg.stop()
+        wait_until(lambda: statuses[503] >= 3, 30, "503 answers while PostgreSQL is down")
+        assert requests.get(f"{orch.gateway}/healthz", timeout=5).status_code == 200
+        ready = requests.get(f"{orch.gateway}/readyz", timeout=5)
+        assert ready.status_code == 503 and "database: failing" in ready.text
+        assert pg.start() == url
+        before = statuses[201]
+        wait_until(lambda: statuses[201] >= before + 5, 60, "tasks created after the restart")
+        stop.set()
+        loader.join(timeout=15)
+        assert statuses[500] == 0, statuses
+        for task in created:
+            assert api.wait_status(task, ("completed", "failed"), timeout=90)["status"] == "completed"
+    finally:
+        cluster.stop_all()
+        pg.stop()
