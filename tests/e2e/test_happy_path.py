@@ -1,0 +1,226 @@
+"""Steps of features/e2e/single_node_happy_path.feature (real processes, real Podman)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from pytest_bdd import given, parsers, scenarios, then, when
+
+from e2e.procs import Api, wait_until
+
+scenarios("e2e/single_node_happy_path.feature")
+
+MCP_GATEWAY_PORT = 12083
+
+
+class RecordingListener:
+    """Accepts and counts connections on the MCP gateway address (nothing should come)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def ctx() -> dict:
+    return {}
+
+
+@given("the orchestrator runs as its own process on a fresh database")
+def orchestrator_proc(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
+    ctx["orch"] = cluster.orchestrator(lease_seconds="5").start().wait_healthy()
+
+
+@given("a recording listener sits on the MCP gateway address")
+def mcp_listener(ctx, request) -> None:  # type: ignore[no-untyped-def]
+    listener = RecordingListener(MCP_GATEWAY_PORT)
+    request.addfinalizer(listener.close)
+    ctx["mcp"] = listener
+
+
+@given("GET /readyz on the orchestrator is 503 before the node starts")
+def not_ready(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert requests.get(f"{ctx['orch'].control}/readyz", timeout=5).status_code == 503
+
+
+def _start_node(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
+    if "node" not in ctx:
+        ctx["node"] = cluster.node("node-01", ctx["orch"])
+    ctx["node"].start().wait_ready()
+    orch = ctx["orch"]
+    wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
+
+
+@when('the node agent starts, registers with the PSK, fetches its config and acks "applied"')
+@given("the node agent is ready")
+def node_ready(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
+    _start_node(ctx, cluster)
+
+
+@then("GET /readyz on the gateway and the control plane turns 200 with every check passing")
+def ready_both(ctx) -> None:  # type: ignore[no-untyped-def]
+    for base in (ctx["orch"].gateway, ctx["orch"].control):
+        resp = requests.get(f"{base}/readyz", timeout=5)
+        assert resp.status_code == 200 and "failing" not in resp.text
+        assert all(f"{check}: ok" in resp.text for check in ("database", "migrations", "dispatchable node"))
+
+
+def _api(ctx, cluster) -> Api:  # type: ignore[no-untyped-def]
+    if "api" not in ctx:
+        ctx["api"] = Api(ctx["orch"].gateway, cluster.secrets.admin_password)
+    return ctx["api"]
+
+
+@when(parsers.parse('I log in as "admin" and create the command task "{command}"'))
+@given(parsers.parse('I log in as "admin" and create the command task "{command}"'))
+@given(parsers.parse('I logged in as "admin" and created the command task "{command}"'))
+def login_and_create(ctx, cluster, command: str) -> None:  # type: ignore[no-untyped-def]
+    ctx["task"] = _api(ctx, cluster).create(command)
+
+
+@when(parsers.parse('I create the command task "{command}"'))
+def create_task(ctx, cluster, command: str) -> None:  # type: ignore[no-untyped-def]
+    ctx["task"] = _api(ctx, cluster).create(command)
+
+
+@then(parsers.parse('within {seconds:d} seconds the task status is "{status}"'))
+@given(parsers.parse('within {seconds:d} seconds the task status is "{status}"'))
+def task_status(ctx, seconds: int, status: str) -> None:  # type: ignore[no-untyped-def]
+    if status == "running":
+        wait_until(lambda: ctx["api"].get(f"/v1/tasks/{ctx['task']}").json()["status"] == "running", seconds, "running")
+        return
+    ctx["result"] = ctx["api"].wait_status(ctx["task"], ("completed", "failed", "canceled"), timeout=seconds)
+    assert ctx["result"]["status"] == status, ctx["result"]
+
+
+@then(parsers.parse('within {seconds:d} seconds the task status is "failed" with a dispatch error'))
+def task_failed_dispatch(ctx, seconds: int) -> None:  # type: ignore[no-untyped-def]
+    result = ctx["api"].wait_status(ctx["task"], ("completed", "failed"), timeout=seconds)
+    assert result["status"] == "failed"
+    assert "worker api" in json.loads(result["jobs"][0]["result"])["error"]
+
+
+@then(parsers.parse('the task result\'s job result has "stdout" "{stdout}" and "exit_code" {code:d}'))
+def job_result(ctx, stdout: str, code: int) -> None:  # type: ignore[no-untyped-def]
+    result = json.loads(ctx["result"]["jobs"][0]["result"])
+    assert result["stdout"] == stdout.replace("\\n", "\n") and result["exit_code"] == code
+
+
+@then('GET /v1/tasks lists the task and GET /v1/users/me shows handle "admin"')
+def lists_and_me(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["task"] in [t["id"] for t in ctx["api"].get("/v1/tasks").json()["tasks"]]
+    assert ctx["api"].get("/v1/users/me").json()["handle"] == "admin"
+
+
+@then("the recording listener on the MCP gateway address saw no connection")
+def no_mcp(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["mcp"].connections == 0
+
+
+@when("I refresh my tokens and read the task with the new access token")
+def refresh_and_read(ctx) -> None:  # type: ignore[no-untyped-def]
+    api = ctx["api"]
+    resp = requests.post(f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10)
+    assert resp.status_code == 200
+    api.tokens = resp.json()
+    ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}")
+
+
+@then("the read succeeds")
+def read_ok(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["read"].status_code == 200
+
+
+@when("I log out")
+def log_out(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["api"].post("/v1/auth/logout", json={"refresh_token": ctx["api"].tokens["refresh_token"]}).status_code == 204
+
+
+@then("reading the task with the new access token gets 401 and refreshing gets 401")
+def dead_session(ctx) -> None:  # type: ignore[no-untyped-def]
+    api = ctx["api"]
+    assert api.get(f"/v1/tasks/{ctx['task']}").status_code == 401
+    resp = requests.post(f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10)
+    assert resp.status_code == 401
+
+
+@when(parsers.parse('the node agent is stopped and I create the command task "{command}"'))
+def stop_node_and_create(ctx, command: str) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["node"].stop() == 0
+    ctx["task"] = ctx["api"].create(command)
+
+
+@when('the node agent starts again and acks "applied"')
+def restart_node(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
+    _start_node(ctx, cluster)
+
+
+@when("I cancel the task")
+def cancel(ctx) -> None:  # type: ignore[no-untyped-def]
+    detail = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+    ctx["job"] = detail["jobs"][0]["id"]
+    ctx["cancel"] = ctx["api"].post(f"/v1/tasks/{ctx['task']}/cancel")
+
+
+@then('the cancel answer is 200 with "canceled" true')
+def cancel_ok(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["cancel"].status_code == 200 and ctx["cancel"].json() == {"task_id": ctx["task"], "canceled": True}
+
+
+def _containers_for(job_id: str) -> list[str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
+    out = subprocess.run(["podman", "ps", "-q", "--filter", f"label=cynodeai.job_id={job_id}"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.split()
+
+
+@then("within 15 seconds no container labelled with the task's job id runs on the node")
+def container_gone(ctx) -> None:  # type: ignore[no-untyped-def]
+    wait_until(lambda: not _containers_for(ctx["job"]), 15, "the job's container to stop", interval=0.5)
+
+
+@then('the task and its job stay "canceled" after the node answered the dispatch')
+def stays_canceled(ctx) -> None:  # type: ignore[no-untyped-def]
+    def answered() -> bool:
+        result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+        return result["jobs"][0].get("result") is not None
+    wait_until(answered, 30, "the node's late answer to be recorded")
+    result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+    assert result["status"] == "canceled" and result["jobs"][0]["status"] == "canceled"
+    ctx["snapshot"] = result
+
+
+@then("a second cancel answers 200 and changes nothing")
+def second_cancel(ctx) -> None:  # type: ignore[no-untyped-def]
+    assert ctx["api"].post(f"/v1/tasks/{ctx['task']}/cancel").status_code == 200
+    time.sleep(0.5)
+    assert ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json() == ctx["snapshot"]

@@ -1,0 +1,154 @@
+"""The published API description: valid OpenAPI 3, complete, browsable, and true.
+
+The last test lets schemathesis generate requests (valid and invalid) for
+every documented operation against the live orchestrator on loopback, on a
+real PostgreSQL, and checks that nothing answers 5xx and that every response
+matches what ``/openapi.json`` says it is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import jsonschema_rs
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.definitions import OPENAPI_30
+
+from cynode_core.services import accounts
+
+# Routes the API documentation itself serves; they are not operations.
+_DOC_ENDPOINT = re.compile(r"^(api-docs\.|static$)")
+_FUZZ_USER, _FUZZ_PASSWORD = "fuzz-user", "fuzz-password-0123"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # Thousands of generated logins from one address: the throttles would
+    # turn every later request into a (documented) 429 and hide the rest.
+    return {"login_rate_per_minute": 1_000_000, "login_handle_failures": 1_000_000}
+
+
+def test_openapi_json_is_valid_openapi_3(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/openapi.json")
+    assert resp.status_code == 200 and resp.content_type.startswith("application/json")
+    spec = resp.get_json()
+    assert spec["openapi"].startswith("3.0.")
+    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+              for e in jsonschema_rs.Draft4Validator(OPENAPI_30).iter_errors(spec)]
+    assert errors == []
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    verbs = {"get", "put", "post", "delete", "patch", "head", "options"}
+    return {(path, verb): op for path, item in spec["paths"].items() for verb, op in item.items() if verb in verbs}
+
+
+def test_openapi_lists_every_route_and_only_real_ones(client, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    documented = set(_operations(client.get("/openapi.json").get_json()))
+    served = set()
+    for rule in orchestrator.app.url_map.iter_rules():
+        if _DOC_ENDPOINT.match(rule.endpoint):
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        served |= {(path, m.lower()) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+    assert {("/healthz", "get"), ("/readyz", "get"), ("/v1/auth/login", "post"), ("/v1/nodes/register", "post")} <= served
+
+
+def test_every_operation_documents_its_errors_as_problem_details(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").get_json()
+    shared = spec.get("components", {}).get("responses", {})
+    for (path, verb), op in _operations(spec).items():
+        assert op.get("summary"), f"{verb.upper()} {path} has no summary"
+        for status, response in op["responses"].items():
+            if "$ref" in response:
+                response = shared[response["$ref"].rsplit("/", 1)[-1]]
+            if status.startswith(("4", "5")) and path not in ("/readyz",):
+                assert list(response.get("content", {})) == ["application/problem+json"], (verb, path, status)
+        # A 401 means a token is checked, except on the routes that take credentials in the body.
+        if "401" in op["responses"] and path not in ("/v1/auth/login", "/v1/auth/refresh", "/v1/nodes/register"):
+            assert op.get("security") == [{"bearerAuth": []}], f"{verb.upper()} {path} takes a token but says none"
+
+
+def test_docs_serves_swagger_ui(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/docs")
+    assert resp.status_code == 200 and resp.content_type.startswith("text/html")
+    html = resp.get_data(as_text=True)
+    assert "SwaggerUIBundle" in html and 'url: "/openapi.json"' in html
+
+
+@pytest.mark.xfail(strict=True, reason="Swagger UI's assets are not served: /docs points at /docs/static/ "
+                   "(OPENAPI_SWAGGER_UI_URL in cynode_core/app.py) and no route serves it; no network, so no CDN")
+def test_docs_assets_are_served(client) -> None:  # type: ignore[no-untyped-def]
+    html = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', html)
+    assert assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+
+
+# -- schemathesis against the live app ---------------------------------------
+
+
+class Credentials:
+    """A user token and a node token for the protected operations; a fresh login for logout."""
+
+    def __init__(self, base: str, orchestrator: Any):
+        with orchestrator.db.session() as session:
+            accounts.create_user(session, _FUZZ_USER, _FUZZ_PASSWORD)
+        self.base = base
+        self.user_token = self.login()
+        cap = {"version": 1, "node": {"node_slug": "fuzz-node"}, "worker_api": {"base_url": "http://127.0.0.1:9"}}
+        resp = requests.post(f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap}, timeout=10)
+        assert resp.status_code == 201, resp.text
+        self.node_token = resp.json()["auth"]["node_jwt"]
+
+    def login(self) -> str:
+        resp = requests.post(f"{self.base}/v1/auth/login", json={"handle": _FUZZ_USER, "password": _FUZZ_PASSWORD}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["access_token"])
+
+    def headers_for(self, case: schemathesis.Case) -> dict[str, str]:
+        if not case.operation.definition.raw.get("security"):
+            return {}
+        path = case.operation.path
+        if path == "/v1/auth/logout":
+            token = self.login()  # logout ends the session it is called with
+        elif path.startswith("/v1/nodes/"):
+            token = self.node_token
+        else:
+            token = self.user_token
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def credentials(live_orchestrator: str, orchestrator) -> Credentials:  # type: ignore[no-untyped-def]
+    return Credentials(live_orchestrator, orchestrator)
+
+
+@pytest.fixture
+def api_schema(live_orchestrator: str) -> Iterator[Any]:
+    schema = schemathesis.openapi.from_url(f"{live_orchestrator}/openapi.json", timeout=10)
+    schema.config.update(base_url=live_orchestrator)
+    yield schema
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@schema.parametrize()
+def test_api_keeps_its_description(case: schemathesis.Case, credentials: Credentials) -> None:
+    case.call_and_validate(
+        headers=credentials.headers_for(case),
+        checks=[not_a_server_error, response_schema_conformance],
+        timeout=30,
+    )
