@@ -111,10 +111,8 @@ class Dispatcher:
                                      autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not stop.is_set():
-                        woke = False
+                        # The generator ends only at its timeout; wake workers per notification.
                         for _ in conn.notifies(timeout=1.0):
-                            woke = True
-                        if woke:
                             self.wake_all()
             except Exception as exc:  # noqa: BLE001 - reconnect after any failure; polling covers the gap
                 log.debug("LISTEN connection lost (%s)", type(exc).__name__)

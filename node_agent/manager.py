@@ -33,11 +33,12 @@ import pluggy
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
 from cynode_core.plugins import get_plugin_manager
 from node_agent.capability import build_capability_report
-from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable, json_object
+from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable
 from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.job_result import format_time, utc_now
+from node_agent.node_config import NodeConfig, parse_node_config
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
 from node_agent.worker_api import create_worker_app
@@ -150,7 +151,7 @@ class NodeManager:
         # 7. Inference.
         if backend_factory is not None:
             self._start_inference(backend_factory, config)
-        elif json_object(config.get("inference_backend")).get("enabled"):
+        elif config.inference_enabled:
             log.warning("the orchestrator asks for inference, but this node is configured with 'none'")
 
         # 8. Ready, ack, report.
@@ -239,49 +240,38 @@ class NodeManager:
                     raise _StopRequested() from exc
                 delay = min(delay * 2, REGISTER_MAX_BACKOFF)
 
-    def _fetch_config(self) -> dict[str, Any]:
+    def _fetch_config(self) -> NodeConfig:
         assert self._client is not None
         self._check_stop()
         try:
-            config = self._client.fetch_config()
+            config = parse_node_config(self._client.fetch_config())
         except ControlPlaneError as exc:
             raise StartupError(str(exc)) from exc
-        version = config.get("config_version")
-        self._config_version = version if isinstance(version, str) else ""
-        if isinstance(config.get("node_slug"), str) and config["node_slug"]:
-            self._node_slug = config["node_slug"]
+        self._config_version = config.config_version
+        self._node_slug = config.node_slug or self._node_slug
         log.info("fetched node configuration %s", self._config_version or "(no config_version)")
         return config
 
-    def _apply_config(self, config: dict[str, Any]) -> str:
+    def _apply_config(self, config: NodeConfig) -> str:
         """Check the configuration this node can apply; return the Worker API token."""
         assert self.executor is not None
-        version = config.get("version")
-        if version != 1 or isinstance(version, bool):
+        if not config.supported_version:
             self._fail_config("unsupported_config_version",
-                              f"unsupported node configuration version {version!r} (this node applies version 1)")
-        token = json_object(config.get("worker_api")).get("orchestrator_bearer_token")
-        if not isinstance(token, str) or not token:
+                              f"unsupported node configuration version {config.version!r} "
+                              "(this node applies version 1)")
+        if not config.worker_token:
             # Upstream skips the Worker API then; a node that cannot take jobs must not look ready.
             self._fail_config("worker_api_token_missing",
                               "the node configuration has no worker_api.orchestrator_bearer_token")
-        constraints = json_object(config.get("constraints"))
-
-        def positive_int(key: str) -> int | None:
-            value = constraints.get(key)
-            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-        self.executor.apply_constraints(
-            max_request_bytes=positive_int("max_request_bytes"),
-            max_job_timeout_seconds=positive_int("max_job_timeout_seconds"),
-        )
-        return token
+        self.executor.apply_constraints(max_request_bytes=config.max_request_bytes,
+                                        max_job_timeout_seconds=config.max_job_timeout_seconds)
+        return config.worker_token
 
     def _start_worker_api(self, token: str) -> None:
         assert self.executor is not None and self.runtime is not None
         settings = self.settings
         self._check_stop()
-        self.readiness.set_not_ready("starting: inference backend not started yet")
+        self.readiness.set_not_ready("starting: inference backend and config ack pending")
         self.readiness.add_probe(self.runtime.name, runtime_probe(self.runtime, settings.sandbox_image))
         app = create_worker_app(self.executor, bearer_token=token, readiness=self.readiness)
         try:
@@ -295,17 +285,10 @@ class NodeManager:
         self.server = server
         server.start()
 
-    def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend],
-                         config: dict[str, Any]) -> None:
+    def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend], config: NodeConfig) -> None:
         self._check_stop()
         name = self._backend_name
-        options: dict[str, object] = dict(self.settings.inference_options())
-        instruction = json_object(config.get("inference_backend"))
-        selected_model = instruction.get("selected_model")
-        if isinstance(selected_model, str) and selected_model:
-            options["selected_model"] = selected_model
-        if isinstance(instruction.get("env"), dict):
-            options["env"] = {str(k): str(v) for k, v in json_object(instruction.get("env")).items()}
+        options: dict[str, object] = {**self.settings.inference_options(), **config.backend_options()}
         log.info("starting inference backend %s", name)
         try:
             self.backend = factory(options)

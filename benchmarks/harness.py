@@ -1,0 +1,104 @@
+"""Shared benchmark pieces: a throw-away cynode stack, the Podman floor, percentiles.
+
+Benchmarks print each figure as a ratio against a floor measured in the same
+run, so results compare across machines. Everything runs on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from cynode_core.client import GatewayClient
+from cynode_core.config import OrchestratorSettings, load_settings
+from cynode_core.stack import Stack
+
+SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
+HARDENED = ["--network", "none", "--user", "65534:65534", "--cap-drop", "all", "--security-opt", "no-new-privileges",
+            "--read-only", "--pids-limit", "256", "--memory", "512m"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
+    return env
+
+
+def raw_podman_run(command: str = "echo hello") -> float:
+    """Seconds for one hardened ``podman run --rm`` of the sandbox image (the floor)."""
+    started = time.perf_counter()
+    subprocess.run(["podman", "run", "--rm", *HARDENED, SANDBOX_IMAGE, "sh", "-c", command],
+                   env=podman_env(), check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+@contextmanager
+def stack(nodes: int = 1, **env: str) -> Iterator[tuple[Stack, GatewayClient]]:
+    """An embedded-PostgreSQL stack in a temporary home, logged in as admin."""
+    home = Path(tempfile.mkdtemp(prefix="cynode-bench-"))
+    overrides = {
+        "CYNODE_HOME": str(home),
+        "CYNODE_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
+        "CYNODE_CONTROL_LISTEN": f"127.0.0.1:{free_port()}",
+        "CYNODE_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "CYNODE_TASK_IMAGE": SANDBOX_IMAGE,
+        "CYNODE_DISPATCH_POLL_INTERVAL": "0.5",
+        "CYNODE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        settings: OrchestratorSettings = load_settings(OrchestratorSettings)
+        s = Stack(settings, nodes=nodes, base_port=free_port(), progress=lambda _t: None)
+        s.start()
+        try:
+            client = GatewayClient(s.gateway_url, store=home / "credentials.json")
+            client.login("admin", overrides["CYNODE_ADMIN_PASSWORD"])
+            yield s, client
+        finally:
+            s.stop()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def wait_done(client: GatewayClient, task_id: str, timeout: float = 120.0, poll: float = 0.01) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = client.call("GET", f"/v1/tasks/{task_id}/result")
+        if result["status"] in ("completed", "failed", "canceled"):
+            return result
+        time.sleep(poll)
+    raise TimeoutError(f"task {task_id} not done in {timeout} s")
+
+
+def report(name: str, value: float, floor: float, unit: str, goal: str) -> None:
+    ratio = value / floor if floor else float("inf")
+    print(f"{name}: {value:.4f} {unit} vs floor {floor:.4f} {unit} -> ratio {ratio:.2f}x (goal {goal})")
+
+
+__all__ = ["percentile", "raw_podman_run", "report", "stack", "statistics", "wait_done"]
