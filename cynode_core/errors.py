@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, request
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,14 @@ def install_problem_handlers(app: Flask) -> None:
         # The database is away (restart, network): say so, and let clients retry.
         log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
         return problem_response(503, "Database unavailable, retry shortly", headers={"Retry-After": "2"})
+
+    @app.errorhandler(DataError)
+    def _unstorable_value(exc: DataError) -> Response:
+        # PostgreSQL refused a value the client sent (a NUL character in
+        # text or JSON, an out-of-range number): the request is at fault.
+        log.info("value refused by the database on %s %s: %s", request.method, request.path,
+                 type(getattr(exc, "orig", exc)).__name__)
+        return problem_response(400, "Invalid request body: a value cannot be stored (e.g. a NUL character)")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

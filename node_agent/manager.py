@@ -83,11 +83,6 @@ class NodeManager:
         """Ask the manager to shut down (what SIGTERM/SIGINT do); safe from any thread."""
         self._stop.set()
 
-    @property
-    def worker_port(self) -> int | None:
-        """The port the Worker API listens on, once started."""
-        return self.server.port if self.server is not None else None
-
     def run(self) -> int:
         """Start up, serve until asked to stop, shut down; return the process exit code.
 

@@ -106,6 +106,7 @@ class Refresh(MethodView):
 class Logout(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(204)
+    @blp.alt_response(400, description="Malformed body")
     @blp.alt_response(401, description="Missing or invalid access token")
     @require_user
     @blp.arguments(LogoutSchema)

@@ -43,6 +43,7 @@ class RevokeSessions(MethodView):
     @blp.doc(security=BEARER)
     @blp.response(204)
     @blp.alt_response(400, description="Not a user id")
+    @blp.alt_response(401, description="Missing or invalid access token")
     @blp.alt_response(403, description="Caller is not the admin")
     @blp.alt_response(404, description="No such user")
     @require_user

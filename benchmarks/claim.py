@@ -1,0 +1,81 @@
+"""Dispatcher claim rate vs a bare ``SKIP LOCKED`` loop on the same database (goal >= 0.8x).
+
+Both claim the same queued jobs one at a time from one thread; the bare loop
+is a single ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` per
+claim. Run: .venv/bin/python -m benchmarks.claim [--jobs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import text
+
+from benchmarks.harness import report
+from cynode_core.app import create_app
+from cynode_core.config import OrchestratorSettings, load_settings
+from cynode_core.dispatch_store import claim_next
+from cynode_core.server import open_runtime
+
+BARE = (
+    "UPDATE jobs SET status = 'running', lease_id = gen_random_uuid(), lease_expires_at = now() + interval '30 seconds' "
+    "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1) "
+    "RETURNING id"
+)
+
+
+def fill(runtime, n: int) -> None:  # type: ignore[no-untyped-def]
+    with runtime.db.session() as session:
+        session.execute(text("DELETE FROM jobs"))
+        session.execute(text("DELETE FROM tasks"))
+        session.execute(text(
+            "WITH t AS (INSERT INTO tasks (id, status, prompt, summary) SELECT gen_random_uuid(), 'pending', 'echo', 'b' || g "
+            "FROM generate_series(1, :n) g RETURNING id) "
+            "INSERT INTO jobs (id, task_id, status, payload, created_at) SELECT gen_random_uuid(), id, 'queued', "
+            "to_jsonb(CAST('{\"image\":\"x\",\"command\":[\"sh\",\"-c\",\"echo\"]}' AS text)), clock_timestamp() FROM t"
+        ), {"n": n})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2000)
+    args = parser.parse_args()
+    settings = load_settings(OrchestratorSettings, environ={}, overrides={
+        "home": Path(tempfile.mkdtemp(prefix="cynode-claim-")), "admin_password": secrets.token_urlsafe(12),
+        "dispatcher_enabled": False,
+    })
+    runtime = open_runtime(settings)
+    try:
+        app = create_app(runtime.settings, runtime.db, runtime.secrets)
+        state = app.extensions["cynode"]
+        with runtime.db.session() as session:
+            session.execute(text(
+                "INSERT INTO nodes (id, node_slug, status, config_version, config_ack_version, config_ack_status, "
+                "worker_api_target_url, worker_api_bearer_token, max_concurrency) "
+                "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000)"
+            ), {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")})
+        fill(runtime, args.jobs)
+        started = time.perf_counter()
+        for _ in range(args.jobs):
+            assert claim_next(runtime.db, state.pm, runtime.settings, state.cipher, "bench") is not None
+        ours = args.jobs / (time.perf_counter() - started)
+        fill(runtime, args.jobs)
+        url = runtime.db.url
+        with psycopg.connect(url, autocommit=True) as conn:
+            started = time.perf_counter()
+            for _ in range(args.jobs):
+                assert conn.execute(BARE).fetchone() is not None
+            bare = args.jobs / (time.perf_counter() - started)
+    finally:
+        runtime.close()
+    report("claim rate", ours, bare, "claims/s", ">= 0.8x")
+
+
+if __name__ == "__main__":
+    main()
