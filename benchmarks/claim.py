@@ -20,7 +20,7 @@ from sqlalchemy import text
 from benchmarks.harness import report
 from cynode_core.app import create_app
 from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.dispatch_store import claim_next
+from cynode_core.dispatch_store import CandidateCache, ClaimConnection, claim_next
 from cynode_core.server import open_runtime
 
 BARE = (
@@ -61,9 +61,11 @@ def main() -> None:
                 "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000)"
             ), {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")})
         fill(runtime, args.jobs)
+        cache, conn = CandidateCache(ttl=1.0), ClaimConnection(runtime.db.url)
         started = time.perf_counter()
         for _ in range(args.jobs):
-            assert claim_next(runtime.db, state.pm, runtime.settings, state.cipher, "bench") is not None
+            assert claim_next(runtime.db, state.pm, runtime.settings, state.cipher, "bench", cache, conn) is not None
+        conn.close()
         ours = args.jobs / (time.perf_counter() - started)
         fill(runtime, args.jobs)
         url = runtime.db.url

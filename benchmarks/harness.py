@@ -61,7 +61,7 @@ def stack(nodes: int = 1, **env: str) -> Iterator[tuple[Stack, GatewayClient]]:
         "CYNODE_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
         "CYNODE_CONTROL_LISTEN": f"127.0.0.1:{free_port()}",
         "CYNODE_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        "CYNODE_TASK_IMAGE": SANDBOX_IMAGE,
+        "CYNODE_DISPATCH_WORKERS": "8",
         "CYNODE_DISPATCH_POLL_INTERVAL": "0.5",
         "CYNODE_LOG_LEVEL": "WARNING",
         **env,

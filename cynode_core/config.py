@@ -178,6 +178,11 @@ def load_settings(
     file_path = config_file or (Path(environ["CYNODE_CONFIG"]) if environ.get("CYNODE_CONFIG") else None)
     if file_path is not None:
         flat = read_yaml_file(file_path)
+        # The node start-up YAML of the contract carries a required top-level
+        # ``version`` (the file format, 1); it is no setting.
+        file_version = flat.pop("version", 1)
+        if file_version != 1 or isinstance(file_version, bool):
+            raise ConfigError(f"unsupported 'version' {file_version!r} in {file_path} (expected 1)")
         by_yaml_key = {}
         for f in fields.values():
             by_yaml_key[f.name] = f.name

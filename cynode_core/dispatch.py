@@ -25,6 +25,8 @@ from sqlalchemy import text
 
 from cynode_core.dispatch_call import WorkerCall, call_worker
 from cynode_core.dispatch_store import (
+    CandidateCache,
+    ClaimConnection,
     ClaimedJob,
     claim_next,
     fail_job,
@@ -61,6 +63,7 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Condition()
         self._inflight: dict[uuid.UUID, uuid.UUID] = {}
+        self._candidates = CandidateCache(ttl=1.0)
         self._lock = threading.Lock()
 
     # -- threads --------------------------------------------------------------
@@ -88,13 +91,21 @@ class Dispatcher:
 
     def _work_loop(self, stop: threading.Event) -> None:
         last_recover = 0.0
+        claim_conn = ClaimConnection(self.state.db.url)
+        try:
+            self._work(stop, claim_conn, last_recover)
+        finally:
+            claim_conn.close()
+
+    def _work(self, stop: threading.Event, claim_conn: ClaimConnection, last_recover: float) -> None:
         while not stop.is_set():
             try:
                 if time.monotonic() - last_recover > min(self.settings.lease_seconds / 3, 2.0):
                     last_recover = time.monotonic()
                     for task_id in recover_expired_leases(self.state.db, self.settings):
                         task_finished(self.state, task_id)
-                claimed = claim_next(self.state.db, self.state.pm, self.settings, self.state.cipher, self.owner)
+                claimed = claim_next(self.state.db, self.state.pm, self.settings, self.state.cipher, self.owner, self._candidates,
+                                     claim_conn)
                 if claimed is None:
                     self._sleep(stop, self.settings.dispatch_poll_interval)
                     continue

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from cynode_core.config import OrchestratorSettings
 from cynode_core.db import Database
@@ -80,65 +84,211 @@ def _finish_task(session: Any, task_id: uuid.UUID, status: str) -> None:
     )
 
 
-def claim_next(
-    db: Database, pm: pluggy.PluginManager, settings: OrchestratorSettings, cipher: TokenCipher, owner: str
+_PICK = text(
+    "SELECT id, task_id, payload, attempts, node_id FROM jobs "
+    "WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+    "ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1"
+)
+
+# Lock the chosen node, recount its running jobs and take the job in one round
+# trip; the job is taken only while the node has a free slot.
+_TAKE = text(
+    """
+    WITH n AS (
+        SELECT id, worker_api_target_url, worker_api_bearer_token, max_concurrency FROM nodes
+        WHERE id = :node AND status = 'active' FOR UPDATE
+    ), c AS (
+        SELECT count(*) AS running FROM jobs WHERE node_id = :node AND status = 'running'
+    ), u AS (
+        UPDATE jobs SET status = 'running', node_id = n.id, lease_id = :lease, lease_owner = :owner,
+            lease_expires_at = now() + make_interval(secs => :secs), attempts = jobs.attempts + 1,
+            started_at = coalesce(jobs.started_at, now()), next_attempt_at = NULL, updated_at = now()
+        FROM n, c WHERE jobs.id = :job AND c.running < n.max_concurrency
+        RETURNING jobs.task_id
+    ), t AS (
+        UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
+    )
+    SELECT n.worker_api_target_url, n.worker_api_bearer_token, (SELECT count(*) FROM u) FROM n
+    """
+)
+
+
+# The built-in least-loaded choice made in SQL: pick, place and take in one
+# statement (one round trip, like a bare SKIP LOCKED loop). The slot count is
+# a snapshot; the node itself refuses work beyond its slots (503) and such a
+# job goes back to the queue without using an attempt.
+_CLAIM_SQL = """
+    WITH j AS (
+        SELECT id, task_id, payload, attempts, node_id FROM jobs
+        WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+        ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1
+    ), cand AS (
+        SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token,
+               n.max_concurrency - (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running') AS free
+        FROM nodes n
+        WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
+          AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
+    ), pick AS (
+        SELECT cand.* FROM cand, j WHERE cand.free > 0
+        ORDER BY (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
+    ), u AS (
+        UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
+            lease_expires_at = now() + make_interval(secs => %(secs)s), attempts = jobs.attempts + 1,
+            started_at = coalesce(jobs.started_at, now()), next_attempt_at = NULL, updated_at = now()
+        FROM j, pick WHERE jobs.id = j.id
+        RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts
+    ), t AS (
+        UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
+    )
+    SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token
+    FROM u, pick
+"""
+
+
+def uses_default_scheduler(pm: pluggy.PluginManager) -> bool:
+    """True when no plugin but the built-in least-loaded one answers ``cynode_select_node``."""
+    from cynode_core.scheduling import LeastLoaded
+
+    impls = pm.hook.cynode_select_node.get_hookimpls()
+    return len(impls) == 1 and isinstance(impls[0].plugin, LeastLoaded)
+
+
+class ClaimConnection:
+    """A dispatcher thread's own autocommit connection for the one-statement claim.
+
+    Kept outside the pool: no checkout, no pre-ping, prepared after a few uses,
+    so a claim costs one round trip. Reopened after any error.
+    """
+
+    def __init__(self, url: str):
+        self.url = url.replace("postgresql+psycopg://", "postgresql://")
+        self._conn: psycopg.Connection | None = None
+
+    def execute(self, query: str, params: dict[str, Any]) -> tuple | None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
+                                         options="-c timezone=UTC", application_name="cynode-dispatch")
+        try:
+            return self._conn.execute(query, params).fetchone()
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def claim_least_loaded(
+    db: Database, settings: OrchestratorSettings, cipher: TokenCipher, owner: str, conn: ClaimConnection | None = None
 ) -> ClaimedJob | None:
-    """Claim the oldest due job for a node with a free slot, or ``None``."""
-    with db.session() as session:
-        row = session.execute(
-            text(
-                "SELECT id, task_id, payload, attempts, node_id FROM jobs "
-                "WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-                "ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1"
-            )
-        ).first()
+    """One-statement claim for the default scheduler; see ``_CLAIM_LEAST_LOADED``."""
+    own = conn is None
+    conn = conn or ClaimConnection(db.url)
+    lease_id = uuid.uuid4()
+    try:
+        row = conn.execute(_CLAIM_SQL, {"lease": lease_id, "owner": owner, "secs": settings.lease_seconds})
+    finally:
+        if own:
+            conn.close()
+    if row is None:
+        return None
+    job_id, task_id, payload, attempts, node_id, url, stored_token = row
+    try:
+        sandbox = sandbox_of(payload)
+    except ValueError as exc:
+        with db.session() as session:
+            _fail_unparsable(session, job_id, task_id, str(exc))
+        return None
+    timeout = int(sandbox.get("timeout_seconds") or settings.job_timeout_seconds)
+    return ClaimedJob(job_id, task_id, lease_id, attempts, node_id, url, _token(cipher, stored_token), sandbox, timeout)
+
+
+class CandidateCache:
+    """Dispatchable nodes, re-read at most every ``ttl`` seconds.
+
+    The running counts in it are only a hint for the scheduler: the claim
+    itself recounts under the node's row lock, and a full node invalidates
+    the cache.
+    """
+
+    def __init__(self, ttl: float = 1.0):
+        self.ttl = ttl
+        self._at = 0.0
+        self._nodes: list[NodeCandidate] = []
+        self._lock = threading.Lock()
+
+    def get(self, conn: Any) -> list[NodeCandidate]:
+        with self._lock:
+            if time.monotonic() - self._at < self.ttl:
+                return self._nodes
+        with Session(bind=conn) as session:
+            nodes = [NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability)
+                     for n in list_nodes(session, only_dispatchable=True)]
+        with self._lock:
+            self._nodes, self._at = nodes, time.monotonic()
+        return nodes
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = 0.0
+
+
+_tokens: dict[str, str] = {}
+
+
+def _token(cipher: TokenCipher, stored: str) -> str:
+    # Fernet decryption per claim is measurable; ciphertexts change only on rotation.
+    if stored not in _tokens:
+        _tokens[stored] = cipher.decrypt(stored)
+    return _tokens[stored]
+
+
+def claim_next(
+    db: Database, pm: pluggy.PluginManager, settings: OrchestratorSettings, cipher: TokenCipher, owner: str,
+    cache: CandidateCache | None = None, claim_conn: ClaimConnection | None = None,
+) -> ClaimedJob | None:
+    """Claim the oldest due job for a node with a free slot, or ``None``.
+
+    With only the built-in scheduler the claim is one SQL statement; a
+    third-party ``cynode_select_node`` plugin is asked in a two-step claim.
+    """
+    if uses_default_scheduler(pm):
+        return claim_least_loaded(db, settings, cipher, owner, claim_conn)
+    cache = cache or CandidateCache(ttl=0.0)
+    with db.engine.begin() as conn:
+        row = conn.execute(_PICK).first()
         if row is None:
             return None
         job_id, task_id, payload, attempts, preferred = row
         try:
             sandbox = sandbox_of(payload)
         except ValueError as exc:
-            _fail_unparsable(session, job_id, task_id, str(exc))
+            _fail_unparsable(conn, job_id, task_id, str(exc))
             return None
-        nodes = [n for n in list_nodes(session, only_dispatchable=True)]
-        candidates = [
-            NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability) for n in nodes
-        ]
+        candidates = cache.get(conn)
         chosen = next((c for c in candidates if preferred and c.node_id == str(preferred)), None)
         if chosen is None:
             chosen = pm.hook.cynode_select_node(
                 job=JobInfo(str(job_id), str(task_id), bool(sandbox.get("use_inference")), attempts + 1), candidates=candidates
             )
         if chosen is None:
-            session.rollback()
-            return None
-        # Serialise claims per node and recount under the lock, so slots are never oversubscribed.
-        node = session.execute(
-            text("SELECT id, worker_api_target_url, worker_api_bearer_token, max_concurrency FROM nodes WHERE id = :id FOR UPDATE"),
-            {"id": uuid.UUID(chosen.node_id)},
-        ).first()
-        running = session.execute(
-            text("SELECT count(*) FROM jobs WHERE node_id = :id AND status = 'running'"), {"id": node[0]}
-        ).scalar()
-        if running >= node[3]:
-            session.rollback()
+            conn.rollback()
             return None
         lease_id = uuid.uuid4()
-        session.execute(
-            text(
-                "UPDATE jobs SET status = 'running', node_id = :node, lease_id = :lease, lease_owner = :owner, "
-                "lease_expires_at = now() + make_interval(secs => :secs), attempts = attempts + 1, "
-                "started_at = coalesce(started_at, now()), next_attempt_at = NULL, updated_at = now() WHERE id = :id"
-            ),
-            {"node": node[0], "lease": lease_id, "owner": owner, "secs": settings.lease_seconds, "id": job_id},
-        )
-        session.execute(
-            text("UPDATE tasks SET status = 'running', updated_at = now() WHERE id = :id AND status = 'pending'"),
-            {"id": task_id},
-        )
-        token = cipher.decrypt(node[2])
+        taken = conn.execute(_TAKE, {
+            "node": uuid.UUID(chosen.node_id), "job": job_id, "lease": lease_id, "owner": owner,
+            "secs": settings.lease_seconds,
+        }).first()
+        if taken is None or not taken[2]:
+            cache.invalidate()  # the node left, or its slots are full: look again next time
+            conn.rollback()
+            return None
+        url, stored_token = taken[0], taken[1]
     timeout = int(sandbox.get("timeout_seconds") or settings.job_timeout_seconds)
-    return ClaimedJob(job_id, task_id, lease_id, attempts + 1, node[0], node[1], token, sandbox, timeout)
+    return ClaimedJob(job_id, task_id, lease_id, attempts + 1, uuid.UUID(chosen.node_id), url,
+                      _token(cipher, stored_token), sandbox, timeout)
 
 
 def store_result(db: Database, job: ClaimedJob, result: dict[str, Any]) -> bool:

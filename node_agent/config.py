@@ -27,6 +27,21 @@ from cynode_core.config import (
 INFERENCE_NONE = "none"
 
 
+def parse_aliases(value: object) -> dict[str, str]:
+    """``{name: local}`` from a mapping or ``name=local,name2=local2`` ('' = no aliases)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    aliases: dict[str, str] = {}
+    for item in str(value).split(","):
+        if not item.strip():
+            continue
+        name, sep, local = item.partition("=")
+        if not sep or not name.strip() or not local.strip():
+            raise ValueError(f"not NAME=LOCAL: {item.strip()!r}")
+        aliases[name.strip()] = local.strip()
+    return aliases
+
+
 @register_settings_class
 @dataclasses.dataclass(frozen=True)
 class NodeSettings:
@@ -65,6 +80,10 @@ class NodeSettings:
                                    help="sandbox runtime plugin name")
     sandbox_image: str = setting("localhost/cynode-sandbox:busybox", yaml_keys=("sandbox.default_image",),
                                  help="image for jobs that name none, and for the start-up check")
+    image_aliases: dict[str, str] = setting(
+        lambda: {"alpine:latest": "localhost/cynode-sandbox:busybox", "python:alpine": "localhost/cynode-sandbox:python"},
+        parse=lambda v: parse_aliases(v), yaml_keys=("sandbox.image_aliases",),
+        help="NAME=LOCAL,... images substituted for registry names (no registry is reachable offline)")
     podman_socket: str | None = setting(None, parse=parse_optional_str,
                                         help="Podman REST socket URL; unset: the agent starts its own service")
     workspace_root: Path | None = setting(None, parse=parse_path, env=("WORKSPACE_ROOT",),
@@ -144,6 +163,12 @@ class NodeSettings:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.worker_listen_port}"
+
+    def resolve_image(self, requested: str | None) -> str:
+        """The local image a job runs: the default for none, an alias for a registry name."""
+        if not requested:
+            return self.sandbox_image
+        return self.image_aliases.get(requested, requested)
 
     def runtime_options(self) -> dict[str, object]:
         """The plain mapping handed to a sandbox runtime factory."""

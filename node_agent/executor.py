@@ -235,7 +235,7 @@ class JobExecutor:
         return SandboxSpec(
             job_id=request.job_key,
             task_id=request.task_id,
-            image=request.sandbox.image or settings.sandbox_image,
+            image=settings.resolve_image(request.sandbox.image),
             command=list(request.sandbox.command),
             env=build_sandbox_env(request),
             workspace_dir=str(workspace),

@@ -90,7 +90,8 @@ class Job(TimestampMixin, Base):
         Index("idx_jobs_created_at", "created_at"),
         Index("idx_jobs_lease_id", "lease_id", postgresql_where=text("lease_id IS NOT NULL")),
         Index("idx_jobs_lease_expires_at", "lease_expires_at", postgresql_where=text("lease_expires_at IS NOT NULL")),
-        Index("idx_jobs_queue", "next_attempt_at", "created_at", postgresql_where=text("status = 'queued'")),
+        Index("idx_jobs_queue", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("idx_jobs_running_node", "node_id", postgresql_where=text("status = 'running'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 12:22:59.580450
+Create Date: 2026-11-25 12:38:48.519157
 """
 
 from alembic import op
@@ -183,7 +183,8 @@ def upgrade() -> None:
     op.create_index('idx_jobs_lease_expires_at', 'jobs', ['lease_expires_at'], unique=False, postgresql_where=sa.text('lease_expires_at IS NOT NULL'))
     op.create_index('idx_jobs_lease_id', 'jobs', ['lease_id'], unique=False, postgresql_where=sa.text('lease_id IS NOT NULL'))
     op.create_index('idx_jobs_node_id', 'jobs', ['node_id'], unique=False)
-    op.create_index('idx_jobs_queue', 'jobs', ['next_attempt_at', 'created_at'], unique=False, postgresql_where=sa.text("status = 'queued'"))
+    op.create_index('idx_jobs_queue', 'jobs', ['created_at', 'id'], unique=False, postgresql_where=sa.text("status = 'queued'"))
+    op.create_index('idx_jobs_running_node', 'jobs', ['node_id'], unique=False, postgresql_where=sa.text("status = 'running'"))
     op.create_index('idx_jobs_status', 'jobs', ['status'], unique=False)
     op.create_index('idx_jobs_task_id', 'jobs', ['task_id'], unique=False)
     op.create_table('task_artifacts',
@@ -211,6 +212,7 @@ def downgrade() -> None:
     op.drop_table('task_artifacts')
     op.drop_index('idx_jobs_task_id', table_name='jobs')
     op.drop_index('idx_jobs_status', table_name='jobs')
+    op.drop_index('idx_jobs_running_node', table_name='jobs', postgresql_where=sa.text("status = 'running'"))
     op.drop_index('idx_jobs_queue', table_name='jobs', postgresql_where=sa.text("status = 'queued'"))
     op.drop_index('idx_jobs_node_id', table_name='jobs')
     op.drop_index('idx_jobs_lease_id', table_name='jobs', postgresql_where=sa.text('lease_id IS NOT NULL'))

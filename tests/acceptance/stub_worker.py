@@ -55,7 +55,9 @@ class Reply:
     ``exit_code``, ``stdout``, ``stderr``. ``http_status`` other than 200
     answers a problem body instead (``raw_body`` replaces any body, e.g. a
     non-JSON 200). ``hold`` keeps the call open until :meth:`StubWorkerApi.release`;
-    ``delay`` answers after that many seconds.
+    ``until_canceled`` keeps it open until the job's ``:cancel`` has arrived
+    (a result that comes back late, after the cancel); ``delay`` answers
+    after that many seconds.
     """
 
     status: str = "completed"
@@ -65,6 +67,7 @@ class Reply:
     http_status: int = 200
     raw_body: str | None = None
     hold: bool = False
+    until_canceled: bool = False
     delay: float = 0.0
 
 
@@ -77,6 +80,7 @@ class Call:
     headers: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
+    wall: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
     @property
     def job_id(self) -> str | None:
@@ -122,7 +126,7 @@ class StubWorkerApi:
         self.calls: list[Call] = []
         self.responses: dict[str, dict[str, Any]] = {}  # job_id -> the last RunJobResponse sent
         self.runs: dict[str, int] = {}  # job_id -> how many times the job was "executed"
-        self.canceled: set[str] = set()
+        self.canceled: dict[str, threading.Event] = {}
         self.on_run: list[Callable[[Call], None]] = []  # called as a jobs:run call arrives (before answering)
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -174,6 +178,10 @@ class StubWorkerApi:
         with self._lock:
             calls = [c for c in self.calls if c.path.endswith(":cancel")]
         return [c for c in calls if job_id is None or c.job_id == job_id]
+
+    def _cancel_event(self, job_id: str) -> threading.Event:
+        with self._lock:
+            return self.canceled.setdefault(job_id, threading.Event())
 
     def reply_for(self, body: dict[str, Any]) -> Reply:
         for matches, reply in self.rules:
@@ -247,8 +255,7 @@ class StubWorkerApi:
                 return self._problem(400, "validation", "Bad Request", "job_id must be a UUID")
             if not self.run_calls(job_id):
                 return self._problem(404, "not_found", "Not Found", "Job not found")
-            with self._lock:
-                self.canceled.add(job_id)
+            self._cancel_event(job_id).set()
             return Response(json.dumps({"version": 1, "job_id": job_id, "canceled": True}), content_type="application/json")
 
         return app
@@ -280,6 +287,10 @@ class StubWorkerApi:
         started = _now()
         if reply.hold:
             self._released.wait(MAX_HOLD_SECONDS)
+        if reply.until_canceled:
+            canceled, deadline = self._cancel_event(str(body["job_id"])), time.monotonic() + MAX_HOLD_SECONDS
+            while not canceled.wait(0.05) and not self._released.is_set() and time.monotonic() < deadline:
+                pass
         if reply.delay:
             time.sleep(reply.delay)
         if reply.raw_body is not None:

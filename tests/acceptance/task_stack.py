@@ -19,7 +19,9 @@ then ack ``applied`` with that ``config_version``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -166,6 +168,30 @@ def make_dispatchable(api: Api, psk: str, node: NodeHandle) -> None:
     ack(api, node, "applied")
 
 
+# -- users ---------------------------------------------------------------------------
+
+USER_PASSWORD = secrets.token_urlsafe(12)
+
+
+@functools.lru_cache(maxsize=1)
+def _password_hash() -> str:
+    from cynode_core.services.passwords import hash_password
+
+    return hash_password(USER_PASSWORD)
+
+
+def create_users(db: Any, *handles: str) -> None:
+    """Users with the password ``USER_PASSWORD``, hashed once per run (argon2id is slow on purpose)."""
+    from cynode_core.models import PasswordCredential
+    from cynode_core.services import accounts
+    from cynode_core.services.passwords import HASH_ALG
+
+    with db.session() as session:
+        for handle in handles:
+            user = accounts.create_user(session, handle, None)
+            session.add(PasswordCredential(user_id=user.id, password_hash=_password_hash(), hash_alg=HASH_ALG))
+
+
 # -- the database, read directly for the assertions ----------------------------------
 
 
@@ -201,7 +227,10 @@ class InProcessDispatcher:
         self.stop_event.set()
         self.state.dispatcher.wake_all()
         for thread in self.threads:
-            thread.join(timeout=10)
+            # The LISTEN thread notices the stop within its 1 s notify timeout and
+            # ends by itself; waiting for it would only slow every scenario down.
+            thread.join(timeout=0.05 if thread.name == "dispatch-listen" else 10)
+            assert thread.name == "dispatch-listen" or not thread.is_alive(), f"{thread.name} did not stop"
 
 
 # -- the orchestrator as a child process ---------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import uuid
 from typing import Any, Iterator
 
@@ -19,10 +18,12 @@ import pytest
 from acceptance.conftest import Ctx, assert_problem, is_uuid
 from acceptance.stub_worker import Reply, StubWorkerApi
 from acceptance.task_stack import (
+    USER_PASSWORD,
     Api,
     InProcessDispatcher,
     NodeHandle,
     ack,
+    create_users,
     jobs_of,
     make_dispatchable,
     rows,
@@ -31,7 +32,6 @@ from acceptance.task_stack import (
 )
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from cynode_core.services import accounts
 
 scenarios("orchestrator/task_lifecycle.feature")
 
@@ -73,6 +73,18 @@ def api(client: Any) -> Api:
     return Api(client=client)
 
 
+class Tokens(dict):
+    """Access tokens by handle; a user other than the Background's logs in on first use."""
+
+    def __init__(self, ctx: Ctx):
+        super().__init__()
+        self.ctx = ctx
+
+    def __missing__(self, handle: str) -> str:
+        self[handle] = self.ctx["api"].login(handle, USER_PASSWORD)["access_token"]
+        return self[handle]
+
+
 def _user_id(orchestrator: Any, handle: str) -> str:
     return str(rows(orchestrator.db, "SELECT id FROM users WHERE handle = :h", h=handle)[0]["id"])
 
@@ -103,20 +115,16 @@ def services_with_node(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerAp
     assert api.get("/healthz").status_code == 200
     node = NodeHandle("node-01", stub)
     make_dispatchable(api, orchestrator.secrets.psk, node)
-    ctx.update(node=node, tokens={}, passwords={})
+    ctx.update(node=node, tokens=Tokens(ctx))
 
 
 @given(parsers.parse('users "{first}" and "{second}" exist and I am logged in as "{me}"'))
 def users_exist(ctx: Ctx, orchestrator: Any, api: Api, first: str, second: str, me: str) -> None:
-    with orchestrator.db.session() as session:
-        for handle in (first, second):
-            ctx["passwords"][handle] = secrets.token_urlsafe(12)
-            accounts.create_user(session, handle, ctx["passwords"][handle])
-    for handle in (first, second):
-        pair = api.login(handle, ctx["passwords"][handle])
-        ctx["tokens"][handle] = pair["access_token"]
-        ctx.setdefault("refresh", {})[handle] = pair["refresh_token"]
-    ctx["me"] = me
+    create_users(orchestrator.db, first, second)
+    ctx["api"] = api
+    pair = api.login(me, USER_PASSWORD)
+    ctx["tokens"][me] = pair["access_token"]
+    ctx["refresh"] = {me: pair["refresh_token"]}
 
 
 # -- givens ------------------------------------------------------------------

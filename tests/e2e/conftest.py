@@ -36,7 +36,7 @@ class Cluster:
             "CYNODE_JWT_SECRET": secrets.jwt_secret,
             "CYNODE_NODE_PSK": secrets.psk,
             "CYNODE_ADMIN_PASSWORD": secrets.admin_password,
-            "CYNODE_TASK_IMAGE": SANDBOX_IMAGE,
+            "CYNODE_DISPATCH_WORKERS": "8",
             "CYNODE_DISPATCH_POLL_INTERVAL": "0.2",
         })
         self.env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")

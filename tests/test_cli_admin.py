@@ -1,0 +1,152 @@
+"""``cynode admin user …`` and ``cynode admin node list`` on a real database.
+
+The commands run through click's CliRunner with ``CYNODE_DATABASE_URL`` set
+to the test's own database; their effect is checked through the running
+app (logins, node registration) on that same database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cynode_core.cli import main
+from orchestrator_process import CynodeProcess, clean_environ
+
+
+@pytest.fixture
+def cynode(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run ``cynode <args>`` in-process against this test's database."""
+    keep = clean_environ()
+    for key in list(os.environ):
+        if key not in keep:  # no CYNODE_* or upstream setting of the caller's shell leaks in
+            monkeypatch.delenv(key)
+    env = {"CYNODE_DATABASE_URL": database_url, "CYNODE_HOME": str(tmp_path / "cli-home")}
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return run
+
+
+def login(client: Any, handle: str, password: str) -> Any:
+    return client.post("/v1/auth/login", json={"handle": handle, "password": password})
+
+
+def users_json(cynode: Any) -> dict[str, dict[str, Any]]:
+    result = cynode("admin", "user", "list", "--json")
+    assert result.exit_code == 0, result.output
+    return {row["handle"]: row for row in json.loads(result.stdout)}
+
+
+def test_user_add_then_login(cynode, client) -> None:  # type: ignore[no-untyped-def]
+    result = cynode("admin", "user", "add", "bob", "--password", "bob-pass-1", "--email", "bob@example.org")
+    assert result.exit_code == 0 and "user bob created" in result.output
+    assert "bob-pass-1" not in result.output
+    assert login(client, "bob", "bob-pass-1").status_code == 200
+    assert login(client, "bob", "wrong").status_code == 401
+    row = users_json(cynode)["bob"]
+    assert (row["email"], row["is_active"], row["source"]) == ("bob@example.org", True, "local")
+
+
+def test_user_add_reads_the_password_from_stdin(cynode, client) -> None:  # type: ignore[no-untyped-def]
+    result = cynode("admin", "user", "add", "dora", input="dora-pass-2\n")
+    assert result.exit_code == 0, result.output
+    assert login(client, "dora", "dora-pass-2").status_code == 200
+
+
+def test_user_add_refuses_an_empty_password_and_a_taken_handle(cynode) -> None:  # type: ignore[no-untyped-def]
+    empty = cynode("admin", "user", "add", "erin", input="\n")
+    assert empty.exit_code != 0 and "password is required" in empty.output
+    assert cynode("admin", "user", "add", "erin", "--password", "p1").exit_code == 0
+    again = cynode("admin", "user", "add", "erin", "--password", "p2")
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_user_list_shows_every_user(cynode, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    cynode("admin", "user", "add", "frank", "--password", "frank-pass")
+    table = cynode("admin", "user", "list")
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["HANDLE", "ACTIVE", "SOURCE", "EMAIL", "ID"]
+    handles = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert handles == {"system": "no", "admin": "yes", "frank": "yes"}
+    assert orchestrator.secrets.admin_password not in table.output
+
+
+def test_disable_and_enable(cynode, client) -> None:  # type: ignore[no-untyped-def]
+    cynode("admin", "user", "add", "gina", "--password", "gina-pass")
+    tokens = login(client, "gina", "gina-pass").get_json()
+
+    result = cynode("admin", "user", "disable", "gina")
+    assert result.exit_code == 0 and "user gina disabled" in result.output
+    assert users_json(cynode)["gina"]["is_active"] is False
+    refused = login(client, "gina", "gina-pass")
+    assert refused.status_code == 401 and refused.content_type == "application/problem+json"
+    # Her sessions ended at once: the token from before is dead too.
+    assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    assert client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+
+    result = cynode("admin", "user", "enable", "gina")
+    assert result.exit_code == 0 and "user gina enabled" in result.output
+    assert login(client, "gina", "gina-pass").status_code == 200
+
+
+def test_disable_an_unknown_user_fails(cynode) -> None:  # type: ignore[no-untyped-def]
+    result = cynode("admin", "user", "disable", "nobody")
+    assert result.exit_code != 0 and "no user 'nobody'" in result.output
+
+
+def _register(client: Any, psk: str, slug: str) -> dict[str, Any]:
+    cap = {"version": 1, "reported_at": "2026-01-01T00:00:00Z", "node": {"node_slug": slug},
+           "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 4, "ram_mb": 8192},
+           "sandbox": {"max_concurrency": 3}, "worker_api": {"base_url": "http://127.0.0.1:12090"}}
+    resp = client.post("/v1/nodes/register", json={"psk": psk, "capability": cap})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    token = resp.get_json()["auth"]["node_jwt"]
+    config = client.get("/v1/nodes/config", headers={"Authorization": f"Bearer {token}"}).get_json()
+    return {"token": token, "config_version": config["config_version"]}
+
+
+def test_node_list_shows_a_registered_node_and_its_ack(cynode, client, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    empty = cynode("admin", "node", "list")
+    assert empty.exit_code == 0 and "(none)" in empty.stdout
+
+    node = _register(client, orchestrator.secrets.psk, "node-cli")
+    before = json.loads(cynode("admin", "node", "list", "--json").stdout)
+    assert [n["slug"] for n in before] == ["node-cli"]
+    assert before[0]["config_ack_status"] is None and before[0]["config_version"] == node["config_version"]
+
+    ack = {"version": 1, "node_slug": "node-cli", "config_version": node["config_version"],
+           "ack_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "applied"}
+    assert client.post("/v1/nodes/config", json=ack, headers={"Authorization": f"Bearer {node['token']}"}).status_code == 204
+
+    table = cynode("admin", "node", "list")
+    assert table.exit_code == 0
+    header, row = table.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["SLUG", "STATUS", "SLOTS"]
+    assert row.startswith("node-cli") and "active" in row and "0/3" in row
+    assert node["config_version"] in row and "applied (current)" in row and "http://127.0.0.1:12090" in row
+    assert "linux/amd64 4cpu 8192MB" in row
+
+    after = json.loads(cynode("admin", "node", "list", "--json").stdout)[0]
+    assert (after["config_ack_status"], after["config_ack_version"]) == ("applied", node["config_version"])
+    assert after["max_concurrency"] == 3 and after["running_jobs"] == 0
+    assert node["token"] not in table.output  # no node JWT, no Worker API token in the listing
+
+
+def test_the_real_command_lists_users(database_url: str, tmp_path: Path, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    env = clean_environ(CYNODE_DATABASE_URL=database_url, CYNODE_HOME=str(tmp_path / "proc-home"))
+    proc = CynodeProcess(["admin", "user", "list", "--json"], env, tmp_path / "list.log")
+    try:
+        assert proc.wait(timeout=60) == 0, proc.output
+    finally:
+        proc.stop()
+    assert {"admin", "system"} <= {row["handle"] for row in json.loads(proc.output[proc.output.index("["):])}

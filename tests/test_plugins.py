@@ -1,0 +1,197 @@
+"""The plugin manager and the hooks, seen from a third party's plugin.
+
+The plugins here are written the way an outside distribution would write
+them: a class with ``@cynode_core.hookimpl`` methods using only the hook
+contract's value types. They run against the real app on a real database.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pluggy
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from cynode_core import hookimpl
+from cynode_core.app import create_app
+from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH, LocalAccounts
+from cynode_core.config import OrchestratorSettings, load_settings
+from cynode_core.hookspecs import Identity, JobInfo, NodeCandidate
+from cynode_core.models import PasswordCredential, User
+from cynode_core.plugins import get_plugin_manager, plugin_names
+from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER, LeastLoaded
+
+LDAP = "test-ldap"
+
+
+class DirectoryLogin:
+    """A stand-in for an LDAP plugin: it vouches for one external identity."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def cynode_authenticate(self, handle: str, password: str) -> Identity | None:
+        self.calls.append(handle)
+        if handle == "carol" and password == "from-ldap":
+            return Identity(handle="carol", external_source=LDAP, external_id="uid=carol")
+        return None
+
+
+class LastCandidate:
+    """A scheduler that always picks the last candidate."""
+
+    @hookimpl
+    def cynode_select_node(self, job: JobInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+        return candidates[-1] if candidates else None
+
+
+class Abstains:
+    """A scheduler that never decides, so the next one does."""
+
+    @hookimpl
+    def cynode_select_node(self, job: JobInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+        return None
+
+
+class Misspelt:
+    @hookimpl
+    def cynode_authentikate(self, handle: str, password: str) -> Identity | None:
+        return None
+
+
+def builtins(orchestrator: Any) -> list[tuple[object, str]]:
+    return [(LocalAccounts(orchestrator.db.sessions), LOCAL_AUTH), (LeastLoaded(), DEFAULT_SCHEDULER)]
+
+
+def app_with(orchestrator: Any, *extra: tuple[object, str], disabled: Sequence[str] = ()) -> Flask:
+    pm = get_plugin_manager([*builtins(orchestrator), *extra], disabled=disabled)
+    return create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm)
+
+
+def login(client: Any, handle: str, password: str) -> Any:
+    return client.post("/v1/auth/login", json={"handle": handle, "password": password})
+
+
+# -- authentication --------------------------------------------------------
+
+
+def test_an_external_identity_logs_in_and_gets_a_users_row(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    directory = DirectoryLogin()
+    client = app_with(orchestrator, (directory, LDAP)).test_client()
+
+    resp = login(client, "carol", "from-ldap")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {resp.get_json()['access_token']}"})
+    assert me.status_code == 200 and me.get_json()["handle"] == "carol" and me.get_json()["is_active"] is True
+
+    with orchestrator.db.session() as session:
+        carol = session.scalars(select(User).where(User.handle == "carol")).one()
+        assert (carol.external_source, carol.external_id) == (LDAP, "uid=carol")
+        assert str(carol.id) == me.get_json()["id"]
+        assert session.scalar(select(PasswordCredential).where(PasswordCredential.user_id == carol.id)) is None
+
+    # A second login finds the same row rather than making another.
+    assert login(client, "carol", "from-ldap").status_code == 200
+    with orchestrator.db.session() as session:
+        assert len(session.scalars(select(User).where(User.handle == "carol")).all()) == 1
+
+
+def test_the_external_plugin_refusing_means_401(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    client = app_with(orchestrator, (DirectoryLogin(), LDAP)).test_client()
+    resp = login(client, "carol", "wrong")
+    assert resp.status_code == 401 and resp.content_type == "application/problem+json"
+    with orchestrator.db.session() as session:
+        assert session.scalar(select(User).where(User.handle == "carol")) is None
+
+
+def test_local_accounts_still_work_beside_an_external_plugin(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    directory = DirectoryLogin()
+    client = app_with(orchestrator, (directory, LDAP)).test_client()
+    assert login(client, "admin", orchestrator.secrets.admin_password).status_code == 200
+
+
+def test_an_external_plugin_cannot_take_over_a_local_handle(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    class ClaimsAdmin:
+        @hookimpl(tryfirst=True)
+        def cynode_authenticate(self, handle: str, password: str) -> Identity | None:
+            return Identity(handle="admin", external_source="rogue", external_id="uid=admin") if handle == "admin" else None
+
+    client = app_with(orchestrator, (ClaimsAdmin(), "rogue")).test_client()
+    assert login(client, "admin", "anything").status_code == 401
+
+
+def test_disabled_blocks_a_plugin_by_name(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    directory = DirectoryLogin()
+    pm = get_plugin_manager([*builtins(orchestrator), (directory, LDAP)], disabled=[LDAP])
+    assert LDAP not in plugin_names(pm) and pm.is_blocked(LDAP)
+    client = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm).test_client()
+    assert login(client, "carol", "from-ldap").status_code == 401
+    assert directory.calls == []
+
+
+def test_disabled_blocks_an_entry_point_plugin_too() -> None:
+    assert "podman" in plugin_names(get_plugin_manager())
+    pm = get_plugin_manager(disabled=["podman"])
+    assert "podman" not in plugin_names(pm)
+
+
+def test_cynode_disable_plugins_reaches_the_app(orchestrator) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from_env = load_settings(OrchestratorSettings, environ={"CYNODE_DISABLE_PLUGINS": f" {LOCAL_AUTH} , podman "})
+    assert from_env.disable_plugins == [LOCAL_AUTH, "podman"]
+    settings = replace(orchestrator.settings, disable_plugins=from_env.disable_plugins)
+    app = create_app(settings, orchestrator.db, orchestrator.runtime.secrets)
+    pm: pluggy.PluginManager = app.extensions["cynode"].pm
+    assert plugin_names(pm) == [DEFAULT_SCHEDULER]
+    # With local accounts blocked nobody vouches for the admin any more.
+    assert login(app.test_client(), "admin", orchestrator.secrets.admin_password).status_code == 401
+
+
+def test_a_misspelt_hook_fails_at_start_up() -> None:
+    with pytest.raises(pluggy.PluginValidationError, match="cynode_authentikate"):
+        get_plugin_manager([(Misspelt(), "misspelt")])
+
+
+# -- scheduling ------------------------------------------------------------
+
+
+def _candidates() -> list[NodeCandidate]:
+    # node-a has the most free slots: least-loaded's choice.
+    return [
+        NodeCandidate("id-a", "node-a", max_concurrency=4, running_jobs=0),
+        NodeCandidate("id-b", "node-b", max_concurrency=4, running_jobs=2),
+        NodeCandidate("id-c", "node-c", max_concurrency=4, running_jobs=3),
+    ]
+
+
+JOB = JobInfo(job_id="j-1", task_id="t-1")
+
+
+def test_the_default_scheduler_picks_the_least_loaded_node() -> None:
+    pm = get_plugin_manager([(LeastLoaded(), DEFAULT_SCHEDULER)])
+    assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-a"
+    full = [NodeCandidate("id-x", "node-x", max_concurrency=1, running_jobs=1)]
+    assert pm.hook.cynode_select_node(job=JOB, candidates=full) is None
+
+
+def test_a_scheduler_plugin_replaces_the_default() -> None:
+    # Registered after the built-in, yet called first: the default is trylast
+    # and the hook is firstresult, so the plugin's answer is the answer.
+    pm = get_plugin_manager([(LeastLoaded(), DEFAULT_SCHEDULER), (LastCandidate(), "last-candidate")])
+    assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-c"
+
+
+def test_a_scheduler_plugin_that_abstains_defers_to_the_default() -> None:
+    pm = get_plugin_manager([(LeastLoaded(), DEFAULT_SCHEDULER), (Abstains(), "abstains")])
+    assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-a"
+
+
+def test_the_default_scheduler_can_be_blocked_and_replaced() -> None:
+    pm = get_plugin_manager([(LeastLoaded(), DEFAULT_SCHEDULER), (LastCandidate(), "last-candidate")],
+                            disabled=[DEFAULT_SCHEDULER])
+    assert plugin_names(pm) == ["last-candidate", "podman"]
+    assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-c"

@@ -1,0 +1,244 @@
+"""The published API description: valid OpenAPI 3, complete, browsable, and true.
+
+The last test lets schemathesis generate requests (valid and invalid) for
+every documented operation against the live orchestrator on loopback, on a
+real PostgreSQL, and checks that nothing answers 5xx and that every response
+matches what ``/openapi.json`` says it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.definitions import OPENAPI_30
+
+from cynode_core.services import accounts
+
+# Routes the API documentation itself serves; they are not operations.
+_DOC_ENDPOINT = re.compile(r"^(api-docs\.|static$)")
+_VERBS = ("get", "put", "post", "delete", "patch", "head", "options")
+_FUZZ_USER, _FUZZ_PASSWORD = "fuzz-user", "fuzz-password-0123"
+MAX_EXAMPLES = 25
+COUNT: dict = {}
+PROBLEM = "application/problem+json"
+
+# What every error body is (RFC 9457, errors.py); used where the published
+# description does not say it yet (see the two xfail tests below).
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {},
+    },
+}
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # Hundreds of generated logins from one address: the throttles would
+    # turn every later request into a (documented) 429 and hide the rest.
+    return {"login_rate_per_minute": 1_000_000, "login_handle_failures": 1_000_000}
+
+
+def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(path, verb): op for path, item in spec["paths"].items() for verb, op in item.items() if verb in _VERBS}
+
+
+def _resolve(spec: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in obj:
+        _, section, name = obj["$ref"].lstrip("#/").split("/")
+        obj = spec["components"][section][name]
+    return obj
+
+
+def test_openapi_json_is_valid_openapi_3(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/openapi.json")
+    assert resp.status_code == 200 and resp.content_type.startswith("application/json")
+    spec = resp.get_json()
+    assert spec["openapi"].startswith("3.0.")
+    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+              for e in jsonschema_rs.Draft4Validator(OPENAPI_30).iter_errors(spec)]
+    assert errors == []
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def test_openapi_lists_every_route_and_only_real_ones(client, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    documented = set(_operations(client.get("/openapi.json").get_json()))
+    served = set()
+    for rule in orchestrator.app.url_map.iter_rules():
+        if _DOC_ENDPOINT.match(rule.endpoint):
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        served |= {(path, m.lower()) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+    assert {("/healthz", "get"), ("/readyz", "get"), ("/v1/auth/login", "post"), ("/v1/nodes/register", "post")} <= served
+
+
+def test_every_operation_has_a_summary_and_declares_its_token(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").get_json()
+    for (path, verb), op in _operations(spec).items():
+        assert op.get("summary"), f"{verb.upper()} {path} has no summary"
+        # A 401 means a token is checked, except where credentials come in the body.
+        if "401" in op["responses"] and path not in ("/v1/auth/login", "/v1/auth/refresh", "/v1/nodes/register"):
+            assert op.get("security") == [{"bearerAuth": []}], f"{verb.upper()} {path} takes a token but says none"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "app.py builds Api(app) before api/__init__.register_api sets api.ERROR_SCHEMA = ProblemSchema, so the "
+    "DEFAULT_ERROR and UNPROCESSABLE_ENTITY components document flask-smorest's {code, status: string, "
+    "message, errors} instead of problem details"))
+def test_shared_error_responses_document_problem_details(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").get_json()
+    for name in ("DEFAULT_ERROR",):
+        response = spec["components"]["responses"][name]
+        schema = _resolve(spec, response["content"][PROBLEM]["schema"])
+        assert {"type", "title", "status", "detail"} <= set(schema["properties"])
+        assert schema["properties"]["status"]["type"] == "integer"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "alt_response(4xx, description=...) documents no body at all; every 4xx/5xx response should carry "
+    "application/problem+json (e.g. a post-processing pass in api/__init__.register_api)"))
+def test_every_error_response_documents_its_problem_body(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").get_json()
+    missing = []
+    for (path, verb), op in _operations(spec).items():
+        for status, response in op["responses"].items():
+            response = _resolve(spec, response)
+            if status.startswith(("4", "5")) and path != "/readyz" and list(response.get("content", {})) != [PROBLEM]:
+                missing.append(f"{verb.upper()} {path} {status}")
+    assert missing == []
+
+
+def test_docs_serves_swagger_ui(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/docs")
+    assert resp.status_code == 200 and resp.content_type.startswith("text/html")
+    html = resp.get_data(as_text=True)
+    assert "SwaggerUIBundle" in html and 'url: "/openapi.json"' in html
+
+
+@pytest.mark.xfail(strict=True, reason="Swagger UI's assets are not served: /docs points at /docs/static/ "
+                   "(OPENAPI_SWAGGER_UI_URL in cynode_core/app.py) and no route serves it; no network, so no CDN")
+def test_docs_assets_are_served(client) -> None:  # type: ignore[no-untyped-def]
+    html = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', html)
+    assert assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+
+
+# -- schemathesis against the live app ---------------------------------------
+
+
+def with_problem_bodies(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with every error response documented as problem details where it says nothing or
+    says flask-smorest's default error schema (the two xfails above). A no-op once they are fixed."""
+    spec = copy.deepcopy(spec)
+    content = {PROBLEM: {"schema": PROBLEM_SCHEMA}}
+    for response in spec.get("components", {}).get("responses", {}).values():
+        schema = _resolve(spec, response.get("content", {}).get(PROBLEM, {}).get("schema", {}))
+        if "message" in schema.get("properties", {}):
+            response["content"] = copy.deepcopy(content)
+    for (path, _verb), op in _operations(spec).items():
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")) and path != "/readyz" and "$ref" not in response and not response.get("content"):
+                response["content"] = copy.deepcopy(content)
+    return spec
+
+
+class Credentials:
+    """A user token and a node token for the protected operations; a fresh login for logout."""
+
+    def __init__(self, base: str, orchestrator: Any):
+        with orchestrator.db.session() as session:
+            accounts.create_user(session, _FUZZ_USER, _FUZZ_PASSWORD)
+        self.base = base
+        self.user_token = self.login()
+        cap = {"version": 1, "node": {"node_slug": "fuzz-node"}, "worker_api": {"base_url": "http://127.0.0.1:9"}}
+        resp = requests.post(f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap}, timeout=10)
+        assert resp.status_code == 201, resp.text
+        self.node_token = resp.json()["auth"]["node_jwt"]
+
+    def login(self) -> str:
+        resp = requests.post(f"{self.base}/v1/auth/login", json={"handle": _FUZZ_USER, "password": _FUZZ_PASSWORD}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["access_token"])
+
+    def headers_for(self, case: schemathesis.Case) -> dict[str, str]:
+        if not case.operation.definition.raw.get("security"):
+            return {}
+        path = case.operation.path
+        if path == "/v1/auth/logout":
+            token = self.login()  # logout ends the session it is called with
+        elif path.startswith("/v1/nodes/"):
+            token = self.node_token
+        else:
+            token = self.user_token
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def credentials(live_orchestrator: str, orchestrator) -> Credentials:  # type: ignore[no-untyped-def]
+    return Credentials(live_orchestrator, orchestrator)
+
+
+@schemathesis.check
+def not_a_server_error_but_not_ready(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """``not_a_server_error``, except ``/readyz``'s documented 503 (no node is dispatchable here)."""
+    if case.operation.path == "/readyz" and response.status_code == 503:
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
+def _fuzz(operation: Any, mode: GenerationMode, credentials: Credentials) -> None:
+    """Up to ``MAX_EXAMPLES`` generated requests for one operation, checked as they come."""
+
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(case=operation.as_strategy(mode))
+    def run(case: schemathesis.Case) -> None:
+        COUNT[operation.label] = COUNT.get(operation.label, 0) + 1
+        case.call_and_validate(
+            headers=credentials.headers_for(case),
+            checks=[not_a_server_error_but_not_ready, response_schema_conformance],
+            timeout=30,
+        )
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing to make invalid (no parameters, no body): no negative case exists.
+        assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+def test_api_keeps_its_description(live_orchestrator: str, credentials: Credentials, mode: GenerationMode,
+                                   subtests) -> None:  # type: ignore[no-untyped-def]
+    # Built by hand per operation: schemathesis' own pytest integration
+    # (schemathesis.pytest.from_fixture) does not run on pytest 9.
+    spec = requests.get(f"{live_orchestrator}/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(with_problem_bodies(spec))
+    schema.config.update(base_url=live_orchestrator)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == len(_operations(spec))
+    for operation in operations:
+        with subtests.test(msg=operation.label):
+            _fuzz(operation, mode, credentials)
+    print("COUNTS", mode, COUNT); COUNT.clear()
