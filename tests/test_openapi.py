@@ -163,20 +163,21 @@ def with_problem_bodies(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Credentials:
-    """A user token and a node token for the protected operations; a fresh login for logout."""
+    """User, admin and node tokens for the protected operations; a fresh login for each logout."""
 
     def __init__(self, base: str, orchestrator: Any):
         with orchestrator.db.session() as session:
             accounts.create_user(session, _FUZZ_USER, _FUZZ_PASSWORD)
         self.base = base
         self.user_token = self.login()
+        self.admin_token = self.login("admin", orchestrator.secrets.admin_password)
         cap = {"version": 1, "node": {"node_slug": "fuzz-node"}, "worker_api": {"base_url": "http://127.0.0.1:9"}}
         resp = requests.post(f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap}, timeout=10)
         assert resp.status_code == 201, resp.text
         self.node_token = resp.json()["auth"]["node_jwt"]
 
-    def login(self) -> str:
-        resp = requests.post(f"{self.base}/v1/auth/login", json={"handle": _FUZZ_USER, "password": _FUZZ_PASSWORD}, timeout=10)
+    def login(self, handle: str = _FUZZ_USER, password: str = _FUZZ_PASSWORD) -> str:
+        resp = requests.post(f"{self.base}/v1/auth/login", json={"handle": handle, "password": password}, timeout=10)
         assert resp.status_code == 200, resp.text
         return str(resp.json()["access_token"])
 
@@ -188,6 +189,8 @@ class Credentials:
             token = self.login()  # logout ends the session it is called with
         elif path.startswith("/v1/nodes/"):
             token = self.node_token
+        elif path.endswith("/revoke_sessions"):
+            token = self.admin_token  # admin only; the generated ids never name a real user
         else:
             token = self.user_token
         return {"Authorization": f"Bearer {token}"}
