@@ -37,6 +37,7 @@ class BackgroundServer:
 
     def __init__(self, app: WsgiApp, *, host: str, port: int, threads: int, name: str = "worker-api") -> None:
         self._map: dict[int, Any] = {}
+        self.app = app
         self._server = waitress.create_server(
             app,
             map=self._map,

@@ -337,10 +337,25 @@ class NodeManager:
             # The node JWT expired (no refresh in Phase 1): register again, then retry once.
             log.info("node JWT refused; registering again")
             try:
-                self._client.register(self._psk, self._capability())
+                self._rejoin()
                 self._client.report_capability(self._capability())
             except ControlPlaneError as retry_exc:
                 log.warning("%s", retry_exc)
+
+    def _rejoin(self) -> None:
+        """Register again, then take the new configuration: the orchestrator rotates the
+        Worker API token and issues a new config_version, which must be acked."""
+        assert self._client is not None and self.server is not None
+        self._client.register(self._psk, self._capability())
+        config = parse_node_config(self._client.fetch_config())
+        self._config_version = config.config_version
+        if not config.worker_token:
+            log.error("the new node configuration has no Worker API token; staying unready")
+            self.readiness.set_not_ready("configuration without a Worker API token")
+            return
+        self.server.app.extensions["cynode_worker"]["set_token"](config.worker_token)
+        self._ack("applied")
+        log.info("registered again; Worker API token rotated, config %s applied", self._config_version)
 
     def _report_loop(self) -> None:
         while not self._stop.wait(self.settings.capability_report_interval):

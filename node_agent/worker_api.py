@@ -50,18 +50,24 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
     """
     if not bearer_token:
         raise ValueError("the Worker API needs a bearer token")
-    expected = _BEARER_PREFIX + bearer_token.encode("utf-8")
+    token = {"expected": _BEARER_PREFIX + bearer_token.encode("utf-8")}
+
+    def set_token(new_token: str) -> None:
+        """Swap the accepted token (the orchestrator rotates it on re-registration)."""
+        if not new_token:
+            raise ValueError("the Worker API needs a bearer token")
+        token["expected"] = _BEARER_PREFIX + new_token.encode("utf-8")
 
     app = Flask(__name__)
     install_problem_handlers(app)
-    app.extensions["cynode_worker"] = {"executor": executor, "readiness": readiness}
+    app.extensions["cynode_worker"] = {"executor": executor, "readiness": readiness, "set_token": set_token}
 
     def require_bearer() -> None:
         # Exactly "Bearer <token>", scheme case-sensitive as upstream. The
         # header is compared as a whole so its length is the only thing a
         # timing side channel could tell.
         header = request.headers.get("Authorization", "").encode("utf-8", errors="replace")
-        if not hmac.compare_digest(header, expected):
+        if not hmac.compare_digest(header, token["expected"]):
             raise Unauthorized(AUTH_DETAIL, headers={"WWW-Authenticate": "Bearer"})
 
     def read_json_body() -> Any:
