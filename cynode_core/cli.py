@@ -64,6 +64,20 @@ def orchestrator_serve(migrate_only: bool) -> None:
         runtime.close()
 
 
+@orchestrator.command("dispatch")
+def orchestrator_dispatch() -> None:
+    """Run only dispatcher threads (no HTTP), e.g. to add dispatch capacity next to serving processes."""
+    from cynode_core.server import dispatch_only, open_runtime
+
+    settings = orchestrator_settings()
+    setup_logging(settings.log_level)
+    runtime = open_runtime(settings)
+    try:
+        dispatch_only(runtime)
+    finally:
+        runtime.close()
+
+
 # -- database ---------------------------------------------------------------
 
 

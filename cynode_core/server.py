@@ -103,6 +103,26 @@ def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None, threa
             signal.signal(sig, handler)
 
 
+def dispatch_only(runtime: Runtime) -> None:
+    """Run dispatcher threads until SIGINT/SIGTERM, serving no HTTP."""
+    from dataclasses import replace
+
+    from cynode_core.app import create_app
+
+    app = create_app(replace(runtime.settings, dispatcher_enabled=True), runtime.db, runtime.secrets)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workers = start_background(app, stop)
+    log.info("dispatch-only process running %d thread(s)", len(workers))
+    try:
+        stop.wait()
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def start_background(app: Any, stop: threading.Event) -> list[threading.Thread]:
     """Dispatcher threads, when the dispatcher module is present and enabled."""
     try:
