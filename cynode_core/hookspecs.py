@@ -216,7 +216,9 @@ def cynode_select_node(job: JobInfo, candidates: Sequence[NodeCandidate]) -> Nod
     :returns: one of ``candidates``, or ``None`` to defer. When every plugin
         defers the job stays queued and is tried again later.
     Called by: the dispatcher, once per claim. Default plugin: the
-    least-loaded candidate with a free slot.
+    least-loaded candidate with a free slot; while it is the only
+    implementation the dispatcher applies the same rule in its claim query
+    instead of calling the hook.
     """
 
 

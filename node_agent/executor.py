@@ -12,6 +12,13 @@ things upstream lacks:
   orchestrator can try again or place it elsewhere.
 - Cancel: ``cancel(job_id)`` stops a running job's container; its result
   is ``failed`` with a note in ``stderr``.
+
+Phase 1.5 (contract section 8): a job with ``sandbox.use_inference`` on a
+node with a started inference backend gets its own inference proxy (see
+``inference_proxy``) on a Unix socket, mounted read-only at ``/run/cynode``,
+and ``INFERENCE_PROXY_URL``; its network stays ``none``. On a node without a
+backend such a job runs as a plain job, as upstream does, with a note in
+its ``stderr`` so the missing proxy is not a mystery.
 """
 
 from __future__ import annotations
@@ -26,8 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from cynode_core.errors import BadRequest, CynodeError, NotFound, ServiceUnavailable
-from cynode_core.hookspecs import SandboxOutcome, SandboxRuntime, SandboxSpec
+from cynode_core.hookspecs import Mount, SandboxOutcome, SandboxRuntime, SandboxSpec
 from node_agent.config import NodeSettings
+from node_agent.inference_proxy import (
+    READY_TIMEOUT,
+    SANDBOX_PROXY_URL,
+    SANDBOX_SOCKET_DIR,
+    InferenceProxy,
+    ProxyError,
+    loopback_upstream,
+)
 from node_agent.job_request import RunJobRequest, is_uuid, parse_run_job_request
 from node_agent.job_result import (
     CANCEL_NOTE,
@@ -51,6 +66,10 @@ RESERVED_ENV = ("CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR")
 # How long a cancel keeps asking the runtime to stop a job whose container is
 # not there yet (runtime.run was called but had not created it).
 CANCEL_RETRY_SECONDS = 5.0
+NO_INFERENCE_NOTE = (
+    "[cynode] use_inference was requested, but this node has no inference backend: "
+    "the job ran without an inference proxy (no INFERENCE_PROXY_URL)\n"
+)
 
 
 class WorkspaceError(CynodeError):
@@ -91,6 +110,9 @@ class JobExecutor:
         self._accepting = True
         self._max_request_bytes: int | None = None
         self._max_job_timeout: int | None = None
+        self._inference_url: str | None = None
+        self._proxy_root = settings.resolved_state_dir / "proxy"
+        self.proxy_ready_timeout = READY_TIMEOUT
         self._recover()
 
     # ------------------------------------------------------------------ limits
@@ -117,6 +139,23 @@ class JobExecutor:
         if self._max_job_timeout is not None:
             caps.append(self._max_job_timeout)
         return min(caps)
+
+    def set_inference_backend(self, base_url: str | None) -> None:
+        """Give ``use_inference`` jobs a proxy to this loopback Ollama-API URL (``None``: no backend).
+
+        The node manager calls it once its inference backend has started.
+        """
+        self._inference_url = base_url.rstrip("/") if base_url else None
+        if self._inference_url is not None:
+            try:
+                loopback_upstream(self._inference_url)
+            except ProxyError as exc:
+                # Proxy traffic never leaves the node: each use_inference job will fail with this.
+                log.warning("use_inference jobs will fail: %s", exc)
+
+    @property
+    def inference_backend_url(self) -> str | None:
+        return self._inference_url
 
     @property
     def running_jobs(self) -> int:
@@ -218,26 +257,68 @@ class JobExecutor:
             if job.cancel_requested:
                 return SandboxOutcome(status=STATUS_FAILED, exit_code=-1)
             job.handed_to_runtime = True
+        key = request.job_key
+        proxy: InferenceProxy | None = None
+        note = b""
         if request.sandbox.use_inference:
-            # Phase 1.5's per-job inference proxy is not built yet; upstream runs such jobs plainly too.
-            log.info("job %s: use_inference requested; running without an inference proxy", request.job_key)
-        spec = self._build_spec(request, workspace, timeout)
-        log.info("job %s (task %s): starting in %s, timeout %d s",
-                 request.job_key, request.task_id, spec.image, timeout)
+            if self._inference_url is None:
+                # Upstream runs such a job plainly and silently; we run it plainly and say so.
+                log.warning("job %s: use_inference requested, but this node has no inference backend; "
+                            "running it without an inference proxy", key)
+                note = NO_INFERENCE_NOTE.encode()
+            else:
+                proxy, failure = self._start_proxy(key)
+                if failure is not None:
+                    return failure
         try:
-            return self._runtime.run(spec)
-        except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
-            log.warning("job %s: runtime error: %s", request.job_key, exc)
-            return SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+            spec = self._build_spec(request, workspace, timeout, proxy)
+            log.info("job %s (task %s): starting in %s, timeout %d s%s",
+                     key, request.task_id, spec.image, timeout, " with an inference proxy" if proxy else "")
+            try:
+                outcome = self._runtime.run(spec)
+            except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
+                log.warning("job %s: runtime error: %s", key, exc)
+                outcome = SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+        finally:
+            if proxy is not None:
+                proxy.close()
+        if note:
+            outcome.stderr = note + outcome.stderr
+        return outcome
 
-    def _build_spec(self, request: RunJobRequest, workspace: Path, timeout: int) -> SandboxSpec:
+    def _start_proxy(self, key: str) -> tuple[InferenceProxy | None, SandboxOutcome | None]:
+        """Start and health-check the job's inference proxy: ``(proxy, None)``, or ``(None, failed outcome)``."""
+        assert self._inference_url is not None
+        try:
+            proxy = InferenceProxy(self._proxy_root / key, self._inference_url, name=key)
+            proxy.start()
+        except Exception as exc:  # noqa: BLE001 - contract 8: a proxy failure is a failed job, answered 200
+            log.warning("job %s: inference proxy did not start: %s", key, exc)
+            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"proxy start: {exc}\n".encode())
+        try:
+            proxy.wait_ready(self.proxy_ready_timeout)
+        except ProxyError as exc:
+            proxy.close()
+            log.warning("job %s: inference proxy not healthy: %s", key, exc)
+            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1,
+                                        stderr=f"proxy readiness: {exc}\n".encode())
+        return proxy, None
+
+    def _build_spec(self, request: RunJobRequest, workspace: Path, timeout: int,
+                    proxy: InferenceProxy | None = None) -> SandboxSpec:
         settings = self._settings
+        env = build_sandbox_env(request)
+        mounts: list[Mount] = []
+        if proxy is not None:
+            # Only the socket's own directory, read-only; /run itself is a tmpfs under --read-only.
+            mounts.append(Mount(source=str(proxy.socket_dir), target=SANDBOX_SOCKET_DIR, read_only=True))
+            env["INFERENCE_PROXY_URL"] = SANDBOX_PROXY_URL
         return SandboxSpec(
             job_id=request.job_key,
             task_id=request.task_id,
             image=settings.resolve_image(request.sandbox.image),
             command=list(request.sandbox.command),
-            env=build_sandbox_env(request),
+            env=env,
             workspace_dir=str(workspace),
             timeout_seconds=timeout,
             max_output_bytes=settings.max_output_bytes,
@@ -249,6 +330,7 @@ class JobExecutor:
             pids_limit=settings.sandbox_pids if settings.sandbox_pids > 0 else None,
             cpus=settings.sandbox_cpus,
             read_only_root=True,
+            mounts=tuple(mounts),
         )
 
     # -------------------------------------------------------------- workspace
@@ -362,6 +444,8 @@ class JobExecutor:
             result = interrupted_response(record.task_id, record.job_id, utc_now())
             return JobRecord(record.job_id, record.task_id, STATE_FINISHED, result=result)
 
+        # No proxy outlives the agent process that ran it: whatever is here was left by a crash.
+        shutil.rmtree(self._proxy_root, ignore_errors=True)
         interrupted = self._store.recover(finish, retention_seconds=self._settings.job_result_retention)
         for key in interrupted:
             log.warning("job %s was running when the agent stopped; recorded as failed", key)

@@ -294,6 +294,9 @@ class NodeManager:
             self._fail_config("inference_start_failed", f"inference start-up failed: backend {name!r}: {exc}")
         log.info("inference backend %s answers at %s with %d model(s)", name, self.backend.base_url, len(models))
         backend = self.backend
+        assert self.executor is not None
+        # From now on use_inference jobs get a per-job proxy to it (contract section 8).
+        self.executor.set_inference_backend(backend.base_url)
         self.readiness.add_probe(f"inference backend {name}", backend_probe(backend))
 
     # ------------------------------------------------------------ config ack

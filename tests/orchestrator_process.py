@@ -7,27 +7,28 @@ pipe) so a chatty child can never block on a full pipe buffer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Every variable that could hand the child a secret or settings we did not
-# choose: ours (CYNODE_*) and upstream's aliases.
-_UPSTREAM_NAMES = {
-    "DATABASE_URL", "JWT_SECRET", "NODE_REGISTRATION_PSK", "BOOTSTRAP_ADMIN_PASSWORD", "USER_GATEWAY_LISTEN_ADDR",
-    "LISTEN_ADDR", "CONTROL_PLANE_LISTEN_ADDR", "ORCHESTRATOR_PUBLIC_URL", "JWT_ACCESS_DURATION", "JWT_REFRESH_DURATION",
-    "JWT_NODE_DURATION", "MAX_REQUEST_BODY_MB", "RATE_LIMIT_PER_MINUTE", "WORKER_API_TARGET_URL", "DISPATCHER_ENABLED",
-    "DISPATCH_POLL_INTERVAL", "INFERENCE_MODEL",
-}
+
+def _upstream_names() -> set[str]:
+    """Every upstream alias a settings class reads (the CYNODE_* names are dropped by prefix)."""
+    from cynode_core.config import OrchestratorSettings
+    from node_agent.config import NodeSettings
+
+    return {alias for cls in (OrchestratorSettings, NodeSettings) for f in dataclasses.fields(cls)
+            for alias in f.metadata.get("env", ())}
 
 
 def free_port() -> int:
@@ -37,8 +38,13 @@ def free_port() -> int:
 
 
 def clean_environ(**values: str) -> dict[str, str]:
-    """The current environment without any cynode or upstream setting, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_") and k not in _UPSTREAM_NAMES}
+    """The current environment without any cynode or upstream setting, plus ``values``.
+
+    No variable the caller's shell holds can hand the child a secret or a
+    setting the test did not choose.
+    """
+    upstream = _upstream_names()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_") and k not in upstream}
     env.update(values)
     return env
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from orchestrator_process import CynodeProcess, clean_environ
 
 from cynode_core.cli import main
-from orchestrator_process import CynodeProcess, clean_environ
 
 
 @pytest.fixture
@@ -125,8 +125,9 @@ def test_node_list_shows_a_registered_node_and_its_ack(cynode, client, orchestra
     assert before[0]["config_ack_status"] is None and before[0]["config_version"] == node["config_version"]
 
     ack = {"version": 1, "node_slug": "node-cli", "config_version": node["config_version"],
-           "ack_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "applied"}
-    assert client.post("/v1/nodes/config", json=ack, headers={"Authorization": f"Bearer {node['token']}"}).status_code == 204
+           "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "applied"}
+    acked = client.post("/v1/nodes/config", json=ack, headers={"Authorization": f"Bearer {node['token']}"})
+    assert acked.status_code == 204
 
     table = cynode("admin", "node", "list")
     assert table.exit_code == 0

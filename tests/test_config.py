@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -294,4 +295,5 @@ def test_node_validation_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="default_timeout_seconds"):
         load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(path)})
     with pytest.raises(ConfigError, match="worker_api.listen_port"):
-        load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(yaml_file(tmp_path, "worker_api:\n  listen_port: http\n"))})
+        path = yaml_file(tmp_path, "worker_api:\n  listen_port: http\n")
+        load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(path)})

@@ -60,7 +60,10 @@ def test_each_section_states_kind_caller_and_default() -> None:
             assert row in body, f"{name}: no '{row}' row"
         kind = re.search(r"^\| kind \| (\w+)", body, re.MULTILINE)
         assert kind is not None
-        expected = "firstresult" if opts[name].get("firstresult") else ("registration" if "register" in name else "event")
+        if opts[name].get("firstresult"):
+            expected = "firstresult"
+        else:
+            expected = "registration" if "register" in name else "event"
         assert kind.group(1) == expected, name
 
 

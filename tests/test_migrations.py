@@ -9,21 +9,22 @@ migrate one database at once do it exactly once, one after the other.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from orchestrator_process import CynodeProcess, clean_environ
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 import cynode_core.models  # noqa: F401  (registers every table on Base.metadata)
 from cynode_core import migrate
 from cynode_core.db import Base, make_engine
-from orchestrator_process import CynodeProcess, clean_environ
 
 EXPECTED_TABLES = {"users", "password_credentials", "refresh_sessions", "auth_audit_log", "nodes", "node_capabilities",
                    "tasks", "jobs"}
@@ -111,7 +112,8 @@ def _waiting_for_the_lock(admin_url: str, database: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_two_processes_migrating_one_empty_database_at_once(pg: Any, empty_db: tuple[str, Engine], tmp_path: Path) -> None:
+def test_two_processes_migrating_one_empty_database_at_once(pg: Any, empty_db: tuple[str, Engine],
+                                                             tmp_path: Path) -> None:
     url, engine = empty_db
     database = engine.url.database
     assert database
@@ -144,5 +146,6 @@ def test_two_processes_migrating_one_empty_database_at_once(pg: Any, empty_db: t
     migrated = [out for out in outputs if "migrated to the newest version" in out]
     assert len(migrated) == 1, outputs  # one did the work, the other found it done
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [migrate.head_revision()]
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert versions == [migrate.head_revision()]
     assert drift(engine) == []

@@ -7,7 +7,8 @@ contract's value types. They run against the real app on a real database.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pluggy
 import pytest
@@ -16,12 +17,14 @@ from sqlalchemy import select
 
 from cynode_core import hookimpl
 from cynode_core.app import create_app
-from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH, LocalAccounts
+from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH
+from cynode_core.auth_local import LocalAccounts
 from cynode_core.config import OrchestratorSettings, load_settings
 from cynode_core.hookspecs import Identity, JobInfo, NodeCandidate
 from cynode_core.models import PasswordCredential, User
 from cynode_core.plugins import get_plugin_manager, plugin_names
-from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER, LeastLoaded
+from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER
+from cynode_core.scheduling import LeastLoaded
 
 LDAP = "test-ldap"
 
@@ -117,7 +120,9 @@ def test_an_external_plugin_cannot_take_over_a_local_handle(orchestrator) -> Non
     class ClaimsAdmin:
         @hookimpl(tryfirst=True)
         def cynode_authenticate(self, handle: str, password: str) -> Identity | None:
-            return Identity(handle="admin", external_source="rogue", external_id="uid=admin") if handle == "admin" else None
+            if handle != "admin":
+                return None
+            return Identity(handle="admin", external_source="rogue", external_id="uid=admin")
 
     client = app_with(orchestrator, (ClaimsAdmin(), "rogue")).test_client()
     assert login(client, "admin", "anything").status_code == 401
@@ -127,7 +132,8 @@ def test_disabled_blocks_a_plugin_by_name(orchestrator) -> None:  # type: ignore
     directory = DirectoryLogin()
     pm = get_plugin_manager([*builtins(orchestrator), (directory, LDAP)], disabled=[LDAP])
     assert LDAP not in plugin_names(pm) and pm.is_blocked(LDAP)
-    client = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm).test_client()
+    app = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm)
+    client = app.test_client()
     assert login(client, "carol", "from-ldap").status_code == 401
     assert directory.calls == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -111,7 +112,8 @@ def task_body(view: tasks.TaskView) -> dict[str, Any]:
 def _int_param(value: str | None, default: int, low: int, high: int) -> int:
     if value is None or value == "":
         return default
-    if not value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") let "--5" through, and int() fails on both.
+    if not re.fullmatch(r"-?[0-9]+", value.strip()):
         raise BadRequest("Invalid limit, offset, or cursor")
     number = int(value.strip())
     if not low <= number <= high:

@@ -68,7 +68,8 @@ def run_checks(engine: Engine, session_factory, probe: NodeProbe) -> list[Check]
         return checks
     head = migrate.head_revision()
     current = migrate.current_revision(engine)
-    checks.append(Check("migrations", current == head, f"at {current}" if current == head else f"at {current}, head is {head}"))
+    at_head = current == head
+    checks.append(Check("migrations", at_head, f"at {current}" if at_head else f"at {current}, head is {head}"))
     session: Session
     try:
         with session_factory() as session:
@@ -77,8 +78,8 @@ def run_checks(engine: Engine, session_factory, probe: NodeProbe) -> list[Check]
         # A schema behind head may lack the tables: report it, never answer 500.
         checks.append(Check("dispatchable node", False, f"unknown (nodes not readable: {type(exc).__name__})"))
         return checks
-    ready = []
-    reasons = []
+    ready: list[str] = []
+    reasons: list[str] = []
     for node in candidates:
         ok, why = probe.ready(node.url or "")
         (ready if ok else reasons).append(node.slug if ok else f"{node.slug}: {why}")

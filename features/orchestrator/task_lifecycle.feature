@@ -89,11 +89,13 @@ Feature: Task create, get, list, result, logs and cancel at the gateway
     Then I get a problem response with status 400 and detail "Invalid limit, offset, or cursor"
 
     Examples:
-      | query     |
-      | limit=0   |
-      | limit=201 |
-      | limit=abc |
-      | offset=-1 |
+      | query        |
+      | limit=0      |
+      | limit=201    |
+      | limit=abc    |
+      | offset=-1    |
+      | offset=--1   |
+      | limit=%C2%B2 |
 
   @REQ-ORCHES-0125 @REQ-CLIENT-0155 @phase1_5
   Scenario: The task list can be filtered by status

@@ -35,8 +35,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
@@ -80,7 +81,7 @@ class Call:
     headers: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
-    wall: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    wall: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def job_id(self) -> str | None:
@@ -104,7 +105,7 @@ class _Run:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _is_uuid(value: Any) -> bool:
@@ -143,7 +144,8 @@ class StubWorkerApi:
         """Listen (again) on 127.0.0.1, on the same port as before if it ran already."""
         self._server = make_server("127.0.0.1", self._port, self.app, threaded=True)
         self._port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"stub-worker-{self._port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"stub-worker-{self._port}",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -200,7 +202,8 @@ class StubWorkerApi:
 
     # ------------------------------------------------------------- the app
 
-    def _problem(self, status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    def _problem(self, status: int, kind: str, title: str, detail: str,
+                 headers: dict[str, str] | None = None) -> Response:
         body = json.dumps({"type": f"urn:cynodeai:error:{kind}", "title": title, "status": status, "detail": detail})
         return Response(body, status=status, content_type="application/problem+json", headers=headers or {})
 
@@ -256,7 +259,8 @@ class StubWorkerApi:
             if not self.run_calls(job_id):
                 return self._problem(404, "not_found", "Not Found", "Job not found")
             self._cancel_event(job_id).set()
-            return Response(json.dumps({"version": 1, "job_id": job_id, "canceled": True}), content_type="application/json")
+            body = json.dumps({"version": 1, "job_id": job_id, "canceled": True})
+            return Response(body, content_type="application/json")
 
         return app
 

@@ -24,15 +24,15 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
-from sqlalchemy import text
-
 from acceptance.stub_worker import StubWorkerApi
 from orchestrator_process import CynodeProcess, clean_environ, free_port
+from sqlalchemy import text
 
 HTTP_TIMEOUT = 10.0
 
@@ -111,7 +111,7 @@ class Api:
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -243,7 +243,8 @@ class OrchestratorProcess:
         self.ports = [free_port(), free_port()]
         self.env = clean_environ(
             CYNODE_DATABASE_URL=database_url, CYNODE_HOME=str(home),
-            CYNODE_JWT_SECRET=secrets.jwt_secret, CYNODE_NODE_PSK=secrets.psk, CYNODE_ADMIN_PASSWORD=secrets.admin_password,
+            CYNODE_JWT_SECRET=secrets.jwt_secret, CYNODE_NODE_PSK=secrets.psk,
+            CYNODE_ADMIN_PASSWORD=secrets.admin_password,
             CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{self.ports[0]}", CYNODE_CONTROL_LISTEN=f"127.0.0.1:{self.ports[1]}",
             CYNODE_LEASE_SECONDS="3", CYNODE_DISPATCH_POLL_INTERVAL="0.2", CYNODE_DISPATCH_WORKERS="2",
             CYNODE_LOG_LEVEL="INFO", **settings,

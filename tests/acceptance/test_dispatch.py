@@ -19,9 +19,10 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from acceptance.conftest import Ctx
@@ -172,7 +173,7 @@ def _restart_killed(ctx: Ctx, system: System) -> None:
     # Read after the kill: nobody renews it any more, so this is when it runs out.
     ctx["lease_at_kill"] = _job(system, ctx["T"])["lease_expires_at"]
     ctx["restarted_at"] = system.process.start()
-    ctx["restarted_wall"] = dt.datetime.now(dt.timezone.utc)
+    ctx["restarted_wall"] = dt.datetime.now(dt.UTC)
 
 
 # -- background --------------------------------------------------------------------
@@ -202,7 +203,7 @@ def create_command(ctx: Ctx, system: System, command: str) -> None:
     ctx["command"] = command
 
 
-@then(parsers.parse('W1 receives exactly one POST /v1/worker/jobs:run with header "Authorization: Bearer <worker_token>"'))
+@then('W1 receives exactly one POST /v1/worker/jobs:run with header "Authorization: Bearer <worker_token>"')
 def one_call_with_token(ctx: Ctx, system: System) -> None:
     _wait_status(system, ctx["T"], ("completed", "failed"))
     calls = system.stubs["W1"].run_calls()
@@ -312,7 +313,8 @@ def dispatched_after_ack(ctx: Ctx, system: System, slug: str, status: str) -> No
 # -- worker-side failures ---------------------------------------------------------------
 
 
-@given(parsers.re(r'W1 answers status "(?P<status>[^"]+)" with exit_code (?P<code>-?\d+) and stderr "(?P<stderr>[^"]*)"'))
+@given(parsers.re(r'W1 answers status "(?P<status>[^"]+)" with exit_code (?P<code>-?\d+) '
+                  r'and stderr "(?P<stderr>[^"]*)"'))
 def w1_answers(system: System, status: str, code: str, stderr: str) -> None:
     system.stubs["W1"].default = Reply(status=status, exit_code=int(code), stderr=unescape(stderr))
 
@@ -350,7 +352,8 @@ def w1_down(system: System) -> None:
         assert s.connect_ex(("127.0.0.1", int(stub.url.rsplit(":", 1)[1]))) != 0
 
 
-@then(parsers.parse('within {seconds:d} seconds T is "failed" and its job result holds a dispatch error naming the worker call'))
+@then(parsers.parse('within {seconds:d} seconds T is "failed" and its job result holds a dispatch error naming '
+                    'the worker call'))
 def failed_with_dispatch_error(ctx: Ctx, system: System, seconds: int) -> None:
     _wait_status(system, ctx["T"], ("failed",), timeout=seconds)
     job = _job(system, ctx["T"])
@@ -416,7 +419,8 @@ def token_not_logged(system: System, caplog: pytest.LogCaptureFixture) -> None:
         assert token not in record.getMessage()
         assert token not in (caplog.handler.format(record) if record.exc_info else "")
     assert token not in caplog.text
-    assert token not in json.dumps([dict(j) for j in rows(system.db, "SELECT result, last_error FROM jobs")], default=str)
+    stored = rows(system.db, "SELECT result, last_error FROM jobs")
+    assert token not in json.dumps([dict(j) for j in stored], default=str)
 
 
 # -- no secret in the job ------------------------------------------------------------------
@@ -531,8 +535,9 @@ class LeaseWatch:
 
     def _run(self, system: System, task_id: str) -> None:
         while not self._stop.wait(0.1):
-            found = rows(system.db, "SELECT t.status AS task, j.status AS job, j.lease_expires_at AS lease, now() AS at "
-                                    "FROM tasks t JOIN jobs j ON j.task_id = t.id WHERE t.id = :id", id=task_id)
+            found = rows(system.db, "SELECT t.status AS task, j.status AS job, j.lease_expires_at AS lease, "
+                                    "now() AS at FROM tasks t JOIN jobs j ON j.task_id = t.id WHERE t.id = :id",
+                         id=task_id)
             self.samples.extend(found)
 
     def stop(self) -> list[dict[str, Any]]:
@@ -563,7 +568,8 @@ def ran_once(ctx: Ctx, system: System) -> None:
     assert system.stubs["W1"].runs == {ctx["J"]: 1}
 
 
-@then(parsers.parse('within {seconds:d} seconds of the restart T is "completed" with stdout "{stdout}" and a single job J'))
+@then(parsers.parse('within {seconds:d} seconds of the restart T is "completed" with stdout "{stdout}" '
+                    'and a single job J'))
 def completed_once(ctx: Ctx, system: System, seconds: int, stdout: str) -> None:
     remaining = seconds - (time.monotonic() - ctx["restarted_at"])
     _wait_status(system, ctx["T"], ("completed",), timeout=max(remaining, 0.1))
@@ -616,14 +622,11 @@ def w1_holds(system: System) -> None:
                     "jobs:run for J, until W1 has received {count:d} calls"))
 def kill_until(ctx: Ctx, system: System, count: int) -> None:
     stub = system.stubs["W1"]
-    received = len(stub.run_calls(ctx["J"]))
-    assert received == 1
-    while True:
+    assert len(stub.run_calls(ctx["J"])) == 1
+    for received in range(1, count + 1):
         _restart_killed(ctx, system)
-        if received == count:
-            break
-        received += 1
-        wait_until(lambda: len(stub.run_calls(ctx["J"])) >= received, 30, f"jobs:run call {received} for J")
+        if received < count:
+            wait_until(lambda n=received + 1: len(stub.run_calls(ctx["J"])) >= n, 30, f"jobs:run call {received + 1}")
 
 
 @then(parsers.parse("W1 received jobs:run for T exactly {count:d} times, each with job_id J"))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from acceptance.conftest import Ctx, assert_problem, is_uuid
@@ -31,7 +32,6 @@ from acceptance.task_stack import (
     wait_until,
 )
 from pytest_bdd import given, parsers, scenarios, then, when
-
 
 scenarios("orchestrator/task_lifecycle.feature")
 
@@ -103,6 +103,10 @@ def _wait_status(orchestrator: Any, task_id: str, *statuses: str) -> str:
     return wait_until(reached, WAIT, f"task {task_id} to reach {statuses}")
 
 
+def _state_of(orchestrator: Any, task_id: str) -> tuple[str | None, list[str]]:
+    return task_status(orchestrator.db, task_id), [j["status"] for j in jobs_of(orchestrator.db, task_id)]
+
+
 def _path(ctx: Ctx, template: str) -> str:
     return template.replace("{T}", ctx.get("T", "")).replace("{B}", ctx.get("B", ""))
 
@@ -111,7 +115,8 @@ def _path(ctx: Ctx, template: str) -> str:
 
 
 @given("the gateway and control plane are running with one dispatchable node behind a stub Worker API")
-def services_with_node(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi, dispatcher: InProcessDispatcher) -> None:
+def services_with_node(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi,
+                       dispatcher: InProcessDispatcher) -> None:
     assert api.get("/healthz").status_code == 200
     node = NodeHandle("node-01", stub)
     make_dispatchable(api, orchestrator.secrets.psk, node)
@@ -160,7 +165,7 @@ def created_and_reached(ctx: Ctx, orchestrator: Any, api: Api, command: str, sta
 @given(parsers.parse('"{handle}" created a command task B'))
 def other_created(ctx: Ctx, orchestrator: Any, api: Api, handle: str) -> None:
     ctx["B"] = _create(ctx, api, COMMAND, handle)
-    ctx["B_before"] = (task_status(orchestrator.db, ctx["B"]), [j["status"] for j in jobs_of(orchestrator.db, ctx["B"])])
+    ctx["B_before"] = _state_of(orchestrator, ctx["B"])
 
 
 @given(parsers.parse('I created {mine:d} command tasks and "{handle}" created {theirs:d}'))
@@ -216,15 +221,16 @@ def post_task_json(ctx: Ctx, orchestrator: Any, api: Api, body: str) -> None:
     ctx["resp"] = api.post("/v1/tasks", json_body=json.loads(body), token=ctx["tokens"]["alice"])
 
 
-@when(parsers.re(r"I POST /v1/tasks (?P<request>without an Authorization header|with bearer <node JWT> and a valid body|"
-                 r"with a truncated JSON body)$"))
+@when(parsers.re(r"I POST /v1/tasks (?P<request>without an Authorization header|"
+                 r"with bearer <node JWT> and a valid body|with a truncated JSON body)$"))
 def post_task_bad(ctx: Ctx, api: Api, request: str) -> None:
     if request.startswith("without"):
         ctx["resp"] = api.post("/v1/tasks", json_body=COMMAND)
     elif "node JWT" in request:
         ctx["resp"] = api.post("/v1/tasks", json_body=COMMAND, token=ctx["node"].jwt)
     else:
-        ctx["resp"] = api.post("/v1/tasks", data='{"prompt": "echo hello", "input_mode": "comm', token=ctx["tokens"]["alice"])
+        truncated = '{"prompt": "echo hello", "input_mode": "comm'
+        ctx["resp"] = api.post("/v1/tasks", data=truncated, token=ctx["tokens"]["alice"])
 
 
 @when(parsers.re(r"I GET (?P<path>/v1/tasks\S*)$"))
@@ -361,7 +367,8 @@ def same_as_unknown(ctx: Ctx, api: Api) -> None:
     other = api.call(method, path.replace("{B}", unknown), token=ctx["tokens"]["alice"])
     assert other.status_code == ctx.resp.status_code
     assert other.content_type == ctx.resp.content_type
-    assert other.get_data(as_text=True).replace(unknown, "<id>") == ctx.resp.get_data(as_text=True).replace(ctx["B"], "<id>")
+    theirs, unknowns = ctx.resp.get_data(as_text=True), other.get_data(as_text=True)
+    assert unknowns.replace(unknown, "<id>") == theirs.replace(ctx["B"], "<id>")
     assert sorted(other.headers.keys()) == sorted(ctx.resp.headers.keys())
 
 
@@ -374,8 +381,7 @@ def not_listed(ctx: Ctx, api: Api, handle: str) -> None:
 
 @then("B's status is unchanged")
 def b_unchanged(ctx: Ctx, orchestrator: Any) -> None:
-    now = (task_status(orchestrator.db, ctx["B"]), [j["status"] for j in jobs_of(orchestrator.db, ctx["B"])])
-    assert now == ctx["B_before"] == ("pending", ["queued"])
+    assert _state_of(orchestrator, ctx["B"]) == ctx["B_before"] == ("pending", ["queued"])
 
 
 @then("the same call by an administrator succeeds")
@@ -394,7 +400,8 @@ def page_of_mine(ctx: Ctx, orchestrator: Any, count: int, handle: str) -> None:
     assert len(ids) == count
     owner = _user_id(orchestrator, handle)
     for task_id in ids:
-        assert str(rows(orchestrator.db, "SELECT created_by FROM tasks WHERE id = :id", id=task_id)[0]["created_by"]) == owner
+        found = rows(orchestrator.db, "SELECT created_by FROM tasks WHERE id = :id", id=task_id)
+        assert str(found[0]["created_by"]) == owner
     # newest first
     assert ids == list(reversed(ctx["mine"]))[:count]
 
@@ -461,7 +468,8 @@ def logs_both(ctx: Ctx, stdout: str, stderr: str) -> None:
     assert (body["stdout"], body["stderr"]) == (unescape(stdout), unescape(stderr))
 
 
-@then(parsers.re(r'GET /v1/tasks/\{T\}/logs\?stream=(?P<stream>\w+) has "stdout" "(?P<stdout>[^"]*)" and "stderr" "(?P<stderr>[^"]*)"'))
+@then(parsers.re(r'GET /v1/tasks/\{T\}/logs\?stream=(?P<stream>\w+) '
+                 r'has "stdout" "(?P<stdout>[^"]*)" and "stderr" "(?P<stderr>[^"]*)"'))
 def logs_one(ctx: Ctx, api: Api, stream: str, stdout: str, stderr: str) -> None:
     resp = api.get(f"/v1/tasks/{ctx['T']}/logs?stream={stream}", token=ctx["tokens"]["alice"])
     assert resp.status_code == 200
