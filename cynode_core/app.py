@@ -28,6 +28,24 @@ from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER
 from cynode_core.scheduling import LeastLoaded
 from cynode_core.services.secrets import ResolvedSecrets, TokenCipher
 
+SWAGGER_ASSETS_URL = "/docs/static/"
+
+
+class CynodeApi(Api):
+    """flask-smorest's Api documenting our one error format for shared error responses."""
+
+    from cynode_core.api.schemas_common import ProblemSchema as ERROR_SCHEMA  # noqa: N811
+
+
+def _serve_swagger_ui_assets(app: Flask) -> None:
+    """Swagger UI's scripts from the swagger-ui-bundle package: /docs works offline."""
+    from flask import send_from_directory
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get(f"{SWAGGER_ASSETS_URL}<path:filename>")
+    def swagger_ui_asset(filename: str):  # type: ignore[no-untyped-def]
+        return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +78,7 @@ def create_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="/docs/static/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS_URL,
         JWT_SECRET_KEY=secrets.jwt_secret,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
@@ -88,8 +106,9 @@ def create_app(
     from cynode_core.api import register_api
     from cynode_core.api.http import install_request_guards
 
-    api = Api(app)
+    api = CynodeApi(app)
     register_api(api)
+    _serve_swagger_ui_assets(app)
     install_request_guards(app)
     install_problem_handlers(app)
     return app

@@ -192,7 +192,7 @@ def load_settings(
         for key, raw in flat.items():
             name = by_yaml_key.get(key)
             if name is None:
-                if key in known_elsewhere:
+                if key in known_elsewhere or key.startswith(IGNORED_YAML_PREFIXES):
                     continue
                 raise ConfigError(f"unknown setting {key!r} in {file_path}")
             values[name] = raw
@@ -258,6 +258,11 @@ def register_settings_class(cls: type[T]) -> type[T]:
     """Note a settings class so one YAML file may hold keys of each."""
     _SETTINGS_CLASSES.append(cls)
     return cls
+
+
+# Sections of the node start-up YAML (node contract 1.2) that configure later
+# phases; accepted so a contract-shaped file loads, and not used.
+IGNORED_YAML_PREFIXES = ("updates.",)
 
 
 def _all_yaml_keys() -> set[str]:

@@ -8,6 +8,7 @@ upstream's environment names are accepted as aliases.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from cynode_core.config import (
@@ -25,6 +26,13 @@ from cynode_core.config import (
 )
 
 INFERENCE_NONE = "none"
+
+
+def _one_of(value: object, allowed: tuple[str, ...]) -> str:
+    text = str(value).strip()
+    if text not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return text
 
 
 def parse_aliases(value: object) -> dict[str, str]:
@@ -54,6 +62,10 @@ class NodeSettings:
                                    help="registration pre-shared key (required)")
     node_psk_file: Path | None = setting(None, parse=parse_path, yaml_keys=("orchestrator.registration_psk_file",),
                                          help="file holding the PSK, read when CYNODE_NODE_PSK is unset")
+    node_psk_env: str | None = setting(None, parse=parse_optional_str, yaml_keys=("orchestrator.registration_psk_env",),
+                                       help="name of an environment variable holding the PSK")
+    connect_timeout: float = setting(10.0, parse=parse_duration, yaml_keys=("orchestrator.timeouts.connect_seconds",),
+                                     help="connect timeout of calls to the orchestrator")
     node_slug: str = setting("node-01", env=("NODE_SLUG",), yaml_keys=("node.id",), help="stable node identifier")
     node_name: str = setting("Default Node", env=("NODE_NAME",), yaml_keys=("node.name",), help="display name")
     node_labels: list[str] = setting(list, parse=parse_list, yaml_keys=("node.labels",), help="labels reported")
@@ -76,6 +88,14 @@ class NodeSettings:
                                      help="node state; unset: CYNODE_HOME/node/<slug>")
     job_slots: int = setting(2, parse=parse_positive_int, yaml_keys=("sandbox.max_concurrency",),
                              help="jobs run at once; more answer 503 with Retry-After")
+    sandbox_mode: str = setting("allow", parse=lambda v: _one_of(v, ("allow", "sandbox_only", "disabled")),
+                                yaml_keys=("sandbox.mode",), help="allow, sandbox_only or disabled (reported)")
+    sandbox_rootless: bool = setting(True, parse=parse_bool, yaml_keys=("sandbox.rootless",),
+                                     help="prefer rootless containers where the runtime supports them")
+    default_network_policy: str = setting("restricted", yaml_keys=("sandbox.default_network_policy",),
+                                          help="every value means deny-all in Phase 1")
+    inference_mode: str = setting("allow", parse=lambda v: _one_of(v, ("allow", "disabled", "require")),
+                                  yaml_keys=("inference.mode",), help="reported as capability inference.mode")
     sandbox_runtime: str = setting("podman", env=("CONTAINER_RUNTIME",), yaml_keys=("sandbox.runtime",),
                                    help="sandbox runtime plugin name")
     sandbox_image: str = setting("localhost/cynode-sandbox:busybox", yaml_keys=("sandbox.default_image",),
@@ -130,6 +150,8 @@ class NodeSettings:
         """The PSK from the environment or its file; a clear error when neither is set."""
         if self.node_psk:
             return self.node_psk
+        if self.node_psk_env and os.environ.get(self.node_psk_env):
+            return os.environ[self.node_psk_env].strip()
         if self.node_psk_file is not None:
             try:
                 text = self.node_psk_file.read_text().strip()

@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -192,8 +193,7 @@ class InferenceProxy:
         except BaseException:
             self.close()
             raise
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"inference-proxy-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name=f"inference-proxy-{self.name}", daemon=True)
         self._thread.start()
         log.info("job %s: inference proxy on %s -> %s", self.name, self.socket_path, self.upstream_url)
 
@@ -214,7 +214,7 @@ class InferenceProxy:
             conn.request("GET", "/healthz")
             response = conn.getresponse()
             body = response.read()
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             return str(exc) or type(exc).__name__
         finally:
             conn.close()
@@ -226,12 +226,12 @@ class InferenceProxy:
         """Stop serving, cut open connections, remove the socket and its directory. Idempotent."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            server.stop_accepting()
+            if self._thread is not None:
+                self._thread.join(timeout=5.0)
             server.server_close()
             server.abort_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._thread = None
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def __enter__(self) -> InferenceProxy:
@@ -246,13 +246,41 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """A thread per connection, at most ``max_connections`` at once."""
 
     daemon_threads = True
+    request_queue_size = MAX_CONNECTIONS
 
     def __init__(self, proxy: InferenceProxy) -> None:
         self.proxy = proxy
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._upstreams: set[socket.socket] = set()
+        self._stopping = False
+        self._aborted = False
         super().__init__(str(proxy.socket_path), _ProxyHandler)
+
+    def serve(self) -> None:
+        """Accept connections until ``stop_accepting``.
+
+        Used instead of ``serve_forever``, whose polling loop makes every
+        close wait up to one poll interval.
+        """
+        while not self._stopping:
+            try:
+                request, client_address = self.get_request()
+            except OSError as exc:
+                if self._stopping:
+                    return
+                log.warning("job %s: inference proxy accept failed: %s", self.proxy.name, exc)
+                time.sleep(0.1)  # e.g. out of file descriptors: do not spin
+                continue
+            self.process_request(request, client_address)
+
+    def stop_accepting(self) -> None:
+        """End ``serve``: on Linux, shutting a listening socket down wakes a blocked ``accept`` at once."""
+        self._stopping = True
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def server_bind(self) -> None:
         with _unix_address(Path(self.server_address)) as address:  # type: ignore[arg-type]
@@ -272,6 +300,13 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return
         super().process_request(request, client_address)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A sandbox that hangs up mid-answer is normal; anything else is a bug worth a trace.
+        if isinstance(sys.exc_info()[1], OSError):
+            log.debug("job %s: inference proxy connection ended early", self.proxy.name, exc_info=True)
+        else:
+            log.exception("job %s: inference proxy request failed", self.proxy.name)
+
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
             self._connections.discard(request)
@@ -279,8 +314,12 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def track_upstream(self, sock: socket.socket | None) -> None:
         with self._lock:
-            if sock is not None:
-                self._upstreams.add(sock)
+            if sock is None:
+                return
+            self._upstreams.add(sock)
+            aborted = self._aborted
+        if aborted:  # the job ended while this request was on its way: send nothing
+            sock.shutdown(socket.SHUT_RDWR)
 
     def untrack_upstream(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -292,6 +331,7 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         Handler threads blocked on either side then fail fast and end.
         """
         with self._lock:
+            self._aborted = True
             connections = list(self._connections) + list(self._upstreams)
         for conn in connections:
             try:
@@ -311,8 +351,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     server_version = "cynode-inference-proxy"
     sys_version = ""
     server: _ProxyServer
-    # Idle keep-alive connections and slow senders are cut after this long.
-    timeout = REQUEST_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        # Idle keep-alive connections and stalled senders are cut after the request timeout.
+        self.connection.settimeout(self.server.proxy.request_timeout)
 
     # -- routing ------------------------------------------------------------
 
@@ -371,7 +414,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
+        """A chunked body of at most ``limit`` bytes.
+
+        An oversized one is still read to its end (up to ``DRAIN_LIMIT``, not
+        kept) so the client is not cut off mid-send before it sees the 413.
+        """
         body = bytearray()
+        total = 0
         while True:
             line = self.rfile.readline(1024)
             try:
@@ -381,28 +430,41 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
-                return bytes(body)
-            if len(body) + size > limit:
+                break
+            total += size
+            if total > DRAIN_LIMIT:
                 raise _BodyTooLarge()
-            body += self.rfile.read(size)
+            while size > 0:
+                data = self.rfile.read(min(size, READ_CHUNK))
+                if not data:
+                    raise _BadBody("truncated chunked request body")
+                size -= len(data)
+                if total <= limit:
+                    body += data
             self.rfile.readline(3)
+        if total > limit:
+            raise _BodyTooLarge()
+        return bytes(body)
 
     def _too_large(self, *, drain: bool = True) -> None:
         log.info("job %s: inference proxy refused an oversized body (%s bytes)",
                  self.server.proxy.name, self.headers.get("Content-Length", "chunked"))
         self.close_connection = True
         self._reply(413, "request body too large")
-        length = self.headers.get("Content-Length", "")
-        if drain and length.strip().isdigit() and int(length) <= DRAIN_LIMIT:
-            remaining = int(length)
-            try:
-                while remaining > 0:
-                    chunk = self.rfile.read(min(READ_CHUNK, remaining))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-            except OSError:
-                pass
+        if not drain:
+            return
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return  # _read_chunked read what there was to read
+        try:
+            length = self.headers.get("Content-Length", "")
+            remaining = int(length) if length.strip().isdigit() and int(length) <= DRAIN_LIMIT else 0
+            while remaining > 0:
+                chunk = self.rfile.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass  # the connection closes anyway
 
     # -- forwarding ---------------------------------------------------------
 
@@ -442,7 +504,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         length = None if response.chunked else response.getheader("Content-Length")
         chunked = length is None
-        if chunked:
+        if length is None:
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", length)

@@ -297,3 +297,30 @@ def test_node_validation_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="worker_api.listen_port"):
         path = yaml_file(tmp_path, "worker_api:\n  listen_port: http\n")
         load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(path)})
+
+
+def test_a_node_yaml_shaped_like_the_contract_loads(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every key of the node start-up YAML (node contract 1.2) is accepted; later-phase sections are ignored."""
+    from node_agent.config import NodeSettings
+
+    path = tmp_path / "node.yaml"
+    path.write_text(
+        "version: 1\n"
+        "orchestrator:\n  url: http://127.0.0.1:12082\n  registration_psk_env: TEST_NODE_PSK\n"
+        "  timeouts: {connect_seconds: 5, request_seconds: 20}\n"
+        "node: {id: worker-7, name: Seven, labels: [gpu]}\n"
+        "worker_api: {listen_host: 0.0.0.0, listen_port: 12091, public_base_url: 'http://w7:12091'}\n"
+        "sandbox: {mode: sandbox_only, runtime: podman, rootless: true, default_network_policy: restricted,"
+        " max_concurrency: 3, timeouts: {default_seconds: 60, max_seconds: 600}}\n"
+        "inference: {mode: require, backend: none}\n"
+        "storage: {state_dir: /tmp/n7}\nlogging: {level: DEBUG}\nupdates: {enable_dynamic_config: false}\n"
+    )
+    monkeypatch.setenv("TEST_NODE_PSK", "psk-from-env")
+    s = load_settings(NodeSettings, environ={}, config_file=path)
+    assert (s.node_slug, s.node_name, s.node_labels) == ("worker-7", "Seven", ["gpu"])
+    assert (s.worker_listen_port, s.job_slots, s.sandbox_mode, s.inference_mode) == (12091, 3, "sandbox_only", "require")
+    assert (s.connect_timeout, s.http_timeout, s.default_timeout_seconds) == (5.0, 20.0, 60)
+    assert s.require_psk() == "psk-from-env" and s.advertised_url == "http://w7:12091"
+    path.write_text("sandbox: {mode: sometimes}\n")
+    with pytest.raises(ConfigError, match="sandbox.mode"):
+        load_settings(NodeSettings, environ={}, config_file=path)

@@ -11,15 +11,23 @@ BEARER = [{"bearerAuth": []}]
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """Our blueprints parse bodies as JSON only (415 otherwise)."""
+    """Our blueprints parse bodies as JSON only (415 otherwise) and document errors as problem details."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+    def arguments(self, schema, *, error_status_code: int = 400, **kwargs):  # type: ignore[no-untyped-def, override]
+        # Argument errors are answered 400 "Invalid request body" (contract), so document 400, not 422.
+        return super().arguments(schema, error_status_code=error_status_code, **kwargs)
+
+    def alt_response(self, status_code, response=None, **kwargs):  # type: ignore[no-untyped-def, override]
+        if response is None and "schema" not in kwargs and int(status_code) >= 400:
+            kwargs.update(schema=ProblemSchema, content_type="application/problem+json")
+        return super().alt_response(status_code, response, **kwargs)
 
 
 def register_api(api: flask_smorest.Api) -> None:
     from cynode_core.api import auth, health, nodes, tasks, users
 
-    api.ERROR_SCHEMA = ProblemSchema
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for module in (health, auth, users, tasks, nodes):
         api.register_blueprint(module.blp)

@@ -1,0 +1,462 @@
+"""The part of Ollama's HTTP API a node uses, served on loopback in front of a :class:`LlamaEngine`.
+
+Endpoints: ``GET /``, ``GET /api/version``, ``GET /api/tags``,
+``POST /api/generate``, ``POST /api/chat``. Field names, defaults and status
+codes follow Ollama's published API (``docs/api.md`` in ollama/ollama and
+docs.ollama.com/api): ``stream`` defaults to true and streams NDJSON
+(``application/x-ndjson``, one object per line, the last with ``done: true``
+and the counts); ``stream: false`` answers one JSON object; errors are
+``{"error": "..."}`` with Ollama's codes (400 bad request, 404 unknown model,
+413 body too large, 503 queue full). The server is a small
+``ThreadingHTTPServer`` (HTTP/1.1, keep-alive, chunked streaming); the
+engine's lock makes generations run one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cynode_llamacpp import __version__
+from cynode_llamacpp.engine import (
+    EngineBusy,
+    EngineClosed,
+    GenerationResult,
+    LlamaEngine,
+    ModelInfo,
+    OptionError,
+    Sampling,
+)
+from cynode_llamacpp.prompts import PromptError, chat_prompt, generate_prompt, parse_messages
+from cynode_llamacpp.settings import normalize_model_name
+
+log = logging.getLogger(__name__)
+
+NDJSON = "application/x-ndjson"
+JSON = "application/json; charset=utf-8"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """An error answered as Ollama answers it: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The one model the server answers to, with what ``/api/tags`` lists about it."""
+
+    name: str
+    info: ModelInfo
+    size: int
+    digest: str
+    modified_at: str
+
+    def matches(self, requested: str) -> bool:
+        return normalize_model_name(requested) == normalize_model_name(self.name)
+
+    def tag(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.name,
+            "modified_at": self.modified_at,
+            "size": self.size,
+            "digest": self.digest,
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": self.info.family,
+                "families": [self.info.family],
+                "parameter_size": human_number(self.info.parameter_count),
+                "quantization_level": self.info.quantization_level,
+            },
+        }
+
+
+def human_number(count: int) -> str:
+    """Ollama's ``format.HumanNumber``: 268098176 -> ``268.10M``."""
+    for limit, unit, digits in ((1_000_000_000, "B", 1), (1_000_000, "M", 2), (1_000, "K", 0)):
+        if count >= limit:
+            value = count / limit
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.{digits}f}{unit}"
+    return str(count)
+
+
+def now_rfc3339() -> str:
+    """``created_at`` as Ollama writes it (UTC, RFC 3339 with fractional seconds)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class OllamaApiServer:
+    """The HTTP server; :meth:`start` binds and serves in a background thread."""
+
+    def __init__(self, engine: LlamaEngine, model: ServedModel, *, host: str = "127.0.0.1", port: int = 0,
+                 default_num_predict: int = 256, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.engine = engine
+        self.model = model
+        self.default_num_predict = default_num_predict
+        self.max_body = max_body
+        self._host, self._port = host, port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._httpd = _Server((self._host, self._port), _Handler, api=self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="cynode-llamacpp-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
+                 api: OllamaApiServer) -> None:
+        self.api = api
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(connection)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections so their threads do not outlive the server."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"cynode-llamacpp/{__version__}"
+    timeout = 120  # idle keep-alive connections close after this
+    server: _Server
+
+    # ------------------------------------------------------------ plumbing
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, open_=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    @property
+    def api(self) -> OllamaApiServer:
+        return self.server.api
+
+    def do_HEAD(self) -> None:
+        if self.path == "/":
+            self._send(200, b"", "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"", "text/plain; charset=utf-8")
+
+    def do_GET(self) -> None:
+        routes: dict[str, Callable[[], None]] = {"/": self._root, "/api/version": self._version,
+                                                 "/api/tags": self._tags}
+        self._dispatch(routes.get(self._route()))
+
+    def do_POST(self) -> None:
+        routes: dict[str, Callable[[], None]] = {"/api/generate": self._generate, "/api/chat": self._chat}
+        self._dispatch(routes.get(self._route()))
+
+    def _route(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def _dispatch(self, handler: Callable[[], None] | None) -> None:
+        self._started = time.perf_counter_ns()
+        if handler is None:
+            self._drain_body()
+            self._send(404, b"404 page not found", "text/plain")  # what Ollama's router answers
+            return
+        try:
+            handler()
+        except ApiError as exc:
+            self._send_json(exc.status, {"error": exc.message})
+        except EngineBusy as exc:
+            self._send_json(503, {"error": str(exc)})
+        except EngineClosed as exc:
+            self._send_json(503, {"error": str(exc)})
+        except RuntimeError as exc:  # llama.cpp failed to decode: Ollama answers 500 with the reason
+            log.warning("generation failed: %s", exc)
+            self._send_json(500, {"error": str(exc)})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), JSON)
+
+    def _drain_body(self) -> None:
+        try:
+            self._read_body()
+        except ApiError:
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        limit = self.api.max_body
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                total += size
+                if total > limit:
+                    self.close_connection = True
+                    raise ApiError(413, "request body too large")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(chunks)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, "invalid Content-Length") from None
+        if length > limit:
+            self.close_connection = True  # the body stays unread
+            raise ApiError(413, "request body too large")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _json_body(self) -> dict[str, Any]:
+        body = self._read_body()
+        if not body.strip():
+            raise ApiError(400, "missing request body")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"invalid JSON in request body: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, f"request body must be a JSON object, not {type(data).__name__}")
+        return data
+
+    # ------------------------------------------------------------ simple endpoints
+
+    def _root(self) -> None:
+        self._send(200, b"Ollama is running", "text/plain; charset=utf-8")
+
+    def _version(self) -> None:
+        self._send_json(200, {"version": __version__})
+
+    def _tags(self) -> None:
+        self._send_json(200, {"models": [self.api.model.tag()]})
+
+    # ------------------------------------------------------------ generation
+
+    def _common(self, data: dict[str, Any]) -> tuple[str, bool, Sampling]:
+        """Model name, stream flag and sampling options, each checked as Ollama checks them."""
+        model = data.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise ApiError(400, "model is required")
+        if not self.api.model.matches(model):
+            raise ApiError(404, f'model "{model}" not found, try pulling it first')
+        stream = data.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise ApiError(400, "stream must be a boolean")
+        if data.get("think"):
+            raise ApiError(400, f'"{model}" does not support thinking')
+        if data.get("format"):
+            raise ApiError(400, "format (structured output) is not supported by the llamacpp backend")
+        try:
+            sampling = Sampling.from_request(data.get("options"), default_num_predict=self.api.default_num_predict)
+        except OptionError as exc:
+            raise ApiError(400, str(exc)) from None
+        return model, stream is not False, sampling
+
+    def _generate(self) -> None:
+        data = self._json_body()
+        model, stream, sampling = self._common(data)
+        prompt, system = _optional_str(data, "prompt"), _optional_str(data, "system")
+        raw = data.get("raw") is True
+        context = data.get("context")
+        if context is not None and not (isinstance(context, list) and all(type(t) is int for t in context)):
+            raise ApiError(400, "context must be a list of integers")
+        if data.get("suffix"):
+            raise ApiError(400, f'"{model}" does not support insert')
+        if data.get("template"):
+            raise ApiError(400, "a request template is not supported by the llamacpp backend")
+        if raw and (system or context):
+            raise ApiError(400, "raw mode does not support template, system, or context")
+        if not prompt and not context:
+            # Ollama answers an empty prompt by loading the model; ours is always loaded.
+            self._send_json(200, {"model": model, "created_at": now_rfc3339(), "response": "", "done": True,
+                                  "done_reason": "load"})
+            return
+        with self.api.engine.session() as session:
+            try:
+                built = generate_prompt(session, self.api.model.info, prompt=prompt or "", system=system, raw=raw,
+                                        context=context)
+            except PromptError as exc:
+                raise ApiError(400, str(exc)) from None
+            sampling = dataclasses.replace(sampling, stop=(*sampling.stop, *built.stop))
+            result = GenerationResult()
+            pieces = session.generate(built.tokens, sampling, result)
+
+            def chunk(text: str) -> dict[str, Any]:
+                return {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
+
+            def final(text: str) -> dict[str, Any]:
+                payload: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": text,
+                                           "done": True, "done_reason": result.done_reason}
+                if not raw:
+                    payload["context"] = result.tokens
+                return payload | self._metrics(result)
+
+            self._answer(stream, pieces, chunk, final, strip_leading_space=built.strip_leading_space)
+
+    def _chat(self) -> None:
+        data = self._json_body()
+        model, stream, sampling = self._common(data)
+        if data.get("tools"):
+            raise ApiError(400, f'"{model}" does not support tools')
+        try:
+            messages = parse_messages(data.get("messages"))
+        except PromptError as exc:
+            raise ApiError(400, str(exc)) from None
+        if not messages:
+            self._send_json(200, {"model": model, "created_at": now_rfc3339(),
+                                  "message": {"role": "assistant", "content": ""}, "done_reason": "load",
+                                  "done": True})
+            return
+        with self.api.engine.session() as session:
+            try:
+                built = chat_prompt(session, self.api.model.info, messages)
+            except PromptError as exc:
+                raise ApiError(400, str(exc)) from None
+            sampling = dataclasses.replace(sampling, stop=(*sampling.stop, *built.stop))
+            result = GenerationResult()
+            pieces = session.generate(built.tokens, sampling, result)
+
+            def chunk(text: str) -> dict[str, Any]:
+                return {"model": model, "created_at": now_rfc3339(),
+                        "message": {"role": "assistant", "content": text}, "done": False}
+
+            def final(text: str) -> dict[str, Any]:
+                return {"model": model, "created_at": now_rfc3339(),
+                        "message": {"role": "assistant", "content": text},
+                        "done_reason": result.done_reason, "done": True} | self._metrics(result)
+
+            self._answer(stream, pieces, chunk, final, strip_leading_space=built.strip_leading_space)
+
+    def _metrics(self, result: GenerationResult) -> dict[str, int]:
+        return {
+            "total_duration": max(time.perf_counter_ns() - self._started, 1),
+            "load_duration": result.load_duration,
+            "prompt_eval_count": result.prompt_eval_count,
+            "prompt_eval_duration": result.prompt_eval_duration,
+            "eval_count": result.eval_count,
+            "eval_duration": result.eval_duration,
+        }
+
+    def _answer(self, stream: bool, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]],
+                final: Callable[[str], dict[str, Any]], *, strip_leading_space: bool) -> None:
+        if strip_leading_space:
+            pieces = _lstrip_pieces(pieces)
+        try:
+            if not stream:
+                text = "".join(pieces)
+                self._send_json(200, final(text))
+                return
+            self._stream(pieces, chunk, final)
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+
+    def _stream(self, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]],
+                final: Callable[[str], dict[str, Any]]) -> None:
+        chunked = self.request_version != "HTTP/1.0"
+        self.send_response(200)
+        self.send_header("Content-Type", NDJSON)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.close_connection = True
+        self.end_headers()
+
+        def write(payload: dict[str, Any]) -> None:
+            line = json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(line), line) if chunked else line)
+            self.wfile.flush()
+
+        try:
+            for text in pieces:
+                write(chunk(text))
+            write(final(""))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client left: generation stops with the iterator
+            return
+        except (EngineClosed, RuntimeError) as exc:  # mid-stream, Ollama sends the error as the last line
+            write({"error": str(exc)})
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+
+def _lstrip_pieces(pieces: Iterator[str]) -> Iterator[str]:
+    leading = True
+    try:
+        for text in pieces:
+            if leading:
+                text = text.lstrip()
+                if not text:
+                    continue
+                leading = False
+            yield text
+    finally:
+        pieces.close()  # type: ignore[attr-defined]
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ApiError(400, f"{key} must be a string")
