@@ -48,7 +48,7 @@ SANDBOX_PROXY_URL = "http+unix://" + quote(SANDBOX_SOCKET_PATH, safe="")  # ever
 MAX_BODY_BYTES = 10 * 1024 * 1024
 REQUEST_TIMEOUT = 120.0
 READY_TIMEOUT = 10.0
-# One sandbox gets this many connections at once; more are answered 503 at once.
+# One sandbox gets this many connections at once; more wait in the listen queue.
 MAX_CONNECTIONS = 32
 # After a 413 the rest of an oversized body is read and dropped (up to this
 # much) so that clients which send the whole body before reading, such as
@@ -243,7 +243,12 @@ class InferenceProxy:
 
 
 class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """A thread per connection, at most ``max_connections`` at once."""
+    """A thread per connection, at most ``max_connections`` at once.
+
+    Past that, ``serve`` stops accepting until a connection ends: further
+    clients wait in the kernel's listen queue instead of being refused, so a
+    job's burst of requests is slowed down, never failed, and costs no thread.
+    """
 
     daemon_threads = True
     request_queue_size = MAX_CONNECTIONS
@@ -255,6 +260,7 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._upstreams: set[socket.socket] = set()
         self._stopping = False
         self._aborted = False
+        self._slots = threading.Semaphore(proxy.max_connections)
         super().__init__(str(proxy.socket_path), _ProxyHandler)
 
     def serve(self) -> None:
@@ -263,20 +269,31 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         Used instead of ``serve_forever``, whose polling loop makes every
         close wait up to one poll interval.
         """
-        while not self._stopping:
+        while True:
+            self._slots.acquire()
+            if self._stopping:
+                return
             try:
                 request, client_address = self.get_request()
             except OSError as exc:
+                self._slots.release()
                 if self._stopping:
                     return
                 log.warning("job %s: inference proxy accept failed: %s", self.proxy.name, exc)
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
-            self.process_request(request, client_address)
+            with self._lock:
+                self._connections.add(request)
+            try:
+                self.process_request(request, client_address)  # a thread per connection
+            except Exception:  # noqa: BLE001 - e.g. no thread could be started; keep serving
+                log.exception("job %s: inference proxy could not serve a connection", self.proxy.name)
+                self.shutdown_request(request)
 
     def stop_accepting(self) -> None:
         """End ``serve``: on Linux, shutting a listening socket down wakes a blocked ``accept`` at once."""
         self._stopping = True
+        self._slots.release()  # in case serve waits for a free slot
         try:
             self.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -285,20 +302,6 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def server_bind(self) -> None:
         with _unix_address(Path(self.server_address)) as address:  # type: ignore[arg-type]
             self.socket.bind(address)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._lock:
-            full = len(self._connections) >= self.proxy.max_connections
-            if not full:
-                self._connections.add(request)
-        if full:
-            try:
-                request.sendall(_plain_response(503, "Service Unavailable", "too many concurrent requests"))
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A sandbox that hangs up mid-answer is normal; anything else is a bug worth a trace.
@@ -311,6 +314,7 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         with self._lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+        self._slots.release()
 
     def track_upstream(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -338,12 +342,6 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def _plain_response(status: int, reason: str, text: str) -> bytes:
-    body = text.encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):

@@ -85,8 +85,8 @@ Feature: Per-node dispatch to the Worker API and result collection
 
   @REQ-ORCHES-0121 @REQ-ORCHES-0123 @phase1 @orchestrator_process
   Scenario: A task in flight when the orchestrator dies is re-sent under the same job_id and runs exactly once
-    Given W1 is idempotent by job_id, like the real Worker API, and a run of "sleep 6; echo once" takes 6 seconds and prints "once\n"
-    And my command task T "sleep 6; echo once" is "running" as job J
+    Given W1 is idempotent by job_id, like the real Worker API, and a run of "sleep 10; echo once" takes 10 seconds and prints "once\n"
+    And my command task T "sleep 10; echo once" is "running" as job J
     When the control plane is killed with SIGKILL and started again
     Then after J's lease expires the Worker API receives jobs:run for T again, with job_id J
     And the node ran job J exactly once

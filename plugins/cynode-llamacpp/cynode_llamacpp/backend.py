@@ -92,9 +92,8 @@ class LlamaCppBackend:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise InferenceUnavailable("the llamacpp backend is not started")
-        return self._server.base_url
+        """``http://127.0.0.1:<port>``; empty until :meth:`start` succeeded (the port is chosen then)."""
+        return self._server.base_url if self._server is not None else ""
 
     def models(self) -> list[str]:
         """The model names ``GET /api/tags`` of the running server lists."""
@@ -144,6 +143,8 @@ class LlamaCppBackend:
         return engine, digest, path
 
     def _get(self, path: str) -> dict[str, Any]:
+        if not self.base_url:
+            raise InferenceUnavailable("the llamacpp backend is not started")
         url = self.base_url + path
         try:
             with _OPENER.open(url, timeout=10) as response:

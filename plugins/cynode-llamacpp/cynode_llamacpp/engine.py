@@ -236,8 +236,8 @@ class LlamaEngine:
         _llama_log.install()
         _llama_log.errors.clear()
         try:
-            llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, verbose=False,
-                                  **({"n_threads": self.n_threads} if self.n_threads else {}))
+            llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                  verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             detail = next((line for line in _llama_log.errors if "gguf" in line or "error loading" in line),
                           _llama_log.errors[0] if _llama_log.errors else str(exc))
@@ -340,6 +340,10 @@ class Session:
         first = 0
         stopped = False
         result.done_reason = "length"
+        # Start from an empty KV cache: llama-cpp-python's prefix reuse trims the
+        # cache to the common prefix, and with Gemma 3's sliding-window cache that
+        # left stale state behind (greedy output changed with the previous prompt).
+        llm.reset()
         tokens_iter = llm.generate(
             tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
             typical_p=sampling.typical_p, temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,

@@ -117,8 +117,7 @@ class OllamaApiServer:
     def base_url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("the server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._httpd.server_address[1]}"
 
     def start(self) -> None:
         self._httpd = _Server((self._host, self._port), _Handler, api=self)
@@ -264,7 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(400, "invalid Content-Length") from None
         if length > limit:
-            self.close_connection = True  # the body stays unread
+            # Read (and drop) a moderately oversize body so the client, still
+            # sending, sees the 413 instead of a broken pipe; then hang up.
+            self.close_connection = True
+            if length <= 4 * limit:
+                while length > 0:
+                    length -= len(self.rfile.read(min(length, 1024 * 1024))) or length
             raise ApiError(413, "request body too large")
         return self.rfile.read(length) if length > 0 else b""
 

@@ -37,7 +37,8 @@ class OllamaBackend:
     name = "ollama"
 
     def __init__(self, url: str = DEFAULT_URL, *, required_models: Sequence[str] = (),
-                 start_timeout: float = DEFAULT_START_TIMEOUT, request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+                 start_timeout: float = DEFAULT_START_TIMEOUT,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.url = _normalize_url(url)
         self.required_models = list(dict.fromkeys(m for m in required_models if m))
         self.start_timeout = start_timeout
@@ -110,20 +111,24 @@ class OllamaBackend:
         """``POST /api/generate``: a ``GenerateResponse``, or an iterator of them when ``stream``."""
         name = self._model(model)
         try:
-            answer = self.client.generate(model=name, prompt=prompt, stream=stream, options=options, raw=raw)
+            if stream:
+                parts = self.client.generate(model=name, prompt=prompt, stream=True, options=options, raw=raw)
+                return self._guard(parts, "POST /api/generate")
+            return self.client.generate(model=name, prompt=prompt, stream=False, options=options, raw=raw)
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
             raise self._unavailable("POST /api/generate", exc) from exc
-        return self._guard(answer, "POST /api/generate") if stream else answer
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, model: str | None = None,
              options: Mapping[str, Any] | None = None) -> Any:
         """``POST /api/chat``: a ``ChatResponse``, or an iterator of them when ``stream``."""
         name = self._model(model)
         try:
-            answer = self.client.chat(model=name, messages=list(messages), stream=stream, options=options)
+            if stream:
+                parts = self.client.chat(model=name, messages=list(messages), stream=True, options=options)
+                return self._guard(parts, "POST /api/chat")
+            return self.client.chat(model=name, messages=list(messages), stream=False, options=options)
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
             raise self._unavailable("POST /api/chat", exc) from exc
-        return self._guard(answer, "POST /api/chat") if stream else answer
 
     # ------------------------------------------------------------ internals
 
