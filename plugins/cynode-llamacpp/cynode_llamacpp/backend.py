@@ -27,7 +27,8 @@ from cynode_llamacpp.model_file import (
     ensure_bundled_model,
     file_sha256,
 )
-from cynode_llamacpp.ollama_api import OllamaApiServer, ServedModel
+from cynode_llamacpp.ollama_api import OllamaApiServer
+from cynode_llamacpp.served_model import ServedModel
 from cynode_llamacpp.settings import LlamaCppSettings, normalize_model_name
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import shutil
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -126,3 +130,25 @@ def test_a_taken_port_is_a_clear_failure(llamacpp_home: Path) -> None:
         backend = LlamaCppBackend.from_options({"home": str(llamacpp_home), "port": port})
         with pytest.raises(InferenceUnavailable, match=f"cannot listen on 127.0.0.1:{port}"):
             backend.start()
+
+
+def test_stop_during_a_stream_ends_it_and_frees_the_model(llamacpp_home: Path) -> None:
+    backend = LlamaCppBackend.from_options({"home": str(llamacpp_home)})
+    backend.start()
+    url = urlsplit(backend.base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        connection.request("POST", "/api/generate", body=json.dumps(
+            {"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 3000}}))
+        response = connection.getresponse()
+        assert json.loads(response.readline())["done"] is False
+        started = time.monotonic()
+        backend.stop()
+        assert time.monotonic() - started < 10
+        rest = b""
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            rest = response.read()
+        assert b'"done": true' not in rest  # cut short, never reported as finished
+    finally:
+        connection.close()
+    assert backend.base_url == ""

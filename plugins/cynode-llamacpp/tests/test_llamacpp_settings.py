@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cynode_llamacpp.engine import OptionError, Sampling, StopMatcher
-from cynode_llamacpp.ollama_api import human_number
+from cynode_llamacpp.served_model import human_number
 from cynode_llamacpp.settings import DEFAULT_NUM_CTX, LlamaCppSettings, normalize_model_name
 
 from cynode_core.hookspecs import InferenceUnavailable
