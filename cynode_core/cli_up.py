@@ -15,6 +15,15 @@ from cynode_core.client import ApiError, GatewayClient
 from cynode_core.stack import Stack, StackError
 
 DEMO_COMMAND = "echo hello from the sandbox; id; uname -a"
+DEMO_PROMPT = "The capital of France is"
+# A command task with use_inference: a client inside the sandbox (no network)
+# asks the model through the node's per-job Unix-socket proxy.
+DEMO_PROXY_COMMAND = (
+    "echo INFERENCE_PROXY_URL=$INFERENCE_PROXY_URL; ls /sys/class/net; "
+    "curl -s --max-time 60 --unix-socket /run/cynode/inference-proxy.sock http://inference/api/generate "
+    "-d '{\"model\": \"'$CYNODE_MODEL'\", \"prompt\": \"Water is made of\", \"stream\": false, "
+    "\"options\": {\"num_predict\": 24}}'"
+)
 
 
 def _progress(text: str) -> None:
@@ -23,7 +32,8 @@ def _progress(text: str) -> None:
 
 @main.command()
 @click.option("--nodes", default=1, show_default=True, help="local node agents to start")
-@click.option("--inference", default="none", show_default=True, help="inference backend of the local nodes (or 'none')")
+@click.option("--inference", default="llamacpp", show_default=True,
+              help="inference backend of the local nodes: llamacpp (embedded model), ollama (existing server) or none")
 def up(nodes: int, inference: str) -> None:
     """Run embedded PostgreSQL, the orchestrator and local nodes until Ctrl-C."""
     stack = Stack(orchestrator_settings(), nodes=nodes, inference_backend=inference, progress=_progress)
@@ -50,34 +60,47 @@ def admin_password(stack: Stack) -> str:
 
 @main.command()
 @click.option("--command", "command", default=DEMO_COMMAND, show_default=True, help="the sample command task")
-def demo(command: str) -> None:
-    """Bring the system up, log in, run a sample task in a sandbox, print its result, stop."""
+@click.option("--prompt", "prompt", default=DEMO_PROMPT, show_default=True, help="the sample prompt task")
+def demo(command: str, prompt: str) -> None:
+    """Bring the system up, log in, run sample tasks (a command, a prompt, a sandbox asking the model), stop."""
+    # The small base model rambles; a short answer keeps the demo readable.
+    os.environ.setdefault("CYNODE_LLAMACPP_NUM_PREDICT", "40")
     stack = Stack(orchestrator_settings(), progress=_progress)
     try:
         stack.start()
         client = GatewayClient(stack.gateway_url, store=stack.settings.home / "demo-credentials.json")
         _progress("logging in as admin")
         client.login("admin", admin_password(stack))
-        me = client.call("GET", "/v1/users/me")
-        click.echo(f"logged in: {json.dumps(me)}")
-        _progress(f"creating a command task: {command}")
-        created = client.call("POST", "/v1/tasks", json={"prompt": command, "input_mode": "commands", "task_name": "demo"})
-        result = _wait_result(client, created["id"], timeout=120)
-        job = result["jobs"][0]
-        outcome = json.loads(job["result"])
-        click.echo(f"task {result['task_id']} {result['status']} (exit code {outcome.get('exit_code')})")
-        click.echo("--- stdout ---")
-        click.echo((outcome.get("stdout") or "").rstrip("\n"))
-        if outcome.get("stderr"):
-            click.echo("--- stderr ---")
-            click.echo(outcome["stderr"].rstrip("\n"))
-        if result["status"] != "completed":
-            raise click.ClickException(f"the demo task ended {result['status']}")
+        click.echo(f"logged in: {json.dumps(client.call('GET', '/v1/users/me'))}")
+        failures = 0
+        for title, body in (
+            ("command task in a hardened sandbox", {"prompt": command, "input_mode": "commands", "task_name": "demo"}),
+            ("prompt task answered by the node's model", {"prompt": prompt, "task_name": "demo-prompt"}),
+            ("sandboxed job asking the model through the inference proxy",
+             {"prompt": DEMO_PROXY_COMMAND, "input_mode": "commands", "use_inference": True, "task_name": "demo-proxy"}),
+        ):
+            _progress(f"{title}: {body['prompt'][:70]}")
+            created = client.call("POST", "/v1/tasks", json=body)
+            failures += _show(_wait_result(client, created["id"], timeout=180))
+        if failures:
+            raise click.ClickException(f"{failures} demo task(s) did not complete")
     except (StackError, ApiError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         _progress("stopping")
         stack.stop()
+
+
+def _show(result: dict) -> int:
+    outcome = json.loads(result["jobs"][0].get("result") or "{}")
+    click.echo(f"task {result['task_id']} {result['status']} (exit code {outcome.get('exit_code')})")
+    if outcome.get("stdout"):
+        click.echo("--- stdout ---")
+        click.echo(outcome["stdout"].rstrip("\n"))
+    if outcome.get("stderr") or outcome.get("error"):
+        click.echo("--- stderr ---")
+        click.echo((outcome.get("stderr") or outcome.get("error")).rstrip("\n"))
+    return 0 if result["status"] == "completed" else 1
 
 
 def _wait_result(client: GatewayClient, task_id: str, timeout: float) -> dict:

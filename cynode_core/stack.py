@@ -37,7 +37,7 @@ class Child:
 class Stack:
     settings: OrchestratorSettings
     nodes: int = 1
-    inference_backend: str = "none"
+    inference_backend: str = "llamacpp"
     base_port: int = 12090
     log_dir: Path | None = None
     progress: object = print

@@ -92,9 +92,13 @@ def job_payload(settings: OrchestratorSettings, new: NewTask) -> dict[str, Any]:
     """The stored job payload for a task (contract 6.1)."""
     if new.input_mode == "prompt":
         return prompt_payload(settings.prompt_image, new.prompt, settings.inference_model)
-    payload: dict[str, Any] = {"image": settings.task_image, "command": ["sh", "-c", new.prompt]}
+    # A command task that asks for inference needs a client of the proxy: it
+    # gets the prompt image (python and curl), as upstream's inference jobs do.
+    image = settings.prompt_image if new.use_inference else settings.task_image
+    payload: dict[str, Any] = {"image": image, "command": ["sh", "-c", new.prompt]}
     if new.use_inference:
         payload["use_inference"] = True
+        payload["env"] = {"CYNODE_MODEL": settings.inference_model}
     return payload
 
 
