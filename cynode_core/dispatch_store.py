@@ -71,7 +71,8 @@ def sandbox_of(payload: Any) -> dict[str, Any]:
 def _fail_unparsable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: str) -> None:
     session.execute(
         text("UPDATE jobs SET status = 'failed', result = to_jsonb(CAST(:r AS text)), ended_at = now(), "
-             "last_error = :m, updated_at = now() WHERE id = :id"),
+             "last_error = :m, lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+             "WHERE id = :id"),
         {"r": dispatch_error(message), "m": message, "id": job_id},
     )
     _finish_task(session, task_id, "failed")

@@ -7,6 +7,7 @@ can stop the model server under a running node.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -42,7 +43,7 @@ while True:
         break
     raw += chunk
 print("STATUS", raw.split(b" ", 2)[1].decode())
-print("BODY", raw.partition(b"\r\n\r\n")[2][:400].decode("utf-8", "replace"))
+print("BODY", raw.partition(b"\r\n\r\n")[2][:20000].decode("utf-8", "replace"))
 """
 
 
@@ -153,8 +154,9 @@ def no_tcp_url(ctx) -> None:  # type: ignore[no-untyped-def]
 
 
 def _python_job(ctx, script: str, *, use_inference: bool = True, env: str = "") -> dict:  # type: ignore[no-untyped-def]
-    command = f"{env} python3 -c '{script}'" if "'" not in script else None
-    assert command is not None
+    # The script travels base64-encoded so no shell quoting can change it.
+    encoded = base64.b64encode(script.encode()).decode()
+    command = f"echo {encoded} | base64 -d > /tmp/job.py && {env} python3 /tmp/job.py"
     _create(ctx, {"prompt": command, "input_mode": "commands", "use_inference": use_inference})
     _finish(ctx)
     return ctx["job"]
@@ -172,13 +174,13 @@ def generate_through_proxy(ctx) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps({"model": "gemma3:270m", "prompt": "Water is made of", "stream": False,
                        "options": {"num_predict": 12}})
     script = probe + PROXY_CLIENT.replace("sys.argv[1].encode() if len(sys.argv) > 1 else b\"\"", repr(body) + ".encode()")
-    ctx["probe"] = _python_job(ctx, script.replace("'", '"'))
+    ctx["probe"] = _python_job(ctx, script)
 
 
 @then("the call answered 200 with generated text")
 def answered_200(ctx) -> None:  # type: ignore[no-untyped-def]
     out = ctx["probe"]["stdout"]
-    assert "STATUS 200" in out, ctx["probe"]
+    assert "STATUS 200" in out, (ctx["probe"]["stderr"], out)
     body = json.loads(out.split("BODY ", 1)[1].strip())
     assert body["response"].strip() and body["model"] == "gemma3:270m"
 
@@ -200,7 +202,7 @@ def no_proxy_without_inference(ctx) -> None:  # type: ignore[no-untyped-def]
 
 @when("an inference job sends an 11 MiB body to the proxy")
 def oversize(ctx) -> None:  # type: ignore[no-untyped-def]
-    ctx["probe"] = _python_job(ctx, PROXY_CLIENT.replace("'", '"'), env="BODY_MIB=11")
+    ctx["probe"] = _python_job(ctx, PROXY_CLIENT, env="BODY_MIB=11")
 
 
 @then("the proxy answered 413")
