@@ -10,19 +10,32 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, make_settings
+from node_helpers import (
+    CONFIG_TOKEN,
+    NODE_PSK,
+    WORKER_TOKEN,
+    BackendEvents,
+    BackendsPlugin,
+    ContainerRecords,
+    Worker,
+    WorkerFactory,
+    make_settings,
+)
+from orchestrator_process import free_port
+from stub_orchestrator import StubOrchestrator
 
-from cynode_core.hookspecs import SandboxRuntime
+from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
 from cynode_core.plugins import get_plugin_manager
+from node_agent.config import NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.readiness import Readiness, runtime_probe
-from node_agent.registry import sandbox_runtime_factories
+from node_agent.registry import inference_backend_factories, sandbox_runtime_factories
 from node_agent.worker_api import create_worker_app
 
 
@@ -83,3 +96,89 @@ def start_worker(podman_runtime: SandboxRuntime, tmp_path: Path) -> Iterator[Wor
 def worker(start_worker: WorkerFactory) -> Worker:
     """A Worker API with default settings (2 slots)."""
     return start_worker()
+
+
+@pytest.fixture
+def container_records(monkeypatch: pytest.MonkeyPatch) -> ContainerRecords:
+    """Podman's record of every container the test's runtimes create (see ``ContainerRecords``)."""
+    records = ContainerRecords()
+    records.install(monkeypatch)
+    return records
+
+
+# ------------------------------------------------------------ node managers
+
+
+@pytest.fixture
+def stub() -> Iterator[StubOrchestrator]:
+    """The STUB orchestrator on loopback (tests/node_agent/stub_orchestrator.py)."""
+    orchestrator = StubOrchestrator(psk=NODE_PSK, worker_token=CONFIG_TOKEN)
+    orchestrator.start()
+    yield orchestrator
+    orchestrator.stop()
+
+
+@pytest.fixture
+def events() -> BackendEvents:
+    return BackendEvents()
+
+
+@pytest.fixture
+def plugin_manager(events: BackendEvents) -> Any:
+    """Entry points give the real plugins (podman, llamacpp, ollama); the test backends come as a built-in."""
+    return get_plugin_manager([(BackendsPlugin(events), "test-backends")])
+
+
+@pytest.fixture
+def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str,
+                  events: BackendEvents) -> Callable[..., NodeSettings]:
+    """Settings of a node agent talking to ``stub``, its Worker API on a free loopback port."""
+
+    def build(**overrides: Any) -> NodeSettings:
+        port = free_port()
+        events.worker_port = port
+        values: dict[str, Any] = {
+            "orchestrator_url": stub.url,
+            "node_psk": NODE_PSK,
+            "node_slug": "node-01",
+            "worker_listen_port": port,
+            "podman_socket": podman_socket_url,
+            "readiness_timeout": 10,
+            "capability_report_interval": 0.5,
+            "inference_backend": "stub",
+        }
+        values.update(overrides)
+        return make_settings(tmp_path / "home", **values)
+
+    return build
+
+
+# ------------------------------------------------------- the real inference backend
+
+
+@pytest.fixture(scope="session")
+def llamacpp_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``CYNODE_HOME`` for llamacpp backends; the bundled model is assembled into it once."""
+    return tmp_path_factory.mktemp("llamacpp-home")
+
+
+@pytest.fixture(scope="session")
+def real_backend(llamacpp_home: Path) -> Iterator[InferenceBackend]:
+    """The REAL embedded llama.cpp backend (entry point ``llamacpp``), built as the node manager builds it."""
+    factories = inference_backend_factories(get_plugin_manager())
+    if "llamacpp" not in factories:
+        pytest.fail("the llamacpp inference backend plugin is not installed "
+                    "(.venv/bin/pip install -e plugins/cynode-llamacpp)")
+    settings = make_settings(llamacpp_home, inference_backend="llamacpp")
+    backend = factories["llamacpp"](settings.inference_options())
+    backend.start()
+    try:
+        assert backend.models(), "the llamacpp backend serves no model"
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture(scope="session")
+def real_model(real_backend: InferenceBackend) -> str:
+    return real_backend.models()[0]

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
+from podman.domain.containers_manager import ContainersManager
 
+from cynode_core import hookimpl
 from cynode_core.config import load_settings
+from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend
 from node_agent.config import NodeSettings
 from node_agent.executor import JobExecutor
+from node_agent.manager import NodeManager
 from node_agent.readiness import Readiness
 
 WORKER_TOKEN = "worker-token-for-tests-0123456789"
+# What the stub orchestrator of the node manager tests hands out.
+NODE_PSK = "node-psk-that-must-never-be-logged"
+CONFIG_TOKEN = "worker-token-from-the-node-config"
+JOB_LABEL = "cynodeai.job_id"
 
 
 def make_settings(home: Path, **overrides: Any) -> NodeSettings:
@@ -80,3 +92,122 @@ def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, An
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, box
+
+
+def start_manager(settings: NodeSettings, plugin_manager: Any) -> tuple[NodeManager, threading.Thread, dict[str, Any]]:
+    """A Node Manager running in a thread; its exit code lands in ``box["result"]``."""
+    manager = NodeManager(settings, plugin_manager=plugin_manager)
+    thread, box = run_in_thread(manager.run)
+    return manager, thread, box
+
+
+# ------------------------------------------------------------ test backends
+
+
+class BackendEvents:
+    """What the test backends saw, shared with the test."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float, Any]] = []
+        self.worker_port = 0
+
+    def add(self, name: str, detail: Any = None) -> None:
+        self.events.append((name, time.monotonic(), detail))
+
+    def when(self, name: str) -> float:
+        return next(at for event, at, _ in self.events if event == name)
+
+
+class StubBackend:
+    """A TEST inference backend: becomes healthy a moment after start, probing the Worker API meanwhile."""
+
+    name = "stub"
+
+    def __init__(self, options: dict[str, object], events: BackendEvents) -> None:
+        self.options = options
+        self._events = events
+
+    def start(self) -> None:
+        base = f"http://127.0.0.1:{self._events.worker_port}"
+        self._events.add("start", {
+            "healthz": requests.get(f"{base}/healthz", timeout=5).status_code,
+            "readyz": requests.get(f"{base}/readyz", timeout=5).status_code,
+        })
+        time.sleep(0.5)  # "becomes healthy" later than it was started
+        self._events.add("healthy")
+
+    @property
+    def base_url(self) -> str:
+        return "http://127.0.0.1:11434"
+
+    def models(self) -> list[str]:
+        return ["tiny:1b"]
+
+    def stop(self) -> None:
+        self._events.add("stop")
+
+
+class BrokenBackend(StubBackend):
+    """A TEST inference backend that cannot start (its ``start()`` raises)."""
+
+    name = "broken"
+
+    def start(self) -> None:
+        base = f"http://127.0.0.1:{self._events.worker_port}"
+        self._events.add("start", {"readyz": requests.get(f"{base}/readyz", timeout=5).status_code})
+        raise InferenceUnavailable("no Ollama server answers at http://127.0.0.1:9")
+
+
+class BackendsPlugin:
+    """Registers the test backends ``stub`` and ``broken`` through the real hook."""
+
+    def __init__(self, events: BackendEvents) -> None:
+        self.events = events
+
+    @hookimpl
+    def cynode_register_inference_backends(self, register: RegisterBackend) -> None:
+        register("stub", lambda options: StubBackend(dict(options), self.events))
+        register("broken", lambda options: BrokenBackend(dict(options), self.events))
+
+
+# ------------------------------------------------------- container records
+
+
+class ContainerRecords:
+    """Podman's own record (``inspect``) of every container created while installed, by job id.
+
+    The podman plugin creates each job's container with podman-py's
+    ``ContainersManager.create``; wrapping it keeps the record of containers
+    too short-lived to be listed, and proves that no container was created.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = ContainersManager.create
+        records = self
+
+        def create(manager: ContainersManager, *args: Any, **kwargs: Any) -> Any:
+            container = original(manager, *args, **kwargs)
+            labels = container.attrs.get("Config", {}).get("Labels") or {}
+            with records._lock:
+                records._by_job[labels.get(JOB_LABEL, "")].append(copy.deepcopy(container.attrs))
+            return container
+
+        monkeypatch.setattr(ContainersManager, "create", create)
+
+    def of(self, job_id: str) -> list[dict[str, Any]]:
+        """Records of the containers created for ``job_id``."""
+        with self._lock:
+            return list(self._by_job.get(job_id, []))
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [record for records in self._by_job.values() for record in records]
+
+    def job_containers(self) -> list[dict[str, Any]]:
+        """Records of job containers (the runtime's start-up checks excluded)."""
+        with self._lock:
+            return [r for job, records in self._by_job.items() if not job.startswith("check-") for r in records]

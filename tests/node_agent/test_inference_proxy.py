@@ -36,7 +36,6 @@ import requests
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, make_settings, run_in_thread
 
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from cynode_core.plugins import get_plugin_manager
 from cynode_core.services.prompt_job import PROMPT_SCRIPT
 from node_agent import executor as executor_module
 from node_agent.executor import NO_INFERENCE_NOTE
@@ -49,7 +48,6 @@ from node_agent.inference_proxy import (
     UnixHTTPConnection,
     connect_unix,
 )
-from node_agent.registry import inference_backend_factories
 
 PYTHON_IMAGE = "localhost/cynode-sandbox:python"
 PROMPT = "The capital of France is"
@@ -154,28 +152,6 @@ def stand_in_proxy(stand_in: StandInOllama, tmp_path: Path) -> Iterator[Inferenc
 
 
 # ------------------------------------------------------------- the real backend
-
-
-@pytest.fixture(scope="session")
-def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferenceBackend]:
-    """The REAL embedded llama.cpp backend, built from the options the node manager gives it."""
-    factories = inference_backend_factories(get_plugin_manager())
-    if "llamacpp" not in factories:
-        pytest.fail("the llamacpp inference backend plugin is not installed "
-                    "(.venv/bin/pip install -e plugins/cynode-llamacpp)")
-    settings = make_settings(tmp_path_factory.mktemp("llamacpp-home"), inference_backend="llamacpp")
-    backend = factories["llamacpp"](settings.inference_options())
-    backend.start()
-    try:
-        assert backend.models(), "the llamacpp backend serves no model"
-        yield backend
-    finally:
-        backend.stop()
-
-
-@pytest.fixture(scope="session")
-def real_model(real_backend: InferenceBackend) -> str:
-    return real_backend.models()[0]
 
 
 @pytest.fixture

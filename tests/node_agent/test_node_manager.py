@@ -5,147 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from node_helpers import job_body, make_settings, run_in_thread
+from node_helpers import CONFIG_TOKEN as TOKEN
+from node_helpers import NODE_PSK as PSK
+from node_helpers import BackendEvents, job_body, run_in_thread, start_manager
+from orchestrator_process import free_port
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
-from cynode_core import hookimpl
 from cynode_core.config import ConfigError
-from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend
-from cynode_core.plugins import get_plugin_manager
 from node_agent.job_result import SHUTDOWN_NOTE
-from node_agent.manager import NodeManager, run_node
+from node_agent.manager import run_node
 
-PSK = "node-psk-that-must-never-be-logged"
-TOKEN = "worker-token-from-the-node-config"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class BackendEvents:
-    """What the test backends saw, shared with the test."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, float, Any]] = []
-        self.worker_port = 0
-
-    def add(self, name: str, detail: Any = None) -> None:
-        self.events.append((name, time.monotonic(), detail))
-
-    def when(self, name: str) -> float:
-        return next(at for event, at, _ in self.events if event == name)
-
-
-class StubBackend:
-    """A test inference backend: becomes healthy a moment after start, probing the Worker API meanwhile."""
-
-    name = "stub"
-
-    def __init__(self, options: dict[str, object], events: BackendEvents) -> None:
-        self.options = options
-        self._events = events
-
-    def start(self) -> None:
-        base = f"http://127.0.0.1:{self._events.worker_port}"
-        self._events.add("start", {
-            "healthz": requests.get(f"{base}/healthz", timeout=5).status_code,
-            "readyz": requests.get(f"{base}/readyz", timeout=5).status_code,
-        })
-        time.sleep(0.5)  # "becomes healthy" later than it was started
-        self._events.add("healthy")
-
-    @property
-    def base_url(self) -> str:
-        return "http://127.0.0.1:11434"
-
-    def models(self) -> list[str]:
-        return ["tiny:1b"]
-
-    def stop(self) -> None:
-        self._events.add("stop")
-
-
-class BrokenBackend(StubBackend):
-    """A test inference backend that cannot start."""
-
-    name = "broken"
-
-    def start(self) -> None:
-        base = f"http://127.0.0.1:{self._events.worker_port}"
-        self._events.add("start", {"readyz": requests.get(f"{base}/readyz", timeout=5).status_code})
-        raise InferenceUnavailable("no Ollama server answers at http://127.0.0.1:9")
-
-
-class BackendsPlugin:
-    """Registers the test backends through the real hook."""
-
-    def __init__(self, events: BackendEvents) -> None:
-        self.events = events
-
-    @hookimpl
-    def cynode_register_inference_backends(self, register: RegisterBackend) -> None:
-        register("stub", lambda options: StubBackend(dict(options), self.events))
-        register("broken", lambda options: BrokenBackend(dict(options), self.events))
-
-
-@pytest.fixture
-def stub() -> Iterator[StubOrchestrator]:
-    orchestrator = StubOrchestrator(psk=PSK, worker_token=TOKEN)
-    orchestrator.start()
-    yield orchestrator
-    orchestrator.stop()
-
-
-@pytest.fixture
-def events() -> BackendEvents:
-    return BackendEvents()
-
-
-@pytest.fixture
-def plugin_manager(events: BackendEvents) -> Any:
-    # Entry points give the real podman plugin; the test backends come as a built-in.
-    return get_plugin_manager([(BackendsPlugin(events), "test-backends")])
-
-
-@pytest.fixture
-def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str, events: BackendEvents) -> Any:
-    def build(**overrides: Any) -> Any:
-        port = free_port()
-        events.worker_port = port
-        values: dict[str, Any] = {
-            "orchestrator_url": stub.url,
-            "node_psk": PSK,
-            "node_slug": "node-01",
-            "worker_listen_port": port,
-            "podman_socket": podman_socket_url,
-            "readiness_timeout": 10,
-            "capability_report_interval": 0.5,
-            "inference_backend": "stub",
-        }
-        values.update(overrides)
-        return make_settings(tmp_path / "home", **values)
-
-    return build
-
-
-def start_manager(settings: Any, plugin_manager: Any) -> tuple[NodeManager, Any, dict[str, Any]]:
-    manager = NodeManager(settings, plugin_manager=plugin_manager)
-    thread, box = run_in_thread(manager.run)
-    return manager, thread, box
 
 
 def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
