@@ -34,32 +34,43 @@ def fill(runtime, n: int) -> None:  # type: ignore[no-untyped-def]
     with runtime.db.session() as session:
         session.execute(text("DELETE FROM jobs"))
         session.execute(text("DELETE FROM tasks"))
-        session.execute(text(
-            "WITH t AS (INSERT INTO tasks (id, status, prompt, summary) SELECT gen_random_uuid(), 'pending', 'echo', 'b' || g "
-            "FROM generate_series(1, :n) g RETURNING id) "
-            "INSERT INTO jobs (id, task_id, status, payload, created_at) SELECT gen_random_uuid(), id, 'queued', "
-            "to_jsonb(CAST('{\"image\":\"x\",\"command\":[\"sh\",\"-c\",\"echo\"]}' AS text)), clock_timestamp() FROM t"
-        ), {"n": n})
+        session.execute(
+            text(
+                "WITH t AS (INSERT INTO tasks (id, status, prompt, summary) SELECT gen_random_uuid(), 'pending', 'echo', 'b' || g "
+                "FROM generate_series(1, :n) g RETURNING id) "
+                "INSERT INTO jobs (id, task_id, status, payload, created_at) SELECT gen_random_uuid(), id, 'queued', "
+                'to_jsonb(CAST(\'{"image":"x","command":["sh","-c","echo"]}\' AS text)), clock_timestamp() FROM t'
+            ),
+            {"n": n},
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
-    settings = load_settings(OrchestratorSettings, environ={}, overrides={
-        "home": Path(tempfile.mkdtemp(prefix="cynode-claim-")), "admin_password": secrets.token_urlsafe(12),
-        "dispatcher_enabled": False,
-    })
+    settings = load_settings(
+        OrchestratorSettings,
+        environ={},
+        overrides={
+            "home": Path(tempfile.mkdtemp(prefix="cynode-claim-")),
+            "admin_password": secrets.token_urlsafe(12),
+            "dispatcher_enabled": False,
+        },
+    )
     runtime = open_runtime(settings)
     try:
         app = create_app(runtime.settings, runtime.db, runtime.secrets)
         state = app.extensions["cynode"]
         with runtime.db.session() as session:
-            session.execute(text(
-                "INSERT INTO nodes (id, node_slug, status, config_version, config_ack_version, config_ack_status, "
-                "worker_api_target_url, worker_api_bearer_token, max_concurrency) "
-                "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000)"
-            ), {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")})
+            session.execute(
+                text(
+                    "INSERT INTO nodes (id, node_slug, status, config_version, config_ack_version, config_ack_status, "
+                    "worker_api_target_url, worker_api_bearer_token, max_concurrency) "
+                    "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000)"
+                ),
+                {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")},
+            )
         fill(runtime, args.jobs)
         cache, conn = CandidateCache(ttl=1.0), ClaimConnection(runtime.db.url)
         started = time.perf_counter()

@@ -13,17 +13,30 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from cynode_core.client import GatewayClient
 from cynode_core.config import OrchestratorSettings, load_settings
 from cynode_core.stack import Stack
 
 SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
-HARDENED = ["--network", "none", "--user", "65534:65534", "--cap-drop", "all", "--security-opt", "no-new-privileges",
-            "--read-only", "--pids-limit", "256", "--memory", "512m"]
+HARDENED = [
+    "--network",
+    "none",
+    "--user",
+    "65534:65534",
+    "--cap-drop",
+    "all",
+    "--security-opt",
+    "no-new-privileges",
+    "--read-only",
+    "--pids-limit",
+    "256",
+    "--memory",
+    "512m",
+]
 
 
 def free_port() -> int:
@@ -47,8 +60,12 @@ def podman_env() -> dict[str, str]:
 def raw_podman_run(command: str = "echo hello") -> float:
     """Seconds for one hardened ``podman run --rm`` of the sandbox image (the floor)."""
     started = time.perf_counter()
-    subprocess.run(["podman", "run", "--rm", *HARDENED, SANDBOX_IMAGE, "sh", "-c", command],
-                   env=podman_env(), check=True, capture_output=True)
+    subprocess.run(
+        ["podman", "run", "--rm", *HARDENED, SANDBOX_IMAGE, "sh", "-c", command],
+        env=podman_env(),
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 

@@ -18,8 +18,12 @@ from pathlib import Path
 from benchmarks.harness import percentile, report
 from node_agent.inference_proxy import InferenceProxy, UnixHTTPConnection
 
-BODY = {"model": "gemma3:270m", "prompt": "The history of the printing press", "stream": True,
-        "options": {"num_predict": 64, "seed": 7, "temperature": 0}}
+BODY = {
+    "model": "gemma3:270m",
+    "prompt": "The history of the printing press",
+    "stream": True,
+    "options": {"num_predict": 64, "seed": 7, "temperature": 0},
+}
 
 
 def stream(conn: http.client.HTTPConnection) -> tuple[float, float, int]:
@@ -67,10 +71,20 @@ def main() -> None:
     finally:
         proxy.close()
         backend.stop()
-    report("proxy tokens/s p50", percentile([p[1] for p in proxied], 50), percentile([d[1] for d in direct], 50),
-           "tok/s", ">= 0.95x")
-    report("proxy time to first token p50", percentile([p[0] for p in proxied], 50),
-           percentile([d[0] for d in direct], 50), "s", "close to 1x")
+    report(
+        "proxy tokens/s p50",
+        percentile([p[1] for p in proxied], 50),
+        percentile([d[1] for d in direct], 50),
+        "tok/s",
+        ">= 0.95x",
+    )
+    report(
+        "proxy time to first token p50",
+        percentile([p[0] for p in proxied], 50),
+        percentile([d[0] for d in direct], 50),
+        "s",
+        "close to 1x",
+    )
 
 
 if __name__ == "__main__":

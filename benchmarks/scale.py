@@ -48,9 +48,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     password = secrets.token_urlsafe(12)
-    settings = load_settings(OrchestratorSettings, environ={}, overrides={
-        "home": Path(tempfile.mkdtemp(prefix="cynode-scale-")), "admin_password": password, "dispatcher_enabled": False,
-    })
+    settings = load_settings(
+        OrchestratorSettings,
+        environ={},
+        overrides={
+            "home": Path(tempfile.mkdtemp(prefix="cynode-scale-")),
+            "admin_password": password,
+            "dispatcher_enabled": False,
+        },
+    )
     runtime = open_runtime(settings)
     try:
         app = create_app(runtime.settings, runtime.db, runtime.secrets)

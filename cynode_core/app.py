@@ -46,6 +46,7 @@ def _serve_swagger_ui_assets(app: Flask) -> None:
     def swagger_ui_asset(filename: str):  # type: ignore[no-untyped-def]
         return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
 
+
 log = logging.getLogger(__name__)
 
 

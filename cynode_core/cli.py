@@ -168,7 +168,11 @@ def admin_user_add(handle: str, email: str | None, password: str | None) -> None
     from cynode_core.services import accounts
 
     if password is None:
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        password = (
+            click.prompt("password", hide_input=True, confirmation_prompt=True)
+            if sys.stdin.isatty()
+            else sys.stdin.readline().rstrip("\n")
+        )
     if not password:
         raise click.ClickException("a password is required")
     _with_session(lambda s, _r: accounts.create_user(s, handle, password, email=email))
@@ -202,13 +206,18 @@ def admin_user_list(as_json: bool) -> None:
     from cynode_core.services import accounts
 
     rows = _with_session(
-        lambda s, _r: [(str(u.id), u.handle, u.email or "", u.is_active, u.external_source or "local") for u in accounts.list_users(s)]
+        lambda s, _r: [
+            (str(u.id), u.handle, u.email or "", u.is_active, u.external_source or "local")
+            for u in accounts.list_users(s)
+        ]
     )
     if as_json:
         keys = ("id", "handle", "email", "is_active", "source")
-        click.echo(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
+        click.echo(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
         return
-    print_table(("HANDLE", "ACTIVE", "SOURCE", "EMAIL", "ID"), [(r[1], "yes" if r[3] else "no", r[4], r[2], r[0]) for r in rows])
+    print_table(
+        ("HANDLE", "ACTIVE", "SOURCE", "EMAIL", "ID"), [(r[1], "yes" if r[3] else "no", r[4], r[2], r[0]) for r in rows]
+    )
 
 
 @admin.group("node")
@@ -229,8 +238,15 @@ def admin_node_list(as_json: bool) -> None:
     print_table(
         ("SLUG", "STATUS", "SLOTS", "CAPABILITIES", "CONFIG VERSION", "ACK", "URL"),
         [
-            (r.slug, r.status, f"{r.running}/{r.max_concurrency}", node_summary(r)["capabilities"], r.config_version or "-",
-             ack_text(r), r.url or "-")
+            (
+                r.slug,
+                r.status,
+                f"{r.running}/{r.max_concurrency}",
+                node_summary(r)["capabilities"],
+                r.config_version or "-",
+                ack_text(r),
+                r.url or "-",
+            )
             for r in rows
         ],
     )
@@ -240,7 +256,9 @@ def ack_text(row: Any) -> str:
     if not row.ack_status:
         return "none"
     current = "current" if row.ack_version == row.config_version else f"for {row.ack_version}"
-    return f"{row.ack_status} ({current})" + (f": {row.ack_error}" if row.ack_status == "failed" and row.ack_error else "")
+    return f"{row.ack_status} ({current})" + (
+        f": {row.ack_error}" if row.ack_status == "failed" and row.ack_error else ""
+    )
 
 
 def node_summary(row: Any) -> dict[str, Any]:
@@ -250,11 +268,21 @@ def node_summary(row: Any) -> dict[str, Any]:
     runtime = (cap.get("container_runtime") or {}).get("runtime", "?")
     inference = cap.get("inference") or {}
     models = ",".join(inference.get("available_models") or []) or "none"
-    text = f"{platform.get('os', '?')}/{platform.get('arch', '?')} {compute.get('cpu_cores', '?')}cpu {compute.get('ram_mb', '?')}MB {runtime} models:{models}"
+    text = (
+        f"{platform.get('os', '?')}/{platform.get('arch', '?')} {compute.get('cpu_cores', '?')}cpu "
+        f"{compute.get('ram_mb', '?')}MB {runtime} models:{models}"
+    )
     return {
-        "slug": row.slug, "status": row.status, "url": row.url, "config_version": row.config_version,
-        "config_ack_status": row.ack_status, "config_ack_version": row.ack_version, "config_ack_error": row.ack_error,
-        "max_concurrency": row.max_concurrency, "running_jobs": row.running, "capabilities": text,
+        "slug": row.slug,
+        "status": row.status,
+        "url": row.url,
+        "config_version": row.config_version,
+        "config_ack_status": row.ack_status,
+        "config_ack_version": row.ack_version,
+        "config_ack_error": row.ack_error,
+        "max_concurrency": row.max_concurrency,
+        "running_jobs": row.running,
+        "capabilities": text,
         "last_seen_at": row.last_seen_at,
     }
 

@@ -39,7 +39,9 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
 def login(url: str | None, handle: str, password: str | None) -> None:
     """Log in to a gateway and store the tokens (mode 0600)."""
     if password is None:
-        password = click.prompt("password", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        password = (
+            click.prompt("password", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        )
     client = GatewayClient(url or "http://127.0.0.1:12080")
     _run(lambda: client.login(handle, password or ""))
     click.echo(f"logged in as {handle} at {client.url}")
@@ -75,13 +77,23 @@ def task() -> None:
 @click.option("--name", default=None, help="task name (made unique per user)")
 @click.option("--use-inference", is_flag=True, help="give a command task the inference proxy")
 @click.option("--wait", is_flag=True, help="wait for the result and print it")
-def task_create(url: str | None, as_json: bool, commands: tuple[str, ...], prompt: str | None, name: str | None,
-                use_inference: bool, wait: bool) -> None:
+def task_create(
+    url: str | None,
+    as_json: bool,
+    commands: tuple[str, ...],
+    prompt: str | None,
+    name: str | None,
+    use_inference: bool,
+    wait: bool,
+) -> None:
     """Create a command task (--command) or a prompt task (--prompt)."""
     if bool(commands) == bool(prompt):
         raise click.UsageError("give either --command (one or more) or --prompt")
-    body: dict[str, Any] = {"prompt": prompt, "input_mode": "prompt"} if prompt else {
-        "prompt": "\n".join(commands), "input_mode": "commands"}
+    body: dict[str, Any] = (
+        {"prompt": prompt, "input_mode": "prompt"}
+        if prompt
+        else {"prompt": "\n".join(commands), "input_mode": "commands"}
+    )
     if name:
         body["task_name"] = name
     if use_inference:
@@ -109,9 +121,19 @@ def task_list(url: str | None, as_json: bool, status: str | None, limit: int, of
     if as_json:
         _emit(data, True, "")
         return
-    print_table(("ID", "NAME", "STATUS", "CREATED", "PROMPT"),
-                [(t["id"], t.get("task_name", ""), t["status"], t["created_at"], (t.get("prompt") or "")[:40].replace("\n", " "))
-                 for t in data["tasks"]])
+    print_table(
+        ("ID", "NAME", "STATUS", "CREATED", "PROMPT"),
+        [
+            (
+                t["id"],
+                t.get("task_name", ""),
+                t["status"],
+                t["created_at"],
+                (t.get("prompt") or "")[:40].replace("\n", " "),
+            )
+            for t in data["tasks"]
+        ],
+    )
     if "next_offset" in data:
         click.echo(f"more: --offset {data['next_offset']}")
 

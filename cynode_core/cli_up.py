@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import click
 
@@ -21,8 +22,8 @@ DEMO_PROMPT = "The capital of France is"
 DEMO_PROXY_COMMAND = (
     "echo INFERENCE_PROXY_URL=$INFERENCE_PROXY_URL; ls /sys/class/net; "
     "curl -s --max-time 60 --unix-socket /run/cynode/inference-proxy.sock http://inference/api/generate "
-    "-d '{\"model\": \"'$CYNODE_MODEL'\", \"prompt\": \"Water is made of\", \"stream\": false, "
-    "\"options\": {\"num_predict\": 24}}'"
+    '-d \'{"model": "\'$CYNODE_MODEL\'", "prompt": "Water is made of", "stream": false, '
+    '"options": {"num_predict": 24}}\''
 )
 
 
@@ -32,8 +33,12 @@ def _progress(text: str) -> None:
 
 @main.command()
 @click.option("--nodes", default=1, show_default=True, help="local node agents to start")
-@click.option("--inference", default="llamacpp", show_default=True,
-              help="inference backend of the local nodes: llamacpp (embedded model), ollama (existing server) or none")
+@click.option(
+    "--inference",
+    default="llamacpp",
+    show_default=True,
+    help="inference backend of the local nodes: llamacpp (embedded model), ollama (existing server) or none",
+)
 def up(nodes: int, inference: str) -> None:
     """Run embedded PostgreSQL, the orchestrator and local nodes until Ctrl-C."""
     stack = Stack(orchestrator_settings(), nodes=nodes, inference_backend=inference, progress=_progress)
@@ -42,7 +47,9 @@ def up(nodes: int, inference: str) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         stack.start()
-        click.echo(f"cynode is up: gateway {stack.gateway_url}, control plane {stack.control_url}; Ctrl-C stops it", err=True)
+        click.echo(
+            f"cynode is up: gateway {stack.gateway_url}, control plane {stack.control_url}; Ctrl-C stops it", err=True
+        )
         while not stop.wait(1.0):
             stack.check_alive()
     except StackError as exc:
@@ -73,12 +80,20 @@ def demo(command: str, prompt: str) -> None:
         client.login("admin", admin_password(stack))
         click.echo(f"logged in: {json.dumps(client.call('GET', '/v1/users/me'))}")
         failures = 0
-        for title, body in (
+        samples: tuple[tuple[str, dict[str, Any]], ...] = (
             ("command task in a hardened sandbox", {"prompt": command, "input_mode": "commands", "task_name": "demo"}),
             ("prompt task answered by the node's model", {"prompt": prompt, "task_name": "demo-prompt"}),
-            ("sandboxed job asking the model through the inference proxy",
-             {"prompt": DEMO_PROXY_COMMAND, "input_mode": "commands", "use_inference": True, "task_name": "demo-proxy"}),
-        ):
+            (
+                "sandboxed job asking the model through the inference proxy",
+                {
+                    "prompt": DEMO_PROXY_COMMAND,
+                    "input_mode": "commands",
+                    "use_inference": True,
+                    "task_name": "demo-proxy",
+                },
+            ),
+        )
+        for title, body in samples:
             _progress(f"{title}: {body['prompt'][:70]}")
             created = client.call("POST", "/v1/tasks", json=body)
             failures += _show(_wait_result(client, created["id"], timeout=180))

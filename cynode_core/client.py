@@ -53,8 +53,9 @@ class Credentials:
 
 
 class GatewayClient:
-    def __init__(self, url: str, credentials: Credentials | None = None, *, timeout: float = 30.0,
-                 store: Path | None = None):
+    def __init__(
+        self, url: str, credentials: Credentials | None = None, *, timeout: float = 30.0, store: Path | None = None
+    ):
         self.url = url.rstrip("/")
         self.credentials = credentials
         self.timeout = timeout
@@ -64,7 +65,9 @@ class GatewayClient:
     @classmethod
     def from_store(cls, url: str | None = None, store: Path | None = None) -> GatewayClient:
         creds = Credentials.load(store)
-        return cls(url or (creds.url if creds else None) or os.environ.get("CYNODE_URL") or DEFAULT_URL, creds, store=store)
+        return cls(
+            url or (creds.url if creds else None) or os.environ.get("CYNODE_URL") or DEFAULT_URL, creds, store=store
+        )
 
     def _raw(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {})

@@ -40,7 +40,7 @@ def parse_duration(value: Any) -> float:
         except ValueError:
             parts = _DURATION_RE.findall(text)
             if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 15m, 1h30m)")
+                raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 15m, 1h30m)") from None
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
@@ -289,7 +289,9 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
             default = "(computed)"
         else:
             default = "(required)"
-        rows.append((f"CYNODE_{f.name.upper()}", ", ".join(f.metadata.get("env", ())), default, f.metadata.get("help", "")))
+        rows.append(
+            (f"CYNODE_{f.name.upper()}", ", ".join(f.metadata.get("env", ())), default, f.metadata.get("help", ""))
+        )
     return rows
 
 
@@ -299,45 +301,101 @@ class OrchestratorSettings:
     """Everything ``cynode orchestrator serve`` reads at start."""
 
     home: Path = setting(default_home, parse=parse_path, help="state directory (secrets, embedded PostgreSQL)")
-    database_url: str | None = setting(None, parse=parse_optional_str, env=("DATABASE_URL",), secret=True,
-                                       help="PostgreSQL URL; unset: embedded PostgreSQL under CYNODE_HOME")
-    jwt_secret: str | None = setting(None, parse=parse_optional_str, env=("JWT_SECRET",), secret=True,
-                                     help="HS256 key, at least 32 bytes; unset: generated once under CYNODE_HOME")
-    admin_password: str | None = setting(None, parse=parse_optional_str, env=("BOOTSTRAP_ADMIN_PASSWORD",), secret=True,
-                                         help="password of the bootstrap admin; unset: generated, path printed")
-    node_psk: str | None = setting(None, parse=parse_optional_str, env=("NODE_REGISTRATION_PSK",), secret=True,
-                                   help="node registration pre-shared key; unset: generated under CYNODE_HOME")
-    gateway_listen: str = setting("127.0.0.1:12080", parse=parse_listen, env=("USER_GATEWAY_LISTEN_ADDR", "LISTEN_ADDR"),
-                                  help="User API Gateway listen address")
-    control_listen: str = setting("127.0.0.1:12082", parse=parse_listen, env=("CONTROL_PLANE_LISTEN_ADDR",),
-                                  help="control plane listen address")
-    public_url: str | None = setting(None, parse=parse_optional_str, env=("ORCHESTRATOR_PUBLIC_URL",),
-                                     help="control-plane URL given to nodes; unset: from control_listen")
-    access_token_ttl: float = setting(900.0, parse=parse_duration, env=("JWT_ACCESS_DURATION",), help="access token lifetime")
-    refresh_token_ttl: float = setting(604800.0, parse=parse_duration, env=("JWT_REFRESH_DURATION",), help="refresh token lifetime")
+    database_url: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("DATABASE_URL",),
+        secret=True,
+        help="PostgreSQL URL; unset: embedded PostgreSQL under CYNODE_HOME",
+    )
+    jwt_secret: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("JWT_SECRET",),
+        secret=True,
+        help="HS256 key, at least 32 bytes; unset: generated once under CYNODE_HOME",
+    )
+    admin_password: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("BOOTSTRAP_ADMIN_PASSWORD",),
+        secret=True,
+        help="password of the bootstrap admin; unset: generated, path printed",
+    )
+    node_psk: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("NODE_REGISTRATION_PSK",),
+        secret=True,
+        help="node registration pre-shared key; unset: generated under CYNODE_HOME",
+    )
+    gateway_listen: str = setting(
+        "127.0.0.1:12080",
+        parse=parse_listen,
+        env=("USER_GATEWAY_LISTEN_ADDR", "LISTEN_ADDR"),
+        help="User API Gateway listen address",
+    )
+    control_listen: str = setting(
+        "127.0.0.1:12082", parse=parse_listen, env=("CONTROL_PLANE_LISTEN_ADDR",), help="control plane listen address"
+    )
+    public_url: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("ORCHESTRATOR_PUBLIC_URL",),
+        help="control-plane URL given to nodes; unset: from control_listen",
+    )
+    access_token_ttl: float = setting(
+        900.0, parse=parse_duration, env=("JWT_ACCESS_DURATION",), help="access token lifetime"
+    )
+    refresh_token_ttl: float = setting(
+        604800.0, parse=parse_duration, env=("JWT_REFRESH_DURATION",), help="refresh token lifetime"
+    )
     node_token_ttl: float = setting(86400.0, parse=parse_duration, env=("JWT_NODE_DURATION",), help="node JWT lifetime")
-    max_request_bytes: int = setting(10 * 1024 * 1024, parse=parse_positive_int, env=("MAX_REQUEST_BODY_MB",),
-                                     alias_parse=parse_megabytes, help="request body cap (bytes)")
-    login_rate_per_minute: int = setting(60, parse=parse_positive_int, env=("RATE_LIMIT_PER_MINUTE",),
-                                         help="login attempts per client address per minute")
-    trust_forwarded_for: bool = setting(False, parse=parse_bool,
-                                        help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)")
-    token_key: str | None = setting(None, parse=parse_optional_str, secret=True,
-                                    help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME")
-    login_handle_failures: int = setting(10, parse=parse_positive_int, help="failed logins per handle before throttling")
+    max_request_bytes: int = setting(
+        10 * 1024 * 1024,
+        parse=parse_positive_int,
+        env=("MAX_REQUEST_BODY_MB",),
+        alias_parse=parse_megabytes,
+        help="request body cap (bytes)",
+    )
+    login_rate_per_minute: int = setting(
+        60,
+        parse=parse_positive_int,
+        env=("RATE_LIMIT_PER_MINUTE",),
+        help="login attempts per client address per minute",
+    )
+    trust_forwarded_for: bool = setting(
+        False, parse=parse_bool, help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)"
+    )
+    token_key: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        secret=True,
+        help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME",
+    )
+    login_handle_failures: int = setting(
+        10, parse=parse_positive_int, help="failed logins per handle before throttling"
+    )
     login_handle_window: float = setting(900.0, parse=parse_duration, help="window of the per-handle limit")
-    worker_api_target_url: str | None = setting(None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",),
-                                                help="override of every node's Worker API URL")
-    dispatcher_enabled: bool = setting(True, parse=parse_bool, env=("DISPATCHER_ENABLED",), help="run dispatcher threads")
+    worker_api_target_url: str | None = setting(
+        None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",), help="override of every node's Worker API URL"
+    )
+    dispatcher_enabled: bool = setting(
+        True, parse=parse_bool, env=("DISPATCHER_ENABLED",), help="run dispatcher threads"
+    )
     dispatch_workers: int = setting(8, parse=parse_positive_int, help="dispatcher threads per process")
-    dispatch_poll_interval: float = setting(1.0, parse=parse_duration, env=("DISPATCH_POLL_INTERVAL",),
-                                            help="fallback poll period when no NOTIFY arrives")
-    dispatch_http_margin: float = setting(60.0, parse=parse_duration,
-                                          help="added to a job's timeout for the dispatch HTTP timeout")
+    dispatch_poll_interval: float = setting(
+        1.0, parse=parse_duration, env=("DISPATCH_POLL_INTERVAL",), help="fallback poll period when no NOTIFY arrives"
+    )
+    dispatch_http_margin: float = setting(
+        60.0, parse=parse_duration, help="added to a job's timeout for the dispatch HTTP timeout"
+    )
     lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
     max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
     job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")
-    task_image: str = setting("alpine:latest", help="sandbox image of command tasks (nodes may alias it to a local image)")
+    task_image: str = setting(
+        "alpine:latest", help="sandbox image of command tasks (nodes may alias it to a local image)"
+    )
     prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
     disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")

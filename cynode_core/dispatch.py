@@ -48,8 +48,9 @@ def task_finished(state: Any, task_id: str) -> None:
             row = session.execute(text("SELECT status, created_by FROM tasks WHERE id = :id"), {"id": task_id}).first()
         if row is None or row[0] not in ("completed", "failed", "canceled", "superseded"):
             return
-        state.pm.hook.cynode_task_finished(task=TaskEvent(task_id=str(task_id), status=api_status(row[0]),
-                                                          created_by=str(row[1]) if row[1] else None))
+        state.pm.hook.cynode_task_finished(
+            task=TaskEvent(task_id=str(task_id), status=api_status(row[0]), created_by=str(row[1]) if row[1] else None)
+        )
     except Exception:  # noqa: BLE001 - plugins are not allowed to break dispatch
         log.exception("cynode_task_finished hook failed for task %s", task_id)
 
@@ -69,8 +70,10 @@ class Dispatcher:
     # -- threads --------------------------------------------------------------
 
     def start(self, stop: threading.Event) -> list[threading.Thread]:
-        threads = [threading.Thread(target=self._listen, args=(stop,), name="dispatch-listen", daemon=True),
-                   threading.Thread(target=self._renew_loop, args=(stop,), name="dispatch-lease", daemon=True)]
+        threads = [
+            threading.Thread(target=self._listen, args=(stop,), name="dispatch-listen", daemon=True),
+            threading.Thread(target=self._renew_loop, args=(stop,), name="dispatch-lease", daemon=True),
+        ]
         threads += [
             threading.Thread(target=self._work_loop, args=(stop,), name=f"dispatch-{i}", daemon=True)
             for i in range(self.settings.dispatch_workers)
@@ -104,8 +107,15 @@ class Dispatcher:
                     last_recover = time.monotonic()
                     for task_id in recover_expired_leases(self.state.db, self.settings):
                         task_finished(self.state, task_id)
-                claimed = claim_next(self.state.db, self.state.pm, self.settings, self.state.cipher, self.owner, self._candidates,
-                                     claim_conn)
+                claimed = claim_next(
+                    self.state.db,
+                    self.state.pm,
+                    self.settings,
+                    self.state.cipher,
+                    self.owner,
+                    self._candidates,
+                    claim_conn,
+                )
                 if claimed is None:
                     self._sleep(stop, self.settings.dispatch_poll_interval)
                     continue
@@ -118,8 +128,11 @@ class Dispatcher:
     def _listen(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                with psycopg.connect(self.state.db.url.replace("postgresql+psycopg://", "postgresql://"),
-                                     autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(
+                    self.state.db.url.replace("postgresql+psycopg://", "postgresql://"),
+                    autocommit=True,
+                    connect_timeout=5,
+                ) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not stop.is_set():
                         # The generator ends only at its timeout; wake workers per notification.
@@ -147,7 +160,12 @@ class Dispatcher:
             self._inflight[job.job_id] = job.lease_id
         try:
             outcome = call_worker(
-                WorkerCall(job.node_url, job.node_token, job.request_body(), job.timeout_seconds + self.settings.dispatch_http_margin)
+                WorkerCall(
+                    job.node_url,
+                    job.node_token,
+                    job.request_body(),
+                    job.timeout_seconds + self.settings.dispatch_http_margin,
+                )
             )
         finally:
             with self._lock:
@@ -159,8 +177,14 @@ class Dispatcher:
             finished = False
         elif outcome.retryable and job.attempts < self.settings.max_attempts:
             delay = min(0.5 * 2 ** (job.attempts - 1), 10.0)
-            log.info("job %s: %s; retry %d/%d in %.1fs", job.job_id, outcome.error, job.attempts,
-                     self.settings.max_attempts, delay)
+            log.info(
+                "job %s: %s; retry %d/%d in %.1fs",
+                job.job_id,
+                outcome.error,
+                job.attempts,
+                self.settings.max_attempts,
+                delay,
+            )
             requeue(self.state.db, job, delay=delay, count_attempt=True, error=outcome.error, keep_node=False)
             finished = False
         else:
@@ -176,5 +200,3 @@ def start_workers(state: Any, stop: threading.Event) -> list[threading.Thread]:
     dispatcher = Dispatcher(state)
     state.dispatcher = dispatcher
     return dispatcher.start(stop)
-
-

@@ -9,8 +9,22 @@ from typing import Any
 import requests
 
 # Keys of a RunJobResponse that are stored; the worker's other keys are dropped (contract 6.3).
-RESULT_KEYS = ("version", "task_id", "job_id", "status", "exit_code", "stdout", "stderr", "started_at", "ended_at",
-               "truncated", "sba_result", "step_executor_result", "artifacts", "run_diagnostics")
+RESULT_KEYS = (
+    "version",
+    "task_id",
+    "job_id",
+    "status",
+    "exit_code",
+    "stdout",
+    "stderr",
+    "started_at",
+    "ended_at",
+    "truncated",
+    "sba_result",
+    "step_executor_result",
+    "artifacts",
+    "run_diagnostics",
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,9 @@ def call_worker(call: WorkerCall) -> Outcome:
             timeout=(5.0, call.timeout),
         )
     except requests.ConnectionError as exc:
-        return Outcome(error=f"worker api call failed: connection refused or reset ({type(exc).__name__})", retryable=True)
+        return Outcome(
+            error=f"worker api call failed: connection refused or reset ({type(exc).__name__})", retryable=True
+        )
     except requests.Timeout:
         return Outcome(error="worker api call failed: timeout", retryable=True)
     except requests.RequestException as exc:

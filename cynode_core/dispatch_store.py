@@ -70,9 +70,11 @@ def sandbox_of(payload: Any) -> dict[str, Any]:
 
 def _fail_unparsable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: str) -> None:
     session.execute(
-        text("UPDATE jobs SET status = 'failed', result = to_jsonb(CAST(:r AS text)), ended_at = now(), "
-             "last_error = :m, lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
-             "WHERE id = :id"),
+        text(
+            "UPDATE jobs SET status = 'failed', result = to_jsonb(CAST(:r AS text)), ended_at = now(), "
+            "last_error = :m, lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = :id"
+        ),
         {"r": dispatch_error(message), "m": message, "id": job_id},
     )
     _finish_task(session, task_id, "failed")
@@ -80,7 +82,9 @@ def _fail_unparsable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, messag
 
 def _finish_task(session: Any, task_id: uuid.UUID, status: str) -> None:
     session.execute(
-        text(f"UPDATE tasks SET status = :s, closed = true, updated_at = now() WHERE id = :id AND status NOT IN {_TERMINAL}"),
+        text(
+            f"UPDATE tasks SET status = :s, closed = true, updated_at = now() WHERE id = :id AND status NOT IN {_TERMINAL}"
+        ),
         {"s": status, "id": task_id},
     )
 
@@ -167,8 +171,13 @@ class ClaimConnection:
 
     def execute(self, query: str, params: dict[str, Any]) -> tuple | None:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
-                                         options="-c timezone=UTC", application_name="cynode-dispatch")
+            self._conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                options="-c timezone=UTC",
+                application_name="cynode-dispatch",
+            )
         try:
             return self._conn.execute(query, params).fetchone()
         except psycopg.Error:
@@ -225,8 +234,10 @@ class CandidateCache:
             if time.monotonic() - self._at < self.ttl:
                 return self._nodes
         with Session(bind=conn) as session:
-            nodes = [NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability)
-                     for n in list_nodes(session, only_dispatchable=True)]
+            nodes = [
+                NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability)
+                for n in list_nodes(session, only_dispatchable=True)
+            ]
         with self._lock:
             self._nodes, self._at = nodes, time.monotonic()
         return nodes
@@ -247,8 +258,13 @@ def _token(cipher: TokenCipher, stored: str) -> str:
 
 
 def claim_next(
-    db: Database, pm: pluggy.PluginManager, settings: OrchestratorSettings, cipher: TokenCipher, owner: str,
-    cache: CandidateCache | None = None, claim_conn: ClaimConnection | None = None,
+    db: Database,
+    pm: pluggy.PluginManager,
+    settings: OrchestratorSettings,
+    cipher: TokenCipher,
+    owner: str,
+    cache: CandidateCache | None = None,
+    claim_conn: ClaimConnection | None = None,
 ) -> ClaimedJob | None:
     """Claim the oldest due job for a node with a free slot, or ``None``.
 
@@ -272,24 +288,40 @@ def claim_next(
         chosen = next((c for c in candidates if preferred and c.node_id == str(preferred)), None)
         if chosen is None:
             chosen = pm.hook.cynode_select_node(
-                job=JobInfo(str(job_id), str(task_id), bool(sandbox.get("use_inference")), attempts + 1), candidates=candidates
+                job=JobInfo(str(job_id), str(task_id), bool(sandbox.get("use_inference")), attempts + 1),
+                candidates=candidates,
             )
         if chosen is None:
             conn.rollback()
             return None
         lease_id = uuid.uuid4()
-        taken = conn.execute(_TAKE, {
-            "node": uuid.UUID(chosen.node_id), "job": job_id, "lease": lease_id, "owner": owner,
-            "secs": settings.lease_seconds,
-        }).first()
+        taken = conn.execute(
+            _TAKE,
+            {
+                "node": uuid.UUID(chosen.node_id),
+                "job": job_id,
+                "lease": lease_id,
+                "owner": owner,
+                "secs": settings.lease_seconds,
+            },
+        ).first()
         if taken is None or not taken[2]:
             cache.invalidate()  # the node left, or its slots are full: look again next time
             conn.rollback()
             return None
         url, stored_token = taken[0], taken[1]
     timeout = int(sandbox.get("timeout_seconds") or settings.job_timeout_seconds)
-    return ClaimedJob(job_id, task_id, lease_id, attempts + 1, uuid.UUID(chosen.node_id), url,
-                      _token(cipher, stored_token), sandbox, timeout)
+    return ClaimedJob(
+        job_id,
+        task_id,
+        lease_id,
+        attempts + 1,
+        uuid.UUID(chosen.node_id),
+        url,
+        _token(cipher, stored_token),
+        sandbox,
+        timeout,
+    )
 
 
 def store_result(db: Database, job: ClaimedJob, result: dict[str, Any]) -> bool:
@@ -304,11 +336,13 @@ def store_result(db: Database, job: ClaimedJob, result: dict[str, Any]) -> bool:
                 "WHERE id = :id AND lease_id = :lease AND status = 'running'"
             ),
             {"s": status, "r": encoded, "id": job.job_id, "lease": job.lease_id},
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if not updated:
             # Canceled meanwhile: keep 'canceled' but record what the node reported.
             session.execute(
-                text("UPDATE jobs SET result = to_jsonb(CAST(:r AS text)), updated_at = now() WHERE id = :id AND status = 'canceled'"),
+                text(
+                    "UPDATE jobs SET result = to_jsonb(CAST(:r AS text)), updated_at = now() WHERE id = :id AND status = 'canceled'"
+                ),
                 {"r": encoded, "id": job.job_id},
             )
             return False
@@ -325,7 +359,7 @@ def fail_job(db: Database, job: ClaimedJob, message: str) -> bool:
                 "WHERE id = :id AND lease_id = :lease AND status = 'running'"
             ),
             {"r": dispatch_error(message), "m": message, "id": job.job_id, "lease": job.lease_id},
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if updated:
             _finish_task(session, job.task_id, "failed")
     log.warning("job %s failed: %s", job.job_id, message)
@@ -349,8 +383,10 @@ def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool,
 def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
     with db.session() as session:
         session.execute(
-            text("UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
-                 "WHERE lease_id = ANY(:ids) AND status = 'running'"),
+            text(
+                "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
+                "WHERE lease_id = ANY(:ids) AND status = 'running'"
+            ),
             {"s": seconds, "ids": leases},
         )
 
@@ -380,5 +416,3 @@ def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list
     for (job_id,) in requeued:
         log.info("job %s: lease expired, back in the queue", job_id)
     return [str(t) for (t,) in failed]
-
-

@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,7 +27,7 @@ class EmbeddedPostgres:
     def __init__(self, home: Path, *, database: str = DATABASE_NAME):
         self.pgdata = Path(home) / "pgdata"
         self.database = database
-        self._server = None
+        self._server: Any = None
 
     def start(self) -> str:
         with warnings.catch_warnings():

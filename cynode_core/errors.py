@@ -104,7 +104,9 @@ def problem_body(status: int, detail: str = "", **extra: Any) -> dict[str, Any]:
 
 
 def problem_response(status: int, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    resp = Response(json.dumps(problem_body(status, detail, **extra)) + "\n", status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    resp = Response(
+        json.dumps(problem_body(status, detail, **extra)) + "\n", status=status, mimetype=PROBLEM_CONTENT_TYPE
+    )
     for key, value in (headers or {}).items():
         resp.headers[key] = value
     return resp
@@ -165,8 +167,12 @@ def install_problem_handlers(app: Flask) -> None:
     def _unstorable_value(exc: DataError) -> Response:
         # PostgreSQL refused a value the client sent (a NUL character in
         # text or JSON, an out-of-range number): the request is at fault.
-        log.info("value refused by the database on %s %s: %s", request.method, request.path,
-                 type(getattr(exc, "orig", exc)).__name__)
+        log.info(
+            "value refused by the database on %s %s: %s",
+            request.method,
+            request.path,
+            type(getattr(exc, "orig", exc)).__name__,
+        )
         return problem_response(400, "Invalid request body: a value cannot be stored (e.g. a NUL character)")
 
     @app.errorhandler(Exception)

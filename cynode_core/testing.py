@@ -58,9 +58,16 @@ def sandbox_spec_factory(sandbox_image: str, tmp_path_factory: pytest.TempPathFa
         workspace = tmp_path_factory.mktemp("workspace")
         workspace.chmod(0o777)  # the job runs as nobody (65534)
         env = {"CYNODE_TASK_ID": task_id, "CYNODE_JOB_ID": job_id, "CYNODE_WORKSPACE_DIR": "/workspace"}
-        values: dict[str, Any] = {"job_id": job_id, "task_id": task_id, "image": sandbox_image, "command": command,
-                                  "env": env, "workspace_dir": str(workspace), "timeout_seconds": 30,
-                                  "max_output_bytes": 262144}
+        values: dict[str, Any] = {
+            "job_id": job_id,
+            "task_id": task_id,
+            "image": sandbox_image,
+            "command": command,
+            "env": env,
+            "workspace_dir": str(workspace),
+            "timeout_seconds": 30,
+            "max_output_bytes": 262144,
+        }
         values.update(overrides)
         return SandboxSpec(**values)
 
@@ -86,8 +93,13 @@ class SandboxRuntimeContract:
         env = dict(os.environ)
         if "CONTAINERS_CONF" not in env and os.path.exists("/etc/cynode/containers.conf"):
             env["CONTAINERS_CONF"] = "/etc/cynode/containers.conf"
-        done = subprocess.run([podman, "ps", "-a", "-q", "--filter", f"label=cynodeai.job_id={job_id}"],
-                              capture_output=True, text=True, env=env, check=True)
+        done = subprocess.run(
+            [podman, "ps", "-a", "-q", "--filter", f"label=cynodeai.job_id={job_id}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         return done.stdout.split()
 
     def run_ok(self, runtime: SandboxRuntime, spec: SandboxSpec) -> SandboxOutcome:
@@ -98,21 +110,24 @@ class SandboxRuntimeContract:
 
     # -- outcomes ---------------------------------------------------------------
 
-    def test_echo_completes_with_separate_streams(self, runtime: SandboxRuntime,
-                                                  sandbox_spec_factory: SpecFactory) -> None:
+    def test_echo_completes_with_separate_streams(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         outcome = self.run_ok(runtime, sandbox_spec_factory(sh("echo hello; echo oops >&2; pwd")))
         assert outcome.exit_code == 0
         assert (outcome.stdout, outcome.stderr) == (b"hello\n/workspace\n", b"oops\n")
         assert not outcome.stdout_truncated and not outcome.stderr_truncated
         assert outcome.started_at and outcome.ended_at and outcome.started_at <= outcome.ended_at
 
-    def test_nonzero_exit_is_failed_with_its_code(self, runtime: SandboxRuntime,
-                                                  sandbox_spec_factory: SpecFactory) -> None:
+    def test_nonzero_exit_is_failed_with_its_code(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         outcome = runtime.run(sandbox_spec_factory(sh("echo bye; exit 3")))
         assert (outcome.status, outcome.exit_code, outcome.stdout) == ("failed", 3, b"bye\n")
 
-    def test_timeout_kills_and_keeps_partial_output(self, runtime: SandboxRuntime,
-                                                    sandbox_spec_factory: SpecFactory) -> None:
+    def test_timeout_kills_and_keeps_partial_output(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         spec = sandbox_spec_factory(sh("echo start; sleep 600"), timeout_seconds=2)
         begin = time.monotonic()
         outcome = runtime.run(spec)
@@ -120,11 +135,11 @@ class SandboxRuntimeContract:
         assert (outcome.status, outcome.exit_code, outcome.stdout) == ("timeout", -1, b"start\n")
         assert self.job_containers(spec.job_id) == []
 
-    def test_output_is_capped_per_stream_in_bounded_memory(self, runtime: SandboxRuntime,
-                                                           sandbox_spec_factory: SpecFactory) -> None:
+    def test_output_is_capped_per_stream_in_bounded_memory(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         cap = 256 * 1024
-        spec = sandbox_spec_factory(sh("head -c 10485760 /dev/zero | tr '\\0' a; echo small >&2"),
-                                    max_output_bytes=cap)
+        spec = sandbox_spec_factory(sh("head -c 10485760 /dev/zero | tr '\\0' a; echo small >&2"), max_output_bytes=cap)
         tracemalloc.start()
         try:
             outcome = runtime.run(spec)
@@ -137,22 +152,23 @@ class SandboxRuntimeContract:
         assert (outcome.stderr, outcome.stderr_truncated) == (b"small\n", False)
         assert peak < 4 * cap + 2 * 1024 * 1024, f"peak Python memory {peak} bytes for a 10 MB output"
 
-    def test_missing_image_is_a_failed_outcome(self, runtime: SandboxRuntime,
-                                               sandbox_spec_factory: SpecFactory) -> None:
+    def test_missing_image_is_a_failed_outcome(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         spec = sandbox_spec_factory(["true"], image=MISSING_IMAGE)
         outcome = runtime.run(spec)
         assert outcome.status == "failed" and outcome.exit_code in (125, -1)
         assert b"cynode-no-such-image" in outcome.stderr, outcome.stderr
         assert self.job_containers(spec.job_id) == []
 
-    def test_container_is_removed_after_the_run(self, runtime: SandboxRuntime,
-                                                sandbox_spec_factory: SpecFactory) -> None:
+    def test_container_is_removed_after_the_run(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         spec = sandbox_spec_factory(sh("exit 1"))
         runtime.run(spec)
         assert self.job_containers(spec.job_id) == []
 
-    def test_cancel_stops_a_running_job(self, runtime: SandboxRuntime,
-                                        sandbox_spec_factory: SpecFactory) -> None:
+    def test_cancel_stops_a_running_job(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory) -> None:
         spec = sandbox_spec_factory(["sleep", "600"], timeout_seconds=60)
         outcomes: list[SandboxOutcome] = []
         worker = threading.Thread(target=lambda: outcomes.append(runtime.run(spec)))
@@ -169,8 +185,9 @@ class SandboxRuntimeContract:
     def test_concurrent_runs_do_not_mix(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory) -> None:
         specs = [sandbox_spec_factory(sh(f"sleep 0.3; echo job-{n}")) for n in range(3)]
         outcomes: dict[int, SandboxOutcome] = {}
-        workers = [threading.Thread(target=lambda n=n: outcomes.__setitem__(n, runtime.run(specs[n])))
-                   for n in range(3)]
+        workers = [
+            threading.Thread(target=lambda n=n: outcomes.__setitem__(n, runtime.run(specs[n]))) for n in range(3)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -186,52 +203,72 @@ class SandboxRuntimeContract:
     # -- isolation --------------------------------------------------------------
 
     @pytest.mark.parametrize("policy", ["restricted", "none", "open"])
-    def test_network_is_denied_for_every_policy(self, runtime: SandboxRuntime,
-                                                sandbox_spec_factory: SpecFactory, policy: str) -> None:
+    def test_network_is_denied_for_every_policy(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory, policy: str
+    ) -> None:
         outcome = self.run_ok(runtime, sandbox_spec_factory(["ls", "/sys/class/net"], network_policy=policy))
         assert outcome.stdout.split() == [b"lo"]
 
-    def test_host_loopback_service_is_unreachable(self, runtime: SandboxRuntime,
-                                                  sandbox_spec_factory: SpecFactory) -> None:
+    def test_host_loopback_service_is_unreachable(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(8)
             port = listener.getsockname()[1]
-            outcome = runtime.run(sandbox_spec_factory(sh(
-                f"nc -w 2 127.0.0.1 {port} </dev/null && echo nc-connected || echo nc-failed; "
-                f"wget -q -T 2 -O - http://127.0.0.1:{port}/ && echo wget-fetched || echo wget-failed")))
+            outcome = runtime.run(
+                sandbox_spec_factory(
+                    sh(
+                        f"nc -w 2 127.0.0.1 {port} </dev/null && echo nc-connected || echo nc-failed; "
+                        f"wget -q -T 2 -O - http://127.0.0.1:{port}/ && echo wget-fetched || echo wget-failed"
+                    )
+                )
+            )
             listener.settimeout(0.3)
             with pytest.raises(socket.timeout):
                 listener.accept()
         assert b"nc-failed" in outcome.stdout and b"wget-failed" in outcome.stdout, outcome
 
-    def test_host_files_are_invisible(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory,
-                                      tmp_path: Path) -> None:
+    def test_host_files_are_invisible(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory, tmp_path: Path
+    ) -> None:
         secret = f"host-only-{uuid.uuid4()}"
         marker = tmp_path / f"cynode-host-marker-{uuid.uuid4()}"
         marker.write_text(secret)
         home = tmp_path / "cynode-home"
         (home / "node").mkdir(parents=True)
         (home / "node" / "config.yaml").write_text(f"node_psk: {secret}\n")
-        outcome = self.run_ok(runtime, sandbox_spec_factory(sh(
-            f"cat {marker}; ls -R {home}; cat {home}/node/config.yaml; "
-            f"find / -path /proc -prune -o -path /sys -prune -o -name '{marker.name}' -print; true")))
+        outcome = self.run_ok(
+            runtime,
+            sandbox_spec_factory(
+                sh(
+                    f"cat {marker}; ls -R {home}; cat {home}/node/config.yaml; "
+                    f"find / -path /proc -prune -o -path /sys -prune -o -name '{marker.name}' -print; true"
+                )
+            ),
+        )
         assert secret.encode() not in outcome.stdout and marker.name.encode() not in outcome.stdout
         assert b"config.yaml" not in outcome.stdout
 
-    def test_other_workspaces_are_invisible(self, runtime: SandboxRuntime,
-                                            sandbox_spec_factory: SpecFactory) -> None:
+    def test_other_workspaces_are_invisible(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory) -> None:
         secret, name = f"secret-{uuid.uuid4()}", f"a-{uuid.uuid4()}.txt"
         writer = sandbox_spec_factory(sh(f"echo {secret} > /workspace/{name}"))
         self.run_ok(runtime, writer)
         assert (Path(writer.workspace_dir) / name).read_text() == f"{secret}\n"
-        outcome = self.run_ok(runtime, sandbox_spec_factory(sh(
-            f"ls -la /workspace; cat /workspace/{name}; "
-            f"find / -path /proc -prune -o -path /sys -prune -o -name '{name}' -print; true")))
+        outcome = self.run_ok(
+            runtime,
+            sandbox_spec_factory(
+                sh(
+                    f"ls -la /workspace; cat /workspace/{name}; "
+                    f"find / -path /proc -prune -o -path /sys -prune -o -name '{name}' -print; true"
+                )
+            ),
+        )
         assert secret.encode() not in outcome.stdout and name.encode() not in outcome.stdout
 
-    def test_env_holds_only_spec_env(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_env_holds_only_spec_env(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         # Runtimes built before this test should also have run with it set (see the docs).
         monkeypatch.setenv(SECRET_ENV, f"leak-{uuid.uuid4()}")
         spec = sandbox_spec_factory(sh("env; tr '\\0' '\\n' < /proc/1/environ"))
@@ -244,29 +281,38 @@ class SandboxRuntimeContract:
 
     # -- hardening --------------------------------------------------------------
 
-    def test_runs_as_nobody_without_privileges(self, runtime: SandboxRuntime,
-                                               sandbox_spec_factory: SpecFactory) -> None:
-        outcome = self.run_ok(runtime, sandbox_spec_factory(sh(
-            "id -u; grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status")))
+    def test_runs_as_nobody_without_privileges(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        outcome = self.run_ok(
+            runtime, sandbox_spec_factory(sh("id -u; grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status"))
+        )
         lines = outcome.stdout.decode().split()
         assert lines[0] == "65534"
         assert lines[lines.index("CapEff:") + 1] == "0" * 16 and lines[lines.index("CapPrm:") + 1] == "0" * 16
         assert lines[lines.index("NoNewPrivs:") + 1] == "1"
 
-    def test_root_is_read_only_and_workspace_writable(self, runtime: SandboxRuntime,
-                                                      sandbox_spec_factory: SpecFactory) -> None:
-        spec = sandbox_spec_factory(sh(
-            "touch /etc/x 2>/dev/null || echo root-ro; touch /x 2>/dev/null || echo top-ro; "
-            "touch /workspace/w && echo ws-ok"))
+    def test_root_is_read_only_and_workspace_writable(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        spec = sandbox_spec_factory(
+            sh(
+                "touch /etc/x 2>/dev/null || echo root-ro; touch /x 2>/dev/null || echo top-ro; "
+                "touch /workspace/w && echo ws-ok"
+            )
+        )
         outcome = self.run_ok(runtime, spec)
         assert outcome.stdout.split() == [b"root-ro", b"top-ro", b"ws-ok"]
         assert (Path(spec.workspace_dir) / "w").exists()
 
-    def test_fork_bomb_is_contained_by_the_pids_limit(self, runtime: SandboxRuntime,
-                                                      sandbox_spec_factory: SpecFactory) -> None:
-        spec = sandbox_spec_factory(sh(
-            "i=0; while [ $i -lt 2000 ]; do sleep 30 & i=$((i+1)); done; "
-            "echo procs=$(ls -d /proc/[0-9]* | wc -l)"), pids_limit=64, timeout_seconds=20)
+    def test_fork_bomb_is_contained_by_the_pids_limit(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        spec = sandbox_spec_factory(
+            sh("i=0; while [ $i -lt 2000 ]; do sleep 30 & i=$((i+1)); done; echo procs=$(ls -d /proc/[0-9]* | wc -l)"),
+            pids_limit=64,
+            timeout_seconds=20,
+        )
         begin = time.monotonic()
         outcome = runtime.run(spec)
         assert time.monotonic() - begin < 20 and outcome.status in ("failed", "completed"), outcome

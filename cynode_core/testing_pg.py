@@ -57,12 +57,26 @@ class TestPostgres:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        subprocess.run([*as_postgres, str(PG15_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True)
         subprocess.run(
-            [*as_postgres, str(PG15_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-             f"-p {port} -k {data} -c listen_addresses=''", "start"],
-            check=True, capture_output=True,
+            [*as_postgres, str(PG15_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                str(PG15_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {data} -c listen_addresses=''",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
         self._pg15_dir = data
         self._as_postgres = as_postgres
@@ -88,6 +102,8 @@ class TestPostgres:
         if self._embedded is not None:
             self._embedded.stop()
         if self._pg15_dir is not None:
-            subprocess.run([*self._as_postgres, str(PG15_BIN / "pg_ctl"), "-D", str(self._pg15_dir), "-m", "fast", "-w", "stop"],
-                           capture_output=True)
+            subprocess.run(
+                [*self._as_postgres, str(PG15_BIN / "pg_ctl"), "-D", str(self._pg15_dir), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+            )
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -11,16 +11,21 @@ import logging
 import os
 import platform
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
+import requests
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
+from cynode_core.hookspecs import BackendFactory, InferenceBackend, SandboxRuntime
 from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.job_result import format_time, utc_now
 
 log = logging.getLogger(__name__)
+
+# Upstream's bound on the existing-service probe (node contract 7, step 3).
+EXISTING_SERVICE_PROBE_TIMEOUT = 2.0
 
 # Python's machine names -> Go's GOARCH spellings, which the orchestrator expects.
 _GOARCH = {
@@ -106,7 +111,42 @@ def _omit_empty(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
     return obj
 
 
-def inference_section(backend_name: str, backend: InferenceBackend | None, *, started: bool) -> dict[str, Any]:
+def existing_inference_service(factory: BackendFactory, options: Mapping[str, object]) -> str | None:
+    """The URL of an inference service that already answers on this host for this backend, else ``None``.
+
+    The start-up check of node contract 7, step 3. A backend that reuses a
+    server (``ollama``) knows its URL before ``start()``; one that starts its
+    own (``llamacpp``) has none yet. When that URL already answers
+    ``GET /api/tags`` within upstream's 2 s, the node reports
+    ``inference.existing_service`` and uses the service instead of starting one.
+    A backend whose settings are unusable is not probed: its ``start()``
+    reports the problem in the config ack.
+    """
+    backend: InferenceBackend | None = None
+    try:
+        backend = factory(options)
+        url = backend.base_url
+    except Exception:  # noqa: BLE001 - see above: start() gives the reason later
+        return None
+    finally:
+        if backend is not None:
+            try:
+                backend.stop()
+            except Exception:  # noqa: BLE001 - nothing was started; a probe object must not fail start-up
+                pass
+    if not url:
+        return None
+    with requests.Session() as session:
+        session.trust_env = False  # a proxy from the environment must not answer for this host's service
+        try:
+            answered = session.get(f"{url.rstrip('/')}/api/tags", timeout=EXISTING_SERVICE_PROBE_TIMEOUT).ok
+        except requests.RequestException:
+            return None
+    return url if answered else None
+
+
+def inference_section(backend_name: str, backend: InferenceBackend | None, *, started: bool,
+                      existing_service: bool = False) -> dict[str, Any]:
     """The report's ``inference`` object.
 
     ``none`` (the operator's explicit choice) reports ``supported: false``
@@ -114,13 +154,15 @@ def inference_section(backend_name: str, backend: InferenceBackend | None, *, st
     instruction. A configured backend is ``supported`` from the first
     report on (registration happens before it is started); it reports
     ``running`` and its models once started and answering.
+    ``existing_service`` is what the start-up check found (see
+    :func:`existing_inference_service`), unless the backend says otherwise.
     """
     if backend_name == INFERENCE_NONE:
         return {"supported": False, "mode": "disabled"}
     section: dict[str, Any] = {
         "supported": True,
-        # A backend plugin that reuses a server it did not start says so (e.g. ollama).
-        "existing_service": bool(getattr(backend, "existing_service", False)),
+        # A backend plugin may know that it reuses a server it did not start.
+        "existing_service": bool(getattr(backend, "existing_service", existing_service)),
         "running": False,
         "available_models": [],
     }
@@ -140,6 +182,7 @@ def build_capability_report(
     backend_name: str,
     backend: InferenceBackend | None,
     backend_started: bool,
+    existing_service: bool = False,
 ) -> dict[str, Any]:
     """A complete ``node_capability_report_v1`` for this node, now."""
     container_runtime: dict[str, Any] = {"runtime": runtime.name}
@@ -179,6 +222,7 @@ def build_capability_report(
         "gpu": {"present": _gpu_present()},
         "container_runtime": container_runtime,
         "sandbox": {"supported": True, "features": _sandbox_features(), "max_concurrency": settings.job_slots},
-        "inference": inference_section(backend_name, backend, started=backend_started),
+        "inference": inference_section(backend_name, backend, started=backend_started,
+                                       existing_service=existing_service),
         "worker_api": {"base_url": settings.advertised_url},
     }

@@ -36,8 +36,12 @@ def node() -> None:
 
 
 @node.command("serve")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="node YAML file (default: $CYNODE_CONFIG)")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="node YAML file (default: $CYNODE_CONFIG)",
+)
 @click.option("--log-level", default=None, help="override CYNODE_LOG_LEVEL")
 def serve(config_file: Path | None, log_level: str | None) -> None:
     """Register with the orchestrator and serve the Worker API until SIGTERM/SIGINT."""

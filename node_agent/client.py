@@ -193,18 +193,24 @@ class ControlPlaneClient:
 
     def register(self, psk: str, capability: dict[str, Any]) -> Bootstrap:
         """``POST /v1/nodes/register`` with the PSK; 200 or 201 → the validated bootstrap."""
-        url = self._bootstrap.registration_url if self._bootstrap and self._bootstrap.registration_url else (
-            f"{self._base}/v1/nodes/register"
+        url = (
+            self._bootstrap.registration_url
+            if self._bootstrap and self._bootstrap.registration_url
+            else (f"{self._base}/v1/nodes/register")
         )
-        response = self._call("registration", "POST", url, ok=(200, 201),
-                              json_body={"psk": psk, "capability": capability})
+        response = self._call(
+            "registration", "POST", url, ok=(200, 201), json_body={"psk": psk, "capability": capability}
+        )
         try:
             payload = response.json()
         except ValueError as exc:
             raise BootstrapError("registration answer is not JSON") from exc
         self._bootstrap = validate_bootstrap(payload)
-        log.info("registered with the orchestrator (HTTP %d); node JWT expires %s",
-                 response.status_code, self._bootstrap.expires_at or "(not stated)")
+        log.info(
+            "registered with the orchestrator (HTTP %d); node JWT expires %s",
+            response.status_code,
+            self._bootstrap.expires_at or "(not stated)",
+        )
         return self._bootstrap
 
     def report_capability(self, report: dict[str, Any]) -> None:

@@ -241,14 +241,16 @@ class JobExecutor:
                 max_output_bytes=self._settings.max_output_bytes,
                 cancel_note=cancel_note,
             )
-            self._store.save_finished(
-                JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result)
-            )
+            self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
         finally:
             self._remove_workspace(workspace)
         log.info(
             "job %s (task %s): %s, exit code %s, %.1f s",
-            key, request.task_id, result["status"], result["exit_code"], (ended - started).total_seconds(),
+            key,
+            request.task_id,
+            result["status"],
+            result["exit_code"],
+            (ended - started).total_seconds(),
         )
         return result
 
@@ -263,8 +265,11 @@ class JobExecutor:
         if request.sandbox.use_inference:
             if self._inference_url is None:
                 # Upstream runs such a job plainly and silently; we run it plainly and say so.
-                log.warning("job %s: use_inference requested, but this node has no inference backend; "
-                            "running it without an inference proxy", key)
+                log.warning(
+                    "job %s: use_inference requested, but this node has no inference backend; "
+                    "running it without an inference proxy",
+                    key,
+                )
                 note = NO_INFERENCE_NOTE.encode()
             else:
                 proxy, failure = self._start_proxy(key)
@@ -272,8 +277,14 @@ class JobExecutor:
                     return failure
         try:
             spec = self._build_spec(request, workspace, timeout, proxy)
-            log.info("job %s (task %s): starting in %s, timeout %d s%s",
-                     key, request.task_id, spec.image, timeout, " with an inference proxy" if proxy else "")
+            log.info(
+                "job %s (task %s): starting in %s, timeout %d s%s",
+                key,
+                request.task_id,
+                spec.image,
+                timeout,
+                " with an inference proxy" if proxy else "",
+            )
             try:
                 outcome = self._runtime.run(spec)
             except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
@@ -300,12 +311,12 @@ class JobExecutor:
         except ProxyError as exc:
             proxy.close()
             log.warning("job %s: inference proxy not healthy: %s", key, exc)
-            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1,
-                                        stderr=f"proxy readiness: {exc}\n".encode())
+            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"proxy readiness: {exc}\n".encode())
         return proxy, None
 
-    def _build_spec(self, request: RunJobRequest, workspace: Path, timeout: int,
-                    proxy: InferenceProxy | None = None) -> SandboxSpec:
+    def _build_spec(
+        self, request: RunJobRequest, workspace: Path, timeout: int, proxy: InferenceProxy | None = None
+    ) -> SandboxSpec:
         settings = self._settings
         env = build_sandbox_env(request)
         mounts: list[Mount] = []

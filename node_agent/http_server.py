@@ -72,8 +72,7 @@ class BackgroundServer:
 
     def _busy(self) -> bool:
         return any(
-            isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
-            for ch in list(self._map.values())
+            isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len) for ch in list(self._map.values())
         )
 
     def stop(self, *, drain_timeout: float = 5.0) -> None:

@@ -71,10 +71,21 @@ ALLOWED_ENDPOINTS: dict[str, str] = {
 # Cookie, proxy and hop-by-hop headers) stays in the sandbox.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "User-Agent")
 # Response headers not relayed: hop-by-hop ones, and those this server writes itself.
-_DROPPED_RESPONSE_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "content-length", "date", "server",
-})
+_DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
 # AF_UNIX paths are limited to 108 bytes; longer ones are reached through /proc.
 _SUN_PATH_MAX = 100
 
@@ -445,8 +456,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         return bytes(body)
 
     def _too_large(self, *, drain: bool = True) -> None:
-        log.info("job %s: inference proxy refused an oversized body (%s bytes)",
-                 self.server.proxy.name, self.headers.get("Content-Length", "chunked"))
+        log.info(
+            "job %s: inference proxy refused an oversized body (%s bytes)",
+            self.server.proxy.name,
+            self.headers.get("Content-Length", "chunked"),
+        )
         self.close_connection = True
         self._reply(413, "request body too large")
         if not drain:
@@ -491,8 +505,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.server.untrack_upstream(upstream.sock)
             upstream.close()
 
-    def _relay(self, response: http.client.HTTPResponse, upstream: http.client.HTTPConnection,
-               deadline: float) -> None:
+    def _relay(self, response: http.client.HTTPResponse, upstream: http.client.HTTPConnection, deadline: float) -> None:
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in _DROPPED_RESPONSE_HEADERS:
@@ -522,8 +535,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             # The status line is gone already: cutting the connection is the only signal left.
-            log.warning("job %s: inference proxy cut a response: %s", self.server.proxy.name,
-                        "timed out" if isinstance(exc, TimeoutError) else exc)
+            log.warning(
+                "job %s: inference proxy cut a response: %s",
+                self.server.proxy.name,
+                "timed out" if isinstance(exc, TimeoutError) else exc,
+            )
             self.close_connection = True
 
     # -- replies and logging --------------------------------------------------

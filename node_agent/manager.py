@@ -6,7 +6,8 @@ Start-up follows node contract section 7, in order; each failure is fatal
 1. validate the settings (PSK, inference backend choice, plugin names);
 2. wait for the orchestrator's ``/readyz`` (200 or 503 = reachable);
 3. start-up checks: the sandbox runtime runs the configured image, the
-   workspace root is writable;
+   workspace root is writable, an inference service already answering for
+   the configured backend is detected (it is then used, not duplicated);
 4. register (PSK -> node JWT and bootstrap URLs);
 5. fetch the node configuration;
 6. start the Worker API with the configuration's bearer token;
@@ -32,7 +33,7 @@ import pluggy
 
 from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
 from cynode_core.plugins import get_plugin_manager
-from node_agent.capability import build_capability_report
+from node_agent.capability import build_capability_report, existing_inference_service
 from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable
 from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.executor import JobExecutor
@@ -71,6 +72,7 @@ class NodeManager:
         self.runtime: SandboxRuntime | None = None
         self.backend: InferenceBackend | None = None
         self._backend_started = False
+        self._existing_inference: str | None = None
         self.executor: JobExecutor | None = None
         self.server: BackgroundServer | None = None
         self._reporter: threading.Thread | None = None
@@ -115,12 +117,20 @@ class NodeManager:
         self._psk = settings.require_psk()
         self._backend_name = settings.require_inference_backend()
         pm = self._pm if self._pm is not None else get_plugin_manager()
-        runtime_factory = pick(sandbox_runtime_factories(pm), settings.sandbox_runtime,
-                               kind="sandbox runtime", setting="CYNODE_SANDBOX_RUNTIME")
+        runtime_factory = pick(
+            sandbox_runtime_factories(pm),
+            settings.sandbox_runtime,
+            kind="sandbox runtime",
+            setting="CYNODE_SANDBOX_RUNTIME",
+        )
         backend_factory = None
         if self._backend_name != INFERENCE_NONE:
-            backend_factory = pick(inference_backend_factories(pm), self._backend_name,
-                                   kind="inference backend", setting="CYNODE_INFERENCE_BACKEND")
+            backend_factory = pick(
+                inference_backend_factories(pm),
+                self._backend_name,
+                kind="inference backend",
+                setting="CYNODE_INFERENCE_BACKEND",
+            )
         else:
             log.info("inference backend: none (explicitly configured); this node runs without inference")
         self._client = ControlPlaneClient(settings.orchestrator_url, timeout=settings.http_timeout)
@@ -131,6 +141,11 @@ class NodeManager:
         # 3. Start-up checks.
         self.runtime = self._check_runtime(runtime_factory)
         self._check_workspace_root()
+        if backend_factory is not None:
+            self._existing_inference = existing_inference_service(backend_factory, settings.inference_options())
+            if self._existing_inference:
+                log.info("an inference service already answers at %s; it is used, none is started",
+                         self._existing_inference)
         self.executor = JobExecutor(self.runtime, settings)
 
         # 4. Register.
@@ -163,8 +178,11 @@ class NodeManager:
     def _wait_for_orchestrator(self) -> None:
         assert self._client is not None
         settings = self.settings
-        log.info("waiting for the orchestrator at %s/readyz (up to %g s)",
-                 settings.orchestrator_url.rstrip("/"), settings.readiness_timeout)
+        log.info(
+            "waiting for the orchestrator at %s/readyz (up to %g s)",
+            settings.orchestrator_url.rstrip("/"),
+            settings.readiness_timeout,
+        )
         last_log = [0.0]
 
         def progress(elapsed: float) -> None:
@@ -191,9 +209,7 @@ class NodeManager:
         try:
             runtime.check(settings.sandbox_image)
         except Exception as exc:
-            raise StartupError(
-                f"sandbox runtime {runtime.name!r} cannot run {settings.sandbox_image}: {exc}"
-            ) from exc
+            raise StartupError(f"sandbox runtime {runtime.name!r} cannot run {settings.sandbox_image}: {exc}") from exc
         return runtime
 
     def _check_workspace_root(self) -> None:
@@ -215,6 +231,7 @@ class NodeManager:
             backend_name=self._backend_name,
             backend=self.backend,
             backend_started=self._backend_started,
+            existing_service=self._existing_inference is not None,
         )
 
     def _register(self) -> None:
@@ -251,15 +268,18 @@ class NodeManager:
         """Check the configuration this node can apply; return the Worker API token."""
         assert self.executor is not None
         if not config.supported_version:
-            self._fail_config("unsupported_config_version",
-                              f"unsupported node configuration version {config.version!r} "
-                              "(this node applies version 1)")
+            self._fail_config(
+                "unsupported_config_version",
+                f"unsupported node configuration version {config.version!r} (this node applies version 1)",
+            )
         if not config.worker_token:
             # Upstream skips the Worker API then; a node that cannot take jobs must not look ready.
-            self._fail_config("worker_api_token_missing",
-                              "the node configuration has no worker_api.orchestrator_bearer_token")
-        self.executor.apply_constraints(max_request_bytes=config.max_request_bytes,
-                                        max_job_timeout_seconds=config.max_job_timeout_seconds)
+            self._fail_config(
+                "worker_api_token_missing", "the node configuration has no worker_api.orchestrator_bearer_token"
+            )
+        self.executor.apply_constraints(
+            max_request_bytes=config.max_request_bytes, max_job_timeout_seconds=config.max_job_timeout_seconds
+        )
         return config.worker_token
 
     def _start_worker_api(self, token: str) -> None:
@@ -271,12 +291,17 @@ class NodeManager:
         app = create_worker_app(self.executor, bearer_token=token, readiness=self.readiness)
         try:
             # Enough threads for every slot, a repeat per running job, and health checks.
-            server = BackgroundServer(app, host=settings.worker_listen_host, port=settings.worker_listen_port,
-                                      threads=settings.job_slots * 2 + 4)
+            server = BackgroundServer(
+                app,
+                host=settings.worker_listen_host,
+                port=settings.worker_listen_port,
+                threads=settings.job_slots * 2 + 4,
+            )
         except OSError as exc:
-            self._fail_config("worker_api_start_failed",
-                              f"Worker API cannot listen on {settings.worker_listen_host}:"
-                              f"{settings.worker_listen_port}: {exc}")
+            self._fail_config(
+                "worker_api_start_failed",
+                f"Worker API cannot listen on {settings.worker_listen_host}:{settings.worker_listen_port}: {exc}",
+            )
         self.server = server
         server.start()
 
@@ -356,7 +381,7 @@ class NodeManager:
             log.error("the new node configuration has no Worker API token; staying unready")
             self.readiness.set_not_ready("configuration without a Worker API token")
             return
-        self.server.app.extensions["cynode_worker"]["set_token"](config.worker_token)
+        self.server.app.extensions["cynode_worker"]["set_token"](config.worker_token)  # type: ignore[attr-defined]
         self._ack("applied")
         log.info("registered again; Worker API token rotated, config %s applied", self._config_version)
 

@@ -39,9 +39,7 @@ def sandbox_runtime_factories(pm: pluggy.PluginManager) -> dict[str, RuntimeFact
 
 def inference_backend_factories(pm: pluggy.PluginManager) -> dict[str, BackendFactory]:
     """Every inference backend the plugins offer, by name."""
-    return _collect(
-        lambda register: pm.hook.cynode_register_inference_backends(register=register), "inference backend"
-    )
+    return _collect(lambda register: pm.hook.cynode_register_inference_backends(register=register), "inference backend")
 
 
 def pick(factories: Mapping[str, F], name: str, *, kind: str, setting: str) -> F:

@@ -96,7 +96,9 @@ class OrchestratorUnderTest:
 
 
 @pytest.fixture
-def orchestrator(tmp_path: Path, database_url: str, test_secrets: Secrets, settings_overrides: dict[str, Any]) -> Iterator[OrchestratorUnderTest]:
+def orchestrator(
+    tmp_path: Path, database_url: str, test_secrets: Secrets, settings_overrides: dict[str, Any]
+) -> Iterator[OrchestratorUnderTest]:
     from cynode_core.app import create_app
 
     settings = make_settings(tmp_path / "home", database_url, test_secrets, **settings_overrides)

@@ -27,8 +27,12 @@ def _upstream_names() -> set[str]:
     from cynode_core.config import OrchestratorSettings
     from node_agent.config import NodeSettings
 
-    return {alias for cls in (OrchestratorSettings, NodeSettings) for f in dataclasses.fields(cls)
-            for alias in f.metadata.get("env", ())}
+    return {
+        alias
+        for cls in (OrchestratorSettings, NodeSettings)
+        for f in dataclasses.fields(cls)
+        for alias in f.metadata.get("env", ())
+    }
 
 
 def free_port() -> int:
@@ -62,8 +66,12 @@ class CynodeProcess:
         self.log = log
         self._out = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cynode_core", *args], env=dict(env), cwd=REPO,
-            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "cynode_core", *args],
+            env=dict(env),
+            cwd=REPO,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
 
     @property

@@ -105,9 +105,15 @@ def test_disable_an_unknown_user_fails(cynode) -> None:  # type: ignore[no-untyp
 
 
 def _register(client: Any, psk: str, slug: str) -> dict[str, Any]:
-    cap = {"version": 1, "reported_at": "2026-01-01T00:00:00Z", "node": {"node_slug": slug},
-           "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 4, "ram_mb": 8192},
-           "sandbox": {"max_concurrency": 3}, "worker_api": {"base_url": "http://127.0.0.1:12090"}}
+    cap = {
+        "version": 1,
+        "reported_at": "2026-01-01T00:00:00Z",
+        "node": {"node_slug": slug},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 4, "ram_mb": 8192},
+        "sandbox": {"max_concurrency": 3},
+        "worker_api": {"base_url": "http://127.0.0.1:12090"},
+    }
     resp = client.post("/v1/nodes/register", json={"psk": psk, "capability": cap})
     assert resp.status_code == 201, resp.get_data(as_text=True)
     token = resp.get_json()["auth"]["node_jwt"]
@@ -124,8 +130,13 @@ def test_node_list_shows_a_registered_node_and_its_ack(cynode, client, orchestra
     assert [n["slug"] for n in before] == ["node-cli"]
     assert before[0]["config_ack_status"] is None and before[0]["config_version"] == node["config_version"]
 
-    ack = {"version": 1, "node_slug": "node-cli", "config_version": node["config_version"],
-           "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "applied"}
+    ack = {
+        "version": 1,
+        "node_slug": "node-cli",
+        "config_version": node["config_version"],
+        "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "applied",
+    }
     acked = client.post("/v1/nodes/config", json=ack, headers={"Authorization": f"Bearer {node['token']}"})
     assert acked.status_code == 204
 
@@ -150,4 +161,4 @@ def test_the_real_command_lists_users(database_url: str, tmp_path: Path, orchest
         assert proc.wait(timeout=60) == 0, proc.output
     finally:
         proc.stop()
-    assert {"admin", "system"} <= {row["handle"] for row in json.loads(proc.output[proc.output.index("["):])}
+    assert {"admin", "system"} <= {row["handle"] for row in json.loads(proc.output[proc.output.index("[") :])}

@@ -50,8 +50,9 @@ def test_defaults() -> None:
 
 
 def test_yaml_overrides_defaults_and_env_overrides_yaml(tmp_path: Path) -> None:
-    path = yaml_file(tmp_path, "access_token_ttl: 10m\nrefresh_token_ttl: 2h\ngateway_listen: ':9000'\n"
-                               "disable_plugins: [a, b]\n")
+    path = yaml_file(
+        tmp_path, "access_token_ttl: 10m\nrefresh_token_ttl: 2h\ngateway_listen: ':9000'\ndisable_plugins: [a, b]\n"
+    )
     from_file = orch({"CYNODE_CONFIG": str(path)})
     assert (from_file.access_token_ttl, from_file.refresh_token_ttl) == (600.0, 7200.0)
     assert from_file.gateway_listen == "0.0.0.0:9000"
@@ -69,8 +70,12 @@ def test_an_upstream_alias_in_the_environment_overrides_yaml(tmp_path: Path) -> 
 
 def test_config_file_argument_and_overrides(tmp_path: Path) -> None:
     path = yaml_file(tmp_path, "login_rate_per_minute: 5\n")
-    s = load_settings(OrchestratorSettings, environ={"CYNODE_LOGIN_RATE_PER_MINUTE": "7"}, config_file=path,
-                      overrides={"login_handle_failures": 3})
+    s = load_settings(
+        OrchestratorSettings,
+        environ={"CYNODE_LOGIN_RATE_PER_MINUTE": "7"},
+        config_file=path,
+        overrides={"login_handle_failures": 3},
+    )
     assert (s.login_rate_per_minute, s.login_handle_failures) == (7, 3)
 
 
@@ -122,24 +127,39 @@ def test_upstream_alias_is_accepted_and_the_cynode_name_wins(cls: type, field: d
 
 
 def test_the_expected_upstream_names_are_aliases() -> None:
-    names = {alias for cls in (OrchestratorSettings, NodeSettings) for f in dataclasses.fields(cls)
-             for alias in f.metadata.get("env", ())}
-    assert {"DATABASE_URL", "JWT_SECRET", "NODE_REGISTRATION_PSK", "BOOTSTRAP_ADMIN_PASSWORD",
-            "ORCHESTRATOR_URL", "NODE_SLUG", "JWT_ACCESS_DURATION", "MAX_REQUEST_BODY_MB"} <= names
+    names = {
+        alias
+        for cls in (OrchestratorSettings, NodeSettings)
+        for f in dataclasses.fields(cls)
+        for alias in f.metadata.get("env", ())
+    }
+    assert {
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "NODE_REGISTRATION_PSK",
+        "BOOTSTRAP_ADMIN_PASSWORD",
+        "ORCHESTRATOR_URL",
+        "NODE_SLUG",
+        "JWT_ACCESS_DURATION",
+        "MAX_REQUEST_BODY_MB",
+    } <= names
 
 
 # -- bad values ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("environ, key", [
-    ({"CYNODE_ACCESS_TOKEN_TTL": "soon"}, "CYNODE_ACCESS_TOKEN_TTL"),
-    ({"JWT_REFRESH_DURATION": "1 week"}, "JWT_REFRESH_DURATION"),
-    ({"CYNODE_LOGIN_RATE_PER_MINUTE": "0"}, "CYNODE_LOGIN_RATE_PER_MINUTE"),
-    ({"CYNODE_MAX_REQUEST_BYTES": "ten"}, "CYNODE_MAX_REQUEST_BYTES"),
-    ({"CYNODE_DISPATCHER_ENABLED": "maybe"}, "CYNODE_DISPATCHER_ENABLED"),
-    ({"CYNODE_GATEWAY_LISTEN": "localhost"}, "CYNODE_GATEWAY_LISTEN"),
-    ({"CONTROL_PLANE_LISTEN_ADDR": "host:99999"}, "CONTROL_PLANE_LISTEN_ADDR"),
-])
+@pytest.mark.parametrize(
+    "environ, key",
+    [
+        ({"CYNODE_ACCESS_TOKEN_TTL": "soon"}, "CYNODE_ACCESS_TOKEN_TTL"),
+        ({"JWT_REFRESH_DURATION": "1 week"}, "JWT_REFRESH_DURATION"),
+        ({"CYNODE_LOGIN_RATE_PER_MINUTE": "0"}, "CYNODE_LOGIN_RATE_PER_MINUTE"),
+        ({"CYNODE_MAX_REQUEST_BYTES": "ten"}, "CYNODE_MAX_REQUEST_BYTES"),
+        ({"CYNODE_DISPATCHER_ENABLED": "maybe"}, "CYNODE_DISPATCHER_ENABLED"),
+        ({"CYNODE_GATEWAY_LISTEN": "localhost"}, "CYNODE_GATEWAY_LISTEN"),
+        ({"CONTROL_PLANE_LISTEN_ADDR": "host:99999"}, "CONTROL_PLANE_LISTEN_ADDR"),
+    ],
+)
 def test_a_bad_environment_value_names_its_variable(environ: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         orch(environ)
@@ -194,10 +214,13 @@ def test_one_yaml_file_may_hold_orchestrator_and_node_keys(tmp_path: Path) -> No
     assert (node.orchestrator_url, node.node_slug) == ("http://10.0.0.5:12082", "n-5")
 
 
-@pytest.mark.parametrize("text, why", [
-    ("a: [1, 2\n", "not valid YAML"),
-    ("- just\n- a list\n", "must hold a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("a: [1, 2\n", "not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping"),
+    ],
+)
 def test_a_malformed_yaml_file_is_an_error(tmp_path: Path, text: str, why: str) -> None:
     with pytest.raises(ConfigError, match=why):
         orch({"CYNODE_CONFIG": str(yaml_file(tmp_path, text))})
@@ -211,10 +234,22 @@ def test_a_missing_yaml_file_is_an_error_naming_it(tmp_path: Path) -> None:
 # -- Go durations ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, seconds", [
-    ("15m", 900.0), ("168h", 604800.0), ("1h30m", 5400.0), ("1m30s", 90.0), ("500ms", 0.5), ("1.5h", 5400.0),
-    ("2h0m5s", 7205.0), ("90", 90.0), ("0", 0.0), (45, 45.0), (2.5, 2.5),
-])
+@pytest.mark.parametrize(
+    "raw, seconds",
+    [
+        ("15m", 900.0),
+        ("168h", 604800.0),
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1.5h", 5400.0),
+        ("2h0m5s", 7205.0),
+        ("90", 90.0),
+        ("0", 0.0),
+        (45, 45.0),
+        (2.5, 2.5),
+    ],
+)
 def test_go_durations(raw: Any, seconds: float) -> None:
     assert parse_duration(raw) == seconds
 
@@ -229,7 +264,9 @@ def test_bad_go_durations(raw: Any) -> None:
 
 
 def test_node_yaml_dotted_keys(tmp_path: Path) -> None:
-    path = yaml_file(tmp_path, """
+    path = yaml_file(
+        tmp_path,
+        """
 version: 1
 orchestrator:
   url: http://orchestrator.example:12082
@@ -261,7 +298,8 @@ storage:
   state_dir: /srv/cynode/state
 logging:
   level: DEBUG
-""")
+""",
+    )
     s = load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(path)})
     assert s.orchestrator_url == "http://orchestrator.example:12082"
     assert s.node_psk_file == Path("/etc/cynode/psk") and s.http_timeout == 30.0
@@ -274,8 +312,10 @@ logging:
     assert (s.inference_backend, s.ollama_url, s.inference_model) == ("none", "http://127.0.0.1:11435", "tiny")
     assert s.state_dir == Path("/srv/cynode/state") and s.log_level == "DEBUG"
 
-    env = load_settings(NodeSettings, environ={"CYNODE_CONFIG": str(path), "ORCHESTRATOR_URL": "http://alias:1",
-                                               "CYNODE_NODE_SLUG": "from-env"})
+    env = load_settings(
+        NodeSettings,
+        environ={"CYNODE_CONFIG": str(path), "ORCHESTRATOR_URL": "http://alias:1", "CYNODE_NODE_SLUG": "from-env"},
+    )
     assert (env.orchestrator_url, env.node_slug, env.node_name) == ("http://alias:1", "from-env", "Worker Seven")
 
 
@@ -318,7 +358,12 @@ def test_a_node_yaml_shaped_like_the_contract_loads(tmp_path, monkeypatch) -> No
     monkeypatch.setenv("TEST_NODE_PSK", "psk-from-env")
     s = load_settings(NodeSettings, environ={}, config_file=path)
     assert (s.node_slug, s.node_name, s.node_labels) == ("worker-7", "Seven", ["gpu"])
-    assert (s.worker_listen_port, s.job_slots, s.sandbox_mode, s.inference_mode) == (12091, 3, "sandbox_only", "require")
+    assert (s.worker_listen_port, s.job_slots, s.sandbox_mode, s.inference_mode) == (
+        12091,
+        3,
+        "sandbox_only",
+        "require",
+    )
     assert (s.connect_timeout, s.http_timeout, s.default_timeout_seconds) == (5.0, 20.0, 60)
     assert s.require_psk() == "psk-from-env" and s.advertised_url == "http://w7:12091"
     path.write_text("sandbox: {mode: sometimes}\n")

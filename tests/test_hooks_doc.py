@@ -19,8 +19,9 @@ def declared_hooks() -> dict[str, inspect.Signature]:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     names = {name for name in dir(pm.hook) if name.startswith("cynode_")}
-    marked = {name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-              if hasattr(fn, f"{PROJECT_NAME}_spec")}
+    marked = {
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, f"{PROJECT_NAME}_spec")
+    }
     assert names == marked
     return {name: inspect.signature(getattr(hookspecs, name)) for name in names}
 

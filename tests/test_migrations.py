@@ -26,8 +26,16 @@ import cynode_core.models  # noqa: F401  (registers every table on Base.metadata
 from cynode_core import migrate
 from cynode_core.db import Base, make_engine
 
-EXPECTED_TABLES = {"users", "password_credentials", "refresh_sessions", "auth_audit_log", "nodes", "node_capabilities",
-                   "tasks", "jobs"}
+EXPECTED_TABLES = {
+    "users",
+    "password_credentials",
+    "refresh_sessions",
+    "auth_audit_log",
+    "nodes",
+    "node_capabilities",
+    "tasks",
+    "jobs",
+}
 
 
 @pytest.fixture
@@ -74,8 +82,15 @@ def test_down_to_base_and_up_again(empty_db: tuple[str, Engine]) -> None:
     assert migrate.current_revision(engine) is None
     assert tables(engine) == set()
     with engine.connect() as conn:  # no type, sequence or function is left behind either
-        assert conn.execute(text("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                                 "WHERE n.nspname = 'public' AND t.typtype = 'e'")).scalar() == 0
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname = 'public' AND t.typtype = 'e'"
+                )
+            ).scalar()
+            == 0
+        )
     assert migrate.upgrade(engine, url) is True
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert drift(engine) == []
@@ -107,13 +122,15 @@ def _waiting_for_the_lock(admin_url: str, database: str) -> int:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s", (database,)
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s",
+            (database,),
         ).fetchone()
     return int(row[0]) if row else 0
 
 
-def test_two_processes_migrating_one_empty_database_at_once(pg: Any, empty_db: tuple[str, Engine],
-                                                             tmp_path: Path) -> None:
+def test_two_processes_migrating_one_empty_database_at_once(
+    pg: Any, empty_db: tuple[str, Engine], tmp_path: Path
+) -> None:
     url, engine = empty_db
     database = engine.url.database
     assert database

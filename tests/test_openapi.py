@@ -8,7 +8,6 @@ matches what ``/openapi.json`` says it is.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -57,8 +56,10 @@ def test_openapi_json_is_valid_openapi_3(client) -> None:  # type: ignore[no-unt
     assert resp.status_code == 200 and resp.content_type.startswith("application/json")
     spec = resp.get_json()
     assert spec["openapi"].startswith("3.0.")
-    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}"
-              for e in jsonschema_rs.Draft4Validator(OPENAPI_30).iter_errors(spec)]
+    errors = [
+        f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+        for e in jsonschema_rs.Draft4Validator(OPENAPI_30).iter_errors(spec)
+    ]
     assert errors == []
     bearer = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     assert spec["components"]["securitySchemes"]["bearerAuth"] == bearer
@@ -74,8 +75,12 @@ def test_openapi_lists_every_route_and_only_real_ones(client, orchestrator) -> N
         served |= {(path, m.lower()) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
     assert served - documented == set(), "served but not documented"
     assert documented - served == set(), "documented but not served"
-    assert {("/healthz", "get"), ("/readyz", "get"), ("/v1/auth/login", "post"),
-            ("/v1/nodes/register", "post")} <= served
+    assert {
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/v1/auth/login", "post"),
+        ("/v1/nodes/register", "post"),
+    } <= served
 
 
 def test_every_operation_has_a_summary_and_declares_its_token(client) -> None:  # type: ignore[no-untyped-def]
@@ -135,8 +140,9 @@ class Credentials:
         self.user_token = self.login()
         self.admin_token = self.login("admin", orchestrator.secrets.admin_password)
         cap = {"version": 1, "node": {"node_slug": "fuzz-node"}, "worker_api": {"base_url": "http://127.0.0.1:9"}}
-        resp = requests.post(f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap},
-                             timeout=10)
+        resp = requests.post(
+            f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap}, timeout=10
+        )
         assert resp.status_code == 201, resp.text
         self.node_token = resp.json()["auth"]["node_jwt"]
 
@@ -176,8 +182,14 @@ def not_a_server_error_but_not_ready(ctx: Any, response: Any, case: schemathesis
 def _fuzz(operation: Any, mode: GenerationMode, credentials: Credentials) -> None:
     """Up to ``MAX_EXAMPLES`` generated requests for one operation, checked as they come."""
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     @given(case=operation.as_strategy(mode))
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(
@@ -194,8 +206,9 @@ def _fuzz(operation: Any, mode: GenerationMode, credentials: Credentials) -> Non
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-def test_api_keeps_its_description(live_orchestrator: str, credentials: Credentials, mode: GenerationMode,
-                                   subtests) -> None:  # type: ignore[no-untyped-def]
+def test_api_keeps_its_description(
+    live_orchestrator: str, credentials: Credentials, mode: GenerationMode, subtests
+) -> None:  # type: ignore[no-untyped-def]
     # Built by hand per operation: schemathesis' own pytest integration
     # (schemathesis.pytest.from_fixture) does not run on pytest 9.
     spec = requests.get(f"{live_orchestrator}/openapi.json", timeout=10).json()

@@ -7,7 +7,7 @@ import flask_smorest
 from cynode_core.api.http import JsonBodyParser
 from cynode_core.api.schemas_common import ProblemSchema
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 class Blueprint(flask_smorest.Blueprint):

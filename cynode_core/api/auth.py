@@ -81,7 +81,9 @@ class Login(MethodView):
             raise BadRequest("Handle and password are required")
         state = _state()
         with state.db.session() as session:
-            pair = auth.login(session, state.pm, state.settings, FlaskTokenIssuer(), body["handle"], body["password"], client_info())
+            pair = auth.login(
+                session, state.pm, state.settings, FlaskTokenIssuer(), body["handle"], body["password"], client_info()
+            )
         return _pair_body(pair)
 
 

@@ -16,7 +16,9 @@ from cynode_core.api.schemas_common import RequestSchema, rfc3339
 from cynode_core.api.tokens import current_node, node_token, require_node
 from cynode_core.services import nodes
 
-blp = Blueprint("nodes", __name__, url_prefix="/v1/nodes", description="Control plane: worker node registration and configuration")
+blp = Blueprint(
+    "nodes", __name__, url_prefix="/v1/nodes", description="Control plane: worker node registration and configuration"
+)
 
 
 class RegistrationSchema(RequestSchema):

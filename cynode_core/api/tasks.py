@@ -23,12 +23,16 @@ from cynode_core.services import tasks
 
 log = logging.getLogger(__name__)
 
-blp = Blueprint("tasks", __name__, url_prefix="/v1/tasks", description="Tasks: create, read, list, result, logs, cancel")
+blp = Blueprint(
+    "tasks", __name__, url_prefix="/v1/tasks", description="Tasks: create, read, list, result, logs, cancel"
+)
 
 
 class CreateTaskSchema(RequestSchema):
     prompt = fields.String(load_default="", metadata={"example": "echo hello"})
-    input_mode = fields.String(load_default="", metadata={"example": "commands", "description": "prompt (default), script or commands"})
+    input_mode = fields.String(
+        load_default="", metadata={"example": "commands", "description": "prompt (default), script or commands"}
+    )
     use_inference = fields.Boolean(load_default=False)
     task_name = fields.String(load_default=None, allow_none=True)
     project_id = fields.String(load_default=None, allow_none=True)
@@ -103,8 +107,14 @@ def _state():  # type: ignore[no-untyped-def]
 def task_body(view: tasks.TaskView) -> dict[str, Any]:
     t = view.task
     return {
-        "id": str(t.id), "task_id": str(t.id), "status": tasks.api_status(t.status), "task_name": t.summary,
-        "prompt": t.prompt, "summary": t.summary, "created_at": t.created_at, "updated_at": t.updated_at,
+        "id": str(t.id),
+        "task_id": str(t.id),
+        "status": tasks.api_status(t.status),
+        "task_name": t.summary,
+        "prompt": t.prompt,
+        "summary": t.summary,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
         "attachments": view.attachments or None,
     }
 
@@ -136,8 +146,12 @@ class Tasks(MethodView):
             raise BadRequest("Prompt is required")
         mode = body["input_mode"] if body["input_mode"].strip() else "prompt"
         new = tasks.NewTask(
-            prompt=body["prompt"], input_mode=mode, use_inference=body["use_inference"] or mode == "prompt",
-            task_name=body["task_name"], project_id=body["project_id"], attachments=body["attachments"],
+            prompt=body["prompt"],
+            input_mode=mode,
+            use_inference=body["use_inference"] or mode == "prompt",
+            task_name=body["task_name"],
+            project_id=body["project_id"],
+            attachments=body["attachments"],
         )
         state = _state()
         with state.db.session() as session:
@@ -162,7 +176,7 @@ class Tasks(MethodView):
             raise BadRequest("Invalid status filter; allowed values: " + ", ".join(tasks.API_STATUSES))
         with _state().db.session() as session:
             views, next_offset = tasks.list_tasks(session, current_user().id, limit=limit, offset=offset, status=status)
-            body = {"tasks": [task_body(v) for v in views]}
+            body: dict[str, Any] = {"tasks": [task_body(v) for v in views]}
         if next_offset is not None:
             body.update(next_offset=next_offset, next_cursor=str(next_offset))
         return body
@@ -199,8 +213,13 @@ class TaskResult(MethodView):
         with _state().db.session() as session:
             task = _task(session, ref)
             jobs = [
-                {"id": str(j.id), "status": j.status, "result": tasks.result_text(j), "started_at": j.started_at,
-                 "ended_at": j.ended_at}
+                {
+                    "id": str(j.id),
+                    "status": j.status,
+                    "result": tasks.result_text(j),
+                    "started_at": j.started_at,
+                    "ended_at": j.ended_at,
+                }
                 for j in tasks.jobs_of(session, task.id)
             ]
             return {"task_id": str(task.id), "status": tasks.api_status(task.status), "jobs": jobs}
@@ -240,7 +259,9 @@ class TaskCancel(MethodView):
             for target in targets:
                 node = session.get(Node, target.node_id)
                 if node is not None and node.worker_api_target_url:
-                    calls.append((node.worker_api_target_url, node_service.worker_token(state.cipher, node), target.job_id))
+                    calls.append(
+                        (node.worker_api_target_url, node_service.worker_token(state.cipher, node), target.job_id)
+                    )
             task_id = str(task.id)
         for url, token, job_id in calls:
             _ask_node_to_cancel(url, token, job_id)
@@ -255,10 +276,10 @@ def _ask_node_to_cancel(url: str, token: str | None, job_id: Any) -> None:
 
     def call() -> None:
         try:
-            requests.post(f"{url}/v1/worker/jobs/{job_id}:cancel", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            requests.post(
+                f"{url}/v1/worker/jobs/{job_id}:cancel", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
         except requests.RequestException as exc:
             log.warning("could not reach node to cancel job %s: %s", job_id, type(exc).__name__)
 
     threading.Thread(target=call, name=f"cancel-{job_id}", daemon=True).start()
-
-

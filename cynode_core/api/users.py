@@ -60,5 +60,3 @@ class RevokeSessions(MethodView):
                 raise NotFound("User not found")
             accounts.revoke_sessions(session, uid, reason=f"revoked by {current_user().handle}")
         return Response(status=204)
-
-

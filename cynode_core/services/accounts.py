@@ -104,7 +104,9 @@ def user_for_identity(session: Session, identity: Identity) -> User | None:
         return session.get(User, uuid.UUID(str(identity.user_id)))
     if identity.external_source and identity.external_id:
         user = session.scalar(
-            select(User).where(User.external_source == identity.external_source, User.external_id == identity.external_id)
+            select(User).where(
+                User.external_source == identity.external_source, User.external_id == identity.external_id
+            )
         )
         if user is not None:
             return user
@@ -112,7 +114,9 @@ def user_for_identity(session: Session, identity: Identity) -> User | None:
     if existing is not None:
         # A local account with that handle is not taken over by another provider.
         if existing.external_source != identity.external_source:
-            log.warning("identity provider %s claims existing handle %r; refused", identity.external_source, identity.handle)
+            log.warning(
+                "identity provider %s claims existing handle %r; refused", identity.external_source, identity.handle
+            )
             return None
         return existing
     user = User(

@@ -70,7 +70,11 @@ def check_ip_limit(session: Session, settings: OrchestratorSettings, client: Cli
     if throttle.take(session, key, limit=settings.login_rate_per_minute, window=60) is None:
         wait = throttle.retry_after(session, key, window=60)
         raise _audit_and_refuse(
-            session, TooManyRequests("Too many login attempts", retry_after=wait), "login_failure", client, reason="rate limited"
+            session,
+            TooManyRequests("Too many login attempts", retry_after=wait),
+            "login_failure",
+            client,
+            reason="rate limited",
         )
     session.commit()
 
@@ -86,11 +90,17 @@ def login(
 ) -> IssuedPair:
     """Authenticate through the ``cynode_authenticate`` hook and open a session family."""
     handle_key = f"login-handle:{handle}"
-    wait = throttle.is_full(session, handle_key, limit=settings.login_handle_failures, window=settings.login_handle_window)
+    wait = throttle.is_full(
+        session, handle_key, limit=settings.login_handle_failures, window=settings.login_handle_window
+    )
     if wait is not None:
         raise _audit_and_refuse(
-            session, TooManyRequests("Too many failed logins for this user", retry_after=wait), "login_failure", client,
-            subject_handle=handle, reason="rate limited",
+            session,
+            TooManyRequests("Too many failed logins for this user", retry_after=wait),
+            "login_failure",
+            client,
+            subject_handle=handle,
+            reason="rate limited",
         )
     identity = pm.hook.cynode_authenticate(handle=handle, password=password)
     user = accounts.user_for_identity(session, identity) if identity is not None else None
@@ -98,12 +108,24 @@ def login(
         reason, user_id = _failure_reason(session, handle, identity is not None)
         throttle.bump(session, handle_key, window=settings.login_handle_window)
         raise _audit_and_refuse(
-            session, Unauthorized("Invalid credentials"), "login_failure", client,
-            subject_handle=handle, reason=reason, user_id=user_id,
+            session,
+            Unauthorized("Invalid credentials"),
+            "login_failure",
+            client,
+            subject_handle=handle,
+            reason=reason,
+            user_id=user_id,
         )
     pair = _start_session(session, issuer, user, uuid.uuid4())
-    audit.record(session, "login_success", success=True, user_id=user.id, subject_handle=handle,
-                 ip_address=client.ip, user_agent=client.user_agent)
+    audit.record(
+        session,
+        "login_success",
+        success=True,
+        user_id=user.id,
+        subject_handle=handle,
+        ip_address=client.ip,
+        user_agent=client.user_agent,
+    )
     session.commit()
     return pair
 
@@ -132,14 +154,22 @@ def refresh(
     family (every session descended from that login) is revoked.
     """
     if claims is None:
-        raise _audit_and_refuse(session, Unauthorized("Invalid refresh token"), "refresh_failure", client, reason="invalid token")
+        raise _audit_and_refuse(
+            session, Unauthorized("Invalid refresh token"), "refresh_failure", client, reason="invalid token"
+        )
     row = session.scalar(
         select(RefreshSession).where(RefreshSession.refresh_token_hash == token_hash(refresh_token)).with_for_update()
     )
     now = dt.datetime.now(dt.UTC)
     if row is None or row.expires_at <= now:
-        raise _audit_and_refuse(session, Unauthorized("Invalid refresh token"), "refresh_failure", client,
-                                reason="session not found", user_id=row.user_id if row else None)
+        raise _audit_and_refuse(
+            session,
+            Unauthorized("Invalid refresh token"),
+            "refresh_failure",
+            client,
+            reason="session not found",
+            user_id=row.user_id if row else None,
+        )
     if not row.is_active:
         if row.ended_reason == "rotated":
             session.execute(
@@ -150,25 +180,48 @@ def refresh(
             reason = "reuse of rotated refresh token; session family revoked"
         else:
             reason = "session not found"
-        raise _audit_and_refuse(session, Unauthorized("Invalid refresh token"), "refresh_failure", client,
-                                reason=reason, user_id=row.user_id)
+        raise _audit_and_refuse(
+            session,
+            Unauthorized("Invalid refresh token"),
+            "refresh_failure",
+            client,
+            reason=reason,
+            user_id=row.user_id,
+        )
     row.is_active = False
     row.ended_reason = "rotated"
     row.last_used_at = now
     user = session.get(User, row.user_id)
     if user is None:
-        raise _audit_and_refuse(session, Unauthorized("User not found"), "refresh_failure", client, reason="user not found")
+        raise _audit_and_refuse(
+            session, Unauthorized("User not found"), "refresh_failure", client, reason="user not found"
+        )
     if not user.is_active:
-        raise _audit_and_refuse(session, Unauthorized("Account is disabled"), "refresh_failure", client,
-                                reason="user inactive", user_id=user.id)
+        raise _audit_and_refuse(
+            session,
+            Unauthorized("Account is disabled"),
+            "refresh_failure",
+            client,
+            reason="user inactive",
+            user_id=user.id,
+        )
     pair = _start_session(session, issuer, user, row.family_id)
-    audit.record(session, "refresh_success", success=True, user_id=user.id, subject_handle=user.handle,
-                 ip_address=client.ip, user_agent=client.user_agent)
+    audit.record(
+        session,
+        "refresh_success",
+        success=True,
+        user_id=user.id,
+        subject_handle=user.handle,
+        ip_address=client.ip,
+        user_agent=client.user_agent,
+    )
     session.commit()
     return pair
 
 
-def logout(session: Session, user_id: uuid.UUID, family_id: uuid.UUID, refresh_token: str | None, client: ClientInfo) -> None:
+def logout(
+    session: Session, user_id: uuid.UUID, family_id: uuid.UUID, refresh_token: str | None, client: ClientInfo
+) -> None:
     """End the caller's session family, and the given refresh token's session if it is the caller's."""
     session.execute(
         update(RefreshSession)

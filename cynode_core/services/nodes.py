@@ -58,11 +58,19 @@ def _apply_capability(session: Session, node: Node, capability: dict[str, Any], 
     node.last_capability_at = now
     node.last_seen_at = now
     node.max_concurrency = _slots(capability)
-    node.worker_api_target_url = settings.worker_api_target_url or node.worker_api_url_override or _reported_url(capability)
+    node.worker_api_target_url = (
+        settings.worker_api_target_url or node.worker_api_url_override or _reported_url(capability)
+    )
 
 
 def register(
-    session: Session, settings: OrchestratorSettings, cipher: TokenCipher, psk: str, capability: Any, *, client_ip: str | None
+    session: Session,
+    settings: OrchestratorSettings,
+    cipher: TokenCipher,
+    psk: str,
+    capability: Any,
+    *,
+    client_ip: str | None,
 ) -> tuple[Node, bool]:
     """Create or re-register a node; a re-registration rotates its Worker API token."""
     assert settings.node_psk is not None
@@ -88,13 +96,19 @@ def register(
     session.flush()
     _apply_capability(session, node, capability, settings)
     audit.record(
-        session, "node_registered" if created else "node_reregistered", success=True, subject_handle=slug,
-        ip_address=client_ip, reason=None if created else "worker api token rotated",
+        session,
+        "node_registered" if created else "node_reregistered",
+        success=True,
+        subject_handle=slug,
+        ip_address=client_ip,
+        reason=None if created else "worker api token rotated",
     )
     return node, created
 
 
-def report_capability(session: Session, settings: OrchestratorSettings, node_id: uuid.UUID, capability: dict[str, Any]) -> None:
+def report_capability(
+    session: Session, settings: OrchestratorSettings, node_id: uuid.UUID, capability: dict[str, Any]
+) -> None:
     node = session.get(Node, node_id)
     if node is None:
         raise NotFound("Node not found")
@@ -237,9 +251,18 @@ def list_nodes(session: Session, *, only_dispatchable: bool = False) -> list[Nod
     for node, n_running, snapshot in session.execute(stmt):
         rows.append(
             NodeRow(
-                node.id, node.node_slug, node.status, node.worker_api_target_url, node.max_concurrency, int(n_running),
-                node.config_version, node.config_ack_status, node.config_ack_version, node.config_ack_error,
-                node.last_seen_at, snapshot or {},
+                node.id,
+                node.node_slug,
+                node.status,
+                node.worker_api_target_url,
+                node.max_concurrency,
+                int(n_running),
+                node.config_version,
+                node.config_ack_status,
+                node.config_ack_version,
+                node.config_ack_error,
+                node.last_seen_at,
+                snapshot or {},
             )
         )
     return rows

@@ -7,7 +7,7 @@ following upstream's prompt script's output conventions.
 
 from __future__ import annotations
 
-PROMPT_SCRIPT = r'''
+PROMPT_SCRIPT = r"""
 import json, os, socket, sys, urllib.parse
 url = os.environ.get("INFERENCE_PROXY_URL", "")
 if not url.startswith("http+unix://"):
@@ -52,7 +52,7 @@ try:
 except Exception as exc:
     print("[Ollama request failed] " + str(exc), file=sys.stderr)
     sys.exit(1)
-'''.strip()
+""".strip()
 
 
 def prompt_payload(image: str, prompt: str, model: str) -> dict[str, object]:

@@ -65,7 +65,9 @@ class ResolvedSecrets:
     token_key: bytes
 
 
-def resolve_secrets(home: Path, *, jwt_secret: str | None, node_psk: str | None, admin_password: str | None) -> ResolvedSecrets:
+def resolve_secrets(
+    home: Path, *, jwt_secret: str | None, node_psk: str | None, admin_password: str | None
+) -> ResolvedSecrets:
     jwt = jwt_secret or stored_or_generated(home, JWT_SECRET_FILE, lambda: secrets.token_urlsafe(48))[0]
     psk = node_psk or stored_or_generated(home, NODE_PSK_FILE, lambda: secrets.token_urlsafe(32))[0]
     key = stored_or_generated(home, TOKEN_KEY_FILE, lambda: Fernet.generate_key().decode())[0].encode()

@@ -77,7 +77,9 @@ def _unique_name(session: Session, user_id: uuid.UUID, requested: str | None) ->
         return f"task_name_{count + 1:03d}"
     taken = set(
         session.scalars(
-            select(Task.summary).where(Task.created_by == user_id, Task.summary.op("~")(f"^{re.escape(name)}(-[0-9]+)?$"))
+            select(Task.summary).where(
+                Task.created_by == user_id, Task.summary.op("~")(f"^{re.escape(name)}(-[0-9]+)?$")
+            )
         )
     )
     if name not in taken:
@@ -117,7 +119,11 @@ def create_task(session: Session, settings: OrchestratorSettings, user_id: uuid.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"task-name:{user_id}"})
     name = _unique_name(session, user_id, new.task_name)
     task = Task(
-        created_by=user_id, project_id=project_id, status="pending", prompt=new.prompt, summary=name,
+        created_by=user_id,
+        project_id=project_id,
+        status="pending",
+        prompt=new.prompt,
+        summary=name,
         input_mode=new.input_mode,
     )
     session.add(task)
@@ -140,7 +146,10 @@ def find_task(session: Session, user_id: uuid.UUID, is_admin: bool, ref: str) ->
         task_id = uuid.UUID(ref)
     except ValueError:
         task = session.scalar(
-            select(Task).where(Task.created_by == user_id, Task.summary == ref).order_by(Task.created_at.desc()).limit(1)
+            select(Task)
+            .where(Task.created_by == user_id, Task.summary == ref)
+            .order_by(Task.created_at.desc())
+            .limit(1)
         )
     else:
         task = session.get(Task, task_id)

@@ -144,8 +144,9 @@ class StubWorkerApi:
         """Listen (again) on 127.0.0.1, on the same port as before if it ran already."""
         self._server = make_server("127.0.0.1", self._port, self.app, threaded=True)
         self._port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"stub-worker-{self._port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"stub-worker-{self._port}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -202,8 +203,9 @@ class StubWorkerApi:
 
     # ------------------------------------------------------------- the app
 
-    def _problem(self, status: int, kind: str, title: str, detail: str,
-                 headers: dict[str, str] | None = None) -> Response:
+    def _problem(
+        self, status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None
+    ) -> Response:
         body = json.dumps({"type": f"urn:cynodeai:error:{kind}", "title": title, "status": status, "detail": detail})
         return Response(body, status=status, content_type="application/problem+json", headers=headers or {})
 
@@ -300,19 +302,33 @@ class StubWorkerApi:
         if reply.raw_body is not None:
             return reply.raw_body, reply.http_status, {"Content-Type": "text/plain; charset=utf-8"}
         if reply.http_status != 200:
-            kinds = {401: ("authentication", "Unauthorized"), 500: ("internal", "Internal Server Error"),
-                     503: ("internal", "Service Unavailable")}
+            kinds = {
+                401: ("authentication", "Unauthorized"),
+                500: ("internal", "Internal Server Error"),
+                503: ("internal", "Service Unavailable"),
+            }
             kind, title = kinds.get(reply.http_status, ("internal", "Error"))
             headers = {"Content-Type": "application/problem+json"}
             if reply.http_status == 503:
                 headers["Retry-After"] = "1"
-            problem = {"type": f"urn:cynodeai:error:{kind}", "title": title, "status": reply.http_status,
-                       "detail": "scripted failure"}
+            problem = {
+                "type": f"urn:cynodeai:error:{kind}",
+                "title": title,
+                "status": reply.http_status,
+                "detail": "scripted failure",
+            }
             return json.dumps(problem), reply.http_status, headers
         result = {
-            "version": 1, "task_id": body["task_id"], "job_id": body["job_id"], "status": reply.status,
-            "exit_code": reply.exit_code, "stdout": reply.stdout, "stderr": reply.stderr,
-            "started_at": started, "ended_at": _now(), "truncated": {"stdout": False, "stderr": False},
+            "version": 1,
+            "task_id": body["task_id"],
+            "job_id": body["job_id"],
+            "status": reply.status,
+            "exit_code": reply.exit_code,
+            "stdout": reply.stdout,
+            "stderr": reply.stderr,
+            "started_at": started,
+            "ended_at": _now(),
+            "truncated": {"stdout": False, "stderr": False},
         }
         with self._lock:
             self.responses[str(body["job_id"])] = result

@@ -76,8 +76,17 @@ class Api:
         self.gateway = gateway
         self.control = control
 
-    def call(self, method: str, path: str, *, token: str | None = None, json_body: Any = None, data: Any = None,
-             content_type: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -127,9 +136,13 @@ class NodeHandle:
 
 def capability(slug: str, worker_url: str, max_concurrency: int = 2) -> dict[str, Any]:
     return {
-        "version": 1, "reported_at": now_rfc3339(), "node": {"node_slug": slug, "name": slug},
-        "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 2, "ram_mb": 2048},
-        "gpu": {"present": False}, "sandbox": {"supported": True, "max_concurrency": max_concurrency},
+        "version": 1,
+        "reported_at": now_rfc3339(),
+        "node": {"node_slug": slug, "name": slug},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 2, "ram_mb": 2048},
+        "gpu": {"present": False},
+        "sandbox": {"supported": True, "max_concurrency": max_concurrency},
         "worker_api": {"base_url": worker_url},
     }
 
@@ -154,8 +167,13 @@ def fetch_config(api: Api, node: NodeHandle) -> None:
 
 def ack(api: Api, node: NodeHandle, status: str) -> None:
     """``POST /v1/nodes/config``: ack the fetched ``config_version`` as ``applied`` or ``failed``."""
-    body: dict[str, Any] = {"version": 1, "node_slug": node.slug, "config_version": node.config_version,
-                            "ack_at": now_rfc3339(), "status": status}
+    body: dict[str, Any] = {
+        "version": 1,
+        "node_slug": node.slug,
+        "config_version": node.config_version,
+        "ack_at": now_rfc3339(),
+        "status": status,
+    }
     if status == "failed":
         body["error"] = {"type": "apply", "message": "could not apply the configuration"}
     resp = api.post("/v1/nodes/config", json_body=body, token=node.jwt)
@@ -242,12 +260,18 @@ class OrchestratorProcess:
     def __init__(self, *, database_url: str, home: Path, secrets: Any, log_dir: Path, **settings: str):
         self.ports = [free_port(), free_port()]
         self.env = clean_environ(
-            CYNODE_DATABASE_URL=database_url, CYNODE_HOME=str(home),
-            CYNODE_JWT_SECRET=secrets.jwt_secret, CYNODE_NODE_PSK=secrets.psk,
+            CYNODE_DATABASE_URL=database_url,
+            CYNODE_HOME=str(home),
+            CYNODE_JWT_SECRET=secrets.jwt_secret,
+            CYNODE_NODE_PSK=secrets.psk,
             CYNODE_ADMIN_PASSWORD=secrets.admin_password,
-            CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{self.ports[0]}", CYNODE_CONTROL_LISTEN=f"127.0.0.1:{self.ports[1]}",
-            CYNODE_LEASE_SECONDS="3", CYNODE_DISPATCH_POLL_INTERVAL="0.2", CYNODE_DISPATCH_WORKERS="2",
-            CYNODE_LOG_LEVEL="INFO", **settings,
+            CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{self.ports[0]}",
+            CYNODE_CONTROL_LISTEN=f"127.0.0.1:{self.ports[1]}",
+            CYNODE_LEASE_SECONDS="3",
+            CYNODE_DISPATCH_POLL_INTERVAL="0.2",
+            CYNODE_DISPATCH_WORKERS="2",
+            CYNODE_LOG_LEVEL="INFO",
+            **settings,
         )
         self.log_dir = log_dir
         self.current: CynodeProcess | None = None

@@ -30,8 +30,13 @@ def _password(orchestrator, text: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def _register_node(client, orchestrator) -> str:  # type: ignore[no-untyped-def]
-    cap = {"version": 1, "reported_at": "2026-01-01T00:00:00Z", "node": {"node_slug": "node-auth"},
-           "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 1, "ram_mb": 1024}}
+    cap = {
+        "version": 1,
+        "reported_at": "2026-01-01T00:00:00Z",
+        "node": {"node_slug": "node-auth"},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 1, "ram_mb": 1024},
+    }
     resp = client.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap})
     assert resp.status_code == 201, resp.get_data(as_text=True)
     return resp.get_json()["auth"]["node_jwt"]
@@ -148,7 +153,11 @@ def ten_wrong(client, handle: str) -> None:  # type: ignore[no-untyped-def]
         assert login(client, handle, "wrong", f"10.2.0.{i}").status_code == 401
 
 
-@then(parsers.parse('a login as "{handle}" with password "{password}" from a fresh address gets a problem response with status 429'))
+@then(
+    parsers.parse(
+        'a login as "{handle}" with password "{password}" from a fresh address gets a problem response with status 429'
+    )
+)
 def fresh_address_429(ctx: Ctx, client, handle: str, password: str) -> None:  # type: ignore[no-untyped-def]
     ctx["resp"] = login(client, handle, password, "10.3.3.3")
     assert_problem(ctx.resp, 429)
@@ -228,7 +237,7 @@ def hashes_only(ctx: Ctx, orchestrator) -> None:  # type: ignore[no-untyped-def]
     assert sql_scalar(orchestrator, "SELECT count(*) FROM refresh_sessions WHERE length(refresh_token_hash) <> 32") == 0
 
 
-@then("an audit row \"refresh_failure\" records the reuse of a rotated token")
+@then('an audit row "refresh_failure" records the reuse of a rotated token')
 def reuse_audited(orchestrator) -> None:  # type: ignore[no-untyped-def]
     rows = audit_rows(orchestrator, event_type="refresh_failure")
     assert any("reuse" in (r.reason or "") for r in rows)
@@ -247,7 +256,9 @@ def chain_access_dead(ctx: Ctx, client) -> None:  # type: ignore[no-untyped-def]
 @then("every refresh session of that chain is inactive")
 def chain_inactive(ctx: Ctx, orchestrator) -> None:  # type: ignore[no-untyped-def]
     sid = forge.claims_of(ctx["first"]["access_token"])["sid"]
-    assert sql_scalar(orchestrator, "SELECT count(*) FROM refresh_sessions WHERE family_id = :f AND is_active", f=sid) == 0
+    assert (
+        sql_scalar(orchestrator, "SELECT count(*) FROM refresh_sessions WHERE family_id = :f AND is_active", f=sid) == 0
+    )
     assert sql_scalar(orchestrator, "SELECT count(*) FROM refresh_sessions WHERE family_id = :f", f=sid) == 2
 
 
@@ -275,8 +286,9 @@ def refresh_with(ctx: Ctx, client, orchestrator, token: str) -> None:  # type: i
 
 @when("I log out with my access token and my refresh token in the body")
 def logout_with_body(ctx: Ctx, client) -> None:  # type: ignore[no-untyped-def]
-    ctx["resp"] = client.post("/v1/auth/logout", json={"refresh_token": ctx["me"]["refresh_token"]},
-                              headers=bearer(ctx["me"]["access_token"]))
+    ctx["resp"] = client.post(
+        "/v1/auth/logout", json={"refresh_token": ctx["me"]["refresh_token"]}, headers=bearer(ctx["me"]["access_token"])
+    )
 
 
 @when("I log out with my access token and no body")
@@ -286,8 +298,14 @@ def logout_no_body(ctx: Ctx, client) -> None:  # type: ignore[no-untyped-def]
 
 @given("I have logged out")
 def logged_out(ctx: Ctx, client) -> None:  # type: ignore[no-untyped-def]
-    assert client.post("/v1/auth/logout", json={"refresh_token": ctx["me"]["refresh_token"]},
-                       headers=bearer(ctx["me"]["access_token"])).status_code == 204
+    assert (
+        client.post(
+            "/v1/auth/logout",
+            json={"refresh_token": ctx["me"]["refresh_token"]},
+            headers=bearer(ctx["me"]["access_token"]),
+        ).status_code
+        == 204
+    )
 
 
 @then("the status is 204 with an empty body")
@@ -313,7 +331,9 @@ def get_me(ctx: Ctx, client) -> None:  # type: ignore[no-untyped-def]
 @then('the status is 200 and the body has a UUID "id", "handle" "admin" and "is_active" true')
 def me_body(ctx: Ctx) -> None:
     body = ctx.resp.get_json()
-    assert ctx.resp.status_code == 200 and is_uuid(body["id"]) and body["handle"] == "admin" and body["is_active"] is True
+    assert (
+        ctx.resp.status_code == 200 and is_uuid(body["id"]) and body["handle"] == "admin" and body["is_active"] is True
+    )
 
 
 @then("the body contains no password hash and no token")
@@ -352,7 +372,11 @@ def login_401(client, handle: str, password: str) -> None:  # type: ignore[no-un
     assert_problem(login(client, handle, password), 401, "Invalid credentials")
 
 
-@then(parsers.parse('a login as "{handle}" with password "{password}" gets a problem response with status 401 and detail "{detail}"'))
+@then(
+    parsers.parse(
+        'a login as "{handle}" with password "{password}" gets a problem response with status 401 and detail "{detail}"'
+    )
+)
 def login_401_detail(client, handle: str, password: str, detail: str) -> None:  # type: ignore[no-untyped-def]
     assert_problem(login(client, handle, password), 401, detail)
 
@@ -375,14 +399,20 @@ def argon_hash(orchestrator) -> None:  # type: ignore[no-untyped-def]
 
 @then("no database column and no log line contains the admin password or any issued token")
 def nothing_leaks(ctx: Ctx, orchestrator, caplog) -> None:  # type: ignore[no-untyped-def]
-    needles = [orchestrator.secrets.admin_password, ctx["first"]["access_token"], ctx["first"]["refresh_token"],
-               ctx["me"]["access_token"], ctx["me"]["refresh_token"]]
+    needles = [
+        orchestrator.secrets.admin_password,
+        ctx["first"]["access_token"],
+        ctx["first"]["refresh_token"],
+        ctx["me"]["access_token"],
+        ctx["me"]["refresh_token"],
+    ]
     with orchestrator.db.session() as session:
         from sqlalchemy import text
 
         tables = [r[0] for r in session.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))]
-        dump = "".join(str(session.execute(text(f'SELECT json_agg(t)::text FROM "{t}" t')).scalar() or "") for t in tables)
+        dump = "".join(
+            str(session.execute(text(f'SELECT json_agg(t)::text FROM "{t}" t')).scalar() or "") for t in tables
+        )
     logs = "\n".join(r.getMessage() for r in caplog.records)
     for needle in needles:
         assert needle not in dump and needle not in logs
-

@@ -85,15 +85,22 @@ class System:
 
     def _note_state(self, call: Call) -> None:
         """What the database said about the task and job at the moment the node was called."""
-        found = rows(self.db, "SELECT t.status AS task, j.status AS job FROM jobs j JOIN tasks t ON t.id = j.task_id "
-                              "WHERE j.id = :id", id=call.job_id)
+        found = rows(
+            self.db,
+            "SELECT t.status AS task, j.status AS job FROM jobs j JOIN tasks t ON t.id = j.task_id WHERE j.id = :id",
+            id=call.job_id,
+        )
         self.seen_at_call[str(call.job_id)] = (found[0]["task"], found[0]["job"]) if found else (None, None)
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"dispatcher_enabled": True, "lease_seconds": LEASE_SECONDS, "dispatch_poll_interval": 0.2,
-            "dispatch_workers": 2}
+    return {
+        "dispatcher_enabled": True,
+        "lease_seconds": LEASE_SECONDS,
+        "dispatch_poll_interval": 0.2,
+        "dispatch_workers": 2,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +109,13 @@ def _capture_all_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.fixture
-def system(request: pytest.FixtureRequest, orchestrator: Any, client: Any, database_url: str,
-           tmp_path: Path) -> Iterator[System]:
+def system(
+    request: pytest.FixtureRequest, orchestrator: Any, client: Any, database_url: str, tmp_path: Path
+) -> Iterator[System]:
     if request.node.get_closest_marker("orchestrator_process"):
-        process = OrchestratorProcess(database_url=database_url, home=orchestrator.settings.home,
-                                      secrets=orchestrator.secrets, log_dir=tmp_path)
+        process = OrchestratorProcess(
+            database_url=database_url, home=orchestrator.settings.home, secrets=orchestrator.secrets, log_dir=tmp_path
+        )
         sut = System(orchestrator, process.api, process=process)
     else:
         sut = System(orchestrator, Api(client=client))
@@ -160,8 +169,9 @@ def _running_as_job(ctx: Ctx, system: System, prompt: str) -> None:
     """Create the task and wait until W1 has its jobs:run call: the task is then running as that job."""
     w1 = system.stubs["W1"]
     ctx["T"] = _create(ctx, system, prompt)
-    call = wait_until(lambda: next((c for c in w1.run_calls() if c.task_id == ctx["T"]), None), WAIT,
-                      "W1 to receive jobs:run for T")
+    call = wait_until(
+        lambda: next((c for c in w1.run_calls() if c.task_id == ctx["T"]), None), WAIT, "W1 to receive jobs:run for T"
+    )
     ctx["J"] = call.job_id
     assert str(_job(system, ctx["T"])["id"]) == ctx["J"]
     assert task_status(system.db, ctx["T"]) == "running"
@@ -187,8 +197,12 @@ def services_running(ctx: Ctx, system: System, handle: str) -> None:
     ctx.update(token=pair["access_token"], refresh=pair["refresh_token"], handle=handle)
 
 
-@given(parsers.parse('node "{slug}" registered with worker_api.base_url of stub Worker API {name}, fetched config and '
-                     'acked "applied"'))
+@given(
+    parsers.parse(
+        'node "{slug}" registered with worker_api.base_url of stub Worker API {name}, fetched config and '
+        'acked "applied"'
+    )
+)
 def node_dispatchable(system: System, slug: str, name: str) -> None:
     node = system.nodes[slug] = NodeHandle(slug, system.stub(name))
     make_dispatchable(system.api, system.orchestrator.secrets.psk, node)
@@ -311,8 +325,12 @@ def dispatched_after_ack(ctx: Ctx, system: System, slug: str, status: str) -> No
 # -- worker-side failures ---------------------------------------------------------------
 
 
-@given(parsers.re(r'W1 answers status "(?P<status>[^"]+)" with exit_code (?P<code>-?\d+) '
-                  r'and stderr "(?P<stderr>[^"]*)"'))
+@given(
+    parsers.re(
+        r'W1 answers status "(?P<status>[^"]+)" with exit_code (?P<code>-?\d+) '
+        r'and stderr "(?P<stderr>[^"]*)"'
+    )
+)
 def w1_answers(system: System, status: str, code: str, stderr: str) -> None:
     system.stubs["W1"].default = Reply(status=status, exit_code=int(code), stderr=unescape(stderr))
 
@@ -350,8 +368,11 @@ def w1_down(system: System) -> None:
         assert s.connect_ex(("127.0.0.1", int(stub.url.rsplit(":", 1)[1]))) != 0
 
 
-@then(parsers.parse('within {seconds:d} seconds T is "failed" and its job result holds a dispatch error naming '
-                    'the worker call'))
+@then(
+    parsers.parse(
+        'within {seconds:d} seconds T is "failed" and its job result holds a dispatch error naming the worker call'
+    )
+)
 def failed_with_dispatch_error(ctx: Ctx, system: System, seconds: int) -> None:
     _wait_status(system, ctx["T"], ("failed",), timeout=seconds)
     job = _job(system, ctx["T"])
@@ -426,8 +447,14 @@ def token_not_logged(system: System, caplog: pytest.LogCaptureFixture) -> None:
 
 def _secret_values(ctx: Ctx, system: System) -> list[str]:
     orch = system.orchestrator
-    values = [orch.secrets.psk, orch.secrets.jwt_secret, orch.secrets.admin_password, ctx["token"], ctx["refresh"],
-              orch.runtime.secrets.token_key.decode()]
+    values = [
+        orch.secrets.psk,
+        orch.secrets.jwt_secret,
+        orch.secrets.admin_password,
+        ctx["token"],
+        ctx["refresh"],
+        orch.runtime.secrets.token_key.decode(),
+    ]
     for node in system.nodes.values():
         values += [node.jwt, node.worker_token]
     password = make_url(orch.settings.database_url).password
@@ -498,8 +525,12 @@ def once_each(ctx: Ctx, system: System, count: int) -> None:
     assert sorted(c.task_id for c in calls) == sorted(ctx["tasks"]) and len(calls) == count
 
 
-@given(parsers.parse('W1 is idempotent by job_id, like the real Worker API, and a run of "{command}" takes {seconds:d} '
-                     'seconds and prints "{stdout}"'))
+@given(
+    parsers.parse(
+        'W1 is idempotent by job_id, like the real Worker API, and a run of "{command}" takes {seconds:d} '
+        'seconds and prints "{stdout}"'
+    )
+)
 def idempotent_w1(system: System, command: str, seconds: int, stdout: str) -> None:
     """The stub remembers job_ids: a repeated jobs:run waits for the run in progress and gets its result.
 
@@ -533,9 +564,12 @@ class LeaseWatch:
 
     def _run(self, system: System, task_id: str) -> None:
         while not self._stop.wait(0.1):
-            found = rows(system.db, "SELECT t.status AS task, j.status AS job, j.lease_expires_at AS lease, "
-                                    "now() AS at FROM tasks t JOIN jobs j ON j.task_id = t.id WHERE t.id = :id",
-                         id=task_id)
+            found = rows(
+                system.db,
+                "SELECT t.status AS task, j.status AS job, j.lease_expires_at AS lease, "
+                "now() AS at FROM tasks t JOIN jobs j ON j.task_id = t.id WHERE t.id = :id",
+                id=task_id,
+            )
             self.samples.extend(found)
 
     def stop(self) -> list[dict[str, Any]]:
@@ -566,8 +600,11 @@ def ran_once(ctx: Ctx, system: System) -> None:
     assert system.stubs["W1"].runs == {ctx["J"]: 1}
 
 
-@then(parsers.parse('within {seconds:d} seconds of the restart T is "completed" with stdout "{stdout}" '
-                    'and a single job J'))
+@then(
+    parsers.parse(
+        'within {seconds:d} seconds of the restart T is "completed" with stdout "{stdout}" and a single job J'
+    )
+)
 def completed_once(ctx: Ctx, system: System, seconds: int, stdout: str) -> None:
     remaining = seconds - (time.monotonic() - ctx["restarted_at"])
     _wait_status(system, ctx["T"], ("completed",), timeout=max(remaining, 0.1))
@@ -620,8 +657,12 @@ def w1_holds(system: System) -> None:
     system.stubs["W1"].default = Reply(hold=True)
 
 
-@when(parsers.parse("the control plane is killed with SIGKILL and started again, each time after W1 has received "
-                    "jobs:run for J, until W1 has received {count:d} calls"))
+@when(
+    parsers.parse(
+        "the control plane is killed with SIGKILL and started again, each time after W1 has received "
+        "jobs:run for J, until W1 has received {count:d} calls"
+    )
+)
 def kill_until(ctx: Ctx, system: System, count: int) -> None:
     stub = system.stubs["W1"]
     assert len(stub.run_calls(ctx["J"])) == 1
@@ -638,8 +679,12 @@ def received_exactly(ctx: Ctx, system: System, count: int) -> None:
     assert [c.job_id for c in calls] == [ctx["J"]] * count
 
 
-@then(parsers.parse('within {seconds:d} seconds of the last restart T and J are "failed" with a reason naming the '
-                    'exhausted attempts'))
+@then(
+    parsers.parse(
+        'within {seconds:d} seconds of the last restart T and J are "failed" with a reason naming the '
+        "exhausted attempts"
+    )
+)
 def failed_exhausted(ctx: Ctx, system: System, seconds: int) -> None:
     remaining = seconds - (time.monotonic() - ctx["restarted_at"])
     _wait_status(system, ctx["T"], ("failed",), timeout=max(remaining, 0.1))
@@ -659,11 +704,16 @@ def none_running(system: System) -> None:
 # -- cancel ------------------------------------------------------------------------------------
 
 
-@given(parsers.parse('W1 answers jobs:run late, only after the job\'s cancel has reached it, with status "{status}", '
-                     'exit_code {code:d} and stdout "{stdout}"'))
+@given(
+    parsers.parse(
+        'W1 answers jobs:run late, only after the job\'s cancel has reached it, with status "{status}", '
+        'exit_code {code:d} and stdout "{stdout}"'
+    )
+)
 def late_answer(system: System, status: str, code: int, stdout: str) -> None:
-    system.stubs["W1"].default = Reply(status=status, exit_code=code, stdout=unescape(stdout), until_canceled=True,
-                                       delay=0.3)
+    system.stubs["W1"].default = Reply(
+        status=status, exit_code=code, stdout=unescape(stdout), until_canceled=True, delay=0.3
+    )
 
 
 @when(parsers.re(r"I POST /v1/tasks/\{T\}/cancel$"))
@@ -681,7 +731,7 @@ def cancel_reached(ctx: Ctx, system: System) -> None:
     assert call.headers["Authorization"] == f"Bearer {system.nodes['node-01'].worker_token}"
 
 
-@then(parsers.parse("after W1's late jobs:run answer has arrived, T and J are still \"{status}\""))
+@then(parsers.parse('after W1\'s late jobs:run answer has arrived, T and J are still "{status}"'))
 def still_canceled(ctx: Ctx, system: System, status: str) -> None:
     wait_until(lambda: _job(system, ctx["T"])["result"] is not None, WAIT, "the late result to be recorded")
     job = _job(system, ctx["T"])

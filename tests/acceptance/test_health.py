@@ -68,8 +68,9 @@ def test_database(pg: Any, template_db: str) -> Iterator[OwnDatabase]:
     name = pg.create_database(template=template_db)
     role, password = f"r_{uuid.uuid4().hex[:12]}", f"dbpw-{secrets.token_urlsafe(16)}"
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role),
-                                                                                  sql.Literal(password)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
     url = make_url(pg.url_for(name)).set(username=role, password=password).render_as_string(hide_password=False)
     yield OwnDatabase(name, url, password)
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
@@ -135,7 +136,7 @@ class StubWorkerApi:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 stub.probes += 1
                 code = stub.status if self.path == "/readyz" else 404
-                body = (b"ready\n" if code == 200 else b"not ready\n")
+                body = b"ready\n" if code == 200 else b"not ready\n"
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
@@ -191,9 +192,13 @@ class NodeUnderTest:
 
 def _capability(slug: str, worker_url: str) -> dict[str, Any]:
     return {
-        "version": 1, "reported_at": _now(), "node": {"node_slug": slug},
-        "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 2, "ram_mb": 2048},
-        "sandbox": {"supported": True, "max_concurrency": 2}, "worker_api": {"base_url": worker_url},
+        "version": 1,
+        "reported_at": _now(),
+        "node": {"node_slug": slug},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 2, "ram_mb": 2048},
+        "sandbox": {"supported": True, "max_concurrency": 2},
+        "worker_api": {"base_url": worker_url},
     }
 
 
@@ -203,8 +208,11 @@ def _now() -> str:
 
 def register_and_fetch(svc: Services, slug: str, worker_url: str) -> NodeUnderTest:
     """``POST /v1/nodes/register`` with the PSK, then ``GET /v1/nodes/config`` as the node does."""
-    resp = requests.post(f"{svc.control}/v1/nodes/register", timeout=TIMEOUT,
-                         json={"psk": svc.orchestrator.secrets.psk, "capability": _capability(slug, worker_url)})
+    resp = requests.post(
+        f"{svc.control}/v1/nodes/register",
+        timeout=TIMEOUT,
+        json={"psk": svc.orchestrator.secrets.psk, "capability": _capability(slug, worker_url)},
+    )
     assert resp.status_code in (200, 201), resp.text
     node = NodeUnderTest(slug, resp.json()["auth"]["node_jwt"])
     config = requests.get(f"{svc.control}/v1/nodes/config", headers=_bearer(node.token), timeout=TIMEOUT)
@@ -215,8 +223,13 @@ def register_and_fetch(svc: Services, slug: str, worker_url: str) -> NodeUnderTe
 
 
 def ack(svc: Services, node: NodeUnderTest, status: str) -> None:
-    body: dict[str, Any] = {"version": 1, "node_slug": node.slug, "config_version": node.config_version,
-                            "ack_at": _now(), "status": status}
+    body: dict[str, Any] = {
+        "version": 1,
+        "node_slug": node.slug,
+        "config_version": node.config_version,
+        "ack_at": _now(),
+        "status": status,
+    }
     if status == "failed":
         body["error"] = {"type": "apply", "message": "could not apply the configuration"}
     resp = requests.post(f"{svc.control}/v1/nodes/config", json=body, headers=_bearer(node.token), timeout=TIMEOUT)
@@ -278,8 +291,10 @@ def both_answer(ctx: Ctx, status: int) -> None:
         assert resp.headers["Content-Type"].startswith("text/plain"), name
 
 
-@then('each body lists the checks "database", "migrations" and "dispatchable node" with their states, '
-      'only "dispatchable node" failing')
+@then(
+    'each body lists the checks "database", "migrations" and "dispatchable node" with their states, '
+    'only "dispatchable node" failing'
+)
 def only_node_failing(ctx: Ctx) -> None:
     for resp in ctx["responses"].values():
         assert parse_checks(resp.text) == {"database": True, "migrations": True, "dispatchable node": False}, resp.text
@@ -372,8 +387,10 @@ def database_lost(pg: Any, test_database: OwnDatabase) -> None:
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
         name = sql.Identifier(test_database.name)
         conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = %s AND pid <> pg_backend_pid()", (test_database.name,))
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (test_database.name,),
+        )
 
 
 @then("no response body contains the database password")
@@ -441,15 +458,19 @@ def send_request(ctx: Ctx, request: str, service: str) -> None:
     base = ctx["svc"].url(service)
     if request == "a login body of 11 MiB":
         blob = '{"handle": "admin", "password": "' + "x" * (11 * 1024 * 1024) + '"}'
-        ctx["resp"] = requests.post(f"{base}/v1/auth/login", data=blob, headers={"Content-Type": "application/json"},
-                                    timeout=30)
+        ctx["resp"] = requests.post(
+            f"{base}/v1/auth/login", data=blob, headers={"Content-Type": "application/json"}, timeout=30
+        )
     else:
         method, path = request.split(" ", 1)
         ctx["resp"] = requests.request(method, base + path, timeout=TIMEOUT)
 
 
-@then(parsers.parse('I get a problem response with status {status:d}, "Content-Type" "{ctype}" '
-                    'and a "type" URN from the contracts'))
+@then(
+    parsers.parse(
+        'I get a problem response with status {status:d}, "Content-Type" "{ctype}" and a "type" URN from the contracts'
+    )
+)
 def problem_details(ctx: Ctx, status: int, ctype: str) -> None:
     resp = ctx["resp"]
     assert resp.status_code == status, resp.text
@@ -482,9 +503,12 @@ def _stored_files(home: Path) -> dict[str, tuple[str, int]]:
 def _serve_env(ctx: Ctx, database_url: str, home: Path, **extra: str) -> dict[str, str]:
     ctx["ports"] = [free_port(), free_port()]
     return clean_environ(
-        CYNODE_HOME=str(home), CYNODE_DATABASE_URL=database_url,
-        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ctx['ports'][0]}", CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ctx['ports'][1]}",
-        CYNODE_DISPATCHER_ENABLED="false", **extra,
+        CYNODE_HOME=str(home),
+        CYNODE_DATABASE_URL=database_url,
+        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ctx['ports'][0]}",
+        CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ctx['ports'][1]}",
+        CYNODE_DISPATCHER_ENABLED="false",
+        **extra,
     )
 
 
@@ -495,8 +519,10 @@ def _start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> CynodePr
     return proc
 
 
-@given("an empty CYNODE_HOME and no JWT secret, node registration PSK or bootstrap admin password "
-       "in the environment or the bootstrap file")
+@given(
+    "an empty CYNODE_HOME and no JWT secret, node registration PSK or bootstrap admin password "
+    "in the environment or the bootstrap file"
+)
 def empty_home(ctx: Ctx, tmp_path: Path, empty_database_url: str) -> None:
     ctx["home"] = tmp_path / "cynode-home"
     assert not ctx["home"].exists()
@@ -510,8 +536,10 @@ def first_start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> Non
     ctx["gw"], ctx["cp"] = (f"http://127.0.0.1:{p}" for p in ctx["ports"])
 
 
-@then("a JWT secret of at least 32 bytes, a node PSK and an admin password are generated "
-      "and each stored in a file under CYNODE_HOME with mode 0600")
+@then(
+    "a JWT secret of at least 32 bytes, a node PSK and an admin password are generated "
+    "and each stored in a file under CYNODE_HOME with mode 0600"
+)
 def secrets_stored(ctx: Ctx) -> None:
     stored = {}
     for name in SECRET_FILES:
@@ -552,8 +580,9 @@ def psk_check(ctx: Ctx, bad: str) -> None:
     cap = _capability("node-secrets", "http://127.0.0.1:9")
     refused = requests.post(f"{ctx['cp']}/v1/nodes/register", json={"psk": bad, "capability": cap}, timeout=TIMEOUT)
     assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
-    accepted = requests.post(f"{ctx['cp']}/v1/nodes/register",
-                             json={"psk": ctx["stored"]["node-psk"], "capability": cap}, timeout=TIMEOUT)
+    accepted = requests.post(
+        f"{ctx['cp']}/v1/nodes/register", json={"psk": ctx["stored"]["node-psk"], "capability": cap}, timeout=TIMEOUT
+    )
     assert accepted.status_code == 201, accepted.text
 
 
@@ -566,8 +595,12 @@ def weak_signed(ctx: Ctx, weak: str) -> None:
     resp = requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(forged), timeout=TIMEOUT)
     assert resp.status_code == 401
     # The genuine token of the same claims works, so the signature alone made the difference.
-    assert requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]),
-                        timeout=TIMEOUT).status_code == 200
+    assert (
+        requests.get(
+            f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]), timeout=TIMEOUT
+        ).status_code
+        == 200
+    )
 
 
 @when("the services are restarted with the same CYNODE_HOME")

@@ -115,8 +115,9 @@ def _path(ctx: Ctx, template: str) -> str:
 
 
 @given("the gateway and control plane are running with one dispatchable node behind a stub Worker API")
-def services_with_node(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi,
-                       dispatcher: InProcessDispatcher) -> None:
+def services_with_node(
+    ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi, dispatcher: InProcessDispatcher
+) -> None:
     assert api.get("/healthz").status_code == 200
     node = NodeHandle("node-01", stub)
     make_dispatchable(api, orchestrator.secrets.psk, node)
@@ -191,8 +192,9 @@ def one_of_each(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi) -> N
 
 
 @given(parsers.parse('I created {first:d} tasks that are "{status1}", then {second:d} that are "{status2}"'))
-def created_in_order(ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi, first: int, status1: str,
-                     second: int, status2: str) -> None:
+def created_in_order(
+    ctx: Ctx, orchestrator: Any, api: Api, stub: StubWorkerApi, first: int, status1: str, second: int, status2: str
+) -> None:
     assert (status1, status2) == ("completed", "failed")
     stub.when_command_contains("exit 1", Reply(status="failed", exit_code=1))
     ctx["completed"], ctx["failed"] = [], []
@@ -221,8 +223,12 @@ def post_task_json(ctx: Ctx, orchestrator: Any, api: Api, body: str) -> None:
     ctx["resp"] = api.post("/v1/tasks", json_body=json.loads(body), token=ctx["tokens"]["alice"])
 
 
-@when(parsers.re(r"I POST /v1/tasks (?P<request>without an Authorization header|"
-                 r"with bearer <node JWT> and a valid body|with a truncated JSON body)$"))
+@when(
+    parsers.re(
+        r"I POST /v1/tasks (?P<request>without an Authorization header|"
+        r"with bearer <node JWT> and a valid body|with a truncated JSON body)$"
+    )
+)
 def post_task_bad(ctx: Ctx, api: Api, request: str) -> None:
     if request.startswith("without"):
         ctx["resp"] = api.post("/v1/tasks", json_body=COMMAND)
@@ -445,8 +451,12 @@ def filtered_page(ctx: Ctx, count: int, status: str, offset: int) -> None:
     assert body["next_offset"] == offset
 
 
-@then(parsers.parse('GET /v1/tasks?status=completed&limit={limit:d}&offset={offset:d} returns the third completed task '
-                    'and no "next_offset"'))
+@then(
+    parsers.parse(
+        "GET /v1/tasks?status=completed&limit={limit:d}&offset={offset:d} returns the third completed task "
+        'and no "next_offset"'
+    )
+)
 def filtered_last_page(ctx: Ctx, api: Api, limit: int, offset: int) -> None:
     resp = api.get(f"/v1/tasks?status=completed&limit={limit}&offset={offset}", token=ctx["tokens"]["alice"])
     body = resp.get_json()
@@ -468,8 +478,12 @@ def logs_both(ctx: Ctx, stdout: str, stderr: str) -> None:
     assert (body["stdout"], body["stderr"]) == (unescape(stdout), unescape(stderr))
 
 
-@then(parsers.re(r'GET /v1/tasks/\{T\}/logs\?stream=(?P<stream>\w+) '
-                 r'has "stdout" "(?P<stdout>[^"]*)" and "stderr" "(?P<stderr>[^"]*)"'))
+@then(
+    parsers.re(
+        r"GET /v1/tasks/\{T\}/logs\?stream=(?P<stream>\w+) "
+        r'has "stdout" "(?P<stdout>[^"]*)" and "stderr" "(?P<stderr>[^"]*)"'
+    )
+)
 def logs_one(ctx: Ctx, api: Api, stream: str, stdout: str, stderr: str) -> None:
     resp = api.get(f"/v1/tasks/{ctx['T']}/logs?stream={stream}", token=ctx["tokens"]["alice"])
     assert resp.status_code == 200

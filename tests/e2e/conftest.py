@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,15 +30,17 @@ class Cluster:
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_")}
-        self.env.update({
-            "CYNODE_DATABASE_URL": database_url,
-            "CYNODE_HOME": str(tmp / "home"),
-            "CYNODE_JWT_SECRET": secrets.jwt_secret,
-            "CYNODE_NODE_PSK": secrets.psk,
-            "CYNODE_ADMIN_PASSWORD": secrets.admin_password,
-            "CYNODE_DISPATCH_WORKERS": "8",
-            "CYNODE_DISPATCH_POLL_INTERVAL": "0.2",
-        })
+        self.env.update(
+            {
+                "CYNODE_DATABASE_URL": database_url,
+                "CYNODE_HOME": str(tmp / "home"),
+                "CYNODE_JWT_SECRET": secrets.jwt_secret,
+                "CYNODE_NODE_PSK": secrets.psk,
+                "CYNODE_ADMIN_PASSWORD": secrets.admin_password,
+                "CYNODE_DISPATCH_WORKERS": "8",
+                "CYNODE_DISPATCH_POLL_INTERVAL": "0.2",
+            }
+        )
         self.env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
         self.procs: list[Proc] = []
 

@@ -48,8 +48,13 @@ class Proc:
 
     def start(self) -> Proc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "cynode_core", *self.args], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cynode_core", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def alive(self) -> bool:
@@ -84,10 +89,12 @@ class Orchestrator(Proc):
     def __init__(self, name: str, base_env: dict[str, str], log_dir: Path, **settings: str):
         self.gateway_port, self.control_port = free_port(), free_port()
         env = dict(base_env)
-        env.update({
-            "CYNODE_GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
-            "CYNODE_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-        })
+        env.update(
+            {
+                "CYNODE_GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
+                "CYNODE_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
+            }
+        )
         env.update({f"CYNODE_{k.upper()}": str(v) for k, v in settings.items()})
         super().__init__(name, ["orchestrator", "serve"], env, log_dir)
 
@@ -104,6 +111,7 @@ class Orchestrator(Proc):
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
             return requests.get(f"{self.control}/healthz", timeout=2).status_code == 200
+
         wait_until(up, timeout, f"{self.name} /healthz")
         return self
 
@@ -112,13 +120,15 @@ class Node(Proc):
     def __init__(self, slug: str, base_env: dict[str, str], log_dir: Path, orchestrator: Orchestrator, **settings: str):
         self.port = free_port()
         env = dict(base_env)
-        env.update({
-            "CYNODE_ORCHESTRATOR_URL": orchestrator.control,
-            "CYNODE_NODE_SLUG": slug,
-            "CYNODE_WORKER_LISTEN_PORT": str(self.port),
-            "CYNODE_INFERENCE_BACKEND": "none",
-            "CYNODE_SANDBOX_IMAGE": SANDBOX_IMAGE,
-        })
+        env.update(
+            {
+                "CYNODE_ORCHESTRATOR_URL": orchestrator.control,
+                "CYNODE_NODE_SLUG": slug,
+                "CYNODE_WORKER_LISTEN_PORT": str(self.port),
+                "CYNODE_INFERENCE_BACKEND": "none",
+                "CYNODE_SANDBOX_IMAGE": SANDBOX_IMAGE,
+            }
+        )
         env.update({f"CYNODE_{k.upper()}": str(v) for k, v in settings.items()})
         super().__init__(slug, ["node", "serve"], env, log_dir)
 
@@ -131,6 +141,7 @@ class Node(Proc):
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
             return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200
+
         wait_until(ready, timeout, f"{self.name} /readyz")
         return self
 
@@ -140,8 +151,7 @@ class Api:
 
     def __init__(self, gateway: str, password: str, handle: str = "admin"):
         self.gateway = gateway
-        resp = requests.post(f"{gateway}/v1/auth/login", json={"handle": handle, "password": password},
-                             timeout=10)
+        resp = requests.post(f"{gateway}/v1/auth/login", json={"handle": handle, "password": password}, timeout=10)
         assert resp.status_code == 200, resp.text
         self.tokens = resp.json()
 
@@ -167,4 +177,5 @@ class Api:
                 return None
             body = resp.json()
             return body if body["status"] in statuses else None
+
         return wait_until(check, timeout, f"task {task_id} in {statuses}", interval=0.2)

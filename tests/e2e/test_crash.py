@@ -9,8 +9,8 @@ from collections import Counter
 
 import requests
 
-from e2e.procs import Api, wait_until
 from cynode_core.embedded_pg import EmbeddedPostgres
+from e2e.procs import Api, wait_until
 
 
 def _job_starts(node_log: str) -> Counter:
@@ -23,7 +23,9 @@ def test_orchestrator_kill9_with_20_jobs_in_flight(cluster) -> None:  # type: ig
     api = Api(orch.gateway, cluster.secrets.admin_password)
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
     tasks = [api.create("sleep 1; echo run-$CYNODE_JOB_ID") for _ in range(20)]
-    wait_until(lambda: any(api.get(f"/v1/tasks/{t}").json()["status"] == "running" for t in tasks[:4]), 30, "a running task")
+    wait_until(
+        lambda: any(api.get(f"/v1/tasks/{t}").json()["status"] == "running" for t in tasks[:4]), 30, "a running task"
+    )
     orch.kill9()
     orch.start().wait_healthy()
     results = [api.wait_status(t, ("completed", "failed", "canceled"), timeout=120) for t in tasks]

@@ -148,7 +148,9 @@ def no_mcp(ctx) -> None:  # type: ignore[no-untyped-def]
 @when("I refresh my tokens and read the task with the new access token")
 def refresh_and_read(ctx) -> None:  # type: ignore[no-untyped-def]
     api = ctx["api"]
-    resp = requests.post(f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10)
+    resp = requests.post(
+        f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10
+    )
     assert resp.status_code == 200
     api.tokens = resp.json()
     ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}")
@@ -161,14 +163,19 @@ def read_ok(ctx) -> None:  # type: ignore[no-untyped-def]
 
 @when("I log out")
 def log_out(ctx) -> None:  # type: ignore[no-untyped-def]
-    assert ctx["api"].post("/v1/auth/logout", json={"refresh_token": ctx["api"].tokens["refresh_token"]}).status_code == 204
+    assert (
+        ctx["api"].post("/v1/auth/logout", json={"refresh_token": ctx["api"].tokens["refresh_token"]}).status_code
+        == 204
+    )
 
 
 @then("reading the task with the new access token gets 401 and refreshing gets 401")
 def dead_session(ctx) -> None:  # type: ignore[no-untyped-def]
     api = ctx["api"]
     assert api.get(f"/v1/tasks/{ctx['task']}").status_code == 401
-    resp = requests.post(f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10)
+    resp = requests.post(
+        f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10
+    )
     assert resp.status_code == 401
 
 
@@ -198,8 +205,13 @@ def cancel_ok(ctx) -> None:  # type: ignore[no-untyped-def]
 def _containers_for(job_id: str) -> list[str]:
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
-    out = subprocess.run(["podman", "ps", "-q", "--filter", f"label=cynodeai.job_id={job_id}"], env=env,
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["podman", "ps", "-q", "--filter", f"label=cynodeai.job_id={job_id}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return out.stdout.split()
 
 
@@ -213,6 +225,7 @@ def stays_canceled(ctx) -> None:  # type: ignore[no-untyped-def]
     def answered() -> bool:
         result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
         return result["jobs"][0].get("result") is not None
+
     wait_until(answered, 30, "the node's late answer to be recorded")
     result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
     assert result["status"] == "canceled" and result["jobs"][0]["status"] == "canceled"

@@ -68,17 +68,30 @@ def stack(ctx, cluster, model_server) -> None:  # type: ignore[no-untyped-def]
     if not model_server.base_url:
         model_server.start()
     orch = cluster.orchestrator().start().wait_healthy()
-    node = cluster.node("node-01", orch, inference_backend="ollama", ollama_url=model_server.base_url,
-                        keep_workspaces="true").start().wait_ready()
+    node = (
+        cluster.node(
+            "node-01", orch, inference_backend="ollama", ollama_url=model_server.base_url, keep_workspaces="true"
+        )
+        .start()
+        .wait_ready()
+    )
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "ready")
-    ctx.update(orch=orch, node=node, api=Api(orch.gateway, cluster.secrets.admin_password), cluster=cluster,
-               backend_url=model_server.base_url, model_server=model_server)
+    ctx.update(
+        orch=orch,
+        node=node,
+        api=Api(orch.gateway, cluster.secrets.admin_password),
+        cluster=cluster,
+        backend_url=model_server.base_url,
+        model_server=model_server,
+    )
 
 
 @given('the node reported the served model in "inference.available_models"')
 def reported(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
     with psycopg.connect(cluster.env["CYNODE_DATABASE_URL"]) as conn:
-        snapshot = conn.execute("SELECT capability_snapshot FROM node_capabilities ORDER BY reported_at DESC LIMIT 1").fetchone()[0]
+        snapshot = conn.execute(
+            "SELECT capability_snapshot FROM node_capabilities ORDER BY reported_at DESC LIMIT 1"
+        ).fetchone()[0]
     assert "gemma3:270m" in snapshot["inference"]["available_models"]
     assert snapshot["inference"]["supported"] is True
 
@@ -115,7 +128,9 @@ def completed_answer(ctx, seconds: int) -> None:  # type: ignore[no-untyped-def]
 @then(parsers.parse('the job payload sent to the node is not the shell command ["sh", "-c", "{prompt}"]'))
 def not_shell(ctx, prompt: str) -> None:  # type: ignore[no-untyped-def]
     with psycopg.connect(ctx["cluster"].env["CYNODE_DATABASE_URL"]) as conn:
-        payload = json.loads(conn.execute("SELECT payload #>> '{}' FROM jobs WHERE task_id = %s", (ctx["task"],)).fetchone()[0])
+        payload = json.loads(
+            conn.execute("SELECT payload #>> '{}' FROM jobs WHERE task_id = %s", (ctx["task"],)).fetchone()[0]
+        )
     assert payload["command"] != ["sh", "-c", prompt]
     assert payload["use_inference"] is True and payload["env"]["CYNODE_PROMPT"] == prompt
 
@@ -146,7 +161,7 @@ def stdout_prefix(ctx, prefix: str) -> None:  # type: ignore[no-untyped-def]
     assert ctx["job"]["stdout"].startswith(prefix)
 
 
-@then("stdout has no \"OLLAMA_BASE_URL\" and not the backend's http:// address")
+@then('stdout has no "OLLAMA_BASE_URL" and not the backend\'s http:// address')
 def no_tcp_url(ctx) -> None:  # type: ignore[no-untyped-def]
     out = ctx["job"]["stdout"]
     assert "OLLAMA_BASE_URL" not in out and ctx["backend_url"] not in out
@@ -166,14 +181,17 @@ def _python_job(ctx, script: str, *, use_inference: bool = True, env: str = "") 
 def generate_through_proxy(ctx) -> None:  # type: ignore[no-untyped-def]
     port = ctx["backend_url"].rsplit(":", 1)[1]
     probe = (
-        'import os, socket, subprocess, sys\n'
+        "import os, socket, subprocess, sys\n"
         'print("NET", sorted(os.listdir("/sys/class/net")))\n'
-        f'c = socket.socket(); c.settimeout(3)\n'
+        f"c = socket.socket(); c.settimeout(3)\n"
         f'print("TCP", c.connect_ex(("127.0.0.1", {port})))\n'
     )
-    body = json.dumps({"model": "gemma3:270m", "prompt": "Water is made of", "stream": False,
-                       "options": {"num_predict": 12}})
-    script = probe + PROXY_CLIENT.replace("sys.argv[1].encode() if len(sys.argv) > 1 else b\"\"", repr(body) + ".encode()")
+    body = json.dumps(
+        {"model": "gemma3:270m", "prompt": "Water is made of", "stream": False, "options": {"num_predict": 12}}
+    )
+    script = probe + PROXY_CLIENT.replace(
+        'sys.argv[1].encode() if len(sys.argv) > 1 else b""', repr(body) + ".encode()"
+    )
     ctx["probe"] = _python_job(ctx, script)
 
 
@@ -185,7 +203,7 @@ def answered_200(ctx) -> None:  # type: ignore[no-untyped-def]
     assert body["response"].strip() and body["model"] == "gemma3:270m"
 
 
-@then('the same job\'s direct TCP connection to the backend\'s port failed and it saw only "lo"')
+@then("the same job's direct TCP connection to the backend's port failed and it saw only \"lo\"")
 def tcp_failed(ctx) -> None:  # type: ignore[no-untyped-def]
     out = ctx["probe"]["stdout"]
     assert "NET ['lo']" in out

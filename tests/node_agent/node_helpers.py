@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from orchestrator_process import CynodeProcess, clean_environ, free_port
 from podman.domain.containers_manager import ContainersManager
 
 from cynode_core import hookimpl
@@ -92,6 +93,23 @@ def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, An
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, box
+
+
+def start_node_process(orchestrator_url: str, home: Path, podman_socket_url: str,
+                       **settings: str) -> tuple[CynodeProcess, int]:
+    """``cynode node serve`` as a child process (inference ``none`` unless set); returns it and its Worker API port.
+
+    ``settings`` are extra ``CYNODE_*`` variables. The child gets nothing else
+    of this process's cynode settings (see ``clean_environ``).
+    """
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = clean_environ(
+        CYNODE_HOME=str(home), CYNODE_ORCHESTRATOR_URL=orchestrator_url, CYNODE_NODE_PSK=NODE_PSK,
+        CYNODE_INFERENCE_BACKEND="none", CYNODE_WORKER_LISTEN_HOST="127.0.0.1",
+        CYNODE_WORKER_LISTEN_PORT=str(port), CYNODE_PODMAN_SOCKET=podman_socket_url, **settings,
+    )
+    return CynodeProcess(["node", "serve"], env, home / "node.log"), port
 
 
 def start_manager(settings: NodeSettings, plugin_manager: Any) -> tuple[NodeManager, threading.Thread, dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 import requests
 from node_helpers import CONFIG_TOKEN as TOKEN
 from node_helpers import NODE_PSK as PSK
-from node_helpers import BackendEvents, job_body, run_in_thread, start_manager
+from node_helpers import BackendEvents, job_body, run_in_thread, start_manager, start_node_process
 from orchestrator_process import free_port
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
@@ -176,28 +175,15 @@ def test_an_unreachable_orchestrator_ends_start_up_after_the_readiness_timeout(
 
 def test_cynode_node_serve_exits_0_on_sigterm(stub: StubOrchestrator, tmp_path: Path,
                                               podman_socket_url: str) -> None:
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "CONTAINERS_CONF") if name in os.environ}
-    env.update({
-        "CYNODE_HOME": str(tmp_path / "cli-home"),
-        "CYNODE_ORCHESTRATOR_URL": stub.url,
-        "CYNODE_NODE_PSK": PSK,
-        "CYNODE_INFERENCE_BACKEND": "none",
-        "CYNODE_WORKER_LISTEN_HOST": "127.0.0.1",
-        "CYNODE_WORKER_LISTEN_PORT": str(free_port()),
-        "CYNODE_PODMAN_SOCKET": podman_socket_url,
-    })
-    proc = subprocess.Popen([sys.executable, "-m", "node_agent.cli", "serve"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, _ = start_node_process(stub.url, tmp_path / "cli-home", podman_socket_url)
     try:
         assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH)), "the node never became ready"
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    assert "node node-01 is ready" in stderr
-    assert PSK not in stderr and TOKEN not in stderr
+        code = proc.stop(timeout=30)
+    output = proc.output
+    assert code == 0, output
+    assert "node node-01 is ready" in output
+    assert PSK not in output and TOKEN not in output
 
 
 def test_cynode_node_serve_reports_config_errors_with_exit_2(tmp_path: Path) -> None:

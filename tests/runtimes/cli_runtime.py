@@ -32,7 +32,7 @@ class _Capped:
         for chunk in iter(lambda: pipe.read(65536), b""):
             room = self._cap - len(self.data)
             self.truncated = self.truncated or len(chunk) > room
-            self.data += chunk[:max(room, 0)]
+            self.data += chunk[: max(room, 0)]
 
     def result(self) -> bytes:
         self._thread.join()
@@ -45,8 +45,11 @@ class PodmanCliRuntime:
     name = "podman-cli"
 
     def __init__(self) -> None:
-        self._env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-                     "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", CONTAINERS_CONF)}
+        self._env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", CONTAINERS_CONF),
+        }
         self._lock = threading.Lock()
         self._canceled: dict[str, bool] = {}  # running job id -> cancel asked
 
@@ -64,10 +67,27 @@ class PodmanCliRuntime:
     def run(self, spec: SandboxSpec) -> SandboxOutcome:
         """Run one job with ``podman run``, honouring its timeout and a cancel."""
         started, name = dt.datetime.now(dt.UTC), f"cynode-cli-{spec.job_id}"
-        argv = ["podman", "run", "--rm", "--pull=never", "--name", name, "--network=none", "--cap-drop=all",
-                "--security-opt=no-new-privileges", "--user", spec.user, "-w", "/workspace",
-                "-v", f"{spec.workspace_dir}:/workspace", "--label", f"cynodeai.task_id={spec.task_id}",
-                "--label", f"cynodeai.job_id={spec.job_id}"]
+        argv = [
+            "podman",
+            "run",
+            "--rm",
+            "--pull=never",
+            "--name",
+            name,
+            "--network=none",
+            "--cap-drop=all",
+            "--security-opt=no-new-privileges",
+            "--user",
+            spec.user,
+            "-w",
+            "/workspace",
+            "-v",
+            f"{spec.workspace_dir}:/workspace",
+            "--label",
+            f"cynodeai.task_id={spec.task_id}",
+            "--label",
+            f"cynodeai.job_id={spec.job_id}",
+        ]
         argv += ["--read-only"] if spec.read_only_root else []
         argv += [f"--pids-limit={spec.pids_limit}"] if spec.pids_limit else []
         argv += [f"--memory={spec.memory_limit}"] if spec.memory_limit else []
@@ -75,8 +95,9 @@ class PodmanCliRuntime:
         argv += [spec.image, *spec.command]
         with self._lock:
             self._canceled[spec.job_id] = False
-        proc = subprocess.Popen(argv, env=self._env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            argv, env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         assert proc.stdout is not None and proc.stderr is not None
         out, err = _Capped(proc.stdout, spec.max_output_bytes), _Capped(proc.stderr, spec.max_output_bytes)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=spec.timeout_seconds)
@@ -97,9 +118,14 @@ class PodmanCliRuntime:
         code = proc.returncode
         return SandboxOutcome(
             status="timeout" if timed_out else "completed" if code == 0 and not canceled else "failed",
-            exit_code=-1 if timed_out else code, stdout=out.result(), stderr=err.result(),
-            stdout_truncated=out.truncated, stderr_truncated=err.truncated,
-            started_at=started, ended_at=dt.datetime.now(dt.UTC))
+            exit_code=-1 if timed_out else code,
+            stdout=out.result(),
+            stderr=err.result(),
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            started_at=started,
+            ended_at=dt.datetime.now(dt.UTC),
+        )
 
     def cancel(self, job_id: str) -> bool:
         """Ask ``run`` to kill the job; True when it is running."""

@@ -73,7 +73,10 @@ class LlamaCppBackend:
         stat = path.stat()
         assert engine.info is not None
         model = ServedModel(
-            name=served, info=engine.info, size=stat.st_size, digest=digest,
+            name=served,
+            info=engine.info,
+            size=stat.st_size,
+            digest=digest,
             modified_at=dt.datetime.fromtimestamp(stat.st_mtime).astimezone().isoformat(),
         )
         server = OllamaApiServer(engine, model, port=settings.port, default_num_predict=settings.num_predict)
@@ -88,8 +91,9 @@ class LlamaCppBackend:
         except InferenceUnavailable:
             self.stop()
             raise
-        log.info("llamacpp serves %s from %s at %s (loaded in %.2f s)", served, path, server.base_url,
-                 self.load_seconds)
+        log.info(
+            "llamacpp serves %s from %s at %s (loaded in %.2f s)", served, path, server.base_url, self.load_seconds
+        )
 
     @property
     def base_url(self) -> str:
@@ -114,8 +118,11 @@ class LlamaCppBackend:
     def _check_selected_model(self, served: str) -> None:
         selected = self.settings.selected_model
         if selected and normalize_model_name(selected) != normalize_model_name(served):
-            source = (f"model file {self.settings.model_path}" if self.settings.model_path
-                      else "the bundled gemma-3-270m model")
+            source = (
+                f"model file {self.settings.model_path}"
+                if self.settings.model_path
+                else "the bundled gemma-3-270m model"
+            )
             raise InferenceUnavailable(
                 f"the orchestrator selected model {selected!r}, but this node's llamacpp backend serves "
                 f"{served!r} ({source}); point CYNODE_LLAMACPP_MODEL_PATH at a GGUF of {selected!r} "
@@ -151,8 +158,9 @@ class LlamaCppBackend:
             with _OPENER.open(url, timeout=10) as response:
                 payload = json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise InferenceUnavailable(f"the llamacpp server at {self.base_url} does not answer GET {path}: {exc}") \
-                from exc
+            raise InferenceUnavailable(
+                f"the llamacpp server at {self.base_url} does not answer GET {path}: {exc}"
+            ) from exc
         if not isinstance(payload, dict):
             raise InferenceUnavailable(f"the llamacpp server answered GET {path} with {payload!r}")
         return payload

@@ -39,17 +39,62 @@ OLLAMA_DEFAULTS: dict[str, float] = {
     "frequency_penalty": 0.0,
 }
 #: Keys of Ollama's options that tune the runner, not a request; accepted and ignored here.
-RUNNER_OPTIONS = frozenset({
-    "num_keep", "repeat_last_n", "penalize_newline", "numa", "num_ctx", "num_batch", "num_gpu", "main_gpu",
-    "low_vram", "f16_kv", "vocab_only", "use_mmap", "use_mlock", "num_thread", "tfs_z", "mirostat",
-    "mirostat_tau", "mirostat_eta", "logits_all", "embedding_only",
-})
+RUNNER_OPTIONS = frozenset(
+    {
+        "num_keep",
+        "repeat_last_n",
+        "penalize_newline",
+        "numa",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "low_vram",
+        "f16_kv",
+        "vocab_only",
+        "use_mmap",
+        "use_mlock",
+        "num_thread",
+        "tfs_z",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "logits_all",
+        "embedding_only",
+    }
+)
 # llama.cpp's file types (enum llama_ftype), as Ollama names them in /api/tags.
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
 }
 _GGML_LOG_WARN, _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 4, 5
 
@@ -83,8 +128,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
 
     @classmethod
-    def from_request(cls, options: object, *, default_num_predict: int,
-                     extra_stop: Sequence[str] = ()) -> Sampling:
+    def from_request(cls, options: object, *, default_num_predict: int, extra_stop: Sequence[str] = ()) -> Sampling:
         """Read Ollama's ``options`` object; unknown keys are ignored as Ollama ignores them."""
         if options is None:
             options = {}
@@ -236,11 +280,14 @@ class LlamaEngine:
         _llama_log.install()
         _llama_log.errors.clear()
         try:
-            llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                  verbose=False)
+            llm = llama_cpp.Llama(
+                model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+            )
         except (ValueError, RuntimeError, OSError) as exc:
-            detail = next((line for line in _llama_log.errors if "gguf" in line or "error loading" in line),
-                          _llama_log.errors[0] if _llama_log.errors else str(exc))
+            detail = next(
+                (line for line in _llama_log.errors if "gguf" in line or "error loading" in line),
+                _llama_log.errors[0] if _llama_log.errors else str(exc),
+            )
             raise InferenceUnavailable(f"cannot load model file {self.model_path}: {detail}") from exc
         try:
             # One evaluation proves the weights compute, and pages them in so
@@ -323,7 +370,7 @@ class Session:
         tokens = list(prompt_tokens)
         if len(tokens) >= n_ctx:
             # Ollama truncates an over-long prompt rather than failing: keep BOS and the latest half-context.
-            tokens = tokens[:1] + tokens[-(n_ctx // 2):]
+            tokens = tokens[:1] + tokens[-(n_ctx // 2) :]
         budget = n_ctx - len(tokens)
         limit = budget if sampling.num_predict < 0 else min(sampling.num_predict, budget)
         result.load_duration = self.waited_ns
@@ -345,9 +392,15 @@ class Session:
         # left stale state behind (greedy output changed with the previous prompt).
         llm.reset()
         tokens_iter = llm.generate(
-            tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-            typical_p=sampling.typical_p, temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
-            frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            typical_p=sampling.typical_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            presence_penalty=sampling.presence_penalty,
         )
         try:
             for token in tokens_iter:

@@ -72,9 +72,7 @@ def ensure_bundled_model(models_dir: Path, *, reassemble: bool = False) -> Path:
 def check_model_file(path: Path) -> None:
     """``InferenceUnavailable`` naming ``path`` unless it is a readable regular file."""
     if not path.exists():
-        raise InferenceUnavailable(
-            f"model file {path} does not exist (CYNODE_LLAMACPP_MODEL_PATH / option model_path)"
-        )
+        raise InferenceUnavailable(f"model file {path} does not exist (CYNODE_LLAMACPP_MODEL_PATH / option model_path)")
     if not path.is_file():
         raise InferenceUnavailable(f"model file {path} is not a regular file")
     if not os.access(path, os.R_OK):

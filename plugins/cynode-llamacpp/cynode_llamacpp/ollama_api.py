@@ -55,8 +55,16 @@ class ApiError(Exception):
 class OllamaApiServer:
     """The HTTP server; :meth:`start` binds and serves in a background thread."""
 
-    def __init__(self, engine: LlamaEngine, model: ServedModel, *, host: str = "127.0.0.1", port: int = 0,
-                 default_num_predict: int = 256, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        model: ServedModel,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_num_predict: int = 256,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
         self.engine = engine
         self.model = model
         self.default_num_predict = default_num_predict
@@ -90,8 +98,9 @@ class OllamaApiServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
-                 api: OllamaApiServer) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, api: OllamaApiServer
+    ) -> None:
         self.api = api
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -144,8 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"", "text/plain; charset=utf-8")
 
     def do_GET(self) -> None:
-        routes: dict[str, Callable[[], None]] = {"/": self._root, "/api/version": self._version,
-                                                 "/api/tags": self._tags}
+        routes: dict[str, Callable[[], None]] = {
+            "/": self._root,
+            "/api/version": self._version,
+            "/api/tags": self._tags,
+        }
         self._dispatch(routes.get(self._route()))
 
     def do_POST(self) -> None:
@@ -285,13 +297,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "raw mode does not support template, system, or context")
         if not prompt and not context:
             # Ollama answers an empty prompt by loading the model; ours is always loaded.
-            self._send_json(200, {"model": model, "created_at": now_rfc3339(), "response": "", "done": True,
-                                  "done_reason": "load"})
+            self._send_json(
+                200, {"model": model, "created_at": now_rfc3339(), "response": "", "done": True, "done_reason": "load"}
+            )
             return
         with self.api.engine.session() as session:
             try:
-                built = generate_prompt(session, self.api.model.info, prompt=prompt or "", system=system, raw=raw,
-                                        context=context)
+                built = generate_prompt(
+                    session, self.api.model.info, prompt=prompt or "", system=system, raw=raw, context=context
+                )
             except PromptError as exc:
                 raise ApiError(400, str(exc)) from None
             sampling = dataclasses.replace(sampling, stop=(*sampling.stop, *built.stop))
@@ -302,8 +316,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
 
             def final(text: str) -> dict[str, Any]:
-                payload: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": text,
-                                           "done": True, "done_reason": result.done_reason}
+                payload: dict[str, Any] = {
+                    "model": model,
+                    "created_at": now_rfc3339(),
+                    "response": text,
+                    "done": True,
+                    "done_reason": result.done_reason,
+                }
                 if not raw:
                     payload["context"] = result.tokens
                 return payload | self._metrics(result)
@@ -320,9 +339,16 @@ class _Handler(BaseHTTPRequestHandler):
         except PromptError as exc:
             raise ApiError(400, str(exc)) from None
         if not messages:
-            self._send_json(200, {"model": model, "created_at": now_rfc3339(),
-                                  "message": {"role": "assistant", "content": ""}, "done_reason": "load",
-                                  "done": True})
+            self._send_json(
+                200,
+                {
+                    "model": model,
+                    "created_at": now_rfc3339(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done_reason": "load",
+                    "done": True,
+                },
+            )
             return
         with self.api.engine.session() as session:
             try:
@@ -334,13 +360,21 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = session.generate(built.tokens, sampling, result)
 
             def chunk(text: str) -> dict[str, Any]:
-                return {"model": model, "created_at": now_rfc3339(),
-                        "message": {"role": "assistant", "content": text}, "done": False}
+                return {
+                    "model": model,
+                    "created_at": now_rfc3339(),
+                    "message": {"role": "assistant", "content": text},
+                    "done": False,
+                }
 
             def final(text: str) -> dict[str, Any]:
-                return {"model": model, "created_at": now_rfc3339(),
-                        "message": {"role": "assistant", "content": text},
-                        "done_reason": result.done_reason, "done": True} | self._metrics(result)
+                return {
+                    "model": model,
+                    "created_at": now_rfc3339(),
+                    "message": {"role": "assistant", "content": text},
+                    "done_reason": result.done_reason,
+                    "done": True,
+                } | self._metrics(result)
 
             self._answer(stream, pieces, chunk, final, strip_leading_space=built.strip_leading_space)
 
@@ -354,8 +388,15 @@ class _Handler(BaseHTTPRequestHandler):
             "eval_duration": result.eval_duration,
         }
 
-    def _answer(self, stream: bool, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]],
-                final: Callable[[str], dict[str, Any]], *, strip_leading_space: bool) -> None:
+    def _answer(
+        self,
+        stream: bool,
+        pieces: Iterator[str],
+        chunk: Callable[[str], dict[str, Any]],
+        final: Callable[[str], dict[str, Any]],
+        *,
+        strip_leading_space: bool,
+    ) -> None:
         if strip_leading_space:
             pieces = _lstrip_pieces(pieces)
         try:
@@ -367,8 +408,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             pieces.close()  # type: ignore[attr-defined]
 
-    def _stream(self, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]],
-                final: Callable[[str], dict[str, Any]]) -> None:
+    def _stream(
+        self, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]], final: Callable[[str], dict[str, Any]]
+    ) -> None:
         chunked = self.request_version != "HTTP/1.0"
         self.send_response(200)
         self.send_header("Content-Type", NDJSON)

@@ -68,8 +68,9 @@ def parse_messages(value: object) -> list[ChatMessage]:
     return messages
 
 
-def generate_prompt(session: Session, info: ModelInfo, *, prompt: str, system: str | None, raw: bool,
-                    context: Sequence[int] | None) -> Prompt:
+def generate_prompt(
+    session: Session, info: ModelInfo, *, prompt: str, system: str | None, raw: bool, context: Sequence[int] | None
+) -> Prompt:
     """Tokens for ``/api/generate``."""
     if raw:
         return Prompt(tokens=session.tokenize(prompt, add_bos=True))
@@ -87,14 +88,19 @@ def chat_prompt(session: Session, info: ModelInfo, messages: Sequence[ChatMessag
     """Tokens for ``/api/chat``."""
     if info.chat_template:
         text = _render_template(info, messages)
-        return Prompt(tokens=session.tokenize(text, add_bos=not text.startswith(info.bos_text or "\0")),
-                      stop=(info.eos_text,) if info.eos_text else ())
+        return Prompt(
+            tokens=session.tokenize(text, add_bos=not text.startswith(info.bos_text or "\0")),
+            stop=(info.eos_text,) if info.eos_text else (),
+        )
     lines = [f"{_TRANSCRIPT_LABELS.get(m.role, m.role.capitalize())}: {m.content}" for m in messages]
     continuing = messages[-1].role == "assistant"
     if not continuing:
         lines.append("Assistant:")
-    return Prompt(tokens=session.tokenize("\n".join(lines), add_bos=True), stop=TRANSCRIPT_STOPS,
-                  strip_leading_space=not continuing)
+    return Prompt(
+        tokens=session.tokenize("\n".join(lines), add_bos=True),
+        stop=TRANSCRIPT_STOPS,
+        strip_leading_space=not continuing,
+    )
 
 
 def _render_template(info: ModelInfo, messages: Sequence[ChatMessage]) -> str:

@@ -45,8 +45,7 @@ class LlamaCppSettings:
     port: int = 0
 
     @classmethod
-    def from_options(cls, options: Mapping[str, object],
-                     environ: Mapping[str, str] | None = None) -> LlamaCppSettings:
+    def from_options(cls, options: Mapping[str, object], environ: Mapping[str, str] | None = None) -> LlamaCppSettings:
         """Resolve the settings from the node's options and the environment."""
         env = os.environ if environ is None else environ
         instruction_env = options.get("env")
@@ -68,8 +67,9 @@ class LlamaCppSettings:
             model_path=Path(model_path).expanduser() if model_path else None,
             model_name=_text(options.get("model")),
             selected_model=_text(options.get("selected_model")),
-            num_ctx=_int("num_ctx", pick("num_ctx", instruction.get("OLLAMA_CONTEXT_LENGTH")),
-                         DEFAULT_NUM_CTX, minimum=256),
+            num_ctx=_int(
+                "num_ctx", pick("num_ctx", instruction.get("OLLAMA_CONTEXT_LENGTH")), DEFAULT_NUM_CTX, minimum=256
+            ),
             num_threads=_optional_int("num_threads", pick("num_threads")),
             num_predict=_int("num_predict", pick("num_predict"), DEFAULT_NUM_PREDICT, minimum=-2),
             port=_int("port", pick("port"), 0, minimum=0, maximum=65535),
@@ -96,7 +96,7 @@ def normalize_model_name(name: str) -> str:
     text = name.strip().lower()
     for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/", "library/"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             break
     if ":" not in text.rsplit("/", 1)[-1]:
         text += ":latest"

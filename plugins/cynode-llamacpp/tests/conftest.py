@@ -27,8 +27,15 @@ def llamacpp_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def backend(llamacpp_home: Path) -> Iterator[LlamaCppBackend]:
     """One started backend for the test module, as the node agent builds it."""
-    started = LlamaCppBackend.from_options({"home": str(llamacpp_home), "model": None, "selected_model": MODEL,
-                                            "ollama_url": "http://127.0.0.1:11434", "state_dir": str(llamacpp_home)})
+    started = LlamaCppBackend.from_options(
+        {
+            "home": str(llamacpp_home),
+            "model": None,
+            "selected_model": MODEL,
+            "ollama_url": "http://127.0.0.1:11434",
+            "state_dir": str(llamacpp_home),
+        }
+    )
     started.start()
     yield started
     started.stop()

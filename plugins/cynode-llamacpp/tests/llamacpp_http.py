@@ -35,8 +35,14 @@ class Reply:
 Call = Callable[..., Reply]
 
 
-def http_call(base_url: str, method: str, path: str, body: object = None,
-              headers: dict[str, str] | None = None, timeout: float = 60) -> Reply:
+def http_call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: object = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Reply:
     """One request on a fresh connection; ``body`` is JSON-encoded unless it is bytes."""
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)

@@ -31,13 +31,20 @@ Shape = dict[str, tuple[Any, bool]]
 
 # docs/api.md, "Generate request (Streaming)": each streamed object.
 GENERATE_CHUNK: Shape = {
-    "model": (str, True), "created_at": (str, True), "response": (str, True), "done": (bool, True),
+    "model": (str, True),
+    "created_at": (str, True),
+    "response": (str, True),
+    "done": (bool, True),
 }
 # docs/api.md: "The final response in the stream also includes additional data about the generation"
 # (total_duration ... eval_duration, context); done_reason as in the "with suffix" example.
 METRICS: Shape = {
-    "total_duration": (int, True), "load_duration": (int, True), "prompt_eval_count": (int, True),
-    "prompt_eval_duration": (int, True), "eval_count": (int, True), "eval_duration": (int, True),
+    "total_duration": (int, True),
+    "load_duration": (int, True),
+    "prompt_eval_count": (int, True),
+    "prompt_eval_duration": (int, True),
+    "eval_count": (int, True),
+    "eval_duration": (int, True),
 }
 GENERATE_FINAL: Shape = {**GENERATE_CHUNK, "done_reason": (str, True), "context": (list, True), **METRICS}
 # docs/api.md, "Request (Raw Mode)": "raw mode will not return a context".
@@ -56,13 +63,21 @@ CHAT_LOAD: Shape = {**CHAT_CHUNK, "done_reason": (str, True)}
 # docs/api.md "List Local Models" and docs.ollama.com/api/tags.
 TAGS: Shape = {"models": (list, True)}
 TAG: Shape = {
-    "name": (str, True), "model": (str, True), "modified_at": (str, True), "size": (int, True),
-    "digest": (str, True), "details": (dict, True),
+    "name": (str, True),
+    "model": (str, True),
+    "modified_at": (str, True),
+    "size": (int, True),
+    "digest": (str, True),
+    "details": (dict, True),
 }
 # docs/api.md "List Running Models" shows the full details object (parent_model included).
 DETAILS: Shape = {
-    "parent_model": (str, False), "format": (str, True), "family": (str, True), "families": (list, True),
-    "parameter_size": (str, True), "quantization_level": (str, True),
+    "parent_model": (str, False),
+    "format": (str, True),
+    "family": (str, True),
+    "families": (list, True),
+    "parameter_size": (str, True),
+    "quantization_level": (str, True),
 }
 # docs.ollama.com/api-reference/get-version: VersionResponse.
 VERSION: Shape = {"version": (str, True)}
@@ -127,8 +142,9 @@ def test_tags_shape(call: Call) -> None:
 
 
 def test_generate_streaming_shapes(call: Call) -> None:
-    lines = call("POST", "/api/generate", {"model": MODEL, "prompt": "Why is the sky blue?",
-                                           "options": {"num_predict": 8}}).lines()
+    lines = call(
+        "POST", "/api/generate", {"model": MODEL, "prompt": "Why is the sky blue?", "options": {"num_predict": 8}}
+    ).lines()
     for chunk in lines[:-1]:
         assert_shape(chunk, GENERATE_CHUNK)
         assert chunk["done"] is False and chunk["model"] == MODEL
@@ -141,8 +157,11 @@ def test_generate_streaming_shapes(call: Call) -> None:
 
 
 def test_generate_non_streaming_shape(call: Call) -> None:
-    final = call("POST", "/api/generate", {"model": MODEL, "prompt": "Why is the sky blue?", "stream": False,
-                                           "options": {"num_predict": 8}}).json()
+    final = call(
+        "POST",
+        "/api/generate",
+        {"model": MODEL, "prompt": "Why is the sky blue?", "stream": False, "options": {"num_predict": 8}},
+    ).json()
     assert_shape(final, GENERATE_FINAL)
     assert final["done"] is True and final["response"]  # "if not streamed, this will contain the full response"
     assert final["done_reason"] in ("stop", "length")
@@ -150,8 +169,11 @@ def test_generate_non_streaming_shape(call: Call) -> None:
 
 
 def test_generate_raw_and_load_shapes(call: Call) -> None:
-    raw = call("POST", "/api/generate", {"model": MODEL, "prompt": "Why is the sky blue?", "raw": True,
-                                         "stream": False, "options": {"num_predict": 4}}).json()
+    raw = call(
+        "POST",
+        "/api/generate",
+        {"model": MODEL, "prompt": "Why is the sky blue?", "raw": True, "stream": False, "options": {"num_predict": 4}},
+    ).json()
     assert_shape(raw, GENERATE_FINAL_RAW)
     load = call("POST", "/api/generate", {"model": MODEL}).json()
     assert_shape(load, GENERATE_LOAD)
@@ -159,8 +181,15 @@ def test_generate_raw_and_load_shapes(call: Call) -> None:
 
 
 def test_chat_streaming_shapes(call: Call) -> None:
-    lines = call("POST", "/api/chat", {"model": MODEL, "options": {"num_predict": 8},
-                                       "messages": [{"role": "user", "content": "why is the sky blue?"}]}).lines()
+    lines = call(
+        "POST",
+        "/api/chat",
+        {
+            "model": MODEL,
+            "options": {"num_predict": 8},
+            "messages": [{"role": "user", "content": "why is the sky blue?"}],
+        },
+    ).lines()
     for chunk in lines[:-1]:
         assert_shape(chunk, CHAT_CHUNK)
         assert_shape(chunk["message"], MESSAGE)
@@ -173,8 +202,16 @@ def test_chat_streaming_shapes(call: Call) -> None:
 
 
 def test_chat_non_streaming_and_load_shapes(call: Call) -> None:
-    final = call("POST", "/api/chat", {"model": MODEL, "stream": False, "options": {"num_predict": 8},
-                                       "messages": [{"role": "user", "content": "why is the sky blue?"}]}).json()
+    final = call(
+        "POST",
+        "/api/chat",
+        {
+            "model": MODEL,
+            "stream": False,
+            "options": {"num_predict": 8},
+            "messages": [{"role": "user", "content": "why is the sky blue?"}],
+        },
+    ).json()
     assert_shape(final, CHAT_FINAL)
     assert_shape(final["message"], MESSAGE)
     assert final["message"]["role"] == "assistant" and final["message"]["content"]
@@ -198,7 +235,8 @@ def test_error_shapes_and_status_codes(call: Call) -> None:
 
 def test_the_shape_checker_catches_differences() -> None:
     assert problems({"model": "m", "created_at": "t", "response": "r"}, GENERATE_CHUNK) == ["done: missing"]
-    assert problems({**dict.fromkeys(GENERATE_CHUNK, ""), "done": False, "extra": 1}, GENERATE_CHUNK) \
-        == ["extra: not in Ollama's API"]
+    assert problems({**dict.fromkeys(GENERATE_CHUNK, ""), "done": False, "extra": 1}, GENERATE_CHUNK) == [
+        "extra: not in Ollama's API"
+    ]
     assert problems({"version": 1}, VERSION) == ["version: 1 is not str"]
     assert problems({"size": True}, {"size": (int, True)}) == ["size: True is not an integer"]

@@ -109,13 +109,16 @@ def test_a_selected_model_this_backend_cannot_serve_fails_start(llamacpp_home: P
 def test_an_operator_gguf_is_served_under_the_configured_name(tmp_path: Path, llamacpp_home: Path) -> None:
     own = tmp_path / "my-model.gguf"
     own.symlink_to(llamacpp_home / "models" / BUNDLED)
-    backend = LlamaCppBackend.from_options({"home": str(tmp_path), "model_path": str(own),
-                                            "selected_model": "tiny:1b"})
+    backend = LlamaCppBackend.from_options({"home": str(tmp_path), "model_path": str(own), "selected_model": "tiny:1b"})
     backend.start()
     try:
         assert backend.models() == ["tiny:1b"]
-        reply = http_call(backend.base_url, "POST", "/api/generate",
-                          {"model": "tiny:1b", "prompt": "Hello", "stream": False, "options": {"num_predict": 2}})
+        reply = http_call(
+            backend.base_url,
+            "POST",
+            "/api/generate",
+            {"model": "tiny:1b", "prompt": "Hello", "stream": False, "options": {"num_predict": 2}},
+        )
         assert reply.status == 200 and reply.json()["eval_count"] == 2
         assert not (tmp_path / "models").exists()  # the bundled model is not assembled when a path is given
     finally:
@@ -138,8 +141,11 @@ def test_stop_during_a_stream_ends_it_and_frees_the_model(llamacpp_home: Path) -
     url = urlsplit(backend.base_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
-        connection.request("POST", "/api/generate", body=json.dumps(
-            {"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 3000}}))
+        connection.request(
+            "POST",
+            "/api/generate",
+            body=json.dumps({"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 3000}}),
+        )
         response = connection.getresponse()
         assert json.loads(response.readline())["done"] is False
         started = time.monotonic()

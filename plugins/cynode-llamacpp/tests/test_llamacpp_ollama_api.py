@@ -36,8 +36,16 @@ def test_tags_list_the_served_model(call: Call, backend: LlamaCppBackend) -> Non
 
 
 def test_generate_without_streaming_is_one_object_with_counts(call: Call) -> None:
-    reply = call("POST", "/api/generate", {"model": MODEL, "prompt": "The capital of France is", "stream": False,
-                                           "options": {**GREEDY, "num_predict": 16}})
+    reply = call(
+        "POST",
+        "/api/generate",
+        {
+            "model": MODEL,
+            "prompt": "The capital of France is",
+            "stream": False,
+            "options": {**GREEDY, "num_predict": 16},
+        },
+    )
     assert reply.status == 200 and reply.content_type == "application/json; charset=utf-8"
     body = reply.json()
     assert body["done"] is True and body["done_reason"] == "length"
@@ -48,8 +56,16 @@ def test_generate_without_streaming_is_one_object_with_counts(call: Call) -> Non
 
 
 def test_completion_prompt_gives_real_text(call: Call) -> None:
-    body = call("POST", "/api/generate", {"model": MODEL, "prompt": "The capital of France is", "stream": False,
-                                          "options": {**GREEDY, "num_predict": 12}}).json()
+    body = call(
+        "POST",
+        "/api/generate",
+        {
+            "model": MODEL,
+            "prompt": "The capital of France is",
+            "stream": False,
+            "options": {**GREEDY, "num_predict": 12},
+        },
+    ).json()
     words = re.findall(r"[A-Za-z]{2,}", body["response"])
     assert len(words) >= 4, body["response"]
     assert "France" in body["response"] or "Paris" in body["response"]
@@ -81,9 +97,18 @@ def test_chat_answers_a_question(call: Call) -> None:
 
 
 def test_chat_streams_message_pieces(call: Call) -> None:
-    reply = call("POST", "/api/chat", {"model": MODEL, "options": {**GREEDY, "num_predict": 24},
-                                       "messages": [{"role": "system", "content": "You answer briefly."},
-                                                    {"role": "user", "content": "Name a colour of the sky."}]})
+    reply = call(
+        "POST",
+        "/api/chat",
+        {
+            "model": MODEL,
+            "options": {**GREEDY, "num_predict": 24},
+            "messages": [
+                {"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": "Name a colour of the sky."},
+            ],
+        },
+    )
     lines = reply.lines()
     assert reply.content_type == "application/x-ndjson"
     assert lines[-1]["done"] is True and lines[-1]["message"] == {"role": "assistant", "content": ""}
@@ -93,16 +118,21 @@ def test_chat_streams_message_pieces(call: Call) -> None:
 
 
 def test_unknown_model_is_404_like_ollama(call: Call) -> None:
-    for path, body in (("/api/generate", {"model": "llama3:8b", "prompt": "hi"}),
-                       ("/api/chat", {"model": "llama3:8b", "messages": [{"role": "user", "content": "hi"}]})):
+    for path, body in (
+        ("/api/generate", {"model": "llama3:8b", "prompt": "hi"}),
+        ("/api/chat", {"model": "llama3:8b", "messages": [{"role": "user", "content": "hi"}]}),
+    ):
         reply = call("POST", path, body)
         assert reply.status == 404
         assert reply.json() == {"error": 'model "llama3:8b" not found, try pulling it first'}
 
 
 def test_model_names_compare_as_ollama_compares_them(call: Call) -> None:
-    reply = call("POST", "/api/generate", {"model": "Gemma3:270M", "prompt": "Hi", "stream": False,
-                                           "options": {"num_predict": 1}})
+    reply = call(
+        "POST",
+        "/api/generate",
+        {"model": "Gemma3:270M", "prompt": "Hi", "stream": False, "options": {"num_predict": 1}},
+    )
     assert reply.status == 200 and reply.json()["model"] == "Gemma3:270M"  # echoed as sent
     assert call("POST", "/api/generate", {"model": "gemma3", "prompt": "Hi"}).status == 404  # gemma3:latest
 
@@ -125,20 +155,38 @@ def test_bad_requests_are_400_with_an_error(call: Call) -> None:
         assert reply.content_type.startswith("application/json")
         assert set(reply.json()) == {"error"} and reply.json()["error"]
     assert call("POST", "/api/chat", {"model": MODEL, "messages": "hi"}).status == 400
-    assert call("POST", "/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
-                                      "tools": [{"type": "function"}]}).status == 400
+    assert (
+        call(
+            "POST",
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+        ).status
+        == 400
+    )
 
 
 def test_stop_strings_cut_the_answer(call: Call) -> None:
-    body = call("POST", "/api/generate", {"model": MODEL, "prompt": "The capital of France is", "stream": False,
-                                          "options": {**GREEDY, "num_predict": 40, "stop": ["."]}}).json()
+    body = call(
+        "POST",
+        "/api/generate",
+        {
+            "model": MODEL,
+            "prompt": "The capital of France is",
+            "stream": False,
+            "options": {**GREEDY, "num_predict": 40, "stop": ["."]},
+        },
+    ).json()
     assert body["done_reason"] == "stop"
     assert "." not in body["response"] and body["response"].strip()
 
 
 def test_seed_makes_sampling_repeatable(call: Call) -> None:
-    request = {"model": MODEL, "prompt": "My favourite animal is", "stream": False,
-               "options": {"temperature": 1.0, "seed": 1234, "num_predict": 16}}
+    request = {
+        "model": MODEL,
+        "prompt": "My favourite animal is",
+        "stream": False,
+        "options": {"temperature": 1.0, "seed": 1234, "num_predict": 16},
+    }
     first = call("POST", "/api/generate", request).json()["response"]
     second = call("POST", "/api/generate", request).json()["response"]
     assert first == second
@@ -146,20 +194,40 @@ def test_seed_makes_sampling_repeatable(call: Call) -> None:
 
 def test_empty_prompt_and_empty_messages_load_the_model(call: Call) -> None:
     generate = call("POST", "/api/generate", {"model": MODEL}).json()
-    assert generate == {"model": MODEL, "created_at": generate["created_at"], "response": "", "done": True,
-                        "done_reason": "load"}
+    assert generate == {
+        "model": MODEL,
+        "created_at": generate["created_at"],
+        "response": "",
+        "done": True,
+        "done_reason": "load",
+    }
     chat = call("POST", "/api/chat", {"model": MODEL, "messages": []}).json()
     assert chat["done_reason"] == "load" and chat["message"] == {"role": "assistant", "content": ""}
 
 
 def test_raw_prompt_has_no_context_and_context_continues(call: Call) -> None:
-    raw = call("POST", "/api/generate", {"model": MODEL, "prompt": "One, two,", "raw": True, "stream": False,
-                                         "options": {**GREEDY, "num_predict": 4}}).json()
+    raw = call(
+        "POST",
+        "/api/generate",
+        {"model": MODEL, "prompt": "One, two,", "raw": True, "stream": False, "options": {**GREEDY, "num_predict": 4}},
+    ).json()
     assert "context" not in raw and raw["response"]
-    first = call("POST", "/api/generate", {"model": MODEL, "prompt": "One, two,", "stream": False,
-                                           "options": {**GREEDY, "num_predict": 4}}).json()
-    follow = call("POST", "/api/generate", {"model": MODEL, "prompt": " and", "context": first["context"],
-                                            "stream": False, "options": {**GREEDY, "num_predict": 4}}).json()
+    first = call(
+        "POST",
+        "/api/generate",
+        {"model": MODEL, "prompt": "One, two,", "stream": False, "options": {**GREEDY, "num_predict": 4}},
+    ).json()
+    follow = call(
+        "POST",
+        "/api/generate",
+        {
+            "model": MODEL,
+            "prompt": " and",
+            "context": first["context"],
+            "stream": False,
+            "options": {**GREEDY, "num_predict": 4},
+        },
+    ).json()
     assert follow["prompt_eval_count"] == len(first["context"]) + 1  # the old context plus " and"
 
 
@@ -174,8 +242,9 @@ def test_requests_queue_on_the_model_lock(call: Call) -> None:
     results: list[int] = []
 
     def ask() -> None:
-        reply = call("POST", "/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False,
-                                               "options": {"num_predict": 8}})
+        reply = call(
+            "POST", "/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 8}}
+        )
         results.append(reply.json()["eval_count"])
 
     threads = [threading.Thread(target=ask) for _ in range(3)]
@@ -189,13 +258,17 @@ def test_requests_queue_on_the_model_lock(call: Call) -> None:
 def test_a_client_leaving_mid_stream_frees_the_model(backend: LlamaCppBackend, call: Call) -> None:
     parts = urlsplit(backend.base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    connection.request("POST", "/api/generate", body=json.dumps(
-        {"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 2000}}))
+    connection.request(
+        "POST",
+        "/api/generate",
+        body=json.dumps({"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 2000}}),
+    )
     response = connection.getresponse()
     assert json.loads(response.readline())["done"] is False
     connection.close()  # hang up after the first token
-    reply = call("POST", "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False,
-                                           "options": {"num_predict": 2}})
+    reply = call(
+        "POST", "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}
+    )
     assert reply.status == 200 and reply.json()["eval_count"] == 2
 
 
@@ -204,8 +277,11 @@ def test_keep_alive_connection_serves_several_requests(backend: LlamaCppBackend)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
         for _ in range(2):
-            connection.request("POST", "/api/generate", body=json.dumps(
-                {"model": MODEL, "prompt": "Hi", "options": {"num_predict": 2}}))
+            connection.request(
+                "POST",
+                "/api/generate",
+                body=json.dumps({"model": MODEL, "prompt": "Hi", "options": {"num_predict": 2}}),
+            )
             lines = connection.getresponse().read().decode().splitlines()
             assert json.loads(lines[-1])["done"] is True
         connection.request("GET", "/api/tags")

@@ -26,24 +26,36 @@ def test_home_falls_back_to_cynode_home() -> None:
 
 
 def test_options_win_over_environment_which_wins_over_the_instruction(tmp_path: Path) -> None:
-    env = {"CYNODE_LLAMACPP_MODEL_PATH": "/env/model.gguf", "CYNODE_LLAMACPP_NUM_CTX": "1024",
-           "CYNODE_LLAMACPP_NUM_PREDICT": "64", "CYNODE_LLAMACPP_NUM_THREADS": "2", "CYNODE_LLAMACPP_PORT": "18080"}
+    env = {
+        "CYNODE_LLAMACPP_MODEL_PATH": "/env/model.gguf",
+        "CYNODE_LLAMACPP_NUM_CTX": "1024",
+        "CYNODE_LLAMACPP_NUM_PREDICT": "64",
+        "CYNODE_LLAMACPP_NUM_THREADS": "2",
+        "CYNODE_LLAMACPP_PORT": "18080",
+    }
     from_env = LlamaCppSettings.from_options({"home": str(tmp_path), "env": {"OLLAMA_CONTEXT_LENGTH": "8192"}}, env)
     assert (from_env.model_path, from_env.num_ctx, from_env.num_predict, from_env.num_threads, from_env.port) == (
-        Path("/env/model.gguf"), 1024, 64, 2, 18080)
-    explicit = LlamaCppSettings.from_options({"home": str(tmp_path), "model_path": "/opt/m.gguf", "num_ctx": 512},
-                                             env)
+        Path("/env/model.gguf"),
+        1024,
+        64,
+        2,
+        18080,
+    )
+    explicit = LlamaCppSettings.from_options({"home": str(tmp_path), "model_path": "/opt/m.gguf", "num_ctx": 512}, env)
     assert (explicit.model_path, explicit.num_ctx) == (Path("/opt/m.gguf"), 512)
     instructed = LlamaCppSettings.from_options({"env": {"OLLAMA_CONTEXT_LENGTH": "8192"}}, {})
     assert instructed.num_ctx == 8192
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("num_ctx", "lots", "must be an integer"),
-    ("num_ctx", "16", "must be >= 256"),
-    ("port", "70000", "between 0 and 65535"),
-    ("num_threads", "0", "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("num_ctx", "lots", "must be an integer"),
+        ("num_ctx", "16", "must be >= 256"),
+        ("port", "70000", "between 0 and 65535"),
+        ("num_threads", "0", "must be >= 1"),
+    ],
+)
 def test_bad_settings_name_the_variable(key: str, value: str, message: str) -> None:
     with pytest.raises(InferenceUnavailable, match=f"CYNODE_LLAMACPP_{key.upper()}.*{message}"):
         LlamaCppSettings.from_options({}, {f"CYNODE_LLAMACPP_{key.upper()}": value})
@@ -71,16 +83,18 @@ def test_sampling_defaults_are_ollamas() -> None:
 
 
 def test_sampling_reads_the_options_we_honour() -> None:
-    sampling = Sampling.from_request({"num_predict": 5, "temperature": 0, "seed": 7, "stop": ["\n", "user:"],
-                                      "num_ctx": 999, "mirostat": 1}, default_num_predict=256, extra_stop=["\n", "X"])
+    sampling = Sampling.from_request(
+        {"num_predict": 5, "temperature": 0, "seed": 7, "stop": ["\n", "user:"], "num_ctx": 999, "mirostat": 1},
+        default_num_predict=256,
+        extra_stop=["\n", "X"],
+    )
     assert (sampling.num_predict, sampling.temperature, sampling.seed) == (5, 0.0, 7)
     assert sampling.stop == ("\n", "user:", "X")
     assert Sampling.from_request({"stop": "END"}, default_num_predict=1).stop == ("END",)
     assert Sampling.from_request({"seed": -1}, default_num_predict=1).seed is None
 
 
-@pytest.mark.parametrize("options", [[], {"temperature": "hot"}, {"num_predict": 1.5}, {"stop": [1]},
-                                     {"top_k": True}])
+@pytest.mark.parametrize("options", [[], {"temperature": "hot"}, {"num_predict": 1.5}, {"stop": [1]}, {"top_k": True}])
 def test_bad_sampling_options_are_rejected(options: object) -> None:
     with pytest.raises(OptionError):
         Sampling.from_request(options, default_num_predict=1)

@@ -36,9 +36,14 @@ class OllamaBackend:
 
     name = "ollama"
 
-    def __init__(self, url: str = DEFAULT_URL, *, required_models: Sequence[str] = (),
-                 start_timeout: float = DEFAULT_START_TIMEOUT,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        required_models: Sequence[str] = (),
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
         self.url = _normalize_url(url)
         self.required_models = list(dict.fromkeys(m for m in required_models if m))
         self.start_timeout = start_timeout
@@ -57,10 +62,16 @@ class OllamaBackend:
         return cls(
             url,
             required_models=models,
-            start_timeout=_seconds("start_timeout", options.get("start_timeout")
-                                   or env.get("CYNODE_OLLAMA_START_TIMEOUT"), DEFAULT_START_TIMEOUT),
-            request_timeout=_seconds("request_timeout", options.get("request_timeout")
-                                     or env.get("CYNODE_OLLAMA_REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT),
+            start_timeout=_seconds(
+                "start_timeout",
+                options.get("start_timeout") or env.get("CYNODE_OLLAMA_START_TIMEOUT"),
+                DEFAULT_START_TIMEOUT,
+            ),
+            request_timeout=_seconds(
+                "request_timeout",
+                options.get("request_timeout") or env.get("CYNODE_OLLAMA_REQUEST_TIMEOUT"),
+                DEFAULT_REQUEST_TIMEOUT,
+            ),
         )
 
     # ------------------------------------------------------------ InferenceBackend
@@ -106,8 +117,15 @@ class OllamaBackend:
             self._client = ollama.Client(host=self.url, timeout=self.request_timeout, trust_env=self._trust_env)
         return self._client
 
-    def generate(self, prompt: str, *, stream: bool = False, model: str | None = None,
-                 options: Mapping[str, Any] | None = None, raw: bool = False) -> Any:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        stream: bool = False,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        raw: bool = False,
+    ) -> Any:
         """``POST /api/generate``: a ``GenerateResponse``, or an iterator of them when ``stream``."""
         name = self._model(model)
         try:
@@ -118,8 +136,14 @@ class OllamaBackend:
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
             raise self._unavailable("POST /api/generate", exc) from exc
 
-    def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, model: str | None = None,
-             options: Mapping[str, Any] | None = None) -> Any:
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: bool = False,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
         """``POST /api/chat``: a ``ChatResponse``, or an iterator of them when ``stream``."""
         name = self._model(model)
         try:
@@ -179,11 +203,13 @@ class OllamaBackend:
 
     def _unavailable(self, what: str, exc: BaseException) -> InferenceUnavailable:
         if isinstance(exc, ollama.ResponseError):
-            return InferenceUnavailable(f"the Ollama server at {self.url} answered {what} with "
-                                        f"HTTP {exc.status_code}: {exc.error}")
+            return InferenceUnavailable(
+                f"the Ollama server at {self.url} answered {what} with HTTP {exc.status_code}: {exc.error}"
+            )
         if isinstance(exc, httpx.TimeoutException):
-            return InferenceUnavailable(f"the Ollama server at {self.url} did not answer {what} within "
-                                        f"{self.request_timeout:.0f} s")
+            return InferenceUnavailable(
+                f"the Ollama server at {self.url} did not answer {what} within {self.request_timeout:.0f} s"
+            )
         return InferenceUnavailable(f"the Ollama server at {self.url} is unreachable ({what}): {exc}")
 
 
@@ -209,7 +235,7 @@ def _normalize_model(name: str) -> str:
     text = name.strip().lower()
     for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/", "library/"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             break
     if ":" not in text.rsplit("/", 1)[-1]:
         text += ":latest"

@@ -30,8 +30,15 @@ def ollama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
 @pytest.fixture
 def backend(ollama_server: LlamaCppBackend) -> Iterator[OllamaBackend]:
     """The ``ollama`` backend as the node agent builds it, pointed at the server, started."""
-    started = OllamaBackend.from_options({"ollama_url": ollama_server.base_url, "model": None,
-                                          "selected_model": MODEL, "home": "/unused", "state_dir": "/unused"})
+    started = OllamaBackend.from_options(
+        {
+            "ollama_url": ollama_server.base_url,
+            "model": None,
+            "selected_model": MODEL,
+            "home": "/unused",
+            "state_dir": "/unused",
+        }
+    )
     started.start()
     yield started
     started.stop()

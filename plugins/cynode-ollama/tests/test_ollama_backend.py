@@ -94,8 +94,9 @@ def test_streamed_generate_ends_with_the_counts(backend: OllamaBackend) -> None:
 def test_chat_with_the_official_client(backend: OllamaBackend) -> None:
     answer = backend.chat([{"role": "user", "content": "What is 2+2? Answer with one number."}], options=GREEDY)
     assert answer.message.role == "assistant" and "4" in answer.message.content
-    streamed = list(backend.chat([{"role": "user", "content": "Say hello."}], stream=True,
-                                 options={**GREEDY, "num_predict": 12}))
+    streamed = list(
+        backend.chat([{"role": "user", "content": "Say hello."}], stream=True, options={**GREEDY, "num_predict": 12})
+    )
     assert streamed[-1].done is True and "".join(p.message.content or "" for p in streamed).strip()
 
 
@@ -109,8 +110,9 @@ def test_a_missing_model_fails_start_and_is_never_pulled(recorder: tuple[str, ty
 
 
 def test_the_real_server_missing_a_model(ollama_server: LlamaCppBackend) -> None:
-    backend = OllamaBackend.from_options({"ollama_url": ollama_server.base_url, "model": "llama3:8b",
-                                          "selected_model": MODEL})
+    backend = OllamaBackend.from_options(
+        {"ollama_url": ollama_server.base_url, "model": "llama3:8b", "selected_model": MODEL}
+    )
     with pytest.raises(InferenceUnavailable, match="model 'llama3:8b' not found .*; the server has: gemma3:270m"):
         backend.start()
     # Names compare as Ollama compares them.
@@ -120,8 +122,9 @@ def test_the_real_server_missing_a_model(ollama_server: LlamaCppBackend) -> None
 def test_an_unreachable_server_is_a_clear_error(closed_port_url: str) -> None:
     backend = OllamaBackend.from_options({"ollama_url": closed_port_url, "start_timeout": 0.5})
     started = time.monotonic()
-    with pytest.raises(InferenceUnavailable, match=f"the Ollama server at {closed_port_url} is unreachable"
-                                                   ".*never starts one"):
+    with pytest.raises(
+        InferenceUnavailable, match=f"the Ollama server at {closed_port_url} is unreachable.*never starts one"
+    ):
         backend.start()
     assert time.monotonic() - started < 5
     with pytest.raises(InferenceUnavailable, match="unreachable"):
@@ -161,8 +164,10 @@ def test_a_server_that_goes_away_fails_the_readiness_probe(ollama_server: LlamaC
         backend.models()
 
 
-@pytest.mark.parametrize(("options", "message"), [({"start_timeout": "soon"}, "start_timeout must be a number"),
-                                                  ({"request_timeout": -1}, "must not be negative")])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"start_timeout": "soon"}, "start_timeout must be a number"), ({"request_timeout": -1}, "must not be negative")],
+)
 def test_bad_settings_are_named(options: dict[str, object], message: str) -> None:
     with pytest.raises(InferenceUnavailable, match=message):
         OllamaBackend.from_options(options)
@@ -170,7 +175,9 @@ def test_bad_settings_are_named(options: dict[str, object], message: str) -> Non
 
 def test_url_defaults_and_scheme() -> None:
     assert OllamaBackend.from_options({}, environ={}).base_url == "http://127.0.0.1:11434"
-    assert OllamaBackend.from_options({}, environ={"CYNODE_OLLAMA_URL": "10.0.0.5:11434/"}).base_url \
+    assert (
+        OllamaBackend.from_options({}, environ={"CYNODE_OLLAMA_URL": "10.0.0.5:11434/"}).base_url
         == "http://10.0.0.5:11434"
+    )
     with pytest.raises(ValueError, match="no model named"):
         OllamaBackend.from_options({}, environ={}).generate("hi")

@@ -23,8 +23,7 @@ def container_name(job_id: str) -> str:
 def create_options(spec: SandboxSpec) -> dict[str, Any]:
     """podman-py ``containers.create`` keyword arguments for a job: deny-all network, no privileges."""
     mounts = [{"type": "bind", "source": str(spec.workspace_dir), "target": WORKSPACE, "read_only": False}]
-    mounts += [{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
-               for m in spec.mounts]
+    mounts += [{"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only} for m in spec.mounts]
     if spec.read_only_root:
         # A private /tmp on a read-only root; its pages count against the memory limit.
         mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
@@ -46,8 +45,9 @@ def create_options(spec: SandboxSpec) -> dict[str, Any]:
         # Logs are read after the exit; k8s-file keeps them regardless of journald.
         "log_config": {"Type": "k8s-file"},
     }
-    if spec.pids_limit:
-        options["pids_limit"] = spec.pids_limit
+    # None means "no limit" (SandboxSpec); without an explicit -1 Podman applies
+    # its own default (2048 from containers.conf), so "no limits" would not be.
+    options["pids_limit"] = spec.pids_limit if spec.pids_limit else -1
     if spec.memory_limit:
         options["mem_limit"] = spec.memory_limit
     if spec.cpus:

@@ -43,8 +43,9 @@ class PodmanRuntime:
 
     name = "podman"
 
-    def __init__(self, socket_url: str | None = None, state_dir: str | Path | None = None,
-                 *, wait_interval: str = "10ms") -> None:
+    def __init__(
+        self, socket_url: str | None = None, state_dir: str | Path | None = None, *, wait_interval: str = "10ms"
+    ) -> None:
         """Use the Podman service at ``socket_url``, or start a private one under ``state_dir``.
 
         Nothing is started here: the service starts on first use, so building
@@ -66,8 +67,7 @@ class PodmanRuntime:
         """Build from the node's runtime options (``socket_url``, ``state_dir``)."""
         socket_url = options.get("socket_url")
         state_dir = options.get("state_dir")
-        return cls(socket_url=str(socket_url) if socket_url else None,
-                   state_dir=str(state_dir) if state_dir else None)
+        return cls(socket_url=str(socket_url) if socket_url else None, state_dir=str(state_dir) if state_dir else None)
 
     @property
     def service(self) -> PodmanService | None:
@@ -112,11 +112,21 @@ class PodmanRuntime:
         if not present:
             raise RuntimeUnavailable(
                 f"sandbox image {image!r} is not in Podman's image store "
-                "(no registry is reachable; build it with scripts/build-sandbox-image)")
+                "(no registry is reachable; build it with scripts/build-sandbox-image)"
+            )
         with tempfile.TemporaryDirectory(prefix="cynode-check-") as workspace:
-            outcome = self.run(SandboxSpec(
-                job_id=f"check-{uuid.uuid4()}", task_id="check", image=image, command=["true"],
-                env={}, workspace_dir=workspace, timeout_seconds=60, max_output_bytes=4096))
+            outcome = self.run(
+                SandboxSpec(
+                    job_id=f"check-{uuid.uuid4()}",
+                    task_id="check",
+                    image=image,
+                    command=["true"],
+                    env={},
+                    workspace_dir=workspace,
+                    timeout_seconds=60,
+                    max_output_bytes=4096,
+                )
+            )
         if outcome.status != "completed":
             message = outcome.stderr.decode("utf-8", "replace").strip()
             raise RuntimeUnavailable(f"podman cannot run `true` in {image!r}: {message}")
@@ -194,8 +204,9 @@ class PodmanRuntime:
             _kill(container)
         exit_code, timed_out = self._wait(container, spec.timeout_seconds)
         stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
-        response = client.api.get(f"/containers/{container.id}/logs",
-                                  params={"stdout": True, "stderr": True}, stream=True)
+        response = client.api.get(
+            f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True
+        )
         try:
             response.raise_for_status()
             read_frames(response.raw, stdout, stderr)
@@ -204,13 +215,17 @@ class PodmanRuntime:
         outcome = SandboxOutcome(
             status="timeout" if timed_out else "completed" if exit_code == 0 else "failed",
             exit_code=-1 if timed_out else exit_code,
-            stdout=bytes(stdout.data), stderr=bytes(stderr.data),
-            stdout_truncated=stdout.truncated, stderr_truncated=stderr.truncated,
-            started_at=started_at, ended_at=_now())
+            stdout=bytes(stdout.data),
+            stderr=bytes(stderr.data),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            started_at=started_at,
+            ended_at=_now(),
+        )
         if job.canceled and not timed_out:
             note = f"job canceled: container killed (exit {exit_code})\n".encode()
             outcome.status = "failed"
-            outcome.stderr = (note + outcome.stderr)[:max(spec.max_output_bytes, len(note))]
+            outcome.stderr = (note + outcome.stderr)[: max(spec.max_output_bytes, len(note))]
             outcome.stderr_truncated = outcome.stderr_truncated or len(note) + len(stderr.data) > len(outcome.stderr)
         return outcome
 
@@ -269,8 +284,13 @@ def _kill(container: Container) -> None:
 
 def _runtime_failure(code: int, message: str, started_at: dt.datetime) -> SandboxOutcome:
     """A failed outcome in upstream's ``runtime exit <code>: <error>`` form."""
-    return SandboxOutcome(status="failed", exit_code=code, stderr=f"runtime exit {code}: {message}\n".encode(),
-                          started_at=started_at, ended_at=_now())
+    return SandboxOutcome(
+        status="failed",
+        exit_code=code,
+        stderr=f"runtime exit {code}: {message}\n".encode(),
+        started_at=started_at,
+        ended_at=_now(),
+    )
 
 
 def _explain(exc: APIError) -> str:

@@ -22,9 +22,20 @@ DEFAULT_CONTAINERS_CONF = "/etc/cynode/containers.conf"
 # secrets (PSK, tokens) and Podman copies e.g. proxy variables from its own
 # environment into containers, so nothing else is passed on.
 _INHERITED_ENV = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR",
-    "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "DBUS_SESSION_BUS_ADDRESS",
-    "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "CONTAINERS_REGISTRIES_CONF",
 )
 
 # sun_path holds 108 bytes on Linux; longer socket paths cannot be bound.
@@ -95,7 +106,10 @@ class PodmanService:
         self._log = open(log_path, "ab")  # noqa: SIM115 - held open for the service's whole life
         self._proc = subprocess.Popen(
             [podman, "system", "service", "--time=0", self.url],
-            env=service_env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            env=service_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
             start_new_session=True,  # a Ctrl-C meant for the node must not kill it mid-job
         )
         atexit.register(self.stop)

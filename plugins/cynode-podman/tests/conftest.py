@@ -12,10 +12,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from cynode_core.testing import SECRET_ENV
 from cynode_podman.runtime import PodmanRuntime
 from cynode_podman.service import service_env
+
+from cynode_core.testing import SECRET_ENV
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +27,9 @@ def podman_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def podman_runtime(podman_env: dict[str, str], sandbox_image: str,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanRuntime]:
+def podman_runtime(
+    podman_env: dict[str, str], sandbox_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PodmanRuntime]:
     """A runtime with its own ``podman system service`` on a temporary state dir."""
     found = subprocess.run(["podman", "image", "exists", sandbox_image], env=podman_env, check=False)
     if found.returncode != 0:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from cynode_podman.runtime import PodmanRuntime
 
 from cynode_core.testing import SandboxRuntimeContract
-from cynode_podman.runtime import PodmanRuntime
 
 
 class TestPodmanRuntimeContract(SandboxRuntimeContract):
     """Every contract case, on the session's Podman service."""
 
     @pytest.fixture
-    def runtime(self, podman_runtime: PodmanRuntime,
-                job_container_ids: Callable[[str], list[str]]) -> PodmanRuntime:
+    def runtime(self, podman_runtime: PodmanRuntime, job_container_ids: Callable[[str], list[str]]) -> PodmanRuntime:
         # Leftovers are looked up through the runtime's own client, not the CLI.
         self._job_container_ids = job_container_ids
         return podman_runtime

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cynode_podman.runtime import PodmanRuntime
 
 from cynode_core.hookspecs import (
     Mount,
@@ -23,7 +24,6 @@ from cynode_core.hookspecs import (
 )
 from cynode_core.plugins import get_plugin_manager
 from cynode_core.testing import sh
-from cynode_podman.runtime import PodmanRuntime
 
 SpecFactory = Callable[..., SandboxSpec]
 
@@ -46,8 +46,8 @@ def test_plugin_manager_offers_the_podman_factory(tmp_path: Path) -> None:
 
 
 def test_container_is_labelled_and_hardened_while_it_runs(
-        podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory,
-        job_container_ids: Callable[[str], list[str]]) -> None:
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory, job_container_ids: Callable[[str], list[str]]
+) -> None:
     spec = sandbox_spec_factory(["sleep", "2"], cpus=0.5, memory_limit="256m", pids_limit=100)
     outcomes: list[SandboxOutcome] = []
     worker = threading.Thread(target=lambda: outcomes.append(podman_runtime.run(spec)))
@@ -75,18 +75,22 @@ def test_container_is_labelled_and_hardened_while_it_runs(
     assert [(m["Source"], m["Destination"]) for m in binds] == [(spec.workspace_dir, "/workspace")]
 
 
-def test_extra_mounts_are_read_only(podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory,
-                                    tmp_path: Path) -> None:
+def test_extra_mounts_are_read_only(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory, tmp_path: Path
+) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "hello.txt").write_text("hi")
-    spec = sandbox_spec_factory(sh("cat /run/cynode/hello.txt; touch /run/cynode/x 2>/dev/null || echo ro"),
-                                mounts=[Mount(source=str(shared), target="/run/cynode")])
+    spec = sandbox_spec_factory(
+        sh("cat /run/cynode/hello.txt; touch /run/cynode/x 2>/dev/null || echo ro"),
+        mounts=[Mount(source=str(shared), target="/run/cynode")],
+    )
     assert podman_runtime.run(spec).stdout == b"hi" + b"ro\n"
 
 
-def test_missing_command_fails_like_podman_run(podman_runtime: PodmanRuntime,
-                                               sandbox_spec_factory: SpecFactory) -> None:
+def test_missing_command_fails_like_podman_run(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory
+) -> None:
     outcome = podman_runtime.run(sandbox_spec_factory(["no-such-command"]))
     assert (outcome.status, outcome.exit_code) == ("failed", 127)
     assert outcome.stderr.startswith(b"runtime exit 127: ") and b"no-such-command" in outcome.stderr
@@ -104,8 +108,9 @@ def test_unreachable_socket_fails_cleanly(sandbox_spec_factory: SpecFactory, san
         runtime.close()
 
 
-def test_a_given_socket_is_used_and_left_running(podman_runtime: PodmanRuntime,
-                                                 sandbox_spec_factory: SpecFactory) -> None:
+def test_a_given_socket_is_used_and_left_running(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory
+) -> None:
     assert podman_runtime.service is not None
     other = PodmanRuntime(socket_url=podman_runtime.service.url)
     assert other.run(sandbox_spec_factory(["echo", "shared"])).stdout == b"shared\n"
@@ -113,13 +118,29 @@ def test_a_given_socket_is_used_and_left_running(podman_runtime: PodmanRuntime,
     assert other.service is None and podman_runtime.client.ping()
 
 
-def test_per_job_overhead_is_near_the_cli_floor(podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory,
-                                                sandbox_image: str, podman_env: dict[str, str]) -> None:
+def test_per_job_overhead_is_near_the_cli_floor(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory, sandbox_image: str, podman_env: dict[str, str]
+) -> None:
     """p50 of a hardened ``true`` job: podman-py on the socket vs ``podman run --rm`` (printed with -s)."""
     spec = sandbox_spec_factory(["true"])
-    cli = ["podman", "run", "--rm", "--network=none", "--user=65534:65534", "--cap-drop=all",
-           "--security-opt=no-new-privileges", "--read-only", "--pids-limit=256", "--memory=512m",
-           "-v", f"{spec.workspace_dir}:/workspace", "-w", "/workspace", sandbox_image, "true"]
+    cli = [
+        "podman",
+        "run",
+        "--rm",
+        "--network=none",
+        "--user=65534:65534",
+        "--cap-drop=all",
+        "--security-opt=no-new-privileges",
+        "--read-only",
+        "--pids-limit=256",
+        "--memory=512m",
+        "-v",
+        f"{spec.workspace_dir}:/workspace",
+        "-w",
+        "/workspace",
+        sandbox_image,
+        "true",
+    ]
     api_times, cli_times = [], []
     for _ in range(8):
         begin = time.perf_counter()
@@ -129,27 +150,30 @@ def test_per_job_overhead_is_near_the_cli_floor(podman_runtime: PodmanRuntime, s
         subprocess.run(cli, env=podman_env, check=True)
         cli_times.append(time.perf_counter() - begin)
     api, floor = statistics.median(api_times), statistics.median(cli_times)
-    print(f"\nper-job p50: podman-py {api * 1000:.0f} ms, podman run --rm {floor * 1000:.0f} ms, "
-          f"ratio {api / floor:.2f}")
+    print(
+        f"\nper-job p50: podman-py {api * 1000:.0f} ms, podman run --rm {floor * 1000:.0f} ms, ratio {api / floor:.2f}"
+    )
     assert api < 2.0 * floor + 0.05
 
 
-def test_stale_container_of_the_same_job_is_replaced(podman_runtime: PodmanRuntime, sandbox_image: str,
-                                                     sandbox_spec_factory: SpecFactory,
-                                                     podman_env: dict[str, str]) -> None:
+def test_stale_container_of_the_same_job_is_replaced(
+    podman_runtime: PodmanRuntime, sandbox_image: str, sandbox_spec_factory: SpecFactory, podman_env: dict[str, str]
+) -> None:
     spec = sandbox_spec_factory(["echo", "again"])
     # What a node that died mid-job leaves behind, before the orchestrator resends the job.
     name = f"cynode-job-{spec.job_id}"
-    subprocess.run(["podman", "create", "--name", name, sandbox_image, "true"],
-                   env=podman_env, check=True, capture_output=True)
+    subprocess.run(
+        ["podman", "create", "--name", name, sandbox_image, "true"], env=podman_env, check=True, capture_output=True
+    )
     try:
         assert podman_runtime.run(spec).stdout == b"again\n"
     finally:
         subprocess.run(["podman", "rm", "-f", "--ignore", name], env=podman_env, check=False, capture_output=True)
 
 
-def test_the_same_job_never_runs_twice_at_once(podman_runtime: PodmanRuntime,
-                                               sandbox_spec_factory: SpecFactory) -> None:
+def test_the_same_job_never_runs_twice_at_once(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory
+) -> None:
     spec = sandbox_spec_factory(["sleep", "1"])
     outcomes: list[SandboxOutcome] = []
     worker = threading.Thread(target=lambda: outcomes.append(podman_runtime.run(spec)))

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-from cynode_core.hookspecs import RuntimeUnavailable
 from cynode_podman.runtime import PodmanRuntime
 from cynode_podman.service import PodmanService, ping, service_env
+
+from cynode_core.hookspecs import RuntimeUnavailable
 
 
 def _processes_mentioning(text: str) -> list[int]:
