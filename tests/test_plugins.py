@@ -201,5 +201,5 @@ def test_the_default_scheduler_can_be_blocked_and_replaced() -> None:
     pm = get_plugin_manager(
         [(LeastLoaded(), DEFAULT_SCHEDULER), (LastCandidate(), "last-candidate")], disabled=[DEFAULT_SCHEDULER]
     )
-    assert plugin_names(pm) == ["last-candidate", "podman"]
+    assert "last-candidate" in plugin_names(pm) and DEFAULT_SCHEDULER not in plugin_names(pm)
     assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-c"
