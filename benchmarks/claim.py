@@ -66,8 +66,8 @@ def main() -> None:
             session.execute(
                 text(
                     "INSERT INTO nodes (id, node_slug, status, config_version, config_ack_version, config_ack_status, "
-                    "worker_api_target_url, worker_api_bearer_token, max_concurrency) "
-                    "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000)"
+                    "worker_api_target_url, worker_api_bearer_token, max_concurrency, last_seen_at) "
+                    "VALUES (:id, 'bench', 'active', 'v1', 'v1', 'applied', 'http://127.0.0.1:9', :tok, 1000000, now())"
                 ),
                 {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")},
             )

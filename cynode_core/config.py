@@ -390,6 +390,13 @@ class OrchestratorSettings:
     dispatch_http_margin: float = setting(
         60.0, parse=parse_duration, help="added to a job's timeout for the dispatch HTTP timeout"
     )
+    node_probe_interval: float = setting(
+        5.0, parse=parse_duration, help="period of the orchestrator's node readyz probes (0 = off)"
+    )
+    node_probe_failures: int = setting(2, parse=parse_positive_int, help="failed probes in a row that take a node out")
+    node_heartbeat_timeout: float = setting(
+        180.0, parse=parse_duration, help="a node silent for longer (no report, no config call) gets no jobs"
+    )
     lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
     max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
     job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")

@@ -28,6 +28,7 @@ from cynode_core.dispatch_store import (
     CandidateCache,
     ClaimConnection,
     ClaimedJob,
+    mark_node_inactive,
     claim_next,
     fail_job,
     recover_expired_leases,
@@ -64,7 +65,7 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Condition()
         self._inflight: dict[uuid.UUID, uuid.UUID] = {}
-        self._candidates = CandidateCache(ttl=1.0)
+        self._candidates = CandidateCache(ttl=1.0, heartbeat_timeout=self.settings.node_heartbeat_timeout)
         self._lock = threading.Lock()
 
     # -- threads --------------------------------------------------------------
@@ -175,6 +176,16 @@ class Dispatcher:
         elif outcome.retry_busy:
             requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error, keep_node=False)
             finished = False
+        elif outcome.retryable and outcome.node_down:
+            # The node is gone: take it out of dispatch at once (the node monitor puts it
+            # back when its readyz answers) and give the job to another node.
+            mark_node_inactive(self.state.db, job.node_id)
+            self._candidates.invalidate()
+            if job.attempts < self.settings.max_attempts:
+                requeue(self.state.db, job, delay=0.2, count_attempt=True, error=outcome.error, keep_node=False)
+                finished = False
+            else:
+                finished = fail_job(self.state.db, job, f"{outcome.error} (after {job.attempts} attempts)")
         elif outcome.retryable and job.attempts < self.settings.max_attempts:
             delay = min(0.5 * 2 ** (job.attempts - 1), 10.0)
             log.info(

@@ -41,6 +41,7 @@ class Outcome:
     error: str = ""
     retryable: bool = False
     retry_busy: bool = False
+    node_down: bool = False
 
 
 _session = requests.Session()
@@ -57,7 +58,9 @@ def call_worker(call: WorkerCall) -> Outcome:
         )
     except requests.ConnectionError as exc:
         return Outcome(
-            error=f"worker api call failed: connection refused or reset ({type(exc).__name__})", retryable=True
+            error=f"worker api call failed: connection refused or reset ({type(exc).__name__})",
+            retryable=True,
+            node_down=True,
         )
     except requests.Timeout:
         return Outcome(error="worker api call failed: timeout", retryable=True)

@@ -25,7 +25,7 @@ from cynode_core.config import OrchestratorSettings
 from cynode_core.db import Database
 from cynode_core.dispatch_call import dispatch_error
 from cynode_core.hookspecs import JobInfo, NodeCandidate
-from cynode_core.services.nodes import list_nodes
+from cynode_core.services.nodes import HEARTBEAT_TIMEOUT, list_nodes
 from cynode_core.services.secrets import TokenCipher
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ _CLAIM_SQL = """
         FROM nodes n
         WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
           AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
+          AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
     ), pick AS (
         SELECT cand.* FROM cand, j WHERE cand.free > 0
         ORDER BY (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
@@ -198,7 +199,15 @@ def claim_least_loaded(
     conn = conn or ClaimConnection(db.url)
     lease_id = uuid.uuid4()
     try:
-        row = conn.execute(_CLAIM_SQL, {"lease": lease_id, "owner": owner, "secs": settings.lease_seconds})
+        row = conn.execute(
+            _CLAIM_SQL,
+            {
+                "lease": lease_id,
+                "owner": owner,
+                "secs": settings.lease_seconds,
+                "heartbeat": settings.node_heartbeat_timeout,
+            },
+        )
     finally:
         if own:
             conn.close()
@@ -223,8 +232,9 @@ class CandidateCache:
     the cache.
     """
 
-    def __init__(self, ttl: float = 1.0):
+    def __init__(self, ttl: float = 1.0, heartbeat_timeout: float = HEARTBEAT_TIMEOUT):
         self.ttl = ttl
+        self.heartbeat_timeout = heartbeat_timeout
         self._at = 0.0
         self._nodes: list[NodeCandidate] = []
         self._lock = threading.Lock()
@@ -236,7 +246,7 @@ class CandidateCache:
         with Session(bind=conn) as session:
             nodes = [
                 NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability)
-                for n in list_nodes(session, only_dispatchable=True)
+                for n in list_nodes(session, only_dispatchable=True, heartbeat_timeout=self.heartbeat_timeout)
             ]
         with self._lock:
             self._nodes, self._at = nodes, time.monotonic()
@@ -273,7 +283,7 @@ def claim_next(
     """
     if uses_default_scheduler(pm):
         return claim_least_loaded(db, settings, cipher, owner, claim_conn)
-    cache = cache or CandidateCache(ttl=0.0)
+    cache = cache or CandidateCache(ttl=0.0, heartbeat_timeout=settings.node_heartbeat_timeout)
     with db.engine.begin() as conn:
         row = conn.execute(_PICK).first()
         if row is None:
@@ -378,6 +388,15 @@ def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool,
             ),
             {"d": delay, "e": error, "id": job.job_id, "lease": job.lease_id},
         )
+
+
+def mark_node_inactive(db: Database, node_id: uuid.UUID) -> None:
+    with db.session() as session:
+        session.execute(
+            text("UPDATE nodes SET status = 'inactive', updated_at = now() WHERE id = :id AND status = 'active'"),
+            {"id": node_id},
+        )
+    log.warning("node %s refuses connections: taken out of dispatch until its readyz answers", node_id)
 
 
 def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:

@@ -134,4 +134,7 @@ def start_background(app: Any, stop: threading.Event) -> list[threading.Thread]:
         from cynode_core import dispatch
     except ImportError:
         return []
-    return dispatch.start_workers(app.extensions["cynode"], stop)
+    from cynode_core.node_monitor import start_monitor
+
+    state = app.extensions["cynode"]
+    return dispatch.start_workers(state, stop) + start_monitor(state, stop)

@@ -29,5 +29,7 @@ class Readyz(MethodView):
     def get(self) -> Response:
         """Readiness: database, migrations at head, and a dispatchable node."""
         state = current_app.extensions["cynode"]
-        body, ok = readiness.render(readiness.run_checks(state.db.engine, state.db.sessions, _probe))
+        body, ok = readiness.render(readiness.run_checks(
+                state.db.engine, state.db.sessions, _probe, state.settings.node_heartbeat_timeout
+            ))
         return Response(body, status=200 if ok else 503, content_type=TEXT)

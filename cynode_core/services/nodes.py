@@ -201,9 +201,14 @@ def _parse_time(value: Any) -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def dispatchable_clause():  # type: ignore[no-untyped-def]
-    """Active, acked ``applied`` for the current config version, URL and token known."""
+# Default silence after which a node gets no jobs (three missed 60 s reports).
+HEARTBEAT_TIMEOUT = 180.0
+
+
+def dispatchable_clause(heartbeat_timeout: float = HEARTBEAT_TIMEOUT):  # type: ignore[no-untyped-def]
+    """Active, acked ``applied`` for the current config version, URL and token known, heard from lately."""
     return and_(
+        Node.last_seen_at > func.now() - dt.timedelta(seconds=heartbeat_timeout),
         Node.status == "active",
         Node.config_ack_status == "applied",
         Node.config_ack_version == Node.config_version,
@@ -229,7 +234,7 @@ class NodeRow:
     capability: dict[str, Any]
 
 
-def list_nodes(session: Session, *, only_dispatchable: bool = False) -> list[NodeRow]:
+def list_nodes(session: Session, *, only_dispatchable: bool = False, heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> list[NodeRow]:
     running = (
         select(Job.node_id, func.count().label("n")).where(Job.status == "running").group_by(Job.node_id).subquery()
     )
@@ -246,7 +251,7 @@ def list_nodes(session: Session, *, only_dispatchable: bool = False) -> list[Nod
         .order_by(Node.node_slug)
     )
     if only_dispatchable:
-        stmt = stmt.where(dispatchable_clause())
+        stmt = stmt.where(dispatchable_clause(heartbeat_timeout))
     rows = []
     for node, n_running, snapshot in session.execute(stmt):
         rows.append(

@@ -55,7 +55,9 @@ class NodeProbe:
         return ok, why
 
 
-def run_checks(engine: Engine, session_factory, probe: NodeProbe) -> list[Check]:  # type: ignore[no-untyped-def]
+def run_checks(  # type: ignore[no-untyped-def]
+    engine: Engine, session_factory, probe: NodeProbe, heartbeat_timeout: float = nodes.HEARTBEAT_TIMEOUT
+) -> list[Check]:
     checks: list[Check] = []
     try:
         with engine.connect() as conn:
@@ -73,7 +75,7 @@ def run_checks(engine: Engine, session_factory, probe: NodeProbe) -> list[Check]
     session: Session
     try:
         with session_factory() as session:
-            candidates = nodes.list_nodes(session, only_dispatchable=True)
+            candidates = nodes.list_nodes(session, only_dispatchable=True, heartbeat_timeout=heartbeat_timeout)
     except SQLAlchemyError as exc:
         # A schema behind head may lack the tables: report it, never answer 500.
         checks.append(Check("dispatchable node", False, f"unknown (nodes not readable: {type(exc).__name__})"))

@@ -25,6 +25,7 @@ from node_helpers import (
     Worker,
     WorkerFactory,
     make_settings,
+    new_podman_runtime,
 )
 from orchestrator_process import free_port
 from stub_orchestrator import StubOrchestrator
@@ -35,7 +36,7 @@ from node_agent.config import NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.readiness import Readiness, runtime_probe
-from node_agent.registry import inference_backend_factories, sandbox_runtime_factories
+from node_agent.registry import inference_backend_factories
 from node_agent.worker_api import create_worker_app
 
 
@@ -51,10 +52,7 @@ def podman_runtime(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str)
     """The real ``podman`` runtime (plugin via entry points) with its own Podman service."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed (apt-get install -y podman runc)")
-    factories = sandbox_runtime_factories(get_plugin_manager())
-    if "podman" not in factories:
-        pytest.fail("the cynode-podman plugin is not installed (.venv/bin/pip install -e plugins/cynode-podman)")
-    runtime = factories["podman"]({"socket_url": None, "state_dir": str(tmp_path_factory.mktemp("podman-state"))})
+    runtime = new_podman_runtime(tmp_path_factory.mktemp("podman-state"))
     runtime.check(sandbox_image)  # fails loudly when the image is missing
     yield runtime
     runtime.close()
@@ -182,3 +180,9 @@ def real_backend(llamacpp_home: Path) -> Iterator[InferenceBackend]:
 @pytest.fixture(scope="session")
 def real_model(real_backend: InferenceBackend) -> str:
     return real_backend.models()[0]
+
+
+@pytest.fixture
+def ctx() -> dict[str, Any]:
+    """State carried between the steps of one scenario (the features under features/worker_node)."""
+    return {}

@@ -19,17 +19,20 @@ from podman.domain.containers_manager import ContainersManager
 
 from cynode_core import hookimpl
 from cynode_core.config import load_settings
-from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend
+from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend, SandboxRuntime
+from cynode_core.plugins import get_plugin_manager
 from node_agent.config import NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.manager import NodeManager
 from node_agent.readiness import Readiness
+from node_agent.registry import sandbox_runtime_factories
 
 WORKER_TOKEN = "worker-token-for-tests-0123456789"
 # What the stub orchestrator of the node manager tests hands out.
 NODE_PSK = "node-psk-that-must-never-be-logged"
 CONFIG_TOKEN = "worker-token-from-the-node-config"
 JOB_LABEL = "cynodeai.job_id"
+PROBLEM = "application/problem+json"
 
 
 def make_settings(home: Path, **overrides: Any) -> NodeSettings:
@@ -72,6 +75,39 @@ class Worker:
 
 
 WorkerFactory = Callable[..., Worker]
+
+
+def new_podman_runtime(state_dir: Path) -> SandboxRuntime:
+    """The real ``podman`` runtime (plugin found through the entry points) with a Podman service of its own."""
+    factories = sandbox_runtime_factories(get_plugin_manager())
+    if "podman" not in factories:
+        pytest.fail("the cynode-podman plugin is not installed (.venv/bin/pip install -e plugins/cynode-podman)")
+    return factories["podman"]({"socket_url": None, "state_dir": str(state_dir)})
+
+
+def assert_problem(response: requests.Response, status: int, detail: str | None = None) -> dict[str, Any]:
+    """``response`` is problem details (RFC 9457) with ``status`` (and ``detail``, when given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:cynodeai:error:")
+    if detail is not None:
+        assert body["detail"] == detail
+    return body
+
+
+def containers_of(runtime: SandboxRuntime, job_id: str) -> list[str]:
+    """Containers of any state labelled with ``job_id`` (the podman plugin labels every job)."""
+    client = runtime.client  # type: ignore[attr-defined]
+    found = client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={job_id}"})
+    return [c.id for c in found]
+
+
+def nothing_created(worker: Worker) -> bool:
+    """Nothing exists under the worker's workspace root or its job records."""
+    root, jobs = worker.workspace_root, worker.jobs_dir
+    return (not root.exists() or not any(root.iterdir())) and (not jobs.exists() or not any(jobs.iterdir()))
 
 
 def job_body(command: list[str] | None = None, **sandbox: Any) -> dict[str, Any]:

@@ -10,36 +10,22 @@ from pathlib import Path
 
 import pytest
 import requests
-from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, run_in_thread
+from node_helpers import (
+    WORKER_TOKEN,
+    Worker,
+    WorkerFactory,
+    assert_problem,
+    containers_of,
+    job_body,
+    new_podman_runtime,
+    nothing_created,
+    run_in_thread,
+)
 
 from cynode_core.hookspecs import SandboxRuntime
 from node_agent.job_result import CANCEL_NOTE
 
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: requests.Response, status: int, detail: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:cynodeai:error:")
-    if detail is not None:
-        assert body["detail"] == detail
-    return body
-
-
-def containers_of(runtime: SandboxRuntime, job_id: str) -> list[str]:
-    """Containers of any state labelled with ``job_id`` (the podman plugin labels every job)."""
-    client = runtime.client
-    found = client.containers.list(all=True, filters={"label": f"cynodeai.job_id={job_id}"})
-    return [c.id for c in found]
-
-
-def nothing_created(worker: Worker) -> bool:
-    root, jobs = worker.workspace_root, worker.jobs_dir
-    return (not root.exists() or not any(root.iterdir())) and (not jobs.exists() or not any(jobs.iterdir()))
 
 
 # --------------------------------------------------------------------- health
@@ -57,13 +43,8 @@ def test_healthz_and_readyz_answer_without_a_token(worker: Worker) -> None:
 def test_readyz_turns_503_when_the_runtime_stops_answering(
     start_worker: WorkerFactory, tmp_path: Path, sandbox_image: str
 ) -> None:
-    from cynode_core.plugins import get_plugin_manager
-    from node_agent.registry import sandbox_runtime_factories
-
     # A runtime of its own, so its Podman service can be killed without harming other tests.
-    runtime = sandbox_runtime_factories(get_plugin_manager())["podman"](
-        {"socket_url": None, "state_dir": str(tmp_path / "own-podman")}
-    )
+    runtime = new_podman_runtime(tmp_path / "own-podman")
     try:
         worker = start_worker(runtime)
         assert requests.get(f"{worker.url}/readyz", timeout=30).text == "ready"
