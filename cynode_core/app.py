@@ -23,6 +23,8 @@ from cynode_core.auth_local import LocalAccounts
 from cynode_core.config import OrchestratorSettings
 from cynode_core.db import Database
 from cynode_core.errors import install_problem_handlers
+from cynode_core.logs import install_request_id
+from cynode_core.metrics import OrchestratorMetrics
 from cynode_core.plugins import get_plugin_manager
 from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER
 from cynode_core.scheduling import LeastLoaded
@@ -60,6 +62,7 @@ class Orchestrator:
     secrets: ResolvedSecrets
     cipher: TokenCipher
     started_at: dt.datetime
+    metrics: OrchestratorMetrics
 
 
 def create_app(
@@ -101,7 +104,11 @@ def create_app(
         secrets=secrets,
         cipher=TokenCipher(secrets.token_key),
         started_at=dt.datetime.now(dt.UTC),
+        metrics=OrchestratorMetrics(db),
     )
+    # First hooks of the app: every response, even an early error, carries the request id and is counted.
+    install_request_id(app)
+    app.extensions["cynode"].metrics.http.install(app)
     JWTManager(app)
 
     from cynode_core.api import register_api

@@ -304,7 +304,7 @@ def parse_feature(text: str, rel_path: str) -> list[Scenario]:
         elif kw := _keyword(stripped, SCENARIO_KEYWORDS):
             name = stripped[len(kw) :].lstrip()[1:].strip()
             current = Scenario(
-                rel_path, name, number, set(pending) | feature_tags | rule_tags, outline=kw != "Scenario"
+                rel_path, name, number, set(pending) | feature_tags | rule_tags, outline="Outline" in kw or "Template" in kw
             )
             scenarios.append(current)
             pending = []

@@ -26,10 +26,10 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_api(api: flask_smorest.Api) -> None:
-    from cynode_core.api import auth, health, nodes, tasks, users
+    from cynode_core.api import auth, health, metrics, nodes, tasks, users
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, auth, users, tasks, nodes):
+    for module in (health, metrics, auth, users, tasks, nodes):
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 

@@ -234,7 +234,9 @@ class NodeRow:
     capability: dict[str, Any]
 
 
-def list_nodes(session: Session, *, only_dispatchable: bool = False, heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> list[NodeRow]:
+def list_nodes(
+    session: Session, *, only_dispatchable: bool = False, heartbeat_timeout: float = HEARTBEAT_TIMEOUT
+) -> list[NodeRow]:
     running = (
         select(Job.node_id, func.count().label("n")).where(Job.status == "running").group_by(Job.node_id).subquery()
     )

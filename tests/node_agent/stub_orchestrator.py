@@ -52,6 +52,10 @@ class StubOrchestrator:
         self.config_version = "01JMCZ8X4Q0C6V7Y5B2N3K9T1R"
         self.readyz_status = 503  # the orchestrator is not ready until a node is
         self.register_answer: tuple[int, str] | None = None  # force e.g. (401, "Invalid registration PSK")
+        self.selected_model = "tiny:1b"  # the config's inference_backend.selected_model
+        # None: "inference_backend.enabled" follows the capability (!existing_service), as the control
+        # plane does; True/False: always that value, the instruction present whatever the capability says.
+        self.inference_enabled: bool | None = None
         self.calls: list[Call] = []
         self.node_jwt = ""
         self.node_slug = ""
@@ -180,13 +184,14 @@ class StubOrchestrator:
                 "worker_api": {"orchestrator_bearer_token": self.worker_token},
             }
             inference = self.last_capability.get("inference") or {}
-            if inference.get("supported"):
+            if inference.get("supported") or self.inference_enabled is not None:
+                enabled = self.inference_enabled
                 payload["inference_backend"] = {
-                    "enabled": not inference.get("existing_service", False),
+                    "enabled": not inference.get("existing_service", False) if enabled is None else enabled,
                     "variant": "cpu",
                     "port": 11434,
                     "env": {"OLLAMA_CONTEXT_LENGTH": "8192", "OLLAMA_NUM_CTX": "8192"},
-                    "selected_model": "tiny:1b",
+                    "selected_model": self.selected_model,
                 }
             return jsonify(payload)
 
