@@ -78,6 +78,24 @@ def orchestrator_dispatch() -> None:
         runtime.close()
 
 
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="the README's tables")
+def config_reference(markdown: bool) -> None:
+    """Print every setting: environment variable, upstream alias, default, meaning."""
+    from cynode_core.config import describe, markdown_reference
+    from node_agent.config import NodeSettings
+
+    classes = [("Orchestrator (`cynode orchestrator serve`, `cynode up`)", OrchestratorSettings),
+               ("Node agent (`cynode node serve`)", NodeSettings)]
+    if markdown:
+        click.echo(markdown_reference(classes))
+        return
+    for title, cls in classes:
+        click.echo(title)
+        for env, aliases, default, text in describe(cls):
+            click.echo(f"  {env}{f' ({aliases})' if aliases else ''} = {default!r}: {text}")
+
+
 # -- database ---------------------------------------------------------------
 
 

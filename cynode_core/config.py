@@ -286,7 +286,8 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = "(computed)"
+            produced = f.default_factory()  # type: ignore[misc]
+            default = produced if isinstance(produced, dict) else "(computed)"
         else:
             default = "(required)"
         rows.append(
@@ -427,3 +428,23 @@ class OrchestratorSettings:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{port}"
+
+
+def markdown_reference(classes: list[tuple[str, type]]) -> str:
+    """The configuration tables of the README, generated from the settings classes."""
+    out: list[str] = []
+    for title, cls in classes:
+        out += [f"### {title}", "", "| variable | upstream alias | default | meaning |", "|---|---|---|---|"]
+        for env, aliases, default, text in describe(cls):
+            alias = ", ".join(f"`{a}`" for a in aliases.split(", ")) if aliases else ""
+            if env == "CYNODE_HOME":
+                shown = "`~/.local/share/cynode`"
+            elif default is None or default == "(computed)":
+                shown = "unset" if default is None else "see meaning"
+            elif isinstance(default, dict):
+                shown = "`" + ",".join(f"{k}={v}" for k, v in default.items()) + "`"
+            else:
+                shown = f"`{default}`"
+            out.append(f"| `{env}` | {alias} | {shown} | {text} |")
+        out.append("")
+    return "\n".join(out)

@@ -44,6 +44,8 @@ class ClaimedJob:
     node_token: str
     sandbox: dict[str, Any]
     timeout_seconds: int
+    # The request id the task was created with: sent to the node as X-Request-Id.
+    request_id: str | None = None
 
     def request_body(self) -> dict[str, Any]:
         return {"version": 1, "task_id": str(self.task_id), "job_id": str(self.job_id), "sandbox": self.sandbox}
@@ -90,7 +92,8 @@ def _finish_task(session: Any, task_id: uuid.UUID, status: str) -> None:
 
 
 _PICK = text(
-    "SELECT id, task_id, payload, attempts, node_id FROM jobs "
+    "SELECT id, task_id, payload, attempts, node_id, (SELECT request_id FROM tasks WHERE tasks.id = jobs.task_id) "
+    "FROM jobs "
     "WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
     "ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1"
 )
@@ -146,7 +149,8 @@ _CLAIM_SQL = """
     ), t AS (
         UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
     )
-    SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token
+    SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token,
+           (SELECT request_id FROM tasks WHERE tasks.id = u.task_id)
     FROM u, pick
 """
 
@@ -213,7 +217,7 @@ def claim_least_loaded(
             conn.close()
     if row is None:
         return None
-    job_id, task_id, payload, attempts, node_id, url, stored_token = row
+    job_id, task_id, payload, attempts, node_id, url, stored_token, request_id = row
     try:
         sandbox = sandbox_of(payload)
     except ValueError as exc:
@@ -221,7 +225,9 @@ def claim_least_loaded(
             _fail_unparsable(session, job_id, task_id, str(exc))
         return None
     timeout = int(sandbox.get("timeout_seconds") or settings.job_timeout_seconds)
-    return ClaimedJob(job_id, task_id, lease_id, attempts, node_id, url, _token(cipher, stored_token), sandbox, timeout)
+    return ClaimedJob(
+        job_id, task_id, lease_id, attempts, node_id, url, _token(cipher, stored_token), sandbox, timeout, request_id
+    )
 
 
 class CandidateCache:
@@ -288,7 +294,7 @@ def claim_next(
         row = conn.execute(_PICK).first()
         if row is None:
             return None
-        job_id, task_id, payload, attempts, preferred = row
+        job_id, task_id, payload, attempts, preferred, request_id = row
         try:
             sandbox = sandbox_of(payload)
         except ValueError as exc:
@@ -331,6 +337,7 @@ def claim_next(
         _token(cipher, stored_token),
         sandbox,
         timeout,
+        request_id,
     )
 
 
