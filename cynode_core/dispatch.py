@@ -37,6 +37,7 @@ from cynode_core.dispatch_store import (
     store_result,
 )
 from cynode_core.hookspecs import TaskEvent
+from cynode_core.logs import log_context
 from cynode_core.services.tasks import NOTIFY_CHANNEL, api_status
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,10 @@ class Dispatcher:
             try:
                 if time.monotonic() - last_recover > min(self.settings.lease_seconds / 3, 2.0):
                     last_recover = time.monotonic()
-                    for task_id in recover_expired_leases(self.state.db, self.settings):
+                    exhausted = recover_expired_leases(self.state.db, self.settings)
+                    if exhausted:
+                        self.state.metrics.dispatch_failures.labels("lease_exhausted").inc(len(exhausted))
+                    for task_id in exhausted:
                         task_finished(self.state, task_id)
                 claimed = claim_next(
                     self.state.db,
@@ -157,8 +161,14 @@ class Dispatcher:
     # -- one job ----------------------------------------------------------------
 
     def run(self, job: ClaimedJob) -> None:
+        # Log records of this job carry the task's request id and the ids (see cynode_core.logs).
+        with log_context(job.request_id, task_id=str(job.task_id), job_id=str(job.job_id), node=str(job.node_id)):
+            self._run(job)
+
+    def _run(self, job: ClaimedJob) -> None:
         with self._lock:
             self._inflight[job.job_id] = job.lease_id
+        started = time.perf_counter()
         try:
             outcome = call_worker(
                 WorkerCall(
@@ -166,11 +176,21 @@ class Dispatcher:
                     job.node_token,
                     job.request_body(),
                     job.timeout_seconds + self.settings.dispatch_http_margin,
+                    request_id=job.request_id,
                 )
             )
         finally:
             with self._lock:
                 self._inflight.pop(job.job_id, None)
+        elapsed = time.perf_counter() - started
+        self.state.metrics.observe_dispatch(
+            str(outcome.result.get("status") or "") if outcome.result is not None else None,
+            outcome.reason,
+            elapsed,
+            will_retry=outcome.retryable and job.attempts < self.settings.max_attempts,
+        )
+        if outcome.result is not None:
+            log.info("job %s: node answered %s in %.2f s", job.job_id, outcome.result.get("status"), elapsed)
         if outcome.result is not None:
             finished = store_result(self.state.db, job, outcome.result)
         elif outcome.retry_busy:

@@ -114,6 +114,8 @@ class SandboxOutcome:
     runtime could not run it) or ``timeout``; ``exit_code`` is -1 where no
     exit code exists. Output is already capped at the spec's
     ``max_output_bytes`` with the matching ``truncated`` flag set.
+    ``container_started_at`` is when the container actually started, if the
+    runtime can tell (the node's sandbox start-time metric); ``None`` otherwise.
     """
 
     status: str
@@ -124,6 +126,7 @@ class SandboxOutcome:
     stderr_truncated: bool = False
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    container_started_at: dt.datetime | None = None
 
 
 @runtime_checkable

@@ -156,3 +156,16 @@ class OrchestratorMetrics:
         for reason in FAILURE_REASONS:
             self.dispatch_failures.labels(reason)
         self.registry.register(StateCollector(db))
+
+    def observe_dispatch(self, result_status: str | None, reason: str, seconds: float, *, will_retry: bool) -> None:
+        """Count one Worker API call: its outcome, why it got no result, and its round trip if a job ran."""
+        if result_status is not None:
+            status = "completed" if result_status == "completed" else "failed"
+            self.dispatch_attempts.labels(status).inc()
+            self.job_duration.labels(status).observe(seconds)
+            return
+        if reason == "busy":
+            self.dispatch_attempts.labels("busy").inc()
+            return
+        self.dispatch_attempts.labels("retry" if will_retry else "error").inc()
+        self.dispatch_failures.labels(reason or "transport").inc()

@@ -122,18 +122,11 @@ def existing_inference_service(factory: BackendFactory, options: Mapping[str, ob
     A backend whose settings are unusable is not probed: its ``start()``
     reports the problem in the config ack.
     """
-    backend: InferenceBackend | None = None
     try:
-        backend = factory(options)
-        url = backend.base_url
+        # Building a backend starts nothing (start() does), so this one is simply dropped.
+        url = factory(options).base_url
     except Exception:  # noqa: BLE001 - see above: start() gives the reason later
         return None
-    finally:
-        if backend is not None:
-            try:
-                backend.stop()
-            except Exception:  # noqa: BLE001 - nothing was started; a probe object must not fail start-up
-                pass
     if not url:
         return None
     with requests.Session() as session:

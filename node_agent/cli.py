@@ -13,19 +13,16 @@ from pathlib import Path
 import click
 
 from cynode_core.config import ConfigError, load_settings
+from cynode_core.logs import configure_logging
 from node_agent.config import NodeSettings
 from node_agent.manager import run_node
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, fmt: str = "text") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ConfigError(f"unknown log level {level!r} (use DEBUG, INFO, WARNING or ERROR)")
-    logging.basicConfig(
-        level=numeric,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(numeric, fmt)
     # urllib3 logs request URLs at DEBUG; they hold no secrets, but keep the noise down.
     logging.getLogger("urllib3").setLevel(max(numeric, logging.INFO))
 
@@ -48,7 +45,7 @@ def serve(config_file: Path | None, log_level: str | None) -> None:
     try:
         overrides = {"log_level": log_level} if log_level else None
         settings = load_settings(NodeSettings, config_file=config_file, overrides=overrides)
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format)
         code = run_node(settings)
     except ConfigError as exc:
         click.echo(f"cynode node: configuration error: {exc}", err=True)

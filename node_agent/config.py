@@ -24,6 +24,7 @@ from cynode_core.config import (
     register_settings_class,
     setting,
 )
+from cynode_core.logs import parse_log_format
 
 INFERENCE_NONE = "none"
 
@@ -228,6 +229,9 @@ class NodeSettings:
         15.0, parse=parse_duration, help="how long shutdown waits for cancelled jobs to end"
     )
     log_level: str = setting("INFO", yaml_keys=("logging.level",), help="logging level")
+    log_format: str = setting(
+        "text", parse=parse_log_format, yaml_keys=("logging.format",), help="log lines as text or JSON (text, json)"
+    )
 
     def validate(self) -> None:
         if not self.orchestrator_url:

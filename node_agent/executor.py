@@ -53,6 +53,7 @@ from node_agent.job_result import (
     utc_now,
 )
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
+from node_agent.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,14 @@ class _ActiveJob:
 class JobExecutor:
     """Runs Worker API jobs on a sandbox runtime, at most ``settings.job_slots`` at once."""
 
-    def __init__(self, runtime: SandboxRuntime, settings: NodeSettings, *, store: JobStore | None = None) -> None:
+    def __init__(
+        self,
+        runtime: SandboxRuntime,
+        settings: NodeSettings,
+        *,
+        store: JobStore | None = None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._workspace_root = settings.resolved_workspace_root
@@ -113,6 +121,9 @@ class JobExecutor:
         self._inference_url: str | None = None
         self._proxy_root = settings.resolved_state_dir / "proxy"
         self.proxy_ready_timeout = READY_TIMEOUT
+        # One registry per executor; the Worker API serves it at /metrics.
+        self.metrics = metrics if metrics is not None else NodeMetrics()
+        self.metrics.watch_slots(lambda: self.running_jobs, lambda: self._settings.job_slots)
         self._recover()
 
     # ------------------------------------------------------------------ limits
@@ -200,10 +211,12 @@ class JobExecutor:
             return job.result
         except CynodeError as exc:
             job.error = exc
+            self.metrics.job_finished("error")
             raise
         except Exception as exc:  # a bug of ours must not leave waiters hanging
             log.exception("job %s: unexpected error", key)
             job.error = JobExecutionError("Job execution failed")
+            self.metrics.job_finished("error")
             raise job.error from exc
         finally:
             with self._lock:
@@ -244,6 +257,7 @@ class JobExecutor:
             self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
         finally:
             self._remove_workspace(workspace)
+        self.metrics.job_finished("canceled" if canceled else str(result["status"]), (ended - started).total_seconds())
         log.info(
             "job %s (task %s): %s, exit code %s, %.1f s",
             key,
@@ -285,11 +299,13 @@ class JobExecutor:
                 timeout,
                 " with an inference proxy" if proxy else "",
             )
+            called_at, clock = utc_now(), time.perf_counter()
             try:
                 outcome = self._runtime.run(spec)
             except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
                 log.warning("job %s: runtime error: %s", key, exc)
                 outcome = SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+            self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
         finally:
             if proxy is not None:
                 proxy.close()
@@ -301,7 +317,7 @@ class JobExecutor:
         """Start and health-check the job's inference proxy: ``(proxy, None)``, or ``(None, failed outcome)``."""
         assert self._inference_url is not None
         try:
-            proxy = InferenceProxy(self._proxy_root / key, self._inference_url, name=key)
+            proxy = InferenceProxy(self._proxy_root / key, self._inference_url, name=key, metrics=self.metrics)
             proxy.start()
         except Exception as exc:  # noqa: BLE001 - contract 8: a proxy failure is a failed job, answered 200
             log.warning("job %s: inference proxy did not start: %s", key, exc)

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from node_agent.metrics import LastLine, NodeMetrics
+
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "inference-proxy.sock"
@@ -174,8 +176,11 @@ class InferenceProxy:
         max_body_bytes: int = MAX_BODY_BYTES,
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.socket_dir = Path(socket_dir)
+        # Request counts, latency and backend-reported tokens go here (node_agent.metrics).
+        self.metrics = metrics
         self.upstream_url = upstream_url
         self.name = name or self.socket_dir.name
         self.max_body_bytes = max_body_bytes
@@ -369,6 +374,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     # -- routing ------------------------------------------------------------
 
     def _handle(self) -> None:
+        self._status = 0
+        started = time.monotonic()
+        try:
+            self._route()
+        finally:
+            metrics = self.server.proxy.metrics
+            path = urlsplit(self.path).path
+            if metrics is not None and path != "/healthz":  # the node's own readiness checks are no inference
+                endpoint = path if path in ALLOWED_ENDPOINTS else "other"
+                metrics.inference_request(endpoint, self._status, time.monotonic() - started)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
+    def _route(self) -> None:
         proxy = self.server.proxy
         deadline = time.monotonic() + proxy.request_timeout
         path = urlsplit(self.path).path
@@ -520,6 +541,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", length)
         self.end_headers()
+        metrics = self.server.proxy.metrics
+        # The backend's final JSON (last NDJSON line or the one body) holds the token counts.
+        tail = LastLine() if metrics is not None and response.status == 200 and self.command == "POST" else None
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -531,8 +555,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 if not data:
                     break
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                if tail is not None:
+                    tail.feed(data)
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
+            if tail is not None and metrics is not None:
+                metrics.inference_usage(tail.value)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             # The status line is gone already: cutting the connection is the only signal left.
             log.warning(

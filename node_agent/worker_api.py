@@ -1,6 +1,7 @@
 """The Worker API (node contract 5): the orchestrator-facing HTTP face of a node.
 
-``GET /healthz`` and ``GET /readyz`` are open; ``POST /v1/worker/jobs:run``
+``GET /healthz``, ``GET /readyz`` and ``GET /metrics`` (Prometheus text, no
+secrets: see ``node_agent.metrics``) are open; ``POST /v1/worker/jobs:run``
 and our ``POST /v1/worker/jobs/{job_id}:cancel`` need
 ``Authorization: Bearer <orchestrator_bearer_token>``, compared in constant
 time. The order of checks is upstream's: auth (401), body size (413), JSON
@@ -17,7 +18,10 @@ from typing import Any
 from flask import Flask, Response, request
 
 from cynode_core.errors import BadRequest, PayloadTooLarge, Unauthorized, install_problem_handlers
+from cynode_core.http_metrics import metrics_response
+from cynode_core.logs import install_request_id, log_context
 from node_agent.executor import JobExecutor
+from node_agent.job_request import is_uuid
 from node_agent.readiness import Readiness
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,9 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
         token["expected"] = _BEARER_PREFIX + new_token.encode("utf-8")
 
     app = Flask(__name__)
+    # First hooks: every answer carries the X-Request-Id (the orchestrator's, or a new one) and is counted.
+    install_request_id(app)
+    executor.metrics.http.install(app)
     install_problem_handlers(app)
     app.extensions["cynode_worker"] = {"executor": executor, "readiness": readiness, "set_token": set_token}
 
@@ -94,15 +101,29 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
             return _plain_response("ready")
         return _plain_response(reason, 503)
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return metrics_response(executor.metrics.registry)
+
     @app.post("/v1/worker/jobs:run")
     def run_job() -> Response:
         require_bearer()
         body = read_json_body()
-        return _json_response(executor.run(body))
+        with log_context(**_job_ids(body)):
+            return _json_response(executor.run(body))
 
     @app.post("/v1/worker/jobs/<job_id>:cancel")
     def cancel_job(job_id: str) -> Response:
         require_bearer()
-        return _json_response(executor.cancel(job_id))
+        with log_context(job_id=job_id if is_uuid(job_id) else None):
+            return _json_response(executor.cancel(job_id))
 
     return app
+
+
+def _job_ids(body: Any) -> dict[str, str | None]:
+    """``task_id`` and ``job_id`` of a request body for the log records, when they are UUIDs."""
+    if not isinstance(body, dict):
+        return {}
+    ids = {key: body.get(key) for key in ("task_id", "job_id")}
+    return {key: value if isinstance(value, str) and is_uuid(value) else None for key, value in ids.items()}

@@ -137,7 +137,7 @@ def parse_scope(text: str) -> tuple[dict[str, Requirement], dict[str, dict[str, 
             family = _plain(cells[0])
             if re.fullmatch(r"[A-Z]{3,8}", family):
                 row = {}
-                for name, cell in zip(count_cols[1:], cells[1:]):
+                for name, cell in zip(count_cols[1:], cells[1:], strict=False):
                     if name.startswith("phase "):
                         row[name[len("phase ") :]] = int(_plain(cell) or 0)
                     elif name in ("later", "total"):
@@ -304,7 +304,11 @@ def parse_feature(text: str, rel_path: str) -> list[Scenario]:
         elif kw := _keyword(stripped, SCENARIO_KEYWORDS):
             name = stripped[len(kw) :].lstrip()[1:].strip()
             current = Scenario(
-                rel_path, name, number, set(pending) | feature_tags | rule_tags, outline="Outline" in kw or "Template" in kw
+                rel_path,
+                name,
+                number,
+                set(pending) | feature_tags | rule_tags,
+                outline="Outline" in kw or "Template" in kw,
             )
             scenarios.append(current)
             pending = []
@@ -804,9 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--snapshot-file", type=Path, help="requirement snapshot (default: <repo>/docs/requirements_scope_ids.txt)"
     )
-    p.add_argument(
-        "--snapshot", action="store_true", help="(re)write the snapshot from the scope document, then exit"
-    )
+    p.add_argument("--snapshot", action="store_true", help="(re)write the snapshot from the scope document, then exit")
     p.add_argument("--features", type=Path, help="features directory (default: pytest.ini's bdd_features_base_dir)")
     p.add_argument(
         "--tests",

@@ -101,8 +101,8 @@ def junit(*cases: tuple[str, str, str], classname: str = "tests.acceptance.test_
         }[status]
         rows.append(f'<testcase classname="{cls or classname}" name="{name}" time="0.1">{inner}</testcase>')
     return (
-        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="%d">%s</testsuite>'
-        "</testsuites>" % (len(rows), "".join(rows))
+        f'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="{len(rows)}">'
+        f"{''.join(rows)}</testsuite></testsuites>"
     )
 
 
@@ -374,7 +374,9 @@ def test_an_allowlisted_requirement_that_is_proven_must_leave_the_list(
     repo.allow("REQ-ALPHAS-0002 was not provable", "REQ-ALPHAS-0003 Go only")
     code, out, report = repo.run(capsys)
     assert code == 1
-    assert "FAIL: REQ-ALPHAS-0002: proven by 1 passing scenario(s) but still in the allowlist (line 2); remove it" in out
+    assert (
+        "FAIL: REQ-ALPHAS-0002: proven by 1 passing scenario(s) but still in the allowlist (line 2); remove it" in out
+    )
     assert "**stale allowlist entry**" in report
 
 
@@ -428,7 +430,9 @@ def test_a_stale_snapshot_is_reported(repo: Repo, capsys: pytest.CaptureFixture[
 
 def test_an_explicit_scope_path_wins(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "elsewhere.md"
-    other.write_text(SCOPE.replace("| **REQ-ALPHAS-0003** | Three. | **1 (deviation)** |", "| REQ-ALPHAS-0003 | Three. | later |"))
+    other.write_text(
+        SCOPE.replace("| **REQ-ALPHAS-0003** | Three. | **1 (deviation)** |", "| REQ-ALPHAS-0003 | Three. | later |")
+    )
     repo.junit("a", (TWO, "pass", ""))
     code, out, _ = repo.run(capsys, "--scope", str(other))
     assert code == 0, out

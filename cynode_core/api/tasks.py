@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
@@ -17,6 +18,7 @@ from cynode_core.api import BEARER, Blueprint
 from cynode_core.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp
 from cynode_core.api.tokens import current_user, require_user
 from cynode_core.errors import BadRequest
+from cynode_core.logs import REQUEST_ID_HEADER, current_request_id
 from cynode_core.models import Node
 from cynode_core.services import nodes as node_service
 from cynode_core.services import tasks
@@ -152,12 +154,14 @@ class Tasks(MethodView):
             task_name=body["task_name"],
             project_id=body["project_id"],
             attachments=body["attachments"],
+            request_id=current_request_id(),
         )
         state = _state()
         with state.db.session() as session:
             view = tasks.create_task(session, state.settings, current_user().id, new)
             session.flush()
             session.refresh(view.task)
+            log.info("task %s created (%s)", view.task.id, mode, extra={"task_id": str(view.task.id)})
             return task_body(view), 201
 
     @blp.doc(security=BEARER)
@@ -255,6 +259,8 @@ class TaskCancel(MethodView):
         with state.db.session() as session:
             task = _task(session, ref)
             targets = tasks.cancel(session, task)
+            # The node hears of the cancel under the id the task was created with.
+            request_id = task.request_id or current_request_id()
             calls = []
             for target in targets:
                 node = session.get(Node, target.node_id)
@@ -264,22 +270,25 @@ class TaskCancel(MethodView):
                     )
             task_id = str(task.id)
         for url, token, job_id in calls:
-            _ask_node_to_cancel(url, token, job_id)
+            _ask_node_to_cancel(url, token, job_id, request_id)
         from cynode_core.dispatch import task_finished
 
         task_finished(state, task_id)
         return {"task_id": task_id, "canceled": True}
 
 
-def _ask_node_to_cancel(url: str, token: str | None, job_id: Any) -> None:
+def _ask_node_to_cancel(url: str, token: str | None, job_id: Any, request_id: str | None = None) -> None:
     """Best effort, off the request thread: the task is already canceled in the database."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
 
     def call() -> None:
         try:
-            requests.post(
-                f"{url}/v1/worker/jobs/{job_id}:cancel", headers={"Authorization": f"Bearer {token}"}, timeout=10
-            )
+            requests.post(f"{url}/v1/worker/jobs/{job_id}:cancel", headers=headers, timeout=10)
         except requests.RequestException as exc:
             log.warning("could not reach node to cancel job %s: %s", job_id, type(exc).__name__)
 
-    threading.Thread(target=call, name=f"cancel-{job_id}", daemon=True).start()
+    # A copy of the request's context: the thread's log lines keep its request id.
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(call,), name=f"cancel-{job_id}", daemon=True).start()

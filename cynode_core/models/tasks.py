@@ -71,6 +71,8 @@ class Task(TimestampMixin, Base):
     summary: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    # The X-Request-Id of the call that created the task; it follows the task to the node.
+    request_id: Mapped[str | None] = mapped_column(Text)
 
 
 class Job(TimestampMixin, Base):

@@ -47,6 +47,7 @@ class NewTask:
     task_name: str | None = None
     project_id: str | None = None
     attachments: list[str] = field(default_factory=list)
+    request_id: str | None = None
 
 
 @dataclass
@@ -125,6 +126,7 @@ def create_task(session: Session, settings: OrchestratorSettings, user_id: uuid.
         prompt=new.prompt,
         summary=name,
         input_mode=new.input_mode,
+        request_id=new.request_id,
     )
     session.add(task)
     session.flush()

@@ -95,8 +95,13 @@ def fetch_config(ctx: Ctx, client: Any) -> dict[str, Any]:
 
 
 def ack_body(ctx: Ctx, status: str, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"version": 1, "node_slug": SLUG, "config_version": ctx["config_version"],
-                            "ack_at": now_rfc3339(), "status": status}
+    body: dict[str, Any] = {
+        "version": 1,
+        "node_slug": SLUG,
+        "config_version": ctx["config_version"],
+        "ack_at": now_rfc3339(),
+        "status": status,
+    }
     body.update(changes)
     return body
 
@@ -111,8 +116,12 @@ def control_plane(client: Any, orchestrator: Any, url: str) -> None:
     assert client.get("/healthz").status_code == 200
 
 
-@given(parsers.parse('a capability report "cap" with version 1, node.node_slug "{slug}", platform, compute and '
-                     'worker_api.base_url "{url}"'))
+@given(
+    parsers.parse(
+        'a capability report "cap" with version 1, node.node_slug "{slug}", platform, compute and '
+        'worker_api.base_url "{url}"'
+    )
+)
 def capability_report(ctx: Ctx, slug: str, url: str) -> None:
     ctx["cap"] = capability(slug, url)
     assert ctx["cap"]["version"] == 1 and {"platform", "compute"} <= set(ctx["cap"])
@@ -163,8 +172,9 @@ def snapshot_stored(ctx: Ctx, orchestrator: Any) -> None:
     node = node_row(orchestrator)
     assert node is not None and node.capability_hash == nodes.capability_hash(ctx["cap"])
     with orchestrator.db.session() as session:
-        snapshots = list(session.scalars(select(NodeCapability.capability_snapshot)
-                                         .where(NodeCapability.node_id == node.id)))
+        snapshots = list(
+            session.scalars(select(NodeCapability.capability_snapshot).where(NodeCapability.node_id == node.id))
+        )
     assert snapshots == [ctx["cap"]]
 
 
@@ -207,8 +217,12 @@ def one_row(orchestrator: Any, slug: str) -> None:
 @when(parsers.parse("a client POSTs /v1/nodes/register with psk {psk_value} and capability cap"))
 def register_with_psk(ctx: Ctx, client: Any, orchestrator: Any, psk_value: str) -> None:
     psk = orchestrator.secrets.psk
-    submitted = {'"wrong-psk"': "wrong-psk", '""': "", "(field absent)": None,
-                 "<psk> with a trailing space": psk + " "}[psk_value]
+    submitted = {
+        '"wrong-psk"': "wrong-psk",
+        '""': "",
+        "(field absent)": None,
+        "<psk> with a trailing space": psk + " ",
+    }[psk_value]
     body: dict[str, Any] = {"capability": ctx["cap"]}
     if submitted is not None:
         body["psk"] = submitted
@@ -349,8 +363,11 @@ def config_ids(ctx: Ctx, slug: str) -> None:
     assert ULID.match(body["config_version"]), body["config_version"]
 
 
-@then(parsers.parse('"worker_api.orchestrator_bearer_token" equals the Worker API bearer token the control plane '
-                    'holds for "{slug}"'))
+@then(
+    parsers.parse(
+        '"worker_api.orchestrator_bearer_token" equals the Worker API bearer token the control plane holds for "{slug}"'
+    )
+)
 def config_token(ctx: Ctx, orchestrator: Any, slug: str) -> None:
     served = ctx.resp.get_json()["worker_api"]["orchestrator_bearer_token"]
     node = node_row(orchestrator, slug)
@@ -375,10 +392,15 @@ def row_stores(ctx: Ctx, orchestrator: Any, slug: str) -> None:
     assert node.worker_api_bearer_token and served not in node.worker_api_bearer_token
 
 
-@given(parsers.parse('node "{slug}" registered with capability inference.supported {supported} and '
-                     'inference.existing_service {existing}'))
-def registered_with_inference(ctx: Ctx, client: Any, orchestrator: Any, slug: str, supported: str,
-                              existing: str) -> None:
+@given(
+    parsers.parse(
+        'node "{slug}" registered with capability inference.supported {supported} and '
+        "inference.existing_service {existing}"
+    )
+)
+def registered_with_inference(
+    ctx: Ctx, client: Any, orchestrator: Any, slug: str, supported: str, existing: str
+) -> None:
     cap = copy.deepcopy(ctx["cap"])
     cap["inference"] = {"supported": supported == "true"}
     if existing == "true":
@@ -416,15 +438,18 @@ def fetched_config(ctx: Ctx, client: Any, orchestrator: Any, slug: str) -> None:
     fetch_config(ctx, client)
 
 
-@when('it POSTs /v1/nodes/config with {"version": 1, "node_slug": "node-01", "config_version": V, '
-      '"ack_at": now, "status": "applied"}')
+@when(
+    'it POSTs /v1/nodes/config with {"version": 1, "node_slug": "node-01", "config_version": V, '
+    '"ack_at": now, "status": "applied"}'
+)
 def post_ack_applied(ctx: Ctx, client: Any) -> None:
     ctx["ack"] = ack_body(ctx, "applied")
     ctx["resp"] = client.post("/v1/nodes/config", json=ctx["ack"], headers=bearer(ctx["jwt"]))
 
 
-@then(parsers.parse('the nodes row has config_ack_status "{status}", config_version V and config_ack_at '
-                    'equal to ack_at'))
+@then(
+    parsers.parse('the nodes row has config_ack_status "{status}", config_version V and config_ack_at equal to ack_at')
+)
 def ack_recorded(ctx: Ctx, orchestrator: Any, status: str) -> None:
     node = node_row(orchestrator)
     assert node is not None
@@ -480,8 +505,12 @@ def post_bad_ack(ctx: Ctx, client: Any, slug: str, ack: str) -> None:
     }
     headers = bearer(ctx["jwt"])
     if ack == "a body that is not JSON":
-        ctx["resp"] = client.post("/v1/nodes/config", data='{"version": 1, "status": applied', headers=headers,
-                                  content_type="application/json")
+        ctx["resp"] = client.post(
+            "/v1/nodes/config",
+            data='{"version": 1, "status": applied',
+            headers=headers,
+            content_type="application/json",
+        )
         return
     body = {**ack_body(ctx, "applied"), **changes[ack]}
     ctx["resp"] = client.post("/v1/nodes/config", json=body, headers=headers)
@@ -492,6 +521,8 @@ def ack_unchanged(ctx: Ctx, orchestrator: Any) -> None:
     node, before = node_row(orchestrator), ctx["acked"]
     assert node is not None
     assert (node.config_ack_status, node.config_ack_version, node.config_ack_at) == (
-        "applied", ctx["config_version"], before.config_ack_at)
+        "applied",
+        ctx["config_version"],
+        before.config_ack_at,
+    )
     assert SLUG in dispatchable_slugs(orchestrator)
-

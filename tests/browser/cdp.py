@@ -147,11 +147,8 @@ class Page:
 
     def exceptions(self) -> list[str]:
         """Uncaught JavaScript exceptions seen so far (needs ``Runtime.enable``)."""
-        return [
-            e["params"]["exceptionDetails"].get("text", "") + " " + str(e["params"]["exceptionDetails"].get("exception"))
-            for e in self.events
-            if e["method"] == "Runtime.exceptionThrown"
-        ]
+        details = [e["params"]["exceptionDetails"] for e in self.events if e["method"] == "Runtime.exceptionThrown"]
+        return [f"{d.get('text', '')} {d.get('exception', {}).get('description', '')}".strip() for d in details]
 
 
 class Chromium:

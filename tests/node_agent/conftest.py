@@ -133,6 +133,7 @@ def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str
     """Settings of a node agent talking to ``stub``, its Worker API on a free loopback port."""
 
     def build(**overrides: Any) -> NodeSettings:
+        home = overrides.pop("home", tmp_path / "home")
         port = free_port()
         events.worker_port = port
         values: dict[str, Any] = {
@@ -146,7 +147,7 @@ def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str
             "inference_backend": "stub",
         }
         values.update(overrides)
-        return make_settings(tmp_path / "home", **values)
+        return make_settings(home, **values)
 
     return build
 

@@ -32,9 +32,12 @@ from node_helpers import (
 )
 from orchestrator_process import free_port
 from pytest_bdd import given, parsers, scenarios, then, when
+from sqlalchemy import select, text
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
 from cynode_core.hookspecs import InferenceBackend
+from cynode_core.models import Node
+from node_agent import manager as manager_module
 from node_agent.config import NodeSettings
 from node_agent.manager import NodeManager
 
@@ -62,6 +65,7 @@ class RunningNode:
     settings: NodeSettings
     thread: threading.Thread
     box: dict[str, Any]
+    ended: float = 0.0
 
     @property
     def worker_url(self) -> str:
@@ -92,41 +96,73 @@ def start_node(plugin_manager: Any) -> Iterator[Callable[[NodeSettings], Running
         node.thread.join(WAIT)
 
 
-class StartupWatch:
-    """Polls, every 10 ms, the Worker API and the inference port, recording when each first answered."""
+class InferenceWatch:
+    """Polls an inference URL every 10 ms and records when ``GET /api/version`` first answered 200."""
 
-    def __init__(self, worker_url: str, inference_url: str) -> None:
-        self.worker_url, self.inference_url = worker_url, inference_url
-        self.worker_at: tuple[float, float] | None = None  # (monotonic, wall clock)
-        self.inference_at: float | None = None
-        self.inference_up_when_worker_came = False
-        self.token_answers: tuple[int, int] | None = None  # (right token, wrong token)
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answered_at: float | None = None  # monotonic
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
-    def _answers(self, url: str) -> bool:
-        try:
-            return requests.get(url, timeout=0.5).status_code == 200
-        except requests.RequestException:
-            return False
-
     def _poll(self) -> None:
-        while not self._stop.is_set() and (self.worker_at is None or self.inference_at is None):
-            if self.worker_at is None and self._answers(f"{self.worker_url}/healthz"):
-                self.worker_at = (time.monotonic(), time.time())
-                self.inference_up_when_worker_came = self._answers(f"{self.inference_url}/api/version")
-                run = f"{self.worker_url}/v1/worker/jobs:run"
-                self.token_answers = tuple(  # type: ignore[assignment]
-                    requests.post(run, data="{", timeout=5, headers={"Authorization": f"Bearer {token}"}).status_code
-                    for token in (CONFIG_TOKEN, "wrong-token"))
-            if self.inference_at is None and self._answers(f"{self.inference_url}/api/version"):
-                self.inference_at = time.monotonic()
-            self._stop.wait(0.01)
+        while self.answered_at is None and not self._stop.wait(0.01):
+            try:
+                if requests.get(f"{self.url}/api/version", timeout=0.5).status_code == 200:
+                    self.answered_at = time.monotonic()
+            except requests.RequestException:
+                pass
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def observe_backend_start(monkeypatch: pytest.MonkeyPatch, name: str, worker_url: str) -> dict[str, Any]:
+    """Record the Worker API's state when the node calls ``start()`` on backend ``name``, and the backend's after.
+
+    The backend is the real plugin's, built by its real factory; only its
+    ``start`` is wrapped: it looks at the Worker API first, and once the real
+    ``start()`` returned it checks that the inference endpoint answers.
+    """
+    seen: dict[str, Any] = {}
+    found_by_name = manager_module.inference_backend_factories
+
+    def factories(pm: Any) -> dict[str, Any]:
+        found = dict(found_by_name(pm))
+        real_factory = found[name]
+
+        def factory(options: Any) -> Any:
+            backend = real_factory(options)
+            real_start = backend.start
+
+            def start() -> None:
+                run = f"{worker_url}/v1/worker/jobs:run"
+                seen.update(
+                    at=time.monotonic(),
+                    healthz=requests.get(f"{worker_url}/healthz", timeout=5).status_code,
+                    readyz=requests.get(f"{worker_url}/readyz", timeout=5).status_code,
+                    tokens=tuple(
+                        requests.post(
+                            run, data="{", timeout=5, headers={"Authorization": f"Bearer {token}"}
+                        ).status_code
+                        for token in (CONFIG_TOKEN, "wrong-token")
+                    ),
+                )
+                real_start()
+                # start() has returned: the endpoint must answer now, before the node goes on to ack.
+                answered = requests.get(f"{backend.base_url}/api/version", timeout=5).status_code
+                seen.update(returned_at=time.monotonic(), answered_after_start=answered)
+
+            backend.start = start
+            return backend
+
+        found[name] = factory
+        return found
+
+    monkeypatch.setattr(manager_module, "inference_backend_factories", factories)
+    return seen
 
 
 def node_calls(stub: StubOrchestrator) -> list[Any]:
@@ -138,8 +174,11 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def listening(port: int) -> list[str]:
-    return [c.laddr.ip for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    return [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
 
 
 # -- background -----------------------------------------------------------------------------
@@ -151,8 +190,10 @@ def stub_orchestrator(ctx: dict[str, Any], stub: StubOrchestrator, path: str) ->
     ctx["stub"] = stub
 
 
-@given('the stub config has "worker_api.orchestrator_bearer_token" <worker_token> and "inference_backend" '
-       '{"enabled": true}')
+@given(
+    'the stub config has "worker_api.orchestrator_bearer_token" <worker_token> and "inference_backend" '
+    '{"enabled": true}'
+)
 def stub_config(stub: StubOrchestrator) -> None:
     assert stub.worker_token == CONFIG_TOKEN
     stub.inference_enabled = True
@@ -162,23 +203,36 @@ def stub_config(stub: StubOrchestrator) -> None:
 
 
 @given("the node's inference backend is the embedded llama.cpp plugin, which answers only once its model has loaded")
-def llamacpp_backend(ctx: dict[str, Any], stub: StubOrchestrator, node_settings: Any, llamacpp_home: Path,
-                     real_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def llamacpp_backend(
+    ctx: dict[str, Any],
+    stub: StubOrchestrator,
+    node_settings: Any,
+    llamacpp_home: Path,
+    real_model: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     port = free_port()
     # A fixed port, so the step can watch the backend come up (the plugin reads CYNODE_LLAMACPP_PORT).
     monkeypatch.setenv("CYNODE_LLAMACPP_PORT", str(port))
     stub.selected_model = real_model
     # The shared home holds the assembled model; the node's own state stays under tmp_path.
-    ctx["settings"] = node_settings(inference_backend="llamacpp", home=str(llamacpp_home),
-                                    state_dir=str(tmp_path / "node-state"))
+    ctx["settings"] = node_settings(
+        inference_backend="llamacpp", home=str(llamacpp_home), state_dir=str(tmp_path / "node-state")
+    )
     ctx["inference_url"] = f"http://127.0.0.1:{port}"
 
 
 @when(parsers.parse('the node manager starts with slug "{slug}" and the right PSK'))
-def start_watched(ctx: dict[str, Any], stub: StubOrchestrator, start_node: Any, slug: str) -> None:
+def start_watched(
+    ctx: dict[str, Any], stub: StubOrchestrator, start_node: Any, slug: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings: NodeSettings = ctx["settings"]
     assert (settings.node_slug, settings.node_psk) == (slug, NODE_PSK)
-    watch = StartupWatch(f"http://127.0.0.1:{settings.worker_listen_port}", ctx["inference_url"])
+    ctx["start_seen"] = observe_backend_start(
+        monkeypatch, "llamacpp", f"http://127.0.0.1:{settings.worker_listen_port}"
+    )
+    watch = InferenceWatch(ctx["inference_url"])
     try:
         ctx["node"] = start_node(settings)
         assert stub.wait_for(lambda: len(stub.calls_to("POST", REPORT_PATH)) >= 2, timeout=WAIT), stub.calls
@@ -187,12 +241,17 @@ def start_watched(ctx: dict[str, Any], stub: StubOrchestrator, start_node: Any, 
     ctx["watch"] = watch
 
 
-@then('the stub orchestrator sees, in order: register with "psk" and capability worker_api.base_url, GET '
-      '"/custom/config" with the bootstrap node JWT, then the config ack')
+@then(
+    'the stub orchestrator sees, in order: register with "psk" and capability worker_api.base_url, GET '
+    '"/custom/config" with the bootstrap node JWT, then the config ack'
+)
 def calls_in_order(ctx: dict[str, Any], stub: StubOrchestrator) -> None:
     calls = node_calls(stub)
     assert [(c.method, c.path) for c in calls[:3]] == [
-        ("POST", "/v1/nodes/register"), ("GET", CONFIG_PATH), ("POST", CONFIG_PATH)]
+        ("POST", "/v1/nodes/register"),
+        ("GET", CONFIG_PATH),
+        ("POST", CONFIG_PATH),
+    ]
     register = calls[0].body
     assert register["psk"] == NODE_PSK
     assert register["capability"]["worker_api"]["base_url"] == ctx["settings"].advertised_url
@@ -201,28 +260,34 @@ def calls_in_order(ctx: dict[str, Any], stub: StubOrchestrator) -> None:
 
 
 @then("the Worker API is started with <worker_token> before the inference backend is started")
-def worker_first(ctx: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    watch: StartupWatch = ctx["watch"]
-    assert watch.worker_at is not None and watch.inference_at is not None
-    assert watch.token_answers == (400, 401)  # the config's token gets past auth, another token does not
-    assert not watch.inference_up_when_worker_came
-    started = [r.created for r in caplog.records if r.getMessage() == "starting inference backend llamacpp"]
-    assert started and watch.worker_at[1] < started[0], "the backend was started before the Worker API answered"
+def worker_first(ctx: dict[str, Any]) -> None:
+    seen = ctx["start_seen"]
+    # When the node called the backend's start(), the Worker API already served, not ready yet,
+    # and took the config's token (400 for the empty body) while refusing another one (401).
+    assert (seen["healthz"], seen["readyz"], seen["tokens"]) == (200, 503, (400, 401)), seen
+    assert ctx["watch"].answered_at is not None and seen["at"] < ctx["watch"].answered_at
 
 
-@then(parsers.parse('the ack has "version" 1, "node_slug" "{slug}", the fetched "config_version" and '
-                    '"status" "{status}"'))
+@then(
+    parsers.parse('the ack has "version" 1, "node_slug" "{slug}", the fetched "config_version" and "status" "{status}"')
+)
 def ack_fields(stub: StubOrchestrator, slug: str, status: str) -> None:
     (ack,) = stub.acks()
     assert set(ack) == {"version", "node_slug", "config_version", "ack_at", "status"}
     assert (ack["version"], ack["node_slug"], ack["config_version"], ack["status"]) == (
-        1, slug, stub.config_version, status)
+        1,
+        slug,
+        stub.config_version,
+        status,
+    )
 
 
 @then("the ack arrives only after the inference endpoint answered healthy")
 def ack_after_healthy(ctx: dict[str, Any], stub: StubOrchestrator) -> None:
     (ack_call,) = stub.calls_to("POST", CONFIG_PATH)
-    assert ctx["watch"].inference_at < ack_call.at
+    seen = ctx["start_seen"]
+    assert seen["answered_after_start"] == 200
+    assert seen["returned_at"] < ack_call.at
 
 
 @then("capability reports are then POSTed to the bootstrap node_report_url with the node JWT")
@@ -250,8 +315,10 @@ def run_startup(ctx: dict[str, Any], start_node: Any) -> None:
     ctx["code"] = ctx["node"].join()
 
 
-@then('the stub orchestrator receives a config ack with the fetched "config_version", "status" "failed" and an '
-      '"error" giving the inference start-up failure as its reason')
+@then(
+    'the stub orchestrator receives a config ack with the fetched "config_version", "status" "failed" and an '
+    '"error" giving the inference start-up failure as its reason'
+)
 def failed_ack(stub: StubOrchestrator) -> None:
     failed = [a for a in stub.acks() if a["status"] == "failed"]
     assert len(failed) == 1
@@ -262,8 +329,7 @@ def failed_ack(stub: StubOrchestrator) -> None:
     assert "no Ollama server answers" in ack["error"]["message"]  # the plugin's own reason
 
 
-@then("only after that ack the node manager exits with a non-zero code and an error saying inference start-up "
-      "failed")
+@then("only after that ack the node manager exits with a non-zero code and an error saying inference start-up failed")
 def exits_after_ack(ctx: dict[str, Any], stub: StubOrchestrator, caplog: pytest.LogCaptureFixture) -> None:
     (ack_call,) = stub.calls_to("POST", CONFIG_PATH)
     assert ctx["code"] != 0
@@ -291,28 +357,34 @@ def real_control_plane(orchestrator: Any, live_orchestrator: str, node_settings:
     state.settings = dataclasses.replace(state.settings, public_url=live_orchestrator)
     dispatcher = InProcessDispatcher(state)
     try:
-        node = start_node(node_settings(orchestrator_url=live_orchestrator, node_psk=orchestrator.secrets.psk,
-                                        inference_backend="broken"))
+        node = start_node(
+            node_settings(
+                orchestrator_url=live_orchestrator, node_psk=orchestrator.secrets.psk, inference_backend="broken"
+            )
+        )
         assert node.join() != 0
         with orchestrator.db.session() as session:
-            from cynode_core.models import Node
-
-            (row,) = session.query(Node).all()
+            (row,) = session.scalars(select(Node)).all()
             assert (row.config_ack_status, row.config_ack_version) == ("failed", row.config_version)
             assert "inference start-up failed" in (row.config_ack_error or "")
-        login = requests.post(f"{live_orchestrator}/v1/auth/login", timeout=10,
-                              json={"handle": "admin", "password": orchestrator.secrets.admin_password})
+        login = requests.post(
+            f"{live_orchestrator}/v1/auth/login",
+            timeout=10,
+            json={"handle": "admin", "password": orchestrator.secrets.admin_password},
+        )
         token = login.json()["access_token"]
-        created = requests.post(f"{live_orchestrator}/v1/tasks", json={"prompt": "echo never"}, timeout=10,
-                                headers={"Authorization": f"Bearer {token}"})
+        created = requests.post(
+            f"{live_orchestrator}/v1/tasks",
+            json={"prompt": "echo never"},
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert created.status_code in (200, 201), created.text
         task_id = created.json()["task_id"]
         time.sleep(1.5)  # several dispatcher polls (every 0.2 s) pass
         ready = requests.get(f"{live_orchestrator}/readyz", timeout=10)
         assert ready.status_code == 503 and "dispatchable node: failing" in ready.text, ready.text
         with orchestrator.db.session() as session:
-            from sqlalchemy import text
-
             jobs = session.execute(text("SELECT status, node_id FROM jobs WHERE task_id = :t"), {"t": task_id}).all()
         assert [(status, node_id) for status, node_id in jobs] == [("queued", None)]
     finally:
@@ -323,32 +395,44 @@ def real_control_plane(orchestrator: Any, live_orchestrator: str, node_settings:
 
 
 @given("an Ollama-compatible service already answers on 127.0.0.1 on the host")
-def existing_service(ctx: dict[str, Any], stub: StubOrchestrator, real_backend: InferenceBackend,
-                     real_model: str, node_settings: Any) -> None:
+def existing_service(
+    ctx: dict[str, Any], stub: StubOrchestrator, real_backend: InferenceBackend, real_model: str, node_settings: Any
+) -> None:
     url = real_backend.base_url
     assert urlsplit(url).hostname == "127.0.0.1"
     assert requests.get(f"{url}/api/tags", timeout=10).status_code == 200
     stub.selected_model = real_model
     ctx["inference_url"] = url
     ctx["settings"] = node_settings(inference_backend="ollama", ollama_url=url)
-    ctx["listening_before"] = {c.laddr for c in psutil.Process().net_connections(kind="inet")
-                               if c.status == psutil.CONN_LISTEN}
+    ctx["listening_before"] = {
+        c.laddr for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+    }
 
 
 @when("the node manager starts")
-def manager_starts(ctx: dict[str, Any], stub: StubOrchestrator, node_settings: Any, start_node: Any,
-                   container_records: ContainerRecords) -> None:
+def manager_starts(
+    ctx: dict[str, Any],
+    stub: StubOrchestrator,
+    node_settings: Any,
+    start_node: Any,
+    container_records: ContainerRecords,
+) -> None:
     ctx["records"] = container_records
     node = start_node(ctx.get("settings") or node_settings())
     ctx["node"] = node
-    wait_until(lambda: not node.thread.is_alive() or stub.calls_to("POST", REPORT_PATH), WAIT,
-               "the node to become ready or to end")
+    wait_until(
+        lambda: not node.thread.is_alive() or stub.calls_to("POST", REPORT_PATH),
+        WAIT,
+        "the node to become ready or to end",
+    )
     if not node.thread.is_alive():
         ctx["code"] = node.join()
 
 
-@then('the capability report has "inference.supported" true, "inference.existing_service" true and '
-      '"inference.running" true')
+@then(
+    'the capability report has "inference.supported" true, "inference.existing_service" true and '
+    '"inference.running" true'
+)
 def existing_reported(stub: StubOrchestrator, real_model: str) -> None:
     inference = stub.calls_to("POST", REPORT_PATH)[-1].body["inference"]
     assert (inference["supported"], inference["existing_service"], inference["running"]) == (True, True, True)

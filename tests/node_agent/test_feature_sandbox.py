@@ -109,16 +109,18 @@ def quoted(text: str) -> list[str]:
     return re.findall(r'"([^"]*)"', text)
 
 
-def run_job(ctx: dict[str, Any], command: list[str], *, task: str | None = None, job: str | None = None,
-            **sandbox: Any) -> dict[str, Any]:
+def run_job(
+    ctx: dict[str, Any], command: list[str], *, task: str | None = None, job: str | None = None, **sandbox: Any
+) -> dict[str, Any]:
     """POST one job (version 1, the bearer token, fresh ids unless named); the result lands in ``ctx``."""
     task_id = named_id(ctx, task) if task else str(uuid.uuid4())
     job_id = named_id(ctx, job) if job else str(uuid.uuid4())
     body = {"version": 1, "task_id": task_id, "job_id": job_id, "sandbox": {"command": command, **sandbox}}
     url, token = ctx["api"]
     began = time.monotonic()
-    resp = requests.post(f"{url}/v1/worker/jobs:run", json=body, timeout=120,
-                         headers={"Authorization": f"Bearer {token}"})
+    resp = requests.post(
+        f"{url}/v1/worker/jobs:run", json=body, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    )
     ctx.update(elapsed=time.monotonic() - began, job_id=job_id, task_id=task_id)
     assert resp.status_code == 200, resp.text
     ctx["result"] = resp.json()
@@ -151,14 +153,22 @@ def cgroup_dir(runtime: SandboxRuntime, container_id: str, controller: str) -> P
 # -- background ---------------------------------------------------------------------------
 
 
-@given("the Worker API is running with a real container runtime, a 256 KiB output cap and a host-side TCP "
-       "listener L on the host")
-def worker_api(ctx: dict[str, Any], start_worker: WorkerFactory, podman_runtime: SandboxRuntime,
-               listener: RecordingListener, container_records: ContainerRecords) -> None:
+@given(
+    "the Worker API is running with a real container runtime, a 256 KiB output cap and a host-side TCP "
+    "listener L on the host"
+)
+def worker_api(
+    ctx: dict[str, Any],
+    start_worker: WorkerFactory,
+    podman_runtime: SandboxRuntime,
+    listener: RecordingListener,
+    container_records: ContainerRecords,
+) -> None:
     worker = start_worker(keep_workspaces=True)
     assert worker.settings.max_output_bytes == 256 * 1024
-    ctx.update(worker=worker, runtime=podman_runtime, listener=listener, records=container_records,
-               start_worker=start_worker)
+    ctx.update(
+        worker=worker, runtime=podman_runtime, listener=listener, records=container_records, start_worker=start_worker
+    )
 
 
 @given('every job below is sent with bearer <worker_token>, "version" 1 and a fresh task_id and job_id')
@@ -169,14 +179,18 @@ def job_defaults(ctx: dict[str, Any]) -> None:
 # -- running jobs ---------------------------------------------------------------------------
 
 
-@when(parsers.re(r'^I run (?P<command>\[.*\]) as task <(?P<task>\w+)> job <(?P<job>\w+)>'
-                 r'( with sandbox.env (?P<env>\{.*\}))?$'))
+@when(
+    parsers.re(
+        r"^I run (?P<command>\[.*\]) as task <(?P<task>\w+)> job <(?P<job>\w+)>"
+        r"( with sandbox.env (?P<env>\{.*\}))?$"
+    )
+)
 def run_named(ctx: dict[str, Any], command: str, task: str, job: str, env: str | None) -> None:
     extra = {"env": json.loads(env)} if env else {}
     run_job(ctx, json.loads(command), task=task, job=job, **extra)
 
 
-@when(parsers.re(r'^I run (?P<command>\[.*\])$'))
+@when(parsers.re(r"^I run (?P<command>\[.*\])$"))
 def run_plain(ctx: dict[str, Any], command: str) -> None:
     argv = json.loads(fill(ctx, command))
     if "process" in ctx:
@@ -262,16 +276,27 @@ def no_secret_names(ctx: dict[str, Any]) -> None:
 # -- network ---------------------------------------------------------------------------------
 
 
-@when(parsers.parse('I run a job with "sandbox.network_policy" {policy} that tries to connect to L, to the node\'s '
-                    'Worker API port and to the inference port, and lists its interfaces and routes'))
+@when(
+    parsers.parse(
+        'I run a job with "sandbox.network_policy" {policy} that tries to connect to L, to the node\'s '
+        "Worker API port and to the inference port, and lists its interfaces and routes"
+    )
+)
 def run_network_probe(ctx: dict[str, Any], real_backend: InferenceBackend, policy: str) -> None:
-    ports = {"L": ctx["listener"].port, "worker": urlsplit(ctx["worker"].url).port,
-             "inference": urlsplit(real_backend.base_url).port}
+    ports = {
+        "L": ctx["listener"].port,
+        "worker": urlsplit(ctx["worker"].url).port,
+        "inference": urlsplit(real_backend.base_url).port,
+    }
     ctx["ports"] = ports
-    script = "".join(f"nc -w 2 127.0.0.1 {port} </dev/null && echo connected-{name} || echo failed-{name}; "
-                     for name, port in ports.items())
-    script += "echo interfaces: $(ls /sys/class/net); echo routes:; tail -n +2 /proc/net/route; " \
-              "echo routes6:; cat /proc/net/ipv6_route"
+    script = "".join(
+        f"nc -w 2 127.0.0.1 {port} </dev/null && echo connected-{name} || echo failed-{name}; "
+        for name, port in ports.items()
+    )
+    script += (
+        "echo interfaces: $(ls /sys/class/net); echo routes:; tail -n +2 /proc/net/route; "
+        "echo routes6:; cat /proc/net/ipv6_route"
+    )
     extra = {} if policy == "(field absent)" else {"network_policy": json.loads(policy)}
     run_job(ctx, ["sh", "-c", script], **extra)
 
@@ -297,8 +322,9 @@ def only_loopback(ctx: dict[str, Any]) -> None:
 # -- timeout and output ------------------------------------------------------------------------
 
 
-@then(parsers.parse('the response arrives within {seconds:d} seconds with "status" "{status}" '
-                    'and "exit_code" {code:d}'))
+@then(
+    parsers.parse('the response arrives within {seconds:d} seconds with "status" "{status}" and "exit_code" {code:d}')
+)
 def arrives_with(ctx: dict[str, Any], seconds: int, status: str, code: int) -> None:
     assert ctx["elapsed"] < seconds
     assert (ctx["result"]["status"], ctx["result"]["exit_code"]) == (status, code)
@@ -396,7 +422,7 @@ def job_a_wrote(ctx: dict[str, Any], secret: str) -> None:
     assert kept.read_text() == f"{secret}\n"
 
 
-@when(parsers.re(r'^job <(?P<job>\w+)> runs (?P<command>\[.*\])$'))
+@when(parsers.re(r"^job <(?P<job>\w+)> runs (?P<command>\[.*\])$"))
 def job_b_runs(ctx: dict[str, Any], job: str, command: str) -> None:
     run_job(ctx, json.loads(command), job=job)
 
@@ -414,8 +440,12 @@ def host_marker() -> Iterator[Path]:
     marker.unlink(missing_ok=True)
 
 
-@given(parsers.parse('the host has a file "/etc/cynode-host-marker-<random>" containing "{content}" and the '
-                     "node's state dir holds its config"))
+@given(
+    parsers.parse(
+        'the host has a file "/etc/cynode-host-marker-<random>" containing "{content}" and the '
+        "node's state dir holds its config"
+    )
+)
 def host_files(ctx: dict[str, Any], host_marker: Path, content: str) -> None:
     host_marker.write_text(content)
     ctx["marker"] = str(host_marker)
@@ -457,8 +487,11 @@ def run_in_background(ctx: dict[str, Any], command: str, task: str, job: str) ->
     ctx["call"] = run_in_thread(lambda: run_job(ctx, command.split(), task=task, job=job))
 
 
-@then(parsers.parse("while it runs the runtime lists a container with labels carrying task_id <{task}> and "
-                    "job_id <{job}>"))
+@then(
+    parsers.parse(
+        "while it runs the runtime lists a container with labels carrying task_id <{task}> and job_id <{job}>"
+    )
+)
 def labelled_while_running(ctx: dict[str, Any], task: str, job: str) -> None:
     job_id, thread = named_id(ctx, job), ctx["call"][0]
     client = ctx["runtime"].client
@@ -499,8 +532,10 @@ def no_new_privs(ctx: dict[str, Any], value: str) -> None:
     assert ctx["status_fields"]["NoNewPrivs"] == value
 
 
-@then("the runtime's record of the container shows no added capability, no privileged mode and the "
-      "no-new-privileges option")
+@then(
+    "the runtime's record of the container shows no added capability, no privileged mode and the "
+    "no-new-privileges option"
+)
 def record_unprivileged(ctx: dict[str, Any]) -> None:
     (record,) = ctx["records"].of(ctx["job_id"])
     host = record["HostConfig"]
@@ -552,8 +587,10 @@ def run_fork_bomb(ctx: dict[str, Any], command: str, timeout: str) -> None:
                 health.append(-1)
             host_ok.append(subprocess.run(["true"], timeout=5).returncode == 0)
 
-    watchers = [threading.Thread(target=watch, daemon=True), threading.Thread(target=keep_checking_the_host,
-                                                                              daemon=True)]
+    watchers = [
+        threading.Thread(target=watch, daemon=True),
+        threading.Thread(target=keep_checking_the_host, daemon=True),
+    ]
     for thread in watchers:
         thread.start()
     try:

@@ -82,8 +82,12 @@ def unescape(text: str) -> str:
 
 
 def valid_body(ctx: dict[str, Any], command: list[str] | None = None, job: str = "J1") -> dict[str, Any]:
-    return {"version": 1, "task_id": job_id_of(ctx, "T1"), "job_id": job_id_of(ctx, job),
-            "sandbox": {"command": command or ["sh", "-c", "echo should-not-run"]}}
+    return {
+        "version": 1,
+        "task_id": job_id_of(ctx, "T1"),
+        "job_id": job_id_of(ctx, job),
+        "sandbox": {"command": command or ["sh", "-c", "echo should-not-run"]},
+    }
 
 
 def a_jwt(token_type: str) -> str:
@@ -102,8 +106,9 @@ def header_value(text: str) -> str | None:
     return value
 
 
-def post_run(worker: Worker, body: Any, *, header: str | None = f"Bearer {WORKER_TOKEN}",
-             raw: bytes | None = None) -> requests.Response:
+def post_run(
+    worker: Worker, body: Any, *, header: str | None = f"Bearer {WORKER_TOKEN}", raw: bytes | None = None
+) -> requests.Response:
     headers = {"Content-Type": "application/json"}
     if header is not None:
         headers["Authorization"] = header
@@ -129,10 +134,16 @@ def start_in_flight(ctx: dict[str, Any], in_flight: list[Any], body: dict[str, A
 # -- background --------------------------------------------------------------------
 
 
-@given("the Worker API is running with bearer token <worker_token>, a working container runtime and a workspace "
-       "root on the host")
-def worker_api(ctx: dict[str, Any], start_worker: WorkerFactory, feature_runtime: SandboxRuntime,
-               container_records: ContainerRecords) -> None:
+@given(
+    "the Worker API is running with bearer token <worker_token>, a working container runtime and a workspace "
+    "root on the host"
+)
+def worker_api(
+    ctx: dict[str, Any],
+    start_worker: WorkerFactory,
+    feature_runtime: SandboxRuntime,
+    container_records: ContainerRecords,
+) -> None:
     worker = start_worker(feature_runtime, keep_workspaces=True)
     assert requests.get(f"{worker.url}/readyz", timeout=WAIT).text == "ready"
     ctx.update(worker=worker, runtime=feature_runtime, records=container_records)
@@ -189,10 +200,24 @@ def result_ids(ctx: dict[str, Any], status: str) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"] == "application/json"
     result = resp.json()
-    assert set(result) == {"version", "task_id", "job_id", "status", "exit_code", "stdout", "stderr",
-                           "started_at", "ended_at", "truncated"}
+    assert set(result) == {
+        "version",
+        "task_id",
+        "job_id",
+        "status",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "started_at",
+        "ended_at",
+        "truncated",
+    }
     assert (result["version"], result["task_id"], result["job_id"], result["status"]) == (
-        1, job_id_of(ctx, "T1"), job_id_of(ctx, "J1"), status)
+        1,
+        job_id_of(ctx, "T1"),
+        job_id_of(ctx, "J1"),
+        status,
+    )
 
 
 @then(parsers.parse('"exit_code" is {code:d}, "stdout" is "{stdout}", "stderr" is "{stderr}"'))
@@ -224,8 +249,11 @@ def ran_in_container(ctx: dict[str, Any]) -> None:
     assert containers_of(ctx["runtime"], job_id_of(ctx, "J1")) == []  # and it is gone
 
 
-@then(parsers.parse('a call with a fresh job_id and command {command} answers 200 with "status" "{status}" '
-                    'and "exit_code" {code:d}'))
+@then(
+    parsers.parse(
+        'a call with a fresh job_id and command {command} answers 200 with "status" "{status}" and "exit_code" {code:d}'
+    )
+)
 def fresh_call(ctx: dict[str, Any], command: str, status: str, code: int) -> None:
     resp = post_run(ctx["worker"], valid_body(ctx, json.loads(command), job="J2"))
     assert resp.status_code == 200, resp.text
@@ -308,8 +336,7 @@ def post_oversize(ctx: dict[str, Any]) -> None:
 
 @then("the same body without a token gets 401")
 def oversize_without_token(ctx: dict[str, Any]) -> None:
-    assert_problem(post_run(ctx["worker"], None, raw=ctx["raw"], header=None), 401,
-                   "Invalid or missing bearer token")
+    assert_problem(post_run(ctx["worker"], None, raw=ctx["raw"], header=None), 401, "Invalid or missing bearer token")
     assert ctx["records"].job_containers() == [] and nothing_created(ctx["worker"])
 
 

@@ -11,7 +11,6 @@ import logging
 
 from cynode_core import hookimpl
 from cynode_core.hookspecs import Identity
-
 from cynode_example_auth.directory import DirectoryError, StaticDirectory
 
 log = logging.getLogger(__name__)

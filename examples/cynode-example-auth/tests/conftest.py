@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 from cynode_example_auth.directory import ENV_FILE, ENV_USERS, hash_password
-
-CAROL_PASSWORD = "carol-correct-horse"
-DAVE_PASSWORD = "dave-battery-staple"
+from example_users import CAROL_PASSWORD, DAVE_PASSWORD
 
 
 @pytest.fixture(scope="session")

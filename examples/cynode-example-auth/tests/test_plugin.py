@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import CAROL_PASSWORD, DAVE_PASSWORD
 from cynode_example_auth.directory import ENV_USERS, SOURCE, DirectoryError, parse_entries
+from example_users import CAROL_PASSWORD, DAVE_PASSWORD
 
 from cynode_core.hookspecs import Identity
 from cynode_core.plugins import get_plugin_manager, plugin_names
@@ -33,9 +33,7 @@ def test_a_wrong_password_or_an_unlisted_handle_defers(users_file: Path) -> None
     assert authenticate("admin", "anything") is None  # left to the next plugin (local accounts)
 
 
-def test_users_can_come_from_the_environment_variable(
-    hashes: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_users_can_come_from_the_environment_variable(hashes: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_USERS, f"carol {hashes['carol']} carol@example.org; dave {hashes['dave']}")
     assert authenticate("carol", CAROL_PASSWORD) is not None
     assert authenticate("dave", DAVE_PASSWORD) is not None
@@ -76,7 +74,8 @@ def test_a_missing_file_fails_closed(users_file: Path, caplog: pytest.LogCapture
 
 def test_parse_errors_name_the_source_and_the_entry() -> None:
     with pytest.raises(DirectoryError, match=r"users.txt, entry 2 \(carol\): not an argon2id hash"):
-        parse_entries("# comment\ncarol $argon2i$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n", origin="users.txt")
+        argon2i = "$argon2i$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+        parse_entries(f"# comment\ncarol {argon2i}\n", origin="users.txt")
 
 
 def test_blocking_the_plugin_by_name_turns_it_off(users_file: Path) -> None:

@@ -198,6 +198,7 @@ class PodmanRuntime:
             message = _explain(exc)
             code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
             return _runtime_failure(code, f"cannot start the container: {message}", started_at)
+        container_started_at = _now()
         with self._lock:
             canceled = job.canceled
         if canceled:  # cancel() came between create and start and found nothing to kill
@@ -221,6 +222,7 @@ class PodmanRuntime:
             stderr_truncated=stderr.truncated,
             started_at=started_at,
             ended_at=_now(),
+            container_started_at=container_started_at,
         )
         if job.canceled and not timed_out:
             note = f"job canceled: container killed (exit {exit_code})\n".encode()

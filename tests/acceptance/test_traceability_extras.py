@@ -1,0 +1,623 @@
+"""Steps of features/orchestrator/traceability_extras.feature.
+
+Small proofs of Phase 1 requirements no other scenario is tagged with (see
+scripts/trace_requirements.py and docs/trace_exceptions.txt). Most run the
+orchestrator app in this process on the test's own PostgreSQL database; the
+header-size and ``cynode db upgrade`` scenarios run the real ``cynode``
+command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from acceptance.conftest import Ctx, assert_problem, bearer, login
+from acceptance.task_stack import USER_PASSWORD, create_users
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from orchestrator_process import CynodeProcess, clean_environ, free_port
+from pytest_bdd import given, parsers, scenarios, then, when
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
+
+import cynode_core.models  # noqa: F401  (registers every table on Base.metadata)
+from cynode_core import migrate
+from cynode_core.app import create_app
+from cynode_core.config import OrchestratorSettings, load_settings
+from cynode_core.db import Base, make_engine
+from cynode_core.dispatch_store import sandbox_of
+from cynode_core.models import Job, Task, User
+from cynode_core.server import open_runtime
+from cynode_core.services import tasks as task_service
+from cynode_core.services.accounts import SYSTEM_HANDLE
+
+scenarios("orchestrator/traceability_extras.feature")
+
+# Routes outside /v1/: the probes (health, readiness, metrics) and the API description.
+UNVERSIONED = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+DOCS_PREFIX = "/docs"
+PROVIDER_KEYS = {
+    "OPENAI_API_KEY": "sk-test-" + secrets.token_hex(16),
+    "ANTHROPIC_API_KEY": "sk-ant-test-" + secrets.token_hex(16),
+    "GEMINI_API_KEY": "gm-test-" + secrets.token_hex(16),
+}
+SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PSK|JWT)", re.IGNORECASE)
+
+
+@dataclass
+class Opened:
+    """An orchestrator a step opened itself: its runtime, app and the secrets it was given."""
+
+    runtime: Any
+    app: Any
+    secrets: Any
+
+    @property
+    def settings(self) -> OrchestratorSettings:
+        return self.runtime.settings
+
+    @property
+    def db(self) -> Any:
+        return self.runtime.db
+
+
+def settings_for(home: Path, database_url: str, s: Any, environ: dict[str, str] | None = None) -> OrchestratorSettings:
+    """Settings as tests/conftest.py's ``make_settings`` builds them, optionally read from ``environ``."""
+    values: dict[str, Any] = {
+        "home": home,
+        "database_url": database_url,
+        "admin_password": s.admin_password,
+        "node_psk": s.psk,
+        "jwt_secret": s.jwt_secret,
+        "trust_forwarded_for": True,
+        "dispatcher_enabled": False,
+    }
+    return load_settings(OrchestratorSettings, environ=environ or {}, overrides=values)
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Any]]:
+    """Runtimes a step opened itself; closed at the end of the scenario."""
+    runtimes: list[Any] = []
+    yield runtimes
+    for runtime in runtimes:
+        runtime.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[CynodeProcess]]:
+    procs: list[CynodeProcess] = []
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+def _open(opened: list[Any], settings: OrchestratorSettings, secrets_: Any = None) -> Opened:
+    runtime = open_runtime(settings)
+    opened.append(runtime)
+    return Opened(runtime, create_app(runtime.settings, runtime.db, runtime.secrets), secrets_)
+
+
+def _json_body(resp: Any) -> Any:
+    return json.loads(resp.get_data(as_text=True))
+
+
+# -- shared ------------------------------------------------------------------
+
+
+@given("the orchestrator app on a migrated database")
+def app_on_migrated_db(ctx: Ctx, orchestrator: Any, client: Any) -> None:
+    ctx["orch"], ctx["client"] = orchestrator, client
+    assert client.get("/healthz").status_code == 200
+
+
+# -- REQ-STANDS-0131: /v1/ prefix --------------------------------------------
+
+
+@when("I list the routes of the gateway and the control plane")
+def list_routes(ctx: Ctx) -> None:
+    ctx["routes"] = sorted({rule.rule for rule in ctx["orch"].app.url_map.iter_rules()})
+
+
+@then(
+    'every route other than "/healthz", "/readyz", "/metrics", "/openapi.json" and the "/docs" pages starts with "/v1/"'
+)
+def routes_versioned(ctx: Ctx) -> None:
+    stray = [
+        r
+        for r in ctx["routes"]
+        if not r.startswith("/v1/")
+        and r not in UNVERSIONED
+        and not r.startswith(DOCS_PREFIX)
+        and r != "/static/<path:filename>"
+    ]
+    assert stray == [], stray
+
+
+@then("the task, auth, user and node routes are among them")
+def known_routes(ctx: Ctx) -> None:
+    for route in (
+        "/v1/tasks",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/users/me",
+        "/v1/nodes/register",
+        "/v1/nodes/config",
+        "/v1/nodes/capability",
+    ):
+        assert route in ctx["routes"], route
+
+
+# -- REQ-STANDS-0105: JSON both ways ------------------------------------------
+
+
+@when(parsers.parse('I log in as "{handle}" with a JSON body'))
+def login_json(ctx: Ctx, handle: str) -> None:
+    ctx["resp"] = login(ctx["client"], handle, ctx["orch"].secrets.admin_password)
+    if ctx["resp"].status_code == 200:
+        ctx["token"] = _json_body(ctx["resp"])["access_token"]
+
+
+@then(parsers.parse('the answer is 200 with "Content-Type" "{content_type}"'))
+def answer_content_type(ctx: Ctx, content_type: str) -> None:
+    assert ctx.resp.status_code == 200, ctx.resp.get_data(as_text=True)
+    assert ctx.resp.mimetype == content_type
+
+
+@then(parsers.parse('GET /v1/users/me and GET /v1/tasks answer with "Content-Type" "{content_type}"'))
+def reads_are_json(ctx: Ctx, content_type: str) -> None:
+    for path in ("/v1/users/me", "/v1/tasks"):
+        resp = ctx["client"].get(path, headers=bearer(ctx["token"]))
+        assert resp.status_code == 200 and resp.mimetype == content_type, (path, resp.headers)
+        _json_body(resp)
+
+
+@then(parsers.parse('a task created with a "{content_type}" body gets a 415 problem response and creates no task'))
+def task_not_json(ctx: Ctx, content_type: str) -> None:
+    body = json.dumps({"prompt": "echo hi", "input_mode": "commands"})
+    resp = ctx["client"].post("/v1/tasks", data=body, headers={**bearer(ctx["token"]), "Content-Type": content_type})
+    assert_problem(resp, 415)
+    with ctx["orch"].db.session() as session:
+        assert session.scalar(select(Task.id)) is None
+
+
+@then(parsers.parse('a node registration with a "{content_type}" body gets a 415 problem response'))
+def register_not_json(ctx: Ctx, content_type: str) -> None:
+    resp = ctx["client"].post(
+        "/v1/nodes/register", data=f"psk={ctx['orch'].secrets.psk}", headers={"Content-Type": content_type}
+    )
+    assert_problem(resp, 415)
+
+
+# -- REQ-STANDS-0103: header size cap of the real server -----------------------
+
+
+@given("`cynode orchestrator serve` runs on a migrated database")
+def serve_process(
+    ctx: Ctx, tmp_path: Path, database_url: str, test_secrets: Any, processes: list[CynodeProcess]
+) -> None:
+    ports = [free_port(), free_port()]
+    env = clean_environ(
+        CYNODE_HOME=str(tmp_path / "serve-home"),
+        CYNODE_DATABASE_URL=database_url,
+        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ports[0]}",
+        CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ports[1]}",
+        CYNODE_DISPATCHER_ENABLED="false",
+        CYNODE_JWT_SECRET=test_secrets.jwt_secret,
+        CYNODE_NODE_PSK=test_secrets.psk,
+        CYNODE_ADMIN_PASSWORD=test_secrets.admin_password,
+    )
+    proc = CynodeProcess(["orchestrator", "serve"], env, tmp_path / "serve.log")
+    processes.append(proc)
+    proc.wait_healthy(ports)
+    ctx["port"] = ports[0]
+
+
+@when("I send GET /healthz with a 1 MiB header")
+def huge_header(ctx: Ctx) -> None:
+    request = (
+        f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {'a' * (1024 * 1024)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", ctx["port"]), timeout=10) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading it all
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    ctx["raw_answer"] = answer
+
+
+@then("the server answers 431 with one response and closes the connection")
+def header_refused(ctx: Ctx) -> None:
+    status_line = ctx["raw_answer"].split(b"\r\n", 1)[0].decode("latin-1")
+    match = re.match(r"HTTP/1\.[01] (\d{3})", status_line)
+    assert match, ctx["raw_answer"][:200]
+    assert match.group(1) == "431", status_line
+    assert ctx["raw_answer"].count(b"HTTP/1.") == 1
+
+
+@then('GET /healthz with ordinary headers still answers 200 "ok"')
+def still_healthy(ctx: Ctx) -> None:
+    resp = requests.get(f"http://127.0.0.1:{ctx['port']}/healthz", timeout=5)
+    assert resp.status_code == 200 and resp.text.strip() == "ok"
+
+
+# -- REQ-IDENTY-0113: initial admin ------------------------------------------
+
+
+@given("an empty database and the bootstrap admin password P1")
+def empty_db_p1(ctx: Ctx, pg: Any, tmp_path: Path, test_secrets: Any) -> Iterator[None]:
+    name = pg.create_database()
+    ctx["empty_url"] = pg.url_for(name)
+    ctx["p1"], ctx["p2"] = "first-" + secrets.token_urlsafe(9), "second-" + secrets.token_urlsafe(9)
+    ctx["settings"] = settings_for(
+        tmp_path / "fresh-home", ctx["empty_url"], replace(test_secrets, admin_password=ctx["p1"])
+    )
+    yield
+    pg.drop_database(name)
+
+
+@when("the orchestrator opens the database for the first time")
+def first_open(ctx: Ctx, opened: list[Any]) -> None:
+    ctx["fresh"] = _open(opened, ctx["settings"])
+
+
+def _admins(orch: Any) -> list[User]:
+    with orch.db.session() as session:
+        return list(session.scalars(select(User).where(User.handle == "admin")))
+
+
+@then('a users row "admin" exists and "admin" logs in with P1')
+def admin_logs_in(ctx: Ctx) -> None:
+    assert len(_admins(ctx["fresh"])) == 1
+    client = ctx["fresh"].app.test_client()
+    assert login(client, "admin", ctx["p1"]).status_code == 200
+
+
+@when("the orchestrator opens it again with the bootstrap admin password P2")
+def second_open(ctx: Ctx, opened: list[Any]) -> None:
+    ctx["fresh"].runtime.close()
+    opened.remove(ctx["fresh"].runtime)
+    ctx["fresh"] = _open(opened, replace(ctx["settings"], admin_password=ctx["p2"]))
+
+
+@then('there is still exactly one users row "admin" and it logs in with P1 but not with P2')
+def admin_unchanged(ctx: Ctx) -> None:
+    assert len(_admins(ctx["fresh"])) == 1
+    client = ctx["fresh"].app.test_client()
+    assert login(client, "admin", ctx["p1"], ip="10.9.0.1").status_code == 200
+    assert login(client, "admin", ctx["p2"], ip="10.9.0.2").status_code == 401
+
+
+# -- REQ-PROJCT-0100, 0102, 0103, 0104: default projects -------------------------
+
+
+@given(parsers.parse('users "{first}" and "{second}" exist'))
+def two_users(ctx: Ctx, first: str, second: str) -> None:
+    create_users(ctx["orch"].db, first, second)
+
+
+def _create_task_as(client: Any, handle: str, prompt: str) -> str:
+    resp = login(client, handle, USER_PASSWORD, ip=f"10.8.{uuid.uuid4().int % 250}.1")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    token = _json_body(resp)["access_token"]
+    created = client.post("/v1/tasks", json={"prompt": prompt, "input_mode": "commands"}, headers=bearer(token))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    return str(_json_body(created)["task_id"])
+
+
+def _project_of(orch: Any, task_id: str) -> uuid.UUID:
+    with orch.db.session() as session:
+        task = session.get(Task, uuid.UUID(task_id))
+        assert task is not None and task.project_id is not None
+        return task.project_id
+
+
+@when(parsers.parse('"{first}" creates two tasks and "{second}" one task, none naming a project'))
+def create_without_project(ctx: Ctx, first: str, second: str) -> None:
+    client = ctx["client"]
+    ctx["a_tasks"] = [_create_task_as(client, first, "echo a1"), _create_task_as(client, first, "echo a2")]
+    ctx["b_task"] = _create_task_as(client, second, "echo b1")
+
+
+@then("both of alice's tasks have the same project_id, and bob's task has another one")
+def same_default_project(ctx: Ctx) -> None:
+    orch = ctx["orch"]
+    a1, a2 = (_project_of(orch, t) for t in ctx["a_tasks"])
+    b = _project_of(orch, ctx["b_task"])
+    assert a1 == a2 and b != a1
+    ctx["projects"] = {"alice": a1, "bob": b}
+
+
+@then("each of those projects has a non-empty display title")
+def projects_titled(ctx: Ctx) -> None:
+    from cynode_core.models import Project
+
+    with ctx["orch"].db.session() as session:
+        for project_id in ctx["projects"].values():
+            project = session.get(Project, project_id)
+            assert project is not None and project.display_name.strip()
+
+
+@then(
+    "asking again for the default project of alice, of bob and of the reserved system user gives the same id each time"
+)
+def default_project_deterministic(ctx: Ctx) -> None:
+    with ctx["orch"].db.session() as session:
+        ids = {h: session.scalar(select(User.id).where(User.handle == h)) for h in ("alice", "bob", SYSTEM_HANDLE)}
+        for handle in ("alice", "bob"):
+            assert task_service.default_project(session, ids[handle]) == ctx["projects"][handle]
+        first = task_service.default_project(session, ids[SYSTEM_HANDLE])
+    with ctx["orch"].db.session() as session:
+        assert task_service.default_project(session, ids[SYSTEM_HANDLE]) == first
+    assert first not in ctx["projects"].values()
+
+
+@then("after the orchestrator is reopened alice's next task still lands in the same project")
+def stable_after_reopen(ctx: Ctx, opened: list[Any]) -> None:
+    again = _open(opened, ctx["orch"].settings)
+    task_id = _create_task_as(again.app.test_client(), "alice", "echo a3")
+    assert _project_of(again, task_id) == ctx["projects"]["alice"]
+
+
+@then("every project_id column of the schema is a foreign key to projects.id")
+def project_fks(ctx: Ctx) -> None:
+    inspector = inspect(ctx["orch"].db.engine)
+    checked = []
+    for table in inspector.get_table_names():
+        if "project_id" not in {c["name"] for c in inspector.get_columns(table)}:
+            continue
+        fks = [
+            fk
+            for fk in inspector.get_foreign_keys(table)
+            if fk["constrained_columns"] == ["project_id"]
+            and fk["referred_table"] == "projects"
+            and fk["referred_columns"] == ["id"]
+        ]
+        assert fks, f"{table}.project_id is not a foreign key to projects.id"
+        checked.append(table)
+    assert "tasks" in checked
+
+
+# -- REQ-STANDS-0121: pool ------------------------------------------------------
+
+
+@then("its database engine has a fixed pool size and a bounded overflow")
+def pool_bounded(ctx: Ctx) -> None:
+    pool = ctx["orch"].db.engine.pool
+    assert pool.size() > 0
+    assert 0 <= pool._max_overflow < 1000  # type: ignore[attr-defined]
+
+
+@then("pooled connections are checked before use and recycled after at most 30 minutes")
+def pool_recycles(ctx: Ctx) -> None:
+    pool = ctx["orch"].db.engine.pool
+    assert pool._pre_ping is True  # type: ignore[attr-defined]
+    assert 0 < pool._recycle <= 1800  # type: ignore[attr-defined]
+
+
+@then("a new connection gives up after a connect timeout")
+def connect_timeout(ctx: Ctx) -> None:
+    raw = ctx["orch"].db.engine.raw_connection()
+    try:
+        params = raw.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    assert 0 < int(params["connect_timeout"]) <= 60
+
+
+# -- REQ-STANDS-0124: no DDL at request time -------------------------------------
+
+
+@given("a migrated database and a login role that may only read and write rows")
+def dml_only_role(ctx: Ctx, pg: Any, database_url: str) -> Iterator[None]:
+    role = "cynode_dml_" + secrets.token_hex(4)
+    password = secrets.token_urlsafe(12)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    ctx["role_url"] = make_url(database_url).set(username=role, password=password).render_as_string(hide_password=False)
+    yield
+    for runtime in ctx.get("role_runtimes", []):
+        runtime.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE {role}")
+
+
+@given("that role cannot create a table")
+def role_cannot_create(ctx: Ctx) -> None:
+    with psycopg.connect(ctx["role_url"], autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE ddl_probe (i int)")
+
+
+@when("the orchestrator runs as that role")
+def run_as_role(ctx: Ctx, tmp_path: Path, test_secrets: Any) -> None:
+    settings = settings_for(tmp_path / "role-home", ctx["role_url"], test_secrets)
+    runtime = open_runtime(settings)
+    ctx.setdefault("role_runtimes", []).append(runtime)
+    ctx["role_client"] = create_app(runtime.settings, runtime.db, runtime.secrets).test_client()
+    ctx["role_secrets"] = test_secrets
+
+
+@then(
+    "logging in, creating and listing tasks, registering a node, fetching and acking its config, "
+    "and GET /readyz all work"
+)
+def everything_works_without_ddl(ctx: Ctx) -> None:
+    client, s = ctx["role_client"], ctx["role_secrets"]
+    resp = login(client, "admin", s.admin_password)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    user = bearer(_json_body(resp)["access_token"])
+    refreshed = client.post("/v1/auth/refresh", json={"refresh_token": _json_body(resp)["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    created = client.post("/v1/tasks", json={"prompt": "echo hi", "input_mode": "commands"}, headers=user)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    listed = client.get("/v1/tasks", headers=user)
+    assert listed.status_code == 200 and len(_json_body(listed)["tasks"]) == 1
+    cap = {
+        "version": 1,
+        "reported_at": "2026-01-01T00:00:00Z",
+        "node": {"node_slug": "node-dml"},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 1, "ram_mb": 1024},
+        "worker_api": {"base_url": "http://127.0.0.1:9"},
+    }
+    reg = client.post("/v1/nodes/register", json={"psk": s.psk, "capability": cap})
+    assert reg.status_code == 201, reg.get_data(as_text=True)
+    node = bearer(_json_body(reg)["auth"]["node_jwt"])
+    config = client.get("/v1/nodes/config", headers=node)
+    assert config.status_code == 200, config.get_data(as_text=True)
+    version = _json_body(config)["config_version"]
+    ack = {
+        "version": 1,
+        "node_slug": "node-dml",
+        "config_version": version,
+        "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "applied",
+    }
+    acked = client.post("/v1/nodes/config", json=ack, headers=node)
+    assert acked.status_code == 204, acked.get_data(as_text=True)
+    assert client.post("/v1/nodes/capability", json=cap, headers=node).status_code == 204
+    # The node's Worker API is not there, so not ready; what matters is that the checks ran.
+    ready = client.get("/readyz")
+    assert ready.status_code in (200, 503), ready.get_data(as_text=True)
+    assert "migrations: ok" in ready.get_data(as_text=True)
+    assert client.post("/v1/auth/logout", headers=user).status_code == 204
+
+
+# -- REQ-STANDS-0125, REQ-SCHEMA-0101: cynode db upgrade --------------------------------
+
+
+@given("an empty database")
+def empty_database(ctx: Ctx, pg: Any) -> Iterator[None]:
+    name = pg.create_database()
+    ctx["empty_url"] = pg.url_for(name)
+    yield
+    pg.drop_database(name)
+
+
+def _db_upgrade(ctx: Ctx, tmp_path: Path, processes: list[CynodeProcess]) -> None:
+    env = clean_environ(CYNODE_HOME=str(tmp_path / "upgrade-home"), CYNODE_DATABASE_URL=ctx["empty_url"])
+    proc = CynodeProcess(["db", "upgrade"], env, tmp_path / f"upgrade-{len(processes)}.log")
+    processes.append(proc)
+    ctx["exit"] = proc.wait(timeout=120)
+    ctx["output"] = proc.output
+
+
+def _revision(url: str) -> str | None:
+    engine = make_engine(url, pool_size=1)
+    try:
+        return migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+@when("I run `cynode db upgrade` against it")
+def run_upgrade(ctx: Ctx, tmp_path: Path, processes: list[CynodeProcess]) -> None:
+    assert _revision(ctx["empty_url"]) is None
+    _db_upgrade(ctx, tmp_path, processes)
+
+
+@when("I run `cynode db upgrade` against it again")
+def run_upgrade_again(ctx: Ctx, tmp_path: Path, processes: list[CynodeProcess]) -> None:
+    ctx["revision_before"] = _revision(ctx["empty_url"])
+    _db_upgrade(ctx, tmp_path, processes)
+
+
+@then("it exits 0 and the schema is at the newest migration")
+def upgraded(ctx: Ctx) -> None:
+    assert ctx["exit"] == 0, ctx["output"]
+    assert _revision(ctx["empty_url"]) == migrate.head_revision()
+
+
+@then("the migrated schema and the models do not differ")
+def no_drift(ctx: Ctx) -> None:
+    engine = make_engine(ctx["empty_url"], pool_size=1)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert list(compare_metadata(context, Base.metadata)) == []
+    finally:
+        engine.dispose()
+
+
+@then("it exits 0, says the schema is already at the newest version and the revision is unchanged")
+def upgrade_noop(ctx: Ctx) -> None:
+    assert ctx["exit"] == 0, ctx["output"]
+    assert "already at the newest version" in ctx["output"]
+    assert _revision(ctx["empty_url"]) == ctx["revision_before"] == migrate.head_revision()
+
+
+# -- REQ-MODELS-0120: no provider keys in jobs --------------------------------------
+
+
+@given("the orchestrator's environment holds provider API keys")
+def provider_keys(
+    ctx: Ctx, monkeypatch: pytest.MonkeyPatch, opened: list[Any], tmp_path: Path, database_url: str, test_secrets: Any
+) -> None:
+    for name, value in PROVIDER_KEYS.items():
+        monkeypatch.setenv(name, value)
+    # An orchestrator whose settings were read from that environment.
+    settings = settings_for(tmp_path / "keys-home", database_url, test_secrets, environ=dict(PROVIDER_KEYS))
+    ctx["orch"] = _open(opened, settings, test_secrets)
+    ctx["client"] = ctx["orch"].app.test_client()
+
+
+@when("I create a command task, an inference command task and a prompt task")
+def create_three(ctx: Ctx) -> None:
+    client = ctx["client"]
+    resp = login(client, "admin", ctx["orch"].secrets.admin_password)
+    token = _json_body(resp)["access_token"]
+    bodies = [
+        {"prompt": "env", "input_mode": "commands"},
+        {"prompt": "env", "input_mode": "commands", "use_inference": True},
+        {"prompt": "What is 2+2?"},
+    ]
+    for body in bodies:
+        assert client.post("/v1/tasks", json=body, headers=bearer(token)).status_code == 201
+    with ctx["orch"].db.session() as session:
+        jobs = list(session.scalars(select(Job)))
+        ctx["request_bodies"] = [
+            {"version": 1, "task_id": str(j.task_id), "job_id": str(j.id), "sandbox": sandbox_of(j.payload)}
+            for j in jobs
+        ]
+    assert len(ctx["request_bodies"]) == 3
+
+
+@then("the Worker API request body of each job contains none of the key values")
+def no_key_values(ctx: Ctx) -> None:
+    for body in ctx["request_bodies"]:
+        text = json.dumps(body)
+        for value in PROVIDER_KEYS.values():
+            assert value not in text
+
+
+@then('no "sandbox.env" of those jobs names an API key, a token or a secret')
+def no_key_names(ctx: Ctx) -> None:
+    assert any(b["sandbox"].get("env") for b in ctx["request_bodies"]), "expected the inference jobs to carry env"
+    for body in ctx["request_bodies"]:
+        for name in body["sandbox"].get("env") or {}:
+            assert not SECRET_NAME.search(name), name

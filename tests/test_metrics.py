@@ -1,0 +1,150 @@
+"""The orchestrator's ``/metrics`` (cynode_core/metrics.py, cynode_core/http_metrics.py).
+
+Real parts: the app on the test's own PostgreSQL database, the real
+dispatcher threads, and a stub Worker API on loopback playing the node.
+Scrapes are parsed with prometheus_client's own text parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from acceptance.stub_worker import StubWorkerApi
+from acceptance.task_stack import Api, InProcessDispatcher, NodeHandle, make_dispatchable, task_status, wait_until
+from prometheus_client.parser import text_string_to_metric_families
+
+WAIT = 15.0
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"dispatcher_enabled": True, "dispatch_poll_interval": 0.2, "dispatch_workers": 1}
+
+
+def scrape(client: Any) -> dict[str, Any]:
+    """``{family name: family}`` of one ``GET /metrics`` (no token)."""
+    resp = client.get("/metrics")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.content_type.startswith("text/plain; version=0.0.4")
+    return {family.name: family for family in text_string_to_metric_families(resp.get_data(as_text=True))}
+
+
+def value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:
+    """The value of the sample ``sample_name`` whose labels include ``labels``; None when there is none."""
+    family_name = sample_name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
+    for family in (families.get(family_name), families.get(sample_name)):
+        if family is None:
+            continue
+        for sample in family.samples:
+            if sample.name == sample_name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def admin_token(client: Any, orchestrator: Any) -> str:
+    resp = client.post("/v1/auth/login", json={"handle": "admin", "password": orchestrator.secrets.admin_password})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return str(resp.get_json()["access_token"])
+
+
+def create_task(client: Any, token: str, prompt: str = "echo hi", **headers: str) -> Any:
+    resp = client.post(
+        "/v1/tasks",
+        json={"prompt": prompt, "input_mode": "commands"},
+        headers={"Authorization": f"Bearer {token}", **headers},
+    )
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp
+
+
+def test_metrics_count_requests_by_route_and_read_tasks_and_queue_from_the_database(
+    client: Any, orchestrator: Any
+) -> None:
+    token = admin_token(client, orchestrator)
+    assert client.post("/v1/auth/login", json={"handle": "admin", "password": "wrong"}).status_code == 401
+    task_id = create_task(client, token).get_json()["task_id"]
+    assert client.get(f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/no/such/path-with-a-unique-name").status_code == 404
+
+    families = scrape(client)
+
+    assert {
+        "cynode_http_requests",
+        "cynode_http_request_duration_seconds",
+        "cynode_tasks",
+        "cynode_queue_depth",
+        "cynode_queue_oldest_job_age_seconds",
+        "cynode_nodes",
+        "cynode_db_up",
+        "cynode_dispatch_attempts",
+        "cynode_dispatch_failures",
+        "cynode_job_duration_seconds",
+    } <= set(families)
+    login = {"route": "/v1/auth/login", "method": "POST"}
+    assert value(families, "cynode_http_requests_total", status="200", **login) == 1
+    assert value(families, "cynode_http_requests_total", status="401", **login) == 1
+    assert value(families, "cynode_http_request_duration_seconds_count", **login) == 2
+    assert value(families, "cynode_http_requests_total", route="/v1/tasks", method="POST", status="201") == 1
+    # The URL rule, never the raw path: a task id or an unknown path does not make a series of its own.
+    assert value(families, "cynode_http_requests_total", route="/v1/tasks/<string:ref>", status="200") == 1
+    assert value(families, "cynode_http_requests_total", route="unmatched", status="404") == 1
+    text = client.get("/metrics").get_data(as_text=True)
+    assert task_id not in text and "path-with-a-unique-name" not in text
+
+    assert value(families, "cynode_db_up") == 1
+    assert value(families, "cynode_tasks", status="queued") == 1
+    assert value(families, "cynode_tasks", status="completed") == 0
+    depth = value(families, "cynode_queue_depth")
+    assert depth is not None and depth >= 1
+    age = value(families, "cynode_queue_oldest_job_age_seconds")
+    assert age is not None and 0 <= age < 60
+    assert value(families, "cynode_nodes", status="active") == 0
+    assert value(families, "cynode_dispatch_attempts_total", outcome="completed") == 0
+
+
+def test_metrics_need_no_token_and_are_served_on_both_ports(client: Any) -> None:
+    """One app serves the gateway and the control plane; /metrics is open like /healthz."""
+    resp = client.get("/metrics", headers={"Authorization": "Bearer not-a-token"})
+    assert resp.status_code == 200
+    assert "cynode_http_requests_total" in resp.get_data(as_text=True)
+
+
+@pytest.fixture
+def stub() -> Iterator[StubWorkerApi]:
+    worker = StubWorkerApi()
+    yield worker
+    worker.close()
+
+
+def test_a_dispatched_job_counts_an_attempt_and_its_round_trip(
+    client: Any, orchestrator: Any, stub: StubWorkerApi
+) -> None:
+    api = Api(client=client)
+    make_dispatchable(api, orchestrator.secrets.psk, NodeHandle("node-m1", stub))
+    dispatcher = InProcessDispatcher(orchestrator.app.extensions["cynode"])
+    try:
+        task_id = create_task(client, admin_token(client, orchestrator)).get_json()["task_id"]
+        wait_until(lambda: task_status(orchestrator.db, task_id) == "completed", WAIT, "the task to complete")
+    finally:
+        dispatcher.stop()
+
+    families = scrape(client)
+    assert value(families, "cynode_dispatch_attempts_total", outcome="completed") == 1
+    assert value(families, "cynode_dispatch_attempts_total", outcome="error") == 0
+    assert value(families, "cynode_job_duration_seconds_count", status="completed") == 1
+    assert value(families, "cynode_tasks", status="completed") == 1
+    assert value(families, "cynode_tasks", status="queued") == 0
+    assert value(families, "cynode_queue_depth") == 0
+    assert value(families, "cynode_queue_oldest_job_age_seconds") == 0
+    assert value(families, "cynode_nodes", status="active") == 1
+
+
+def test_two_apps_in_one_process_keep_their_own_registries(orchestrator: Any) -> None:
+    from cynode_core.app import create_app
+
+    other = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets)
+    other.test_client().get("/healthz")
+    mine = scrape(orchestrator.app.test_client())
+    assert value(mine, "cynode_http_requests_total", route="/healthz") is None
