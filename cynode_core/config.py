@@ -361,6 +361,11 @@ class OrchestratorSettings:
         alias_parse=parse_megabytes,
         help="request body cap (bytes)",
     )
+    http_threads: int = setting(32, parse=parse_positive_int, help="request threads per orchestrator process")
+    http_connections: int = setting(1000, parse=parse_positive_int, help="open client connections per process")
+    password_checks: int = setting(
+        0, parse=parse_int, help="password hashes verified at once (0 = one per CPU); more logins wait, then get 503"
+    )
     login_rate_per_minute: int = setting(
         60,
         parse=parse_positive_int,

@@ -69,7 +69,7 @@ def open_runtime(settings: OrchestratorSettings, *, migrate_schema: bool = True,
     return runtime
 
 
-def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None, threads: int = 16) -> None:
+def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> None:
     """Serve the app on the gateway and control-plane addresses until SIGINT/SIGTERM."""
     from waitress.server import create_server
 
@@ -82,7 +82,17 @@ def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None, threa
         if settings.gateway_listen == settings.control_listen
         else (f"{settings.gateway_listen} {settings.control_listen}")
     )
-    server: Any = create_server(app, listen=listen, threads=threads, channel_timeout=3600, ident="cynode")
+    # Idle keep-alive connections are closed after two minutes, and up to
+    # http_connections stay open, so a crowd of clients queues instead of hanging.
+    server: Any = create_server(
+        app,
+        listen=listen,
+        threads=settings.http_threads,
+        connection_limit=settings.http_connections,
+        channel_timeout=120,
+        backlog=1024,
+        ident="cynode",
+    )
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:

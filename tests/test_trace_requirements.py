@@ -227,7 +227,8 @@ def test_the_parser_agrees_with_pytest_bdd_on_the_real_feature_files() -> None:
         rel = path.relative_to(base).as_posix()
         feature = parser.FeatureParser(str(base), rel).parse()
         for name, scenario in feature.scenarios.items():
-            tags = {"@" + t for t in scenario.tags | feature.tags}
+            rule = getattr(scenario, "rule", None)
+            tags = {"@" + t for t in scenario.tags | feature.tags | (rule.tags if rule is not None else set())}
             for examples in scenario.examples:
                 tags |= {"@" + t for t in examples.tags or ()}
             assert mine[(rel, name)].tags == tags

@@ -7,9 +7,13 @@ are committed before the error is raised, so a refusal is never lost.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +22,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from cynode_core.config import OrchestratorSettings
-from cynode_core.errors import TooManyRequests, Unauthorized
+from cynode_core.errors import ServiceUnavailable, TooManyRequests, Unauthorized
 from cynode_core.models import PasswordCredential, RefreshSession, User
 from cynode_core.services import accounts, audit, throttle
 
@@ -64,6 +68,29 @@ def _start_session(session: Session, issuer: TokenIssuer, user: User, family_id:
     return pair
 
 
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+SLOT_WAIT_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def password_check_slot(settings: OrchestratorSettings) -> Iterator[None]:
+    """At most ``password_checks`` argon2 verifications at once (about 0.15 s of CPU each).
+
+    A burst of logins then waits here instead of starving every other request;
+    one that waits too long gets 503 with Retry-After.
+    """
+    size = settings.password_checks or os.cpu_count() or 1
+    with _slots_lock:
+        slot = _slots.setdefault(size, threading.BoundedSemaphore(size))
+    if not slot.acquire(timeout=SLOT_WAIT_SECONDS):
+        raise ServiceUnavailable("Too many logins in progress, retry shortly", headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        slot.release()
+
+
 def check_ip_limit(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
     """Count a login attempt for the client address; 429 past the per-minute limit."""
     key = f"login-ip:{client.ip or 'unknown'}"
@@ -102,7 +129,8 @@ def login(
             subject_handle=handle,
             reason="rate limited",
         )
-    identity = pm.hook.cynode_authenticate(handle=handle, password=password)
+    with password_check_slot(settings):
+        identity = pm.hook.cynode_authenticate(handle=handle, password=password)
     user = accounts.user_for_identity(session, identity) if identity is not None else None
     if user is None or not user.is_active:
         reason, user_id = _failure_reason(session, handle, identity is not None)

@@ -1,5 +1,8 @@
 """The node agent's ``/metrics`` and request id (node_agent/metrics.py, the Worker API, the inference proxy).
 
+Named test_node_metrics.py, not test_metrics.py: tests/ has no __init__.py, so two test files of one
+basename cannot be collected in one run (tests/test_metrics.py covers the orchestrator's).
+
 Real parts only: a Worker API on 127.0.0.1 over real Podman, and the REAL
 embedded llama.cpp backend (entry point ``llamacpp``) behind a proxy the
 executor starts exactly as it does for a ``use_inference`` job. Scrapes are
