@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node_agent.worker_api import create_worker_app
 from node_agent.readiness import Readiness
+from node_agent.worker_api import create_worker_app
 
 
 def test_worker_api_token_can_be_rotated(tmp_path) -> None:  # type: ignore[no-untyped-def]
