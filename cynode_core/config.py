@@ -405,6 +405,9 @@ class OrchestratorSettings:
     node_heartbeat_timeout: float = setting(
         180.0, parse=parse_duration, help="a node silent for longer (no report, no config call) gets no jobs"
     )
+    retry_placement_timeout: float = setting(
+        15.0, parse=parse_duration, help="a job a node refused fails when no node takes its retry within this time"
+    )
     lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
     max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
     job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")

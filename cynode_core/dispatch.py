@@ -28,9 +28,9 @@ from cynode_core.dispatch_store import (
     CandidateCache,
     ClaimConnection,
     ClaimedJob,
+    SuspectNodes,
     claim_next,
     fail_job,
-    mark_node_inactive,
     recover_expired_leases,
     renew_leases,
     requeue,
@@ -66,6 +66,7 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Condition()
         self._inflight: dict[uuid.UUID, uuid.UUID] = {}
+        self.suspects = SuspectNodes()
         self._candidates = CandidateCache(ttl=1.0, heartbeat_timeout=self.settings.node_heartbeat_timeout)
         self._lock = threading.Lock()
 
@@ -120,6 +121,7 @@ class Dispatcher:
                     self.owner,
                     self._candidates,
                     claim_conn,
+                    self.suspects.current(),
                 )
                 if claimed is None:
                     self._sleep(stop, self.settings.dispatch_poll_interval)
@@ -191,21 +193,14 @@ class Dispatcher:
         )
         if outcome.result is not None:
             log.info("job %s: node answered %s in %.2f s", job.job_id, outcome.result.get("status"), elapsed)
+        if outcome.node_down:
+            # Other nodes go first for a while; the node monitor takes it out if readyz fails too.
+            self.suspects.add(job.node_id)
         if outcome.result is not None:
             finished = store_result(self.state.db, job, outcome.result)
         elif outcome.retry_busy:
             requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error, keep_node=False)
             finished = False
-        elif outcome.retryable and outcome.node_down:
-            # The node is gone: take it out of dispatch at once (the node monitor puts it
-            # back when its readyz answers) and give the job to another node.
-            mark_node_inactive(self.state.db, job.node_id)
-            self._candidates.invalidate()
-            if job.attempts < self.settings.max_attempts:
-                requeue(self.state.db, job, delay=0.2, count_attempt=True, error=outcome.error, keep_node=False)
-                finished = False
-            else:
-                finished = fail_job(self.state.db, job, f"{outcome.error} (after {job.attempts} attempts)")
         elif outcome.retryable and job.attempts < self.settings.max_attempts:
             delay = min(0.5 * 2 ** (job.attempts - 1), 10.0)
             log.info(

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ _CLAIM_SQL = """
           AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
     ), pick AS (
         SELECT cand.* FROM cand, j WHERE cand.free > 0
-        ORDER BY (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
+        ORDER BY (cand.id = ANY(%(suspects)s)) ASC, (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
     ), u AS (
         UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
             lease_expires_at = now() + make_interval(secs => %(secs)s), attempts = jobs.attempts + 1,
@@ -196,7 +197,12 @@ class ClaimConnection:
 
 
 def claim_least_loaded(
-    db: Database, settings: OrchestratorSettings, cipher: TokenCipher, owner: str, conn: ClaimConnection | None = None
+    db: Database,
+    settings: OrchestratorSettings,
+    cipher: TokenCipher,
+    owner: str,
+    conn: ClaimConnection | None = None,
+    suspects: Sequence[uuid.UUID] = (),
 ) -> ClaimedJob | None:
     """One-statement claim for the default scheduler; see ``_CLAIM_LEAST_LOADED``."""
     own = conn is None
@@ -210,6 +216,7 @@ def claim_least_loaded(
                 "owner": owner,
                 "secs": settings.lease_seconds,
                 "heartbeat": settings.node_heartbeat_timeout,
+                "suspects": list(suspects),
             },
         )
     finally:
@@ -281,6 +288,7 @@ def claim_next(
     owner: str,
     cache: CandidateCache | None = None,
     claim_conn: ClaimConnection | None = None,
+    suspects: Sequence[uuid.UUID] = (),
 ) -> ClaimedJob | None:
     """Claim the oldest due job for a node with a free slot, or ``None``.
 
@@ -288,7 +296,7 @@ def claim_next(
     third-party ``cynode_select_node`` plugin is asked in a two-step claim.
     """
     if uses_default_scheduler(pm):
-        return claim_least_loaded(db, settings, cipher, owner, claim_conn)
+        return claim_least_loaded(db, settings, cipher, owner, claim_conn, suspects)
     cache = cache or CandidateCache(ttl=0.0, heartbeat_timeout=settings.node_heartbeat_timeout)
     with db.engine.begin() as conn:
         row = conn.execute(_PICK).first()
@@ -301,6 +309,9 @@ def claim_next(
             _fail_unparsable(conn, job_id, task_id, str(exc))
             return None
         candidates = cache.get(conn)
+        suspect_ids = {str(s) for s in suspects}
+        healthy = [c for c in candidates if c.node_id not in suspect_ids]
+        candidates = healthy or candidates  # suspects only when nothing else is left
         chosen = next((c for c in candidates if preferred and c.node_id == str(preferred)), None)
         if chosen is None:
             chosen = pm.hook.cynode_select_node(
@@ -397,13 +408,27 @@ def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool,
         )
 
 
-def mark_node_inactive(db: Database, node_id: uuid.UUID) -> None:
-    with db.session() as session:
-        session.execute(
-            text("UPDATE nodes SET status = 'inactive', updated_at = now() WHERE id = :id AND status = 'active'"),
-            {"id": node_id},
-        )
-    log.warning("node %s refuses connections: taken out of dispatch until its readyz answers", node_id)
+class SuspectNodes:
+    """Nodes that just refused a connection, tried last for ``ttl`` seconds.
+
+    Not excluded: with no other node the job still retries there (bounded by
+    the attempts), and the node monitor decides whether the node is out.
+    """
+
+    def __init__(self, ttl: float = 30.0):
+        self.ttl = ttl
+        self._until: dict[uuid.UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, node_id: uuid.UUID) -> None:
+        with self._lock:
+            self._until[node_id] = time.monotonic() + self.ttl
+
+    def current(self) -> list[uuid.UUID]:
+        now = time.monotonic()
+        with self._lock:
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            return list(self._until)
 
 
 def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
@@ -437,8 +462,24 @@ def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list
             ),
             {"r": dispatch_error(message), "m": message, "max": settings.max_attempts},
         ).all()
-        for (task_id,) in failed:
+        # A job whose node refused it, while no node at all can take work: fail it with
+        # that reason rather than let it wait forever (a never-tried job does wait).
+        stranded = session.execute(
+            text(
+                "UPDATE jobs SET status = 'failed', ended_at = now(), updated_at = now(), "
+                "result = to_jsonb(CAST(json_build_object('error', last_error || '; no ready node took the retry', "
+                "'status', 'failed', 'version', 1)::text AS text)) "
+                "WHERE status = 'queued' AND attempts > 0 AND last_error LIKE 'worker api call failed%' "
+                "AND next_attempt_at < now() - make_interval(secs => :grace) "
+                "AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.status = 'active' AND n.config_ack_status = 'applied' "
+                "AND n.config_ack_version = n.config_version AND coalesce(n.worker_api_target_url, '') <> '' "
+                "AND n.worker_api_bearer_token IS NOT NULL "
+                "AND n.last_seen_at > now() - make_interval(secs => :heartbeat)) RETURNING task_id"
+            ),
+            {"grace": settings.retry_placement_timeout, "heartbeat": settings.node_heartbeat_timeout},
+        ).all()
+        for (task_id,) in failed + stranded:
             _finish_task(session, task_id, "failed")
     for (job_id,) in requeued:
         log.info("job %s: lease expired, back in the queue", job_id)
-    return [str(t) for (t,) in failed]
+    return [str(t) for (t,) in failed + stranded]
