@@ -478,8 +478,8 @@ def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list
             ),
             {"grace": settings.retry_placement_timeout, "heartbeat": settings.node_heartbeat_timeout},
         ).all()
-        for (task_id,) in failed + stranded:
+        for (task_id,) in [*failed, *stranded]:
             _finish_task(session, task_id, "failed")
     for (job_id,) in requeued:
         log.info("job %s: lease expired, back in the queue", job_id)
-    return [str(t) for (t,) in failed + stranded]
+    return [str(t) for (t,) in [*failed, *stranded]]
