@@ -32,7 +32,7 @@ Feature: Node manager start-up sequence and the inference precondition
     And the node's Worker API /readyz does not answer 200 "ready"
     And against a real control plane, GET /readyz stays 503 and no task is dispatched to the node
 
-  @REQ-WORKER-0255 @REQ-WORKER-0256 @REQ-WORKER-0115 @phase1
+  @REQ-WORKER-0255 @REQ-WORKER-0256 @REQ-WORKER-0115 @REQ-SANDBX-0107 @phase1
   Scenario: An inference service already running on the host is used, not duplicated
     Given an Ollama-compatible service already answers on 127.0.0.1 on the host
     When the node manager starts

@@ -64,7 +64,7 @@ Feature: Sandbox constraints (Phase 1 and our hardening)
     When I run a job that prints 300000 bytes of the three-byte character "€"
     Then "stdout" is valid UTF-8, at most 262144 bytes long, and "truncated.stdout" is true
 
-  @REQ-SANDBX-0109 @REQ-SANDBX-0100 @phase1
+  @REQ-SANDBX-0109 @REQ-SANDBX-0100 @REQ-SANDBX-0110 @phase1
   Scenario: A job cannot see another job's workspace
     Given job <Ja> wrote "secret-a" to /workspace/a.txt and finished, its workspace kept on the host
     When job <Jb> runs ["sh", "-c", "ls -la /workspace; cat /workspace/a.txt; find / -name a.txt 2>/dev/null"]

@@ -15,7 +15,7 @@ Feature: Worker API surface and authentication
     When the container runtime is made unavailable (its Podman service stops)
     Then /readyz answers 503 with a plain-text reason and /healthz still answers 200 "ok"
 
-  @REQ-WORKER-0109 @REQ-WORKER-0143 @REQ-WORKER-0103 @REQ-SANDBX-0105 @phase1
+  @REQ-WORKER-0109 @REQ-WORKER-0143 @REQ-WORKER-0103 @REQ-SANDBX-0105 @REQ-WORKER-0110 @REQ-SANDBX-0102 @REQ-SANDBX-0103 @REQ-SANDBX-0104 @phase1
   Scenario: A job runs in a container and returns the documented result
     When I POST /v1/worker/jobs:run with bearer <worker_token> and {"version": 1, "task_id": <T1>, "job_id": <J1>, "sandbox": {"image": "alpine:latest", "command": ["sh", "-c", "echo out; echo err >&2"]}}
     Then the status is 200 with "version" 1, "task_id" <T1>, "job_id" <J1> and "status" "completed"
