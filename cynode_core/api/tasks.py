@@ -6,6 +6,7 @@ import contextvars
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -186,6 +187,19 @@ class Tasks(MethodView):
         return body
 
 
+def one_task_route(schema: type[ma.Schema]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The decorators every ``/v1/tasks/{ref}...`` view shares: bearer auth, 200 body, 401 and 404."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        view = require_user(view)
+        view = blp.alt_response(404, description="No such task (or not yours)")(view)
+        view = blp.alt_response(401, description="Missing or invalid access token")(view)
+        view = blp.response(200, schema)(view)
+        return blp.doc(security=BEARER)(view)
+
+    return decorate
+
+
 def _task(session, ref: str):  # type: ignore[no-untyped-def]
     user = current_user()
     return tasks.find_task(session, user.id, user.is_admin, ref)
@@ -193,11 +207,7 @@ def _task(session, ref: str):  # type: ignore[no-untyped-def]
 
 @blp.route("/<string:ref>")
 class TaskItem(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, TaskSchema)
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(404, description="No such task (or not yours)")
-    @require_user
+    @one_task_route(TaskSchema)
     def get(self, ref: str) -> Any:
         """One task, by id or by name."""
         with _state().db.session() as session:
@@ -207,11 +217,7 @@ class TaskItem(MethodView):
 
 @blp.route("/<string:ref>/result")
 class TaskResult(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, TaskResultSchema)
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(404, description="No such task (or not yours)")
-    @require_user
+    @one_task_route(TaskResultSchema)
     def get(self, ref: str) -> Any:
         """The task's status and each job's stored result (a JSON string)."""
         with _state().db.session() as session:
@@ -231,11 +237,7 @@ class TaskResult(MethodView):
 
 @blp.route("/<string:ref>/logs")
 class TaskLogs(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, LogsSchema)
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(404, description="No such task (or not yours)")
-    @require_user
+    @one_task_route(LogsSchema)
     @blp.arguments(LogsQuerySchema, location="query")
     def get(self, query: dict[str, Any], ref: str) -> Any:
         """Captured stdout and stderr of the task's jobs."""
@@ -248,11 +250,7 @@ class TaskLogs(MethodView):
 
 @blp.route("/<string:ref>/cancel")
 class TaskCancel(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, CancelSchema)
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(404, description="No such task (or not yours)")
-    @require_user
+    @one_task_route(CancelSchema)
     def post(self, ref: str) -> Any:
         """Cancel the task; a running job's container is stopped on its node."""
         state = _state()
