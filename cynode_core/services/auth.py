@@ -70,7 +70,7 @@ def _start_session(session: Session, issuer: TokenIssuer, user: User, family_id:
 
 _slots: dict[int, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
-SLOT_WAIT_SECONDS = 10.0
+SLOT_WAIT_SECONDS = 25.0
 
 
 @contextlib.contextmanager
