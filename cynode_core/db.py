@@ -53,7 +53,7 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "cynod
         sqlalchemy_url(url),
         pool_pre_ping=True,
         pool_size=pool_size,
-        max_overflow=pool_size * 2,
+        max_overflow=pool_size * 3,
         pool_recycle=300,
         connect_args={"connect_timeout": 5, "application_name": application_name},
     )

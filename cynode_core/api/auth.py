@@ -80,7 +80,7 @@ class Login(MethodView):
         if not body["handle"] or not body["password"]:
             raise BadRequest("Handle and password are required")
         state = _state()
-        with state.db.session() as session:
+        with auth.password_check_slot(state.settings), state.db.session() as session:
             pair = auth.login(
                 session, state.pm, state.settings, FlaskTokenIssuer(), body["handle"], body["password"], client_info()
             )

@@ -78,7 +78,9 @@ def password_check_slot(settings: OrchestratorSettings) -> Iterator[None]:
     """At most ``password_checks`` argon2 verifications at once (about 0.15 s of CPU each).
 
     A burst of logins then waits here instead of starving every other request;
-    one that waits too long gets 503 with Retry-After.
+    one that waits too long gets 503 with Retry-After. Take the slot before any
+    database session: a thread waiting here must not hold a pooled connection
+    that the threads inside need (the auth plugin opens its own session).
     """
     size = settings.password_checks or os.cpu_count() or 1
     with _slots_lock:
@@ -129,8 +131,7 @@ def login(
             subject_handle=handle,
             reason="rate limited",
         )
-    with password_check_slot(settings):
-        identity = pm.hook.cynode_authenticate(handle=handle, password=password)
+    identity = pm.hook.cynode_authenticate(handle=handle, password=password)
     user = accounts.user_for_identity(session, identity) if identity is not None else None
     if user is None or not user.is_active:
         reason, user_id = _failure_reason(session, handle, identity is not None)
