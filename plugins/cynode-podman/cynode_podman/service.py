@@ -100,6 +100,9 @@ class PodmanService:
         if len(self.socket_path) > _MAX_SOCKET_PATH:
             self._socket_dir = tempfile.mkdtemp(prefix="cynode-podman-")
             self.socket_path = os.path.join(self._socket_dir, "podman.sock")
+        # A service left by a node agent that was SIGKILLed (it runs in its own
+        # session, so it outlives the agent) is stopped before a new one starts.
+        _stop_leftover(self.run_dir / "service.pid")
         # A socket file left by a killed service would make the bind fail.
         Path(self.socket_path).unlink(missing_ok=True)
         log_path = self.run_dir / "service.log"
@@ -112,6 +115,7 @@ class PodmanService:
             stderr=self._log,
             start_new_session=True,  # a Ctrl-C meant for the node must not kill it mid-job
         )
+        (self.run_dir / "service.pid").write_text(str(self._proc.pid))
         atexit.register(self.stop)
         deadline = time.monotonic() + self.start_timeout
         while not ping(self.socket_path):
@@ -137,6 +141,7 @@ class PodmanService:
         if self._log is not None:
             self._log.close()
             self._log = None
+        (self.run_dir / "service.pid").unlink(missing_ok=True)
         Path(self.socket_path).unlink(missing_ok=True)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
@@ -149,3 +154,21 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return path.read_bytes()[-limit:].decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+def _stop_leftover(pid_file: Path) -> None:
+    """Terminate the ``podman system service`` recorded in ``pid_file``, if it still runs."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if "system" in proc.cmdline() and "service" in proc.cmdline():
+            proc.terminate()
+            proc.wait(timeout=10)
+    except Exception:  # noqa: BLE001 - gone already, not ours, or will not die: nothing more to do here
+        pass
+    pid_file.unlink(missing_ok=True)

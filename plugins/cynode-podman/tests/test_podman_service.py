@@ -65,3 +65,23 @@ def test_service_env_carries_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     env = service_env()
     assert "CYNODE_NODE_PSK" not in env and "HTTPS_PROXY" not in env
     assert env["CONTAINERS_CONF"] == "/etc/cynode/containers.conf" and env["PATH"]
+
+
+def test_a_service_left_by_a_killed_agent_is_stopped_at_the_next_start(tmp_path: Path) -> None:
+    import psutil
+    from cynode_podman.service import PodmanService
+
+    first = PodmanService(tmp_path / "run")
+    first.start()
+    orphan = first._proc
+    assert orphan is not None
+    first._proc = None  # the agent died without stopping it (SIGKILL)
+    second = PodmanService(tmp_path / "run")
+    try:
+        second.start()
+        assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == psutil.STATUS_ZOMBIE
+        assert (tmp_path / "run" / "service.pid").read_text() == str(second._proc.pid)  # type: ignore[union-attr]
+    finally:
+        second.stop()
+        orphan.poll()
+    assert not (tmp_path / "run" / "service.pid").exists()
