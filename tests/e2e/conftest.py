@@ -59,6 +59,11 @@ class Cluster:
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=20)
+        # A node killed with SIGKILL leaves its Podman service (own session) behind.
+        from cynode_podman.service import _stop_leftover
+
+        for pid_file in self.tmp.glob("home-*/**/service.pid"):
+            _stop_leftover(pid_file)
 
 
 @pytest.fixture
