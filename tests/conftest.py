@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
+from orchestrator_under_test import LiveServer, OrchestratorUnderTest
 
 from cynode_core import migrate
 from cynode_core.config import OrchestratorSettings, load_settings
 from cynode_core.db import make_engine
-from cynode_core.server import Runtime, open_runtime
+from cynode_core.server import open_runtime
 from cynode_core.testing_pg import TestPostgres
 
 
@@ -80,21 +80,6 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
-@dataclass
-class OrchestratorUnderTest:
-    runtime: Runtime
-    app: Flask
-    secrets: Secrets
-
-    @property
-    def settings(self) -> OrchestratorSettings:
-        return self.runtime.settings
-
-    @property
-    def db(self):  # type: ignore[no-untyped-def]
-        return self.runtime.db
-
-
 @pytest.fixture
 def orchestrator(
     tmp_path: Path, database_url: str, test_secrets: Secrets, settings_overrides: dict[str, Any]
@@ -111,22 +96,6 @@ def orchestrator(
 @pytest.fixture
 def client(orchestrator: OrchestratorUnderTest) -> FlaskClient:
     return orchestrator.app.test_client()
-
-
-class LiveServer:
-    """The app on a loopback port, served by waitress in a thread."""
-
-    def __init__(self, app: Flask):
-        from node_agent.http_server import BackgroundServer
-
-        # BackgroundServer stops its event loop at once; a bare server.close()
-        # left waitress's loop running until the join timed out (5 s a test).
-        self.server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8, name="orchestrator-under-test")
-        self.server.start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        self.server.stop(drain_timeout=1.0)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import pytest
 import requests
 from acceptance.conftest import Ctx
 from orchestrator_process import CynodeProcess, clean_environ, free_port, port_open
+from orchestrator_under_test import LiveServer
 from psycopg import sql
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import func, select
@@ -38,7 +39,6 @@ from cynode_core import migrate
 from cynode_core.db import make_engine
 from cynode_core.models import Node
 from cynode_core.services import readiness
-from node_agent.http_server import BackgroundServer
 
 scenarios("orchestrator/health_and_readiness.feature")
 
@@ -104,21 +104,9 @@ class Services:
         return resp
 
 
-class Listener:
-    """The app on one loopback port (waitress in a thread), as one of serve's two listeners."""
-
-    def __init__(self, app: Any):
-        self.server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8, name="orchestrator-under-test")
-        self.server.start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        self.server.stop(drain_timeout=1.0)
-
-
 @pytest.fixture
 def services(orchestrator: Any) -> Iterator[Services]:
-    gateway, control = Listener(orchestrator.app), Listener(orchestrator.app)
+    gateway, control = LiveServer(orchestrator.app), LiveServer(orchestrator.app)
     yield Services(gateway.url, control.url, orchestrator)
     gateway.stop()
     control.stop()

@@ -16,7 +16,7 @@ import secrets
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from acceptance.task_stack import USER_PASSWORD, create_users
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from orchestrator_process import CynodeProcess, clean_environ, free_port
+from orchestrator_under_test import OrchestratorUnderTest
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
@@ -54,23 +55,6 @@ PROVIDER_KEYS = {
     "GEMINI_API_KEY": "gm-test-" + secrets.token_hex(16),
 }
 SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PSK|JWT)", re.IGNORECASE)
-
-
-@dataclass
-class Opened:
-    """An orchestrator a step opened itself: its runtime, app and the secrets it was given."""
-
-    runtime: Any
-    app: Any
-    secrets: Any
-
-    @property
-    def settings(self) -> OrchestratorSettings:
-        return self.runtime.settings
-
-    @property
-    def db(self) -> Any:
-        return self.runtime.db
 
 
 def settings_for(home: Path, database_url: str, s: Any, environ: dict[str, str] | None = None) -> OrchestratorSettings:
@@ -104,10 +88,10 @@ def processes() -> Iterator[list[CynodeProcess]]:
         proc.stop()
 
 
-def _open(opened: list[Any], settings: OrchestratorSettings, secrets_: Any = None) -> Opened:
+def _open(opened: list[Any], settings: OrchestratorSettings, secrets_: Any = None) -> OrchestratorUnderTest:
     runtime = open_runtime(settings)
     opened.append(runtime)
-    return Opened(runtime, create_app(runtime.settings, runtime.db, runtime.secrets), secrets_)
+    return OrchestratorUnderTest(runtime, create_app(runtime.settings, runtime.db, runtime.secrets), secrets_)
 
 
 def _json_body(resp: Any) -> Any:
