@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from acceptance.stub_worker import StubWorkerApi
 from acceptance.task_stack import Api, InProcessDispatcher, NodeHandle, make_dispatchable, task_status, wait_until
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_samples import families_of, value
 
 WAIT = 15.0
 
@@ -28,19 +28,7 @@ def scrape(client: Any) -> dict[str, Any]:
     resp = client.get("/metrics")
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.content_type.startswith("text/plain; version=0.0.4")
-    return {family.name: family for family in text_string_to_metric_families(resp.get_data(as_text=True))}
-
-
-def value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:
-    """The value of the sample ``sample_name`` whose labels include ``labels``; None when there is none."""
-    family_name = sample_name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
-    for family in (families.get(family_name), families.get(sample_name)):
-        if family is None:
-            continue
-        for sample in family.samples:
-            if sample.name == sample_name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
+    return families_of(resp.get_data(as_text=True))
 
 
 def admin_token(client: Any, orchestrator: Any) -> str:

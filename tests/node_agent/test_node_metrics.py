@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import requests
+from metrics_samples import families_of, value
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body
-from prometheus_client.parser import text_string_to_metric_families
 
 from cynode_core.hookspecs import InferenceBackend
 from cynode_core.logs import make_handler
@@ -34,18 +34,7 @@ def scrape(worker: Worker) -> dict[str, Any]:
     resp = requests.get(f"{worker.url}/metrics", timeout=10)  # no token, like /healthz
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {family.name: family for family in text_string_to_metric_families(resp.text)}
-
-
-def value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:
-    family_name = sample_name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
-    for family in (families.get(family_name), families.get(sample_name)):
-        if family is None:
-            continue
-        for sample in family.samples:
-            if sample.name == sample_name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
+    return families_of(resp.text)
 
 
 @pytest.fixture
@@ -137,8 +126,14 @@ def test_tokens_and_latency_of_inference_through_a_jobs_proxy_on_the_real_backen
         for stream in (False, True):
             conn = UnixHTTPConnection(proxy.socket_path, timeout=130)
             try:
-                body = json.dumps({"model": real_model, "prompt": "The capital of France is", "stream": stream,
-                                   "options": {"num_predict": 6, "temperature": 0}})
+                body = json.dumps(
+                    {
+                        "model": real_model,
+                        "prompt": "The capital of France is",
+                        "stream": stream,
+                        "options": {"num_predict": 6, "temperature": 0},
+                    }
+                )
                 conn.request("POST", "/api/generate", body=body, headers={"Content-Type": "application/json"})
                 response = conn.getresponse()
                 lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
@@ -179,9 +174,11 @@ def test_tokens_and_latency_of_inference_through_a_jobs_proxy_on_the_real_backen
 
 def test_token_counts_come_from_the_last_ndjson_line_however_the_stream_is_cut() -> None:
     metrics = NodeMetrics()
-    stream = b"".join(
-        json.dumps({"response": "x", "done": False}).encode() + b"\n" for _ in range(5)
-    ) + json.dumps({"done": True, "prompt_eval_count": 7, "eval_count": 5}).encode() + b"\n"
+    stream = (
+        b"".join(json.dumps({"response": "x", "done": False}).encode() + b"\n" for _ in range(5))
+        + json.dumps({"done": True, "prompt_eval_count": 7, "eval_count": 5}).encode()
+        + b"\n"
+    )
     for size in (1, 3, 17, len(stream)):
         tail = LastLine()
         for i in range(0, len(stream), size):
