@@ -171,6 +171,22 @@ class InferenceBackend(Protocol):
         """Stop what ``start`` started; leave an external server alone."""
 
 
+def normalize_model_name(name: str) -> str:
+    """Ollama's comparison form of a model name, for backends and the node alike.
+
+    Case-insensitive, the default registry and the tag ``latest`` implied:
+    ``Gemma3`` and ``registry.ollama.ai/library/gemma3:latest`` are one model.
+    """
+    text = name.strip().lower()
+    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/", "library/"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    if ":" not in text.rsplit("/", 1)[-1]:
+        text += ":latest"
+    return text
+
+
 class RuntimeUnavailable(Exception):
     """A sandbox runtime cannot run jobs (not installed, not reachable, no image)."""
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
 from cynode_llamacpp.engine import LlamaEngine
 from cynode_llamacpp.model_file import (
     BundledModel,
@@ -29,7 +29,7 @@ from cynode_llamacpp.model_file import (
 )
 from cynode_llamacpp.ollama_api import OllamaApiServer
 from cynode_llamacpp.served_model import ServedModel
-from cynode_llamacpp.settings import LlamaCppSettings, normalize_model_name
+from cynode_llamacpp.settings import LlamaCppSettings
 
 log = logging.getLogger(__name__)
 

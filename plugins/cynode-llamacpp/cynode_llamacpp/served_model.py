@@ -6,8 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from cynode_core.hookspecs import normalize_model_name
 from cynode_llamacpp.engine import ModelInfo
-from cynode_llamacpp.settings import normalize_model_name
 
 
 @dataclass(frozen=True)

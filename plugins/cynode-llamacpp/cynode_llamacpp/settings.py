@@ -91,18 +91,6 @@ class LlamaCppSettings:
         return self.model_path.stem.lower().replace(" ", "-")
 
 
-def normalize_model_name(name: str) -> str:
-    """Ollama's comparison form: case-insensitive, default registry and tag ``latest`` implied."""
-    text = name.strip().lower()
-    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/", "library/"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-            break
-    if ":" not in text.rsplit("/", 1)[-1]:
-        text += ":latest"
-    return text
-
-
 def _text(value: object) -> str | None:
     if value is None:
         return None

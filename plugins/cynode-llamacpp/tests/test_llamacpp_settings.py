@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cynode_llamacpp.engine import OptionError, Sampling, StopMatcher
 from cynode_llamacpp.served_model import human_number
-from cynode_llamacpp.settings import DEFAULT_NUM_CTX, LlamaCppSettings, normalize_model_name
+from cynode_llamacpp.settings import DEFAULT_NUM_CTX, LlamaCppSettings
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
 
 
 def test_defaults_put_the_model_under_home(tmp_path: Path) -> None:

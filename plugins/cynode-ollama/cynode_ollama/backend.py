@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import ollama
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ class OllamaBackend:
         """Return once the server answers and has every required model; ``InferenceUnavailable`` otherwise."""
         self.server_version = self._wait_for_version()
         available = self.models()
-        present = {_normalize_model(name) for name in available}
+        present = {normalize_model_name(name) for name in available}
         for model in self.required_models:
-            if _normalize_model(model) not in present:
+            if normalize_model_name(model) not in present:
                 listed = ", ".join(available) or "none"
                 raise InferenceUnavailable(
                     f"model {model!r} not found on the Ollama server at {self.url}; pull it there "
@@ -228,18 +228,6 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _normalize_model(name: str) -> str:
-    """Ollama's comparison form: case-insensitive, default registry and tag ``latest`` implied."""
-    text = name.strip().lower()
-    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/", "library/"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-            break
-    if ":" not in text.rsplit("/", 1)[-1]:
-        text += ":latest"
-    return text
 
 
 def _text(value: object) -> str | None:
