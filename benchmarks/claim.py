@@ -18,10 +18,11 @@ import psycopg
 from sqlalchemy import text
 
 from benchmarks.harness import report
-from cynode_core.app import create_app
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.dispatch_store import CandidateCache, ClaimConnection, claim_next
-from cynode_core.server import open_runtime
+from cynode_core.orchestrator.app import create_app
+from cynode_core.orchestrator.dispatch.store import CandidateCache, ClaimConnection, claim_next
+from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import load_settings
 
 BARE = (
     "UPDATE jobs SET status = 'running', lease_id = gen_random_uuid(), lease_expires_at = now() + interval '30 seconds' "

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cynode_core.cli.stack import Stack
 from cynode_core.client import GatewayClient
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.stack import Stack
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import load_settings
 
 SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
 HARDENED = [

@@ -15,9 +15,10 @@ from pathlib import Path
 from sqlalchemy import text
 
 from benchmarks.harness import percentile, report
-from cynode_core.app import create_app
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.server import open_runtime
+from cynode_core.orchestrator.app import create_app
+from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import load_settings
 
 FILL = text(
     """

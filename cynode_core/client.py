@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from cynode_core.services.secrets import write_private
+from cynode_core.private_files import write_private
 
 DEFAULT_URL = "http://127.0.0.1:12080"
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from cynode_core.hookspecs import RuntimeUnavailable, SandboxOutcome, SandboxRuntime, SandboxSpec
+from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxRuntime, SandboxSpec
 
 DEFAULT_SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
 MISSING_IMAGE = "localhost/cynode-no-such-image:missing"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import cynode_core.models  # noqa: F401  (registers every table)
-from cynode_core.db import Base
+import cynode_core.orchestrator.models  # noqa: F401  (registers every table)
+from cynode_core.orchestrator.db import Base
 
 target_metadata = Base.metadata
 config = context.config

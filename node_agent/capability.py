@@ -18,9 +18,10 @@ from typing import Any
 import psutil
 import requests
 
-from cynode_core.hookspecs import BackendFactory, InferenceBackend, SandboxRuntime
-from node_agent.config import INFERENCE_NONE, NodeSettings
-from node_agent.job_result import format_time, utc_now
+from cynode_core.contract import BackendFactory, InferenceBackend, SandboxRuntime
+from cynode_core.contract.job import format_time
+from node_agent.job_result import utc_now
+from node_agent.settings import INFERENCE_NONE, NodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,9 @@ def existing_inference_service(factory: BackendFactory, options: Mapping[str, ob
     return url if answered else None
 
 
-def inference_section(backend_name: str, backend: InferenceBackend | None, *, started: bool,
-                      existing_service: bool = False) -> dict[str, Any]:
+def inference_section(
+    backend_name: str, backend: InferenceBackend | None, *, started: bool, existing_service: bool = False
+) -> dict[str, Any]:
     """The report's ``inference`` object.
 
     ``none`` (the operator's explicit choice) reports ``supported: false``
@@ -215,7 +217,8 @@ def build_capability_report(
         "gpu": {"present": _gpu_present()},
         "container_runtime": container_runtime,
         "sandbox": {"supported": True, "features": _sandbox_features(), "max_concurrency": settings.job_slots},
-        "inference": inference_section(backend_name, backend, started=backend_started,
-                                       existing_service=existing_service),
+        "inference": inference_section(
+            backend_name, backend, started=backend_started, existing_service=existing_service
+        ),
         "worker_api": {"base_url": settings.advertised_url},
     }

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from cynode_core.config import ConfigError, load_settings
 from cynode_core.logs import configure_logging
-from node_agent.config import NodeSettings
+from cynode_core.settings import ConfigError, load_settings
 from node_agent.manager import run_node
+from node_agent.settings import NodeSettings
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:

@@ -30,11 +30,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cynode_core.errors import BadRequest, CynodeError, NotFound, ServiceUnavailable
-from cynode_core.hookspecs import Mount, SandboxOutcome, SandboxRuntime, SandboxSpec
-from node_agent.config import NodeSettings
+from cynode_core.contract import Mount, SandboxOutcome, SandboxRuntime, SandboxSpec
+from cynode_core.contract.errors import CynodeError, JobNotStarted, NotFound, Unavailable
+from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
 from node_agent.inference_proxy import (
     READY_TIMEOUT,
     SANDBOX_PROXY_URL,
@@ -43,17 +42,16 @@ from node_agent.inference_proxy import (
     ProxyError,
     loopback_upstream,
 )
-from node_agent.job_request import RunJobRequest, is_uuid, parse_run_job_request
 from node_agent.job_result import (
     CANCEL_NOTE,
     SHUTDOWN_NOTE,
-    STATUS_FAILED,
     build_run_job_response,
     interrupted_response,
     utc_now,
 )
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
 from node_agent.metrics import NodeMetrics
+from node_agent.settings import NodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +71,12 @@ NO_INFERENCE_NOTE = (
 )
 
 
-class WorkspaceError(CynodeError):
+class WorkspaceError(JobNotStarted):
     """The per-job workspace could not be made (500, contract 5.2)."""
 
-    status = 500
 
-
-class JobExecutionError(CynodeError):
+class JobExecutionError(JobNotStarted):
     """The node could not start a job for a reason of its own (500, contract 5.2)."""
-
-    status = 500
 
 
 @dataclass
@@ -94,7 +88,7 @@ class _ActiveJob:
     cancel_requested: bool = False
     cancel_note: str = CANCEL_NOTE
     handed_to_runtime: bool = False
-    result: dict[str, Any] | None = None
+    result: RunJobResponse | None = None
     error: CynodeError | None = None
 
 
@@ -175,15 +169,14 @@ class JobExecutor:
 
     # -------------------------------------------------------------------- run
 
-    def run(self, body: Any) -> dict[str, Any]:
-        """Run the job a decoded request body describes, once per ``job_id``; return its RunJobResponse.
+    def run(self, request: RunJobRequest) -> RunJobResponse:
+        """Run a job once per ``job_id``; return its RunJobResponse.
 
-        Raises ``BadRequest`` (400) for an invalid body, ``ServiceUnavailable``
-        (503) when every slot is busy or the node is stopping, and
-        ``WorkspaceError`` / ``JobExecutionError`` (500) when the node could
-        not start the job. Sandbox failures are results, not exceptions.
+        Raises ``Unavailable`` when every slot is busy or the node is
+        stopping, and ``JobNotStarted`` (``WorkspaceError``,
+        ``JobExecutionError``) when the node could not start the job.
+        Sandbox failures are results, not exceptions.
         """
-        request = parse_run_job_request(body)
         key = request.job_key
         with self._lock:
             job = self._active.get(key)
@@ -194,9 +187,9 @@ class JobExecutor:
                     log.info("job %s: repeated dispatch answered from the stored result", key)
                     return record.result
                 if not self._accepting:
-                    raise ServiceUnavailable("Node is shutting down", headers={"Retry-After": "1"})
+                    raise Unavailable("Node is shutting down", retry_after=1)
                 if len(self._active) >= self._settings.job_slots:
-                    raise ServiceUnavailable("No free job slot on this node", headers={"Retry-After": "1"})
+                    raise Unavailable("No free job slot on this node", retry_after=1)
                 job = _ActiveJob(task_id=request.task_id)
                 self._active[key] = job
         if not owner:
@@ -223,7 +216,7 @@ class JobExecutor:
                 self._active.pop(key, None)
             job.done.set()
 
-    def _execute(self, request: RunJobRequest, job: _ActiveJob) -> dict[str, Any]:
+    def _execute(self, request: RunJobRequest, job: _ActiveJob) -> RunJobResponse:
         key = request.job_key
         timeout = self.effective_timeout(request.sandbox.timeout_seconds)
         try:
@@ -257,13 +250,13 @@ class JobExecutor:
             self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
         finally:
             self._remove_workspace(workspace)
-        self.metrics.job_finished("canceled" if canceled else str(result["status"]), (ended - started).total_seconds())
+        self.metrics.job_finished("canceled" if canceled else str(result.status), (ended - started).total_seconds())
         log.info(
             "job %s (task %s): %s, exit code %s, %.1f s",
             key,
             request.task_id,
-            result["status"],
-            result["exit_code"],
+            result.status,
+            result.exit_code,
             (ended - started).total_seconds(),
         )
         return result
@@ -271,7 +264,7 @@ class JobExecutor:
     def _run_in_sandbox(self, request: RunJobRequest, job: _ActiveJob, workspace: Path, timeout: int) -> SandboxOutcome:
         with self._lock:
             if job.cancel_requested:
-                return SandboxOutcome(status=STATUS_FAILED, exit_code=-1)
+                return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
             job.handed_to_runtime = True
         key = request.job_key
         proxy: InferenceProxy | None = None
@@ -304,7 +297,7 @@ class JobExecutor:
                 outcome = self._runtime.run(spec)
             except Exception as exc:  # noqa: BLE001 - contract 6: a runtime error is a failed job, answered 200
                 log.warning("job %s: runtime error: %s", key, exc)
-                outcome = SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+                outcome = SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
             self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
         finally:
             if proxy is not None:
@@ -321,13 +314,15 @@ class JobExecutor:
             proxy.start()
         except Exception as exc:  # noqa: BLE001 - contract 8: a proxy failure is a failed job, answered 200
             log.warning("job %s: inference proxy did not start: %s", key, exc)
-            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"proxy start: {exc}\n".encode())
+            return None, SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=f"proxy start: {exc}\n".encode())
         try:
             proxy.wait_ready(self.proxy_ready_timeout)
         except ProxyError as exc:
             proxy.close()
             log.warning("job %s: inference proxy not healthy: %s", key, exc)
-            return None, SandboxOutcome(status=STATUS_FAILED, exit_code=-1, stderr=f"proxy readiness: {exc}\n".encode())
+            return None, SandboxOutcome(
+                status=RunStatus.FAILED, exit_code=-1, stderr=f"proxy readiness: {exc}\n".encode()
+            )
         return proxy, None
 
     def _build_spec(
@@ -386,16 +381,14 @@ class JobExecutor:
 
     # ----------------------------------------------------------------- cancel
 
-    def cancel(self, job_id: str, *, note: str = CANCEL_NOTE) -> dict[str, Any]:
-        """Stop a job; idempotent. Returns ``{"version", "job_id", "canceled"}``.
+    def cancel(self, job_id: str, *, note: str = CANCEL_NOTE) -> CancelResponse:
+        """Stop a job (``job_id`` a UUID); idempotent.
 
         ``canceled`` is true when the job was (or had already been) stopped
         by a cancel, false when it had finished on its own first. Raises
-        ``BadRequest`` for a malformed id and ``NotFound`` for an unknown job.
-        ``note`` ends the canceled job's ``stderr``.
+        ``NotFound`` for an unknown job. ``note`` ends the canceled job's
+        ``stderr``.
         """
-        if not is_uuid(job_id):
-            raise BadRequest("job_id must be a UUID")
         key = job_id.lower()
         with self._lock:
             job = self._active.get(key)
@@ -407,11 +400,11 @@ class JobExecutor:
             record = self._store.get_finished(key)
             if record is None:
                 raise NotFound("Job not found")
-            return {"version": 1, "job_id": job_id, "canceled": record.canceled}
+            return CancelResponse(job_id, record.canceled)
         log.info("job %s: cancel requested", key)
         if handed:
             self._stop_container(key, job)
-        return {"version": 1, "job_id": job_id, "canceled": True}
+        return CancelResponse(job_id, True)
 
     def _stop_container(self, key: str, job: _ActiveJob) -> None:
         # runtime.run may not have created the container yet; keep asking

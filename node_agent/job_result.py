@@ -1,16 +1,11 @@
-"""Building the Worker API's ``RunJobResponse`` (node contract 5.5) from a runtime outcome."""
+"""A runtime's outcome turned into the Worker API's ``RunJobResponse`` (wire_contract.md#worker-run-job-response)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from cynode_core.hookspecs import SandboxOutcome
-
-STATUS_COMPLETED = "completed"
-STATUS_FAILED = "failed"
-STATUS_TIMEOUT = "timeout"
-STATUSES = frozenset({STATUS_COMPLETED, STATUS_FAILED, STATUS_TIMEOUT})
+from cynode_core.contract import SandboxOutcome
+from cynode_core.contract.job import RunJobResponse, RunStatus, Truncation, format_time
 
 CANCEL_NOTE = "[cynode] job canceled: the node stopped its container on request\n"
 SHUTDOWN_NOTE = "[cynode] job canceled: the node agent is shutting down and stopped its container\n"
@@ -18,14 +13,6 @@ INTERRUPTED_NOTE = (
     "[cynode] the node agent stopped while this job was running; "
     "the job was not run again, since it may already have had its effects\n"
 )
-
-
-def format_time(moment: dt.datetime) -> str:
-    """RFC 3339, UTC, second precision, ``Z`` suffix (Go's ``time.RFC3339`` on a UTC time)."""
-    if moment.tzinfo is None:
-        # A runtime that hands back naive times means UTC (the hook contract's convention).
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_now() -> dt.datetime:
@@ -87,52 +74,50 @@ def build_run_job_response(
     ended_at: dt.datetime,
     max_output_bytes: int,
     cancel_note: str | None = None,
-) -> dict[str, Any]:
-    """The ``RunJobResponse`` body for one finished job.
+) -> RunJobResponse:
+    """The ``RunJobResponse`` of one finished job.
 
     ``exit_code`` is always present (decisions.md, Node 3). A runtime
     status outside the contract's enum, or ``completed`` with a non-zero
     code, is reported as ``failed``. A canceled job (``cancel_note`` set)
     is ``failed`` with exit code -1 and the note at the end of ``stderr``.
     """
-    status = outcome.status if outcome.status in STATUSES else STATUS_FAILED
+    status = RunStatus(outcome.status) if outcome.status in set(RunStatus) else RunStatus.FAILED
     exit_code = int(outcome.exit_code)
-    if status == STATUS_COMPLETED and exit_code != 0:
-        status = STATUS_FAILED
-    if status == STATUS_TIMEOUT:
+    if status is RunStatus.COMPLETED and exit_code != 0:
+        status = RunStatus.FAILED
+    if status is RunStatus.TIMEOUT:
         exit_code = -1
     stdout, stdout_truncated = cap_output(outcome.stdout, max_output_bytes, outcome.stdout_truncated)
     if cancel_note is not None:
-        status, exit_code = STATUS_FAILED, -1
+        status, exit_code = RunStatus.FAILED, -1
         stderr, stderr_truncated = _with_note(outcome.stderr, cancel_note, max_output_bytes, outcome.stderr_truncated)
     else:
         stderr, stderr_truncated = cap_output(outcome.stderr, max_output_bytes, outcome.stderr_truncated)
-    return {
-        "version": 1,
-        "task_id": task_id,
-        "job_id": job_id,
-        "status": status,
-        "exit_code": exit_code,
-        "stdout": stdout,
-        "stderr": stderr,
-        "started_at": format_time(outcome.started_at or started_at),
-        "ended_at": format_time(outcome.ended_at or ended_at),
-        "truncated": {"stdout": stdout_truncated, "stderr": stderr_truncated},
-    }
+    return RunJobResponse(
+        task_id=task_id,
+        job_id=job_id,
+        status=status.value,
+        exit_code=exit_code,
+        stdout=stdout,
+        stderr=stderr,
+        started_at=format_time(outcome.started_at or started_at),
+        ended_at=format_time(outcome.ended_at or ended_at),
+        truncated=Truncation(stdout_truncated, stderr_truncated),
+    )
 
 
-def interrupted_response(task_id: str, job_id: str, when: dt.datetime) -> dict[str, Any]:
+def interrupted_response(task_id: str, job_id: str, when: dt.datetime) -> RunJobResponse:
     """The result given for a job a previous agent process left running."""
     stamp = format_time(when)
-    return {
-        "version": 1,
-        "task_id": task_id,
-        "job_id": job_id,
-        "status": STATUS_FAILED,
-        "exit_code": -1,
-        "stdout": "",
-        "stderr": INTERRUPTED_NOTE,
-        "started_at": stamp,
-        "ended_at": stamp,
-        "truncated": {"stdout": False, "stderr": False},
-    }
+    return RunJobResponse(
+        task_id=task_id,
+        job_id=job_id,
+        status=RunStatus.FAILED.value,
+        exit_code=-1,
+        stdout="",
+        stderr=INTERRUPTED_NOTE,
+        started_at=stamp,
+        ended_at=stamp,
+        truncated=Truncation(False, False),
+    )

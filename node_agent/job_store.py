@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cynode_core.contract.job import RunJobResponse
+
 log = logging.getLogger(__name__)
 
 STATE_RUNNING = "running"
@@ -35,7 +37,7 @@ class JobRecord:
     task_id: str
     state: str
     canceled: bool = False
-    result: dict[str, Any] | None = None
+    result: RunJobResponse | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +46,7 @@ class JobRecord:
             "task_id": self.task_id,
             "state": self.state,
             "canceled": self.canceled,
-            "result": self.result,
+            "result": self.result.to_json() if self.result is not None else None,
         }
 
     @classmethod
@@ -54,7 +56,7 @@ class JobRecord:
             task_id=str(data.get("task_id", "")),
             state=str(data["state"]),
             canceled=bool(data.get("canceled", False)),
-            result=data.get("result"),
+            result=RunJobResponse.from_json(data["result"]) if data.get("result") is not None else None,
         )
 
 
@@ -150,7 +152,7 @@ class JobStore:
             return JobRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # BadResult is a ValueError
             log.warning("ignoring unreadable job record %s: %s", path.name, exc)
             return None
 

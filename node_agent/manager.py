@@ -31,17 +31,18 @@ from typing import Any, NoReturn
 
 import pluggy
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from cynode_core.plugins import get_plugin_manager
+from cynode_core.contract import InferenceBackend, SandboxRuntime
+from cynode_core.contract.job import format_time
+from cynode_core.plugin_manager import get_plugin_manager
 from node_agent.capability import build_capability_report, existing_inference_service
 from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable
-from node_agent.config import INFERENCE_NONE, NodeSettings
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
-from node_agent.job_result import format_time, utc_now
+from node_agent.job_result import utc_now
 from node_agent.node_config import NodeConfig, parse_node_config
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
+from node_agent.settings import INFERENCE_NONE, NodeSettings
 from node_agent.worker_api import create_worker_app
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,9 @@ class NodeManager:
         if backend_factory is not None:
             self._existing_inference = existing_inference_service(backend_factory, settings.inference_options())
             if self._existing_inference:
-                log.info("an inference service already answers at %s; it is used, none is started",
-                         self._existing_inference)
+                log.info(
+                    "an inference service already answers at %s; it is used, none is started", self._existing_inference
+                )
         self.executor = JobExecutor(self.runtime, settings)
 
         # 4. Register.

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cynode_core.hookspecs import SandboxOutcome
+from cynode_core.contract import SandboxOutcome
 from cynode_core.http_metrics import HttpMetrics
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
+from cynode_core.contract import InferenceBackend, SandboxRuntime
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import pluggy
 
-from cynode_core.config import ConfigError
-from cynode_core.hookspecs import BackendFactory, RuntimeFactory
+from cynode_core.contract import BackendFactory, RuntimeFactory
+from cynode_core.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

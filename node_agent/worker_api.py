@@ -17,11 +17,12 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from cynode_core.errors import BadRequest, PayloadTooLarge, Unauthorized, install_problem_handlers
+from cynode_core.contract.errors import InvalidInput, NotAuthenticated, TooLarge
+from cynode_core.contract.job import RunJobRequest, is_uuid
 from cynode_core.http_metrics import metrics_response
+from cynode_core.http_problems import install_problem_handlers
 from cynode_core.logs import install_request_id, log_context
 from node_agent.executor import JobExecutor
-from node_agent.job_request import is_uuid
 from node_agent.readiness import Readiness
 
 log = logging.getLogger(__name__)
@@ -75,20 +76,20 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
         # timing side channel could tell.
         header = request.headers.get("Authorization", "").encode("utf-8", errors="replace")
         if not hmac.compare_digest(header, token["expected"]):
-            raise Unauthorized(AUTH_DETAIL, headers={"WWW-Authenticate": "Bearer"})
+            raise NotAuthenticated(AUTH_DETAIL, challenge="Bearer")
 
     def read_json_body() -> Any:
         cap = executor.max_request_bytes
         length = request.content_length
         if length is not None and length > cap:
-            raise PayloadTooLarge(TOO_LARGE_DETAIL)
+            raise TooLarge(TOO_LARGE_DETAIL)
         data = request.stream.read(cap + 1)
         if len(data) > cap:
-            raise PayloadTooLarge(TOO_LARGE_DETAIL)
+            raise TooLarge(TOO_LARGE_DETAIL)
         try:
             return json.loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequest("Invalid request body") from exc
+            raise InvalidInput("Invalid request body") from exc
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -110,13 +111,15 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
         require_bearer()
         body = read_json_body()
         with log_context(**_job_ids(body)):
-            return _json_response(executor.run(body))
+            return _json_response(executor.run(RunJobRequest.from_json(body)).to_json())
 
     @app.post("/v1/worker/jobs/<job_id>:cancel")
     def cancel_job(job_id: str) -> Response:
         require_bearer()
-        with log_context(job_id=job_id if is_uuid(job_id) else None):
-            return _json_response(executor.cancel(job_id))
+        if not is_uuid(job_id):
+            raise InvalidInput("job_id must be a UUID")
+        with log_context(job_id=job_id):
+            return _json_response(executor.cancel(job_id).to_json())
 
     return app
 

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from orchestrator_under_test import LiveServer, OrchestratorUnderTest
+from postgres_server import TestPostgres
 
-from cynode_core import migrate
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.db import make_engine
-from cynode_core.server import open_runtime
-from cynode_core.testing_pg import TestPostgres
+from cynode_core.orchestrator import migrate
+from cynode_core.orchestrator.db import make_engine
+from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import load_settings
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +85,7 @@ def settings_overrides() -> dict[str, Any]:
 def orchestrator(
     tmp_path: Path, database_url: str, test_secrets: Secrets, settings_overrides: dict[str, Any]
 ) -> Iterator[OrchestratorUnderTest]:
-    from cynode_core.app import create_app
+    from cynode_core.orchestrator.app import create_app
 
     settings = make_settings(tmp_path / "home", database_url, test_secrets, **settings_overrides)
     runtime = open_runtime(settings)

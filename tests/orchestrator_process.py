@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _upstream_names() -> set[str]:
     """Every upstream alias a settings class reads (the CYNODE_* names are dropped by prefix)."""
-    from cynode_core.config import OrchestratorSettings
-    from node_agent.config import NodeSettings
+    from cynode_core.orchestrator.settings import OrchestratorSettings
+    from node_agent.settings import NodeSettings
 
     return {
         alias

@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Flask
 
-from cynode_core.config import OrchestratorSettings
-from cynode_core.server import Runtime
+from cynode_core.orchestrator.process import Runtime
+from cynode_core.orchestrator.settings import OrchestratorSettings
 
 
 @dataclass

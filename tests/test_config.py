@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from cynode_core.config import (
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import (
     ConfigError,
-    OrchestratorSettings,
     load_settings,
     parse_bool,
     parse_duration,
@@ -22,7 +22,7 @@ from cynode_core.config import (
     parse_positive_int,
     parse_str,
 )
-from node_agent.config import NodeSettings
+from node_agent.settings import NodeSettings
 
 LONG_SECRET = "s" * 40
 
@@ -341,7 +341,7 @@ def test_node_validation_names_the_setting(tmp_path: Path) -> None:
 
 def test_a_node_yaml_shaped_like_the_contract_loads(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Every key of the node start-up YAML (node contract 1.2) is accepted; later-phase sections are ignored."""
-    from node_agent.config import NodeSettings
+    from node_agent.settings import NodeSettings
 
     path = tmp_path / "node.yaml"
     path.write_text(

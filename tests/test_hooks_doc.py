@@ -1,4 +1,4 @@
-"""docs/hooks.md documents every hook of cynode_core/hookspecs.py, and only those."""
+"""docs/hooks.md documents every hook of cynode_core/contract/hookspecs.py, and only those."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pluggy
 
-from cynode_core import PROJECT_NAME, hookspecs
+from cynode_core import PROJECT_NAME
+from cynode_core.contract import hookspecs
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 SECTION = re.compile(r"^### `(?P<name>\w+)\((?P<params>[^)]*)\)", re.MULTILINE)

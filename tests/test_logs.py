@@ -162,11 +162,11 @@ def test_the_request_id_of_a_task_reaches_the_logs_the_database_and_the_node(
 
     lines = parsed(json_lines)
     mine = [line for line in lines if line["request_id"] == "req-task.1"]
-    created = [line for line in mine if line["logger"] == "cynode_core.api.tasks"]
+    created = [line for line in mine if line["logger"] == "cynode_core.orchestrator.api.tasks"]
     assert created and created[0]["task_id"] == task_id
     access = [line for line in mine if line["logger"] == "cynode_core.access"]
     assert access and access[0]["route"] == "/v1/tasks" and access[0]["status"] == 201
-    dispatched = [line for line in mine if line["logger"] == "cynode_core.dispatch"]
+    dispatched = [line for line in mine if line["logger"] == "cynode_core.orchestrator.dispatch.dispatcher"]
     assert dispatched and dispatched[0]["task_id"] == task_id and dispatched[0]["job_id"] and dispatched[0]["node"]
     assert any(line["request_id"] == "req-cancel" for line in lines)
 

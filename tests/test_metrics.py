@@ -1,4 +1,4 @@
-"""The orchestrator's ``/metrics`` (cynode_core/metrics.py, cynode_core/http_metrics.py).
+"""The orchestrator's ``/metrics`` (cynode_core/orchestrator/metrics.py, cynode_core/http_metrics.py).
 
 Real parts: the app on the test's own PostgreSQL database, the real
 dispatcher threads, and a stub Worker API on loopback playing the node.
@@ -130,7 +130,7 @@ def test_a_dispatched_job_counts_an_attempt_and_its_round_trip(
 
 
 def test_two_apps_in_one_process_keep_their_own_registries(orchestrator: Any) -> None:
-    from cynode_core.app import create_app
+    from cynode_core.orchestrator.app import create_app
 
     other = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets)
     other.test_client().get("/healthz")

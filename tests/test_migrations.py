@@ -1,4 +1,4 @@
-"""Migrations (cynode_core/migrate.py, migrations/): up, no drift, down, up, and the lock.
+"""Migrations (cynode_core/orchestrator/migrate.py, migrations/): up, no drift, down, up, and the lock.
 
 What tox's ``migrations`` env and ``alembic check`` promise, on a real
 PostgreSQL: an empty database goes to head; the models and the migrated
@@ -22,9 +22,9 @@ from orchestrator_process import CynodeProcess, clean_environ
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-import cynode_core.models  # noqa: F401  (registers every table on Base.metadata)
-from cynode_core import migrate
-from cynode_core.db import Base, make_engine
+import cynode_core.orchestrator.models  # noqa: F401  (registers every table on Base.metadata)
+from cynode_core.orchestrator import migrate
+from cynode_core.orchestrator.db import Base, make_engine
 
 EXPECTED_TABLES = {
     "users",

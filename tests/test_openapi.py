@@ -23,7 +23,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from schemathesis.specs.openapi.definitions import OPENAPI_30
 
-from cynode_core.services import accounts
+from cynode_core.orchestrator.services import accounts
 
 # Routes the API documentation itself serves (and Flask's static route); they are not operations.
 _DOC_PATHS = ("/openapi.json", "/docs", "/static/")

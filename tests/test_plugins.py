@@ -16,15 +16,16 @@ from flask import Flask
 from sqlalchemy import select
 
 from cynode_core import hookimpl
-from cynode_core.app import create_app
-from cynode_core.auth_local import PLUGIN_NAME as LOCAL_AUTH
-from cynode_core.auth_local import LocalAccounts
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.hookspecs import Identity, JobInfo, NodeCandidate
-from cynode_core.models import PasswordCredential, User
-from cynode_core.plugins import get_plugin_manager, plugin_names
-from cynode_core.scheduling import PLUGIN_NAME as DEFAULT_SCHEDULER
-from cynode_core.scheduling import LeastLoaded
+from cynode_core.contract import Identity, JobInfo, NodeCandidate
+from cynode_core.orchestrator.app import create_app
+from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAULT_SCHEDULER
+from cynode_core.orchestrator.dispatch.least_loaded import LeastLoaded
+from cynode_core.orchestrator.local_accounts import PLUGIN_NAME as LOCAL_AUTH
+from cynode_core.orchestrator.local_accounts import LocalAccounts
+from cynode_core.orchestrator.models import PasswordCredential, User
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.plugin_manager import get_plugin_manager, plugin_names
+from cynode_core.settings import load_settings
 
 LDAP = "test-ldap"
 

@@ -1,4 +1,4 @@
-"""scripts/trace_requirements.py on small synthetic repositories.
+"""scripts/trace_requirements.py (and its package scripts/tracing/) on small synthetic repositories.
 
 Each test builds a repository in tmp_path (a scope document beside it in
 ``shared/spec/``, feature files, a test module that binds them, JUnit XML),
@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
+# The tracer's package, importable as `python scripts/trace_requirements.py` has it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from tracing import TraceError
+from tracing.allowlist import load_allowlist
+from tracing.bindings import discover_bindings, python_name
+from tracing.features import features_base_dir, load_features, parse_feature
+from tracing.requirements import count_mismatches, parse_scope, parse_snapshot, render_snapshot
+
 REPO = Path(__file__).resolve().parent.parent
+# The entry point itself: its main() is what the gate tests run.
 _spec = importlib.util.spec_from_file_location("trace_requirements", REPO / "scripts" / "trace_requirements.py")
 assert _spec is not None and _spec.loader is not None
 tr: Any = importlib.util.module_from_spec(_spec)
@@ -147,7 +157,7 @@ def repo(tmp_path: Path) -> Repo:
 
 
 def test_scope_tables_give_ids_and_phases_and_ignore_other_tables() -> None:
-    reqs, counts = tr.parse_scope(SCOPE)
+    reqs, counts = parse_scope(SCOPE)
     assert {r: (q.phase, q.label) for r, q in reqs.items()} == {
         "REQ-ALPHAS-0001": ("1", "1"),
         "REQ-ALPHAS-0002": ("1", "1 (ingest) / later (updates)"),
@@ -157,14 +167,14 @@ def test_scope_tables_give_ids_and_phases_and_ignore_other_tables() -> None:
         "REQ-ALPHAS-0006": ("later", "later"),
     }
     assert counts == {"ALPHAS": {"total": 6, "1": 3, "1.5": 1, "2": 1, "later": 1}}
-    assert tr.count_mismatches(reqs, counts) == []
+    assert count_mismatches(reqs, counts) == []
     counts["ALPHAS"]["1"] = 4
-    assert tr.count_mismatches(reqs, counts) == ["ALPHAS phase 1: the count table says 4, the tables list 3"]
+    assert count_mismatches(reqs, counts) == ["ALPHAS phase 1: the count table says 4, the tables list 3"]
 
 
 def test_an_unreadable_phase_is_an_error() -> None:
-    with pytest.raises(tr.TraceError, match="REQ-ALPHAS-0007"):
-        tr.parse_scope(SCOPE + "\n| REQ ID | x | Phase | y |\n| - | - | - | - |\n| REQ-ALPHAS-0007 | x | soon | y |\n")
+    with pytest.raises(TraceError, match="REQ-ALPHAS-0007"):
+        parse_scope(SCOPE + "\n| REQ ID | x | Phase | y |\n| - | - | - | - |\n| REQ-ALPHAS-0007 | x | soon | y |\n")
 
 
 def test_feature_parsing_inherits_feature_rule_and_examples_tags() -> None:
@@ -188,7 +198,7 @@ def test_feature_parsing_inherits_feature_rule_and_examples_tags() -> None:
               | 1 |
         """
     )
-    got = tr.parse_feature(text, "f.feature")
+    got = parse_feature(text, "f.feature")
     assert [(s.name, s.outline, s.req_ids) for s in got] == [
         ("In a rule", False, {"REQ-ALPHAS-0001", "REQ-ALPHAS-0002", "REQ-ALPHAS-0003"}),
         ("T", True, {"REQ-ALPHAS-0001", "REQ-ALPHAS-0002", "REQ-ALPHAS-0004", "REQ-ALPHAS-0005"}),
@@ -197,12 +207,12 @@ def test_feature_parsing_inherits_feature_rule_and_examples_tags() -> None:
 
 
 def test_upstream_style_lower_case_tags_count_too() -> None:
-    (s,) = tr.parse_feature("Feature: F\n  @req_orches_0122\n  Scenario: S\n    Given x\n", "f.feature")
+    (s,) = parse_feature("Feature: F\n  @req_orches_0122\n  Scenario: S\n    Given x\n", "f.feature")
     assert s.req_ids == {"REQ-ORCHES-0122"}
 
 
 def test_doc_strings_hide_tags_and_keywords(repo: Repo) -> None:
-    scenarios, warnings = tr.load_features(repo.features)
+    scenarios, warnings = load_features(repo.features)
     assert [(s.name, sorted(s.req_ids)) for s in scenarios] == [
         ("Two is proven", ["REQ-ALPHAS-0001", "REQ-ALPHAS-0002"]),
         ("Four per <x>", ["REQ-ALPHAS-0001", "REQ-ALPHAS-0004"]),
@@ -211,17 +221,17 @@ def test_doc_strings_hide_tags_and_keywords(repo: Repo) -> None:
 
 
 def test_test_names_follow_pytest_bdd() -> None:
-    assert tr.python_name("A node's 2nd try: 413 & more!") == "a_nodes_2nd_try_413__more"
-    assert tr.python_name("3 tasks survive") == "tasks_survive"
+    assert python_name("A node's 2nd try: 413 & more!") == "a_nodes_2nd_try_413__more"
+    assert python_name("3 tasks survive") == "tasks_survive"
     pytest_bdd_scenario = pytest.importorskip("pytest_bdd.scenario")
     for name in ("A node's 2nd try: 413 & more!", "3 tasks survive", "Über <x> / ü"):
-        assert tr.python_name(name) == pytest_bdd_scenario.make_python_name(name)
+        assert python_name(name) == pytest_bdd_scenario.make_python_name(name)
 
 
 def test_the_parser_agrees_with_pytest_bdd_on_the_real_feature_files() -> None:
     parser = pytest.importorskip("pytest_bdd.parser")
-    base = tr.features_base_dir(REPO)
-    mine = {s.key: s for s in tr.load_features(base)[0]}
+    base = features_base_dir(REPO)
+    mine = {s.key: s for s in load_features(base)[0]}
     count = 0
     for path in sorted(base.rglob("*.feature")):
         rel = path.relative_to(base).as_posix()
@@ -243,8 +253,8 @@ def test_duplicate_names_in_one_module_get_pytest_bdds_suffix(repo: Repo) -> Non
     (repo.tests / "test_alpha.py").write_text(
         'from pytest_bdd import scenarios\n\nscenarios("alpha.feature", "beta.feature")\n'
     )
-    scenarios, _ = tr.load_features(repo.features)
-    bindings, warnings = tr.discover_bindings(repo.root, [repo.root / "tests"], repo.features, scenarios)
+    scenarios, _ = load_features(repo.features)
+    bindings, warnings = discover_bindings(repo.root, [repo.root / "tests"], repo.features, scenarios)
     assert warnings == []
     assert [b.test_name for b in bindings[("beta.feature", "Two is proven")]] == ["test_two_is_proven_1"]
     assert [b.module for b in bindings[("alpha.feature", "Two is proven")]] == ["tests.acceptance.test_alpha"]
@@ -264,8 +274,8 @@ def test_explicit_scenario_decorator_binds_under_the_functions_name(repo: Repo) 
             """
         )
     )
-    scenarios, _ = tr.load_features(repo.features)
-    bindings, _ = tr.discover_bindings(repo.root, [repo.root / "tests"], repo.features, scenarios)
+    scenarios, _ = load_features(repo.features)
+    bindings, _ = discover_bindings(repo.root, [repo.root / "tests"], repo.features, scenarios)
     assert [b.test_name for b in bindings[("alpha.feature", "Two is proven")]] == ["test_custom"]
     assert [b.test_name for b in bindings[("alpha.feature", "Four per <x>")]] == [FOUR]
 
@@ -465,14 +475,14 @@ def test_the_checked_in_snapshot_matches_the_scope_document() -> None:
     if not scope.is_file():
         pytest.skip("no ../shared/spec/requirements_scope.md beside this clone")
     text = scope.read_text(encoding="utf-8")
-    reqs, counts = tr.parse_scope(text)
-    assert tr.count_mismatches(reqs, counts) == []
-    assert (REPO / "docs" / "requirements_scope_ids.txt").read_text(encoding="utf-8") == tr.render_snapshot(reqs, text)
+    reqs, counts = parse_scope(text)
+    assert count_mismatches(reqs, counts) == []
+    assert (REPO / "docs" / "requirements_scope_ids.txt").read_text(encoding="utf-8") == render_snapshot(reqs, text)
 
 
 def test_the_checked_in_allowlist_is_well_formed() -> None:
-    snapshot = tr.parse_snapshot((REPO / "docs" / "requirements_scope_ids.txt").read_text(encoding="utf-8"))
-    entries, problems = tr.load_exceptions(REPO / "docs" / "trace_exceptions.txt")
+    snapshot = parse_snapshot((REPO / "docs" / "requirements_scope_ids.txt").read_text(encoding="utf-8"))
+    entries, problems = load_allowlist(REPO / "docs" / "trace_exceptions.txt")
     assert problems == []
     assert entries, "docs/trace_exceptions.txt is empty or missing"
     assert [e for e in entries if snapshot[e].phase != "1"] == []

@@ -10,7 +10,7 @@ import pytest
 from pytest_bdd import given, parsers, then
 from sqlalchemy import select, text
 
-from cynode_core.models import AuthAuditLog
+from cynode_core.orchestrator.models import AuthAuditLog
 
 
 class Ctx(dict):
@@ -72,7 +72,7 @@ def seeded_admin(orchestrator) -> None:  # type: ignore[no-untyped-def]
 
 @given(parsers.parse('user "{handle}" exists with password "{password}"'))
 def user_exists(orchestrator, handle: str, password: str) -> None:  # type: ignore[no-untyped-def]
-    from cynode_core.services import accounts
+    from cynode_core.orchestrator.services import accounts
 
     with orchestrator.db.session() as session:
         accounts.create_user(session, handle, password)

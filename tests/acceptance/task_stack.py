@@ -4,7 +4,7 @@ Two ways to run it, both on the test's own migrated PostgreSQL database:
 
 - in this process: the app from conftest's ``orchestrator`` fixture, its
   routes called through the Flask test client, and the real dispatcher
-  threads (``cynode_core.dispatch.start_workers``) calling the stub Worker
+  threads (``cynode_core.orchestrator.dispatch.dispatcher.start_workers``) calling the stub Worker
   APIs over loopback HTTP;
 - as a child process: the real ``cynode orchestrator serve`` on free
   loopback ports, for scenarios that stop, restart or SIGKILL it.
@@ -193,16 +193,16 @@ USER_PASSWORD = secrets.token_urlsafe(12)
 
 @functools.lru_cache(maxsize=1)
 def _password_hash() -> str:
-    from cynode_core.services.passwords import hash_password
+    from cynode_core.orchestrator.services.passwords import hash_password
 
     return hash_password(USER_PASSWORD)
 
 
 def create_users(db: Any, *handles: str) -> None:
     """Users with the password ``USER_PASSWORD``, hashed once per run (argon2id is slow on purpose)."""
-    from cynode_core.models import PasswordCredential
-    from cynode_core.services import accounts
-    from cynode_core.services.passwords import HASH_ALG
+    from cynode_core.orchestrator.models import PasswordCredential
+    from cynode_core.orchestrator.services import accounts
+    from cynode_core.orchestrator.services.passwords import HASH_ALG
 
     with db.session() as session:
         for handle in handles:
@@ -234,7 +234,7 @@ class InProcessDispatcher:
     """The real dispatcher threads of the in-process app; ``stop`` joins them."""
 
     def __init__(self, state: Any):
-        from cynode_core.dispatch import start_workers
+        from cynode_core.orchestrator.dispatch.dispatcher import start_workers
 
         self.state = state
         self.stop_event = threading.Event()

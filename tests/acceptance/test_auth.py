@@ -14,8 +14,8 @@ from acceptance.conftest import Ctx, assert_problem, audit_rows, bearer, is_uuid
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import select
 
-from cynode_core.models import PasswordCredential, RefreshSession, User
-from cynode_core.services import accounts
+from cynode_core.orchestrator.models import PasswordCredential, RefreshSession, User
+from cynode_core.orchestrator.services import accounts
 
 scenarios("orchestrator/auth.feature")
 

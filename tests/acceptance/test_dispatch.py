@@ -157,8 +157,9 @@ def _job(system: System, task_id: str) -> Any:
 
 
 def _result(job: Any) -> dict[str, Any]:
-    assert isinstance(job["result"], str), job["result"]
-    return json.loads(job["result"])
+    # Stored as a jsonb object (the job contract's codec), not as JSON text inside jsonb.
+    assert isinstance(job["result"], dict), job["result"]
+    return job["result"]
 
 
 def _node_id(system: System, slug: str) -> Any:

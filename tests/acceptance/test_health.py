@@ -35,10 +35,10 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from cynode_core import migrate
-from cynode_core.db import make_engine
-from cynode_core.models import Node
-from cynode_core.services import readiness
+from cynode_core.orchestrator import migrate
+from cynode_core.orchestrator.db import make_engine
+from cynode_core.orchestrator.models import Node
+from cynode_core.orchestrator.services import readiness
 
 scenarios("orchestrator/health_and_readiness.feature")
 

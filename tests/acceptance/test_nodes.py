@@ -22,8 +22,8 @@ from acceptance.task_stack import capability, now_rfc3339
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import func, select
 
-from cynode_core.models import Node, NodeCapability
-from cynode_core.services import nodes
+from cynode_core.orchestrator.models import Node, NodeCapability
+from cynode_core.orchestrator.services import nodes
 
 scenarios("orchestrator/node_registration_and_config.feature")
 

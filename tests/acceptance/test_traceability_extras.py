@@ -33,16 +33,17 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
-import cynode_core.models  # noqa: F401  (registers every table on Base.metadata)
-from cynode_core import migrate
-from cynode_core.app import create_app
-from cynode_core.config import OrchestratorSettings, load_settings
-from cynode_core.db import Base, make_engine
-from cynode_core.dispatch_store import sandbox_of
-from cynode_core.models import Job, Task, User
-from cynode_core.server import open_runtime
-from cynode_core.services import tasks as task_service
-from cynode_core.services.accounts import SYSTEM_HANDLE
+import cynode_core.orchestrator.models  # noqa: F401  (registers every table on Base.metadata)
+from cynode_core.contract.job import RunJobRequest, payload_from_storage
+from cynode_core.orchestrator import migrate
+from cynode_core.orchestrator.app import create_app
+from cynode_core.orchestrator.db import Base, make_engine
+from cynode_core.orchestrator.models import Job, Task, User
+from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.services import tasks as task_service
+from cynode_core.orchestrator.services.accounts import SYSTEM_HANDLE
+from cynode_core.orchestrator.settings import OrchestratorSettings
+from cynode_core.settings import load_settings
 
 scenarios("orchestrator/traceability_extras.feature")
 
@@ -332,7 +333,7 @@ def same_default_project(ctx: Ctx) -> None:
 
 @then("each of those projects has a non-empty display title")
 def projects_titled(ctx: Ctx) -> None:
-    from cynode_core.models import Project
+    from cynode_core.orchestrator.models import Project
 
     with ctx["orch"].db.session() as session:
         for project_id in ctx["projects"].values():
@@ -585,8 +586,7 @@ def create_three(ctx: Ctx) -> None:
     with ctx["orch"].db.session() as session:
         jobs = list(session.scalars(select(Job)))
         ctx["request_bodies"] = [
-            {"version": 1, "task_id": str(j.task_id), "job_id": str(j.id), "sandbox": sandbox_of(j.payload)}
-            for j in jobs
+            RunJobRequest(str(j.task_id), str(j.id), payload_from_storage(j.payload)).to_json() for j in jobs
         ]
     assert len(ctx["request_bodies"]) == 3
 

@@ -11,7 +11,7 @@ from collections import Counter
 import psycopg
 import requests
 
-from cynode_core.embedded_pg import EmbeddedPostgres
+from cynode_core.orchestrator.embedded_pg import EmbeddedPostgres
 from e2e.procs import Api, wait_until
 
 

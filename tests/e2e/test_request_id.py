@@ -48,7 +48,9 @@ def test_the_request_id_of_a_task_is_in_the_json_logs_of_the_orchestrator_and_th
     on_node = wait_until(node_logged, 10, "the node's log lines with the request id")
     assert any(line["logger"] == "node_agent.executor" and line.get("task_id") == task_id for line in on_node)
     on_orchestrator = [line for line in json_lines(orch.log()) if line.get("request_id") == "e2e-req-42"]
-    assert {"cynode_core.api.tasks", "cynode_core.dispatch"} <= {line["logger"] for line in on_orchestrator}
+    assert {"cynode_core.orchestrator.api.tasks", "cynode_core.orchestrator.dispatch.dispatcher"} <= {
+        line["logger"] for line in on_orchestrator
+    }
 
     assert sample(node.url, "cynode_node_jobs_total", outcome="completed") == 1
     assert sample(orch.gateway, "cynode_dispatch_attempts_total", outcome="completed") == 1

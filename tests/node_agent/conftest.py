@@ -30,13 +30,13 @@ from node_helpers import (
 from orchestrator_process import free_port
 from stub_orchestrator import StubOrchestrator
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from cynode_core.plugins import get_plugin_manager
-from node_agent.config import NodeSettings
+from cynode_core.contract import InferenceBackend, SandboxRuntime
+from cynode_core.plugin_manager import get_plugin_manager
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.readiness import Readiness, runtime_probe
 from node_agent.registry import inference_backend_factories
+from node_agent.settings import NodeSettings
 from node_agent.worker_api import create_worker_app
 
 
@@ -128,8 +128,9 @@ def plugin_manager(events: BackendEvents) -> Any:
 
 
 @pytest.fixture
-def node_settings(tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str,
-                  events: BackendEvents) -> Callable[..., NodeSettings]:
+def node_settings(
+    tmp_path: Path, stub: StubOrchestrator, podman_socket_url: str, events: BackendEvents
+) -> Callable[..., NodeSettings]:
     """Settings of a node agent talking to ``stub``, its Worker API on a free loopback port."""
 
     def build(**overrides: Any) -> NodeSettings:
@@ -166,8 +167,9 @@ def real_backend(llamacpp_home: Path) -> Iterator[InferenceBackend]:
     """The REAL embedded llama.cpp backend (entry point ``llamacpp``), built as the node manager builds it."""
     factories = inference_backend_factories(get_plugin_manager())
     if "llamacpp" not in factories:
-        pytest.fail("the llamacpp inference backend plugin is not installed "
-                    "(.venv/bin/pip install -e plugins/cynode-llamacpp)")
+        pytest.fail(
+            "the llamacpp inference backend plugin is not installed (.venv/bin/pip install -e plugins/cynode-llamacpp)"
+        )
     settings = make_settings(llamacpp_home, inference_backend="llamacpp")
     backend = factories["llamacpp"](settings.inference_options())
     backend.start()

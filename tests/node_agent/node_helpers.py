@@ -18,14 +18,14 @@ from orchestrator_process import CynodeProcess, clean_environ, free_port
 from podman.domain.containers_manager import ContainersManager
 
 from cynode_core import hookimpl
-from cynode_core.config import load_settings
-from cynode_core.hookspecs import InferenceUnavailable, RegisterBackend, SandboxRuntime
-from cynode_core.plugins import get_plugin_manager
-from node_agent.config import NodeSettings
+from cynode_core.contract import InferenceUnavailable, RegisterBackend, SandboxRuntime
+from cynode_core.plugin_manager import get_plugin_manager
+from cynode_core.settings import load_settings
 from node_agent.executor import JobExecutor
 from node_agent.manager import NodeManager
 from node_agent.readiness import Readiness
 from node_agent.registry import sandbox_runtime_factories
+from node_agent.settings import NodeSettings
 
 WORKER_TOKEN = "worker-token-for-tests-0123456789"
 # What the stub orchestrator of the node manager tests hands out.
@@ -131,8 +131,9 @@ def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, An
     return thread, box
 
 
-def start_node_process(orchestrator_url: str, home: Path, podman_socket_url: str,
-                       **settings: str) -> tuple[CynodeProcess, int]:
+def start_node_process(
+    orchestrator_url: str, home: Path, podman_socket_url: str, **settings: str
+) -> tuple[CynodeProcess, int]:
     """``cynode node serve`` as a child process (inference ``none`` unless set); returns it and its Worker API port.
 
     ``settings`` are extra ``CYNODE_*`` variables. The child gets nothing else
@@ -141,9 +142,14 @@ def start_node_process(orchestrator_url: str, home: Path, podman_socket_url: str
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = clean_environ(
-        CYNODE_HOME=str(home), CYNODE_ORCHESTRATOR_URL=orchestrator_url, CYNODE_NODE_PSK=NODE_PSK,
-        CYNODE_INFERENCE_BACKEND="none", CYNODE_WORKER_LISTEN_HOST="127.0.0.1",
-        CYNODE_WORKER_LISTEN_PORT=str(port), CYNODE_PODMAN_SOCKET=podman_socket_url, **settings,
+        CYNODE_HOME=str(home),
+        CYNODE_ORCHESTRATOR_URL=orchestrator_url,
+        CYNODE_NODE_PSK=NODE_PSK,
+        CYNODE_INFERENCE_BACKEND="none",
+        CYNODE_WORKER_LISTEN_HOST="127.0.0.1",
+        CYNODE_WORKER_LISTEN_PORT=str(port),
+        CYNODE_PODMAN_SOCKET=podman_socket_url,
+        **settings,
     )
     return CynodeProcess(["node", "serve"], env, home / "node.log"), port
 
@@ -183,10 +189,13 @@ class StubBackend:
 
     def start(self) -> None:
         base = f"http://127.0.0.1:{self._events.worker_port}"
-        self._events.add("start", {
-            "healthz": requests.get(f"{base}/healthz", timeout=5).status_code,
-            "readyz": requests.get(f"{base}/readyz", timeout=5).status_code,
-        })
+        self._events.add(
+            "start",
+            {
+                "healthz": requests.get(f"{base}/healthz", timeout=5).status_code,
+                "readyz": requests.get(f"{base}/readyz", timeout=5).status_code,
+            },
+        )
         time.sleep(0.5)  # "becomes healthy" later than it was started
         self._events.add("healthy")
 

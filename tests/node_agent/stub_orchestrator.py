@@ -121,8 +121,11 @@ class StubOrchestrator:
         @app.get("/readyz")
         def readyz() -> Response:
             self._record()
-            return Response("ready" if self.readyz_status == 200 else "no dispatchable node",
-                            status=self.readyz_status, mimetype="text/plain")
+            return Response(
+                "ready" if self.readyz_status == 200 else "no dispatchable node",
+                status=self.readyz_status,
+                mimetype="text/plain",
+            )
 
         @app.post("/v1/nodes/register")
         def register() -> Response:
@@ -131,8 +134,12 @@ class StubOrchestrator:
                 return _problem(400, "Bad Request", "Invalid request body", "validation")
             if self.register_answer is not None:
                 status, detail = self.register_answer
-                return _problem(status, "Unauthorized" if status == 401 else "Error", detail,
-                                "authentication" if status == 401 else "internal")
+                return _problem(
+                    status,
+                    "Unauthorized" if status == 401 else "Error",
+                    detail,
+                    "authentication" if status == 401 else "internal",
+                )
             if body.get("psk") != self.psk:
                 return _problem(401, "Unauthorized", "Invalid registration PSK", "authentication")
             capability = body.get("capability") or {}
@@ -146,19 +153,21 @@ class StubOrchestrator:
             self.last_capability = capability
             self.node_jwt = secrets.token_urlsafe(24)
             base = self.url
-            response = jsonify({
-                "version": 1,
-                "issued_at": "2026-02-16T12:00:00Z",
-                "orchestrator": {
-                    "base_url": base,
-                    "endpoints": {
-                        "worker_registration_url": f"{base}/v1/nodes/register",
-                        "node_report_url": f"{base}{REPORT_PATH}",
-                        "node_config_url": f"{base}{CONFIG_PATH}",
+            response = jsonify(
+                {
+                    "version": 1,
+                    "issued_at": "2026-02-16T12:00:00Z",
+                    "orchestrator": {
+                        "base_url": base,
+                        "endpoints": {
+                            "worker_registration_url": f"{base}/v1/nodes/register",
+                            "node_report_url": f"{base}{REPORT_PATH}",
+                            "node_config_url": f"{base}{CONFIG_PATH}",
+                        },
                     },
-                },
-                "auth": {"node_jwt": self.node_jwt, "expires_at": "2026-02-17T12:00:00Z"},
-            })
+                    "auth": {"node_jwt": self.node_jwt, "expires_at": "2026-02-17T12:00:00Z"},
+                }
+            )
             response.status_code = 201 if created else 200
             return response
 

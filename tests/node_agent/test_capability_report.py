@@ -10,16 +10,21 @@ import psutil
 import pytest
 from node_helpers import make_settings
 
-from cynode_core.hookspecs import SandboxRuntime
+from cynode_core.contract import SandboxRuntime
 from node_agent import capability
 from node_agent.capability import build_capability_report
 
 
 def test_the_report_has_every_required_key_with_real_values(podman_runtime: SandboxRuntime, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, node_slug="node-07", node_name="Seven", node_labels="gpu-less,test",
-                             job_slots=3, public_base_url="http://worker-07.example:12090/")
-    report = build_capability_report(settings, podman_runtime, backend_name="none", backend=None,
-                                     backend_started=False)
+    settings = make_settings(
+        tmp_path,
+        node_slug="node-07",
+        node_name="Seven",
+        node_labels="gpu-less,test",
+        job_slots=3,
+        public_base_url="http://worker-07.example:12090/",
+    )
+    report = build_capability_report(settings, podman_runtime, backend_name="none", backend=None, backend_started=False)
     assert report["version"] == 1
     assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", report["reported_at"])
     assert report["node"] == {"node_slug": "node-07", "name": "Seven", "labels": ["gpu-less", "test"]}
@@ -36,8 +41,17 @@ def test_the_report_has_every_required_key_with_real_values(podman_runtime: Sand
     assert report["worker_api"] == {"base_url": "http://worker-07.example:12090"}
 
 
-@pytest.mark.parametrize(("machine", "goarch"), [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "arm64"),
-                                                 ("arm64", "arm64"), ("i686", "386"), ("riscv64", "riscv64")])
+@pytest.mark.parametrize(
+    ("machine", "goarch"),
+    [
+        ("x86_64", "amd64"),
+        ("AMD64", "amd64"),
+        ("aarch64", "arm64"),
+        ("arm64", "arm64"),
+        ("i686", "386"),
+        ("riscv64", "riscv64"),
+    ],
+)
 def test_architectures_use_go_spellings(monkeypatch: pytest.MonkeyPatch, machine: str, goarch: str) -> None:
     monkeypatch.setattr(capability.platform, "machine", lambda: machine)
     assert capability.go_arch() == goarch

@@ -18,8 +18,13 @@ from node_agent.client import (
 )
 
 PSK = "client-test-psk-secret"
-CAPABILITY = {"version": 1, "reported_at": "2026-02-16T12:00:00Z", "node": {"node_slug": "node-01"},
-              "platform": {"os": "linux", "arch": "amd64"}, "compute": {"cpu_cores": 1, "ram_mb": 1}}
+CAPABILITY = {
+    "version": 1,
+    "reported_at": "2026-02-16T12:00:00Z",
+    "node": {"node_slug": "node-01"},
+    "platform": {"os": "linux", "arch": "amd64"},
+    "compute": {"cpu_cores": 1, "ram_mb": 1},
+}
 
 
 @pytest.fixture
@@ -34,9 +39,14 @@ def _bootstrap(**changes: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "version": 1,
         "issued_at": "2026-02-16T12:00:00Z",
-        "orchestrator": {"base_url": "http://127.0.0.1:1/", "endpoints": {
-            "worker_registration_url": "http://127.0.0.1:1/v1/nodes/register",
-            "node_report_url": "http://127.0.0.1:1/r", "node_config_url": "http://127.0.0.1:1/c"}},
+        "orchestrator": {
+            "base_url": "http://127.0.0.1:1/",
+            "endpoints": {
+                "worker_registration_url": "http://127.0.0.1:1/v1/nodes/register",
+                "node_report_url": "http://127.0.0.1:1/r",
+                "node_config_url": "http://127.0.0.1:1/c",
+            },
+        },
         "auth": {"node_jwt": "jwt-value", "expires_at": "2026-02-17T12:00:00Z"},
     }
     payload.update(changes)
@@ -45,8 +55,11 @@ def _bootstrap(**changes: Any) -> dict[str, Any]:
 
 def test_validate_bootstrap_accepts_the_contract_payload() -> None:
     boot = validate_bootstrap(_bootstrap())
-    assert (boot.base_url, boot.report_url, boot.config_url) == ("http://127.0.0.1:1", "http://127.0.0.1:1/r",
-                                                                 "http://127.0.0.1:1/c")
+    assert (boot.base_url, boot.report_url, boot.config_url) == (
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1/r",
+        "http://127.0.0.1:1/c",
+    )
     assert boot.node_jwt == "jwt-value"
     assert "jwt-value" not in repr(boot)
 
@@ -75,8 +88,15 @@ def test_register_then_use_the_bootstrap_urls_with_the_node_jwt(stub: StubOrches
     config = client.fetch_config()
     assert config["worker_api"]["orchestrator_bearer_token"] == "t"
     client.report_capability(CAPABILITY)
-    client.ack_config({"version": 1, "node_slug": "node-01", "config_version": config["config_version"],
-                       "ack_at": "2026-02-16T12:00:09Z", "status": "applied"})
+    client.ack_config(
+        {
+            "version": 1,
+            "node_slug": "node-01",
+            "config_version": config["config_version"],
+            "ack_at": "2026-02-16T12:00:09Z",
+            "status": "applied",
+        }
+    )
     calls = [(c.method, c.path, c.authorization) for c in stub.calls]
     assert calls == [
         ("POST", "/v1/nodes/register", None),

@@ -35,11 +35,11 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import select, text
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
-from cynode_core.hookspecs import InferenceBackend
-from cynode_core.models import Node
+from cynode_core.contract import InferenceBackend
+from cynode_core.orchestrator.models import Node
 from node_agent import manager as manager_module
-from node_agent.config import NodeSettings
 from node_agent.manager import NodeManager
+from node_agent.settings import NodeSettings
 
 scenarios("worker_node/node_startup.feature")
 

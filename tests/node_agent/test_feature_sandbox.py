@@ -35,8 +35,8 @@ from node_helpers import (
 from pytest_bdd import given, parsers, scenarios, then, when
 from stub_orchestrator import REPORT_PATH, StubOrchestrator
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from node_agent.config import NodeSettings
+from cynode_core.contract import InferenceBackend, SandboxRuntime
+from node_agent.settings import NodeSettings
 
 scenarios("worker_node/sandbox_constraints.feature")
 

@@ -27,7 +27,7 @@ from node_helpers import (
 )
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from cynode_core.hookspecs import SandboxRuntime
+from cynode_core.contract import SandboxRuntime
 
 scenarios("worker_node/worker_api.feature")
 

@@ -35,8 +35,8 @@ import pytest
 import requests
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, make_settings, run_in_thread
 
-from cynode_core.hookspecs import InferenceBackend, SandboxRuntime
-from cynode_core.services.prompt_job import PROMPT_SCRIPT
+from cynode_core.contract import InferenceBackend, SandboxRuntime
+from cynode_core.orchestrator.services.prompt_job import PROMPT_SCRIPT
 from node_agent import executor as executor_module
 from node_agent.executor import NO_INFERENCE_NOTE
 from node_agent.inference_proxy import (
@@ -80,8 +80,9 @@ class StandInOllama:
 
             def _record(self) -> bytes:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                stand_in.requests.append({"method": self.command, "path": self.path,
-                                          "headers": dict(self.headers), "body_len": len(body)})
+                stand_in.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body_len": len(body)}
+                )
                 return body
 
             def _json(self, obj: object) -> None:
@@ -165,8 +166,14 @@ def real_proxy(real_backend: InferenceBackend, tmp_path: Path) -> Iterator[Infer
 # ---------------------------------------------------------------------- helpers
 
 
-def call(proxy: InferenceProxy | Path, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 130) -> tuple[int, dict[str, str], bytes]:
+def call(
+    proxy: InferenceProxy | Path,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 130,
+) -> tuple[int, dict[str, str], bytes]:
     """One request over the proxy's Unix socket: ``(status, headers, body)``."""
     socket_path = proxy.socket_path if isinstance(proxy, InferenceProxy) else proxy
     conn = UnixHTTPConnection(socket_path, timeout=timeout)
@@ -179,8 +186,9 @@ def call(proxy: InferenceProxy | Path, method: str, path: str, body: bytes | Non
 
 
 def generate_body(model: str, *, stream: bool, **extra: Any) -> bytes:
-    return json.dumps({"model": model, "prompt": PROMPT, "stream": stream,
-                       "options": {"num_predict": 8, "temperature": 0}, **extra}).encode()
+    return json.dumps(
+        {"model": model, "prompt": PROMPT, "stream": stream, "options": {"num_predict": 8, "temperature": 0}, **extra}
+    ).encode()
 
 
 def backend_port(base_url: str) -> int:
@@ -192,8 +200,9 @@ def backend_port(base_url: str) -> int:
 # ============================================================ proxy, real backend
 
 
-def test_tags_and_version_pass_through_to_the_real_backend(real_proxy: InferenceProxy,
-                                                           real_backend: InferenceBackend) -> None:
+def test_tags_and_version_pass_through_to_the_real_backend(
+    real_proxy: InferenceProxy, real_backend: InferenceBackend
+) -> None:
     status, headers, body = call(real_proxy, "GET", "/api/tags")
     assert status == 200, body
     assert headers["Content-Type"].startswith("application/json")
@@ -205,20 +214,30 @@ def test_tags_and_version_pass_through_to_the_real_backend(real_proxy: Inference
 
 
 def test_a_non_streaming_generate_returns_the_real_models_answer(real_proxy: InferenceProxy, real_model: str) -> None:
-    status, _, body = call(real_proxy, "POST", "/api/generate", generate_body(real_model, stream=False),
-                           {"Content-Type": "application/json"})
+    status, _, body = call(
+        real_proxy,
+        "POST",
+        "/api/generate",
+        generate_body(real_model, stream=False),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200, body
     answer = json.loads(body)
     assert answer["done"] is True
     assert answer["response"].strip(), answer
 
 
-def test_a_streaming_generate_arrives_as_ndjson_lines_while_the_model_writes(real_proxy: InferenceProxy,
-                                                                            real_model: str) -> None:
+def test_a_streaming_generate_arrives_as_ndjson_lines_while_the_model_writes(
+    real_proxy: InferenceProxy, real_model: str
+) -> None:
     conn = UnixHTTPConnection(real_proxy.socket_path, timeout=130)
     try:
-        conn.request("POST", "/api/generate", body=generate_body(real_model, stream=True),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/generate",
+            body=generate_body(real_model, stream=True),
+            headers={"Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         assert response.status == 200
         arrivals: list[tuple[float, dict[str, Any]]] = []
@@ -288,8 +307,12 @@ def test_streaming_is_relayed_chunk_by_chunk(stand_in_proxy: InferenceProxy, sta
     """STAND-IN holds the stream after its first line until the client has read that line through the proxy."""
     conn = UnixHTTPConnection(stand_in_proxy.socket_path, timeout=30)
     try:
-        conn.request("POST", "/api/generate", body=b'{"model": "stand-in", "stream": true}',
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/generate",
+            body=b'{"model": "stand-in", "stream": true}',
+            headers={"Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         assert response.status == 200
         assert response.getheader("Content-Type") == "application/x-ndjson"
@@ -304,21 +327,36 @@ def test_streaming_is_relayed_chunk_by_chunk(stand_in_proxy: InferenceProxy, sta
 
 
 def test_a_non_streaming_answer_keeps_its_length_and_type(stand_in_proxy: InferenceProxy) -> None:
-    status, headers, body = call(stand_in_proxy, "POST", "/api/generate", b'{"stream": false}',
-                                 {"Content-Type": "application/json"})
+    status, headers, body = call(
+        stand_in_proxy, "POST", "/api/generate", b'{"stream": false}', {"Content-Type": "application/json"}
+    )
     assert status == 200
     assert headers["Content-Length"] == str(len(body))
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(body)["response"] == "Paris (stand-in)"
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/api/pull"), ("DELETE", "/api/delete"), ("POST", "/api/create"), ("POST", "/api/copy"),
-    ("POST", "/api/push"), ("POST", "/api/blobs/sha256:00"), ("GET", "/api/ps"), ("GET", "/"),
-    ("GET", "/api/tags/../pull"), ("POST", "//api/pull"), ("GET", "/v1/models"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/pull"),
+        ("DELETE", "/api/delete"),
+        ("POST", "/api/create"),
+        ("POST", "/api/copy"),
+        ("POST", "/api/push"),
+        ("POST", "/api/blobs/sha256:00"),
+        ("GET", "/api/ps"),
+        ("GET", "/"),
+        ("GET", "/api/tags/../pull"),
+        ("POST", "//api/pull"),
+        ("GET", "/v1/models"),
+    ],
+)
 def test_endpoints_outside_the_list_are_refused_and_never_reach_the_backend(
-    stand_in_proxy: InferenceProxy, stand_in: StandInOllama, method: str, path: str,
+    stand_in_proxy: InferenceProxy,
+    stand_in: StandInOllama,
+    method: str,
+    path: str,
 ) -> None:
     status, headers, body = call(stand_in_proxy, method, path, b'{"model": "x"}')
     assert status == 403
@@ -335,10 +373,12 @@ def test_a_wrong_method_on_an_allowed_path_is_405(stand_in_proxy: InferenceProxy
     assert stand_in.requests == []
 
 
-def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(stand_in_proxy: InferenceProxy,
-                                                                 stand_in: StandInOllama) -> None:
-    status, headers, body = call(stand_in_proxy, "POST", "/api/generate", b"x" * (MAX_BODY_BYTES + 1),
-                                 {"Content-Type": "application/json"})
+def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(
+    stand_in_proxy: InferenceProxy, stand_in: StandInOllama
+) -> None:
+    status, headers, body = call(
+        stand_in_proxy, "POST", "/api/generate", b"x" * (MAX_BODY_BYTES + 1), {"Content-Type": "application/json"}
+    )
     assert (status, body) == (413, b"request body too large")
     assert headers["Content-Type"].startswith("text/plain")
     assert stand_in.requests == []
@@ -346,8 +386,7 @@ def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(stand_in_proxy:
     # Announced with Expect: 100-continue, the body is refused before it is sent.
     sock = connect_unix(stand_in_proxy.socket_path, 10)
     try:
-        sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 11534336\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 11534336\r\nExpect: 100-continue\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
     finally:
         sock.close()
@@ -356,8 +395,9 @@ def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(stand_in_proxy:
     conn = UnixHTTPConnection(stand_in_proxy.socket_path, timeout=30)
     try:
         chunks = (b"y" * (1024 * 1024) for _ in range(11))
-        conn.request("POST", "/api/generate", body=chunks, encode_chunked=True,
-                     headers={"Transfer-Encoding": "chunked"})
+        conn.request(
+            "POST", "/api/generate", body=chunks, encode_chunked=True, headers={"Transfer-Encoding": "chunked"}
+        )
         response = conn.getresponse()
         assert (response.status, response.read()) == (413, b"request body too large")
     finally:
@@ -373,10 +413,20 @@ def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(stand_in_proxy:
 
 
 def test_no_credentials_or_hop_headers_are_forwarded(stand_in_proxy: InferenceProxy, stand_in: StandInOllama) -> None:
-    status, _, _ = call(stand_in_proxy, "POST", "/api/chat", b'{"stream": false}', {
-        "Content-Type": "application/json", "Authorization": "Bearer sandbox-secret", "Cookie": "a=b",
-        "X-Forwarded-For": "10.0.0.1", "Proxy-Authorization": "Basic eA==", "User-Agent": "job/1",
-    })
+    status, _, _ = call(
+        stand_in_proxy,
+        "POST",
+        "/api/chat",
+        b'{"stream": false}',
+        {
+            "Content-Type": "application/json",
+            "Authorization": "Bearer sandbox-secret",
+            "Cookie": "a=b",
+            "X-Forwarded-For": "10.0.0.1",
+            "Proxy-Authorization": "Basic eA==",
+            "User-Agent": "job/1",
+        },
+    )
     assert status == 200
     [seen] = stand_in.requests
     forwarded = {name.lower() for name in seen["headers"]}
@@ -384,8 +434,9 @@ def test_no_credentials_or_hop_headers_are_forwarded(stand_in_proxy: InferencePr
     assert seen["headers"]["User-Agent"] == "job/1"
 
 
-def test_concurrent_requests_of_one_job_are_served_at_once(stand_in_proxy: InferenceProxy,
-                                                           stand_in: StandInOllama) -> None:
+def test_concurrent_requests_of_one_job_are_served_at_once(
+    stand_in_proxy: InferenceProxy, stand_in: StandInOllama
+) -> None:
     """STAND-IN answers no generate until 6 are in flight: a serialising proxy would deadlock here."""
     stand_in.barrier = threading.Barrier(6, timeout=15)
     results: list[int] = []
@@ -447,8 +498,17 @@ def test_close_cuts_streams_in_flight(stand_in_proxy: InferenceProxy) -> None:
     assert not stand_in_proxy.socket_dir.exists()
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1:11434", "http://example.com:11434", "https://127.0.0.1:11434",
-                                 "http://0.0.0.0:11434", "unix:///tmp/x", "http://127.0.0.1:bad"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:11434",
+        "http://example.com:11434",
+        "https://127.0.0.1:11434",
+        "http://0.0.0.0:11434",
+        "unix:///tmp/x",
+        "http://127.0.0.1:bad",
+    ],
+)
 def test_only_a_loopback_http_backend_is_accepted(url: str, tmp_path: Path) -> None:
     with pytest.raises(ProxyError):
         InferenceProxy(tmp_path / "p", url)
@@ -462,7 +522,7 @@ def test_the_sandbox_url_escapes_the_socket_path() -> None:
 # ================================================= sandbox jobs via the Worker API
 
 
-SANDBOX_CHECKS = r'''
+SANDBOX_CHECKS = r"""
 import os, socket, stat, sys
 port = int(sys.argv[1])
 print("NET", sorted(os.listdir("/sys/class/net")))
@@ -478,7 +538,7 @@ print("SOCK", stat.S_ISSOCK(st.st_mode), oct(stat.S_IMODE(st.st_mode)), os.getui
 print("URL", os.environ.get("INFERENCE_PROXY_URL"))
 print("TCPURLS", sorted(k for k, v in os.environ.items() if "http://" in v or k == "OLLAMA_BASE_URL"))
 sys.stdout.flush()
-'''
+"""
 
 
 @pytest.fixture
@@ -499,17 +559,25 @@ def proxy_dirs(worker: Worker) -> list[Path]:
 
 
 def test_a_sandbox_job_gets_a_real_model_answer_over_the_socket_with_no_network(
-    inference_worker: Any, real_backend: InferenceBackend, real_model: str,
+    inference_worker: Any,
+    real_backend: InferenceBackend,
+    real_model: str,
 ) -> None:
     """REAL backend, real Podman, the python image, the prompt task's own script."""
     worker = inference_worker(real_backend.base_url)
     port = backend_port(real_backend.base_url)
     script = SANDBOX_CHECKS + "\nsys.argv = sys.argv[:1]\n" + PROMPT_SCRIPT
-    body = job_body(["python3", "-c", script, str(port)], image="python:alpine", use_inference=True,
-                    timeout_seconds=180, env={"CYNODE_PROMPT": PROMPT, "CYNODE_MODEL": real_model})
+    body = job_body(
+        ["python3", "-c", script, str(port)],
+        image="python:alpine",
+        use_inference=True,
+        timeout_seconds=180,
+        env={"CYNODE_PROMPT": PROMPT, "CYNODE_MODEL": real_model},
+    )
     # Worker.run allows 60 s; a cold model on 2 CPU cores gets more room here.
-    response = requests.post(f"{worker.url}/v1/worker/jobs:run", json=body, timeout=240,
-                             headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    response = requests.post(
+        f"{worker.url}/v1/worker/jobs:run", json=body, timeout=240, headers={"Authorization": f"Bearer {WORKER_TOKEN}"}
+    )
     result = response.json()
     assert result["status"] == "completed", result
     lines = result["stdout"].splitlines()
@@ -518,17 +586,18 @@ def test_a_sandbox_job_gets_a_real_model_answer_over_the_socket_with_no_network(
     assert "SOCK True 0o666 65534" in lines
     assert f"URL {SANDBOX_PROXY_URL}" in lines
     assert "TCPURLS []" in lines
-    answer = "\n".join(lines[lines.index("TCPURLS []") + 1:]).strip()
+    answer = "\n".join(lines[lines.index("TCPURLS []") + 1 :]).strip()
     assert answer and answer != "(no response)" and "[Ollama" not in answer, result
     assert proxy_dirs(worker) == []  # proxy and socket are gone after the job
 
 
 def test_an_oversize_request_from_a_sandbox_is_413_and_the_backend_gets_nothing(
-    inference_worker: Any, stand_in: StandInOllama,
+    inference_worker: Any,
+    stand_in: StandInOllama,
 ) -> None:
     """STAND-IN upstream (so we can see it received nothing); real Podman and the python image."""
     worker = inference_worker(stand_in.url)
-    script = r'''
+    script = r"""
 import http.client, json, os, socket, urllib.parse
 path = urllib.parse.unquote(os.environ["INFERENCE_PROXY_URL"][len("http+unix://"):])
 class C(http.client.HTTPConnection):
@@ -541,7 +610,7 @@ print(call("POST", "/api/generate", b"x" * (11 * 1024 * 1024)))
 print(call("POST", "/api/pull", b"{}"))
 print(call("GET", "/healthz"))
 print(call("POST", "/api/generate", json.dumps({"stream": False}).encode())[0])
-'''
+"""
     result = worker.run(job_body(["python3", "-c", script], image="python:alpine", use_inference=True)).json()
     assert result["status"] == "completed", result
     assert result["stdout"].splitlines() == [
@@ -555,8 +624,7 @@ print(call("POST", "/api/generate", json.dumps({"stream": False}).encode())[0])
     assert proxy_dirs(worker) == []
 
 
-def test_a_job_without_use_inference_has_no_socket_and_no_url(inference_worker: Any,
-                                                               stand_in: StandInOllama) -> None:
+def test_a_job_without_use_inference_has_no_socket_and_no_url(inference_worker: Any, stand_in: StandInOllama) -> None:
     worker = inference_worker(stand_in.url)
     result = worker.run(job_body(["sh", "-c", "ls -A /run/cynode; env"])).json()
     assert result["status"] == "completed", result
@@ -566,15 +634,17 @@ def test_a_job_without_use_inference_has_no_socket_and_no_url(inference_worker: 
 
 def test_use_inference_on_a_node_without_a_backend_runs_plainly_and_says_so(worker: Worker) -> None:
     assert worker.executor.inference_backend_url is None
-    result = worker.run(job_body(["sh", "-c", "echo ${INFERENCE_PROXY_URL:-none}; ls -A /run/cynode"],
-                                 use_inference=True)).json()
+    result = worker.run(
+        job_body(["sh", "-c", "echo ${INFERENCE_PROXY_URL:-none}; ls -A /run/cynode"], use_inference=True)
+    ).json()
     assert (result["status"], result["stdout"]) == ("completed", "none\n"), result
     assert result["stderr"] == NO_INFERENCE_NOTE
     assert proxy_dirs(worker) == []
 
 
 def test_a_proxy_that_cannot_start_fails_the_job_before_any_container(
-    inference_worker: Any, podman_runtime: SandboxRuntime,
+    inference_worker: Any,
+    podman_runtime: SandboxRuntime,
 ) -> None:
     worker = inference_worker("http://10.1.2.3:11434")  # not loopback: refused
     body = job_body(["sh", "-c", "echo ran"], use_inference=True)
@@ -586,7 +656,9 @@ def test_a_proxy_that_cannot_start_fails_the_job_before_any_container(
 
 
 def test_a_proxy_that_never_turns_healthy_fails_the_job(
-    inference_worker: Any, stand_in: StandInOllama, monkeypatch: pytest.MonkeyPatch,
+    inference_worker: Any,
+    stand_in: StandInOllama,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     worker = inference_worker(stand_in.url)
     worker.executor.proxy_ready_timeout = 0.5

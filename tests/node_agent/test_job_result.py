@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from cynode_core.hookspecs import SandboxOutcome
+from cynode_core.contract import SandboxOutcome
 from node_agent.job_result import CANCEL_NOTE, build_run_job_response, cap_output, format_time
 
 T0 = dt.datetime(2026, 2, 16, 12, 0, 0, 123456, tzinfo=dt.UTC)
@@ -44,8 +44,10 @@ def test_format_time_is_rfc3339_utc_seconds_with_z() -> None:
 
 
 def _response(outcome: SandboxOutcome, **kwargs: object) -> dict:
-    return build_run_job_response(task_id="t", job_id="j", outcome=outcome, started_at=T0, ended_at=T0,
-                                  max_output_bytes=100, **kwargs)  # type: ignore[arg-type]
+    """The response as it goes on the wire (the job contract's codec)."""
+    return build_run_job_response(
+        task_id="t", job_id="j", outcome=outcome, started_at=T0, ended_at=T0, max_output_bytes=100, **kwargs
+    ).to_json()  # type: ignore[arg-type]
 
 
 def test_exit_code_is_always_present_and_status_follows_it() -> None:

@@ -18,7 +18,7 @@ from node_helpers import BackendEvents, job_body, run_in_thread, start_manager, 
 from orchestrator_process import free_port
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
-from cynode_core.config import ConfigError
+from cynode_core.settings import ConfigError
 from node_agent.job_result import SHUTDOWN_NOTE
 from node_agent.manager import run_node
 
@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents,
+    stub: StubOrchestrator,
+    node_settings: Any,
+    plugin_manager: Any,
+    events: BackendEvents,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -54,7 +57,11 @@ def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
         ack = stub.acks()[0]
         assert set(ack) == {"version", "node_slug", "config_version", "ack_at", "status"}
         assert (ack["version"], ack["node_slug"], ack["config_version"], ack["status"]) == (
-            1, "node-01", stub.config_version, "applied")
+            1,
+            "node-01",
+            stub.config_version,
+            "applied",
+        )
         for report in stub.calls_to("POST", REPORT_PATH):
             assert report.authorization == f"Bearer {stub.node_jwt}"
         inference = stub.last_capability["inference"]
@@ -66,8 +73,12 @@ def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
         assert backend is not None and backend.options["selected_model"] == "tiny:1b"
         base = f"http://127.0.0.1:{settings.worker_listen_port}"
         assert requests.get(f"{base}/readyz", timeout=30).text == "ready"
-        result = requests.post(f"{base}/v1/worker/jobs:run", json=job_body(["sh", "-c", "echo via-node"]),
-                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()
+        result = requests.post(
+            f"{base}/v1/worker/jobs:run",
+            json=job_body(["sh", "-c", "echo via-node"]),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        ).json()
         assert (result["status"], result["stdout"]) == ("completed", "via-node\n")
     finally:
         manager.request_stop()
@@ -78,7 +89,10 @@ def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
 
 
 def test_a_backend_that_cannot_start_sends_a_failed_ack_then_exits_non_zero(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents,
+    stub: StubOrchestrator,
+    node_settings: Any,
+    plugin_manager: Any,
+    events: BackendEvents,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = node_settings(inference_backend="broken")
@@ -114,16 +128,18 @@ def test_explicit_none_backend_runs_without_inference(
     assert box.get("result") == 0
 
 
-def test_a_missing_backend_setting_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any,
-                                                           plugin_manager: Any) -> None:
+def test_a_missing_backend_setting_is_a_clear_config_error(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
+) -> None:
     settings = node_settings(inference_backend=None)
     with pytest.raises(ConfigError, match="inference_backend is not set.*'none'"):
         run_node(settings, plugin_manager=plugin_manager, handle_signals=False)
     assert stub.calls == []
 
 
-def test_unknown_plugin_names_list_the_registered_ones(stub: StubOrchestrator, node_settings: Any,
-                                                       plugin_manager: Any) -> None:
+def test_unknown_plugin_names_list_the_registered_ones(
+    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
+) -> None:
     with pytest.raises(ConfigError, match=r"unknown sandbox runtime 'dockr'.*registered: .*podman"):
         run_node(node_settings(sandbox_runtime="dockr"), plugin_manager=plugin_manager, handle_signals=False)
     with pytest.raises(ConfigError, match=r"unknown inference backend 'olama'.*registered: broken, .*stub"):
@@ -131,8 +147,7 @@ def test_unknown_plugin_names_list_the_registered_ones(stub: StubOrchestrator, n
     assert stub.calls == []
 
 
-def test_a_missing_psk_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any,
-                                               plugin_manager: Any) -> None:
+def test_a_missing_psk_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any, plugin_manager: Any) -> None:
     with pytest.raises(ConfigError, match="NODE_REGISTRATION_PSK is required"):
         run_node(node_settings(node_psk=None), plugin_manager=plugin_manager, handle_signals=False)
     assert stub.calls == []
@@ -173,8 +188,7 @@ def test_an_unreachable_orchestrator_ends_start_up_after_the_readiness_timeout(
     assert "not reachable after 1.5 s" in caplog.text
 
 
-def test_cynode_node_serve_exits_0_on_sigterm(stub: StubOrchestrator, tmp_path: Path,
-                                              podman_socket_url: str) -> None:
+def test_cynode_node_serve_exits_0_on_sigterm(stub: StubOrchestrator, tmp_path: Path, podman_socket_url: str) -> None:
     proc, _ = start_node_process(stub.url, tmp_path / "cli-home", podman_socket_url)
     try:
         assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH)), "the node never became ready"
@@ -188,8 +202,9 @@ def test_cynode_node_serve_exits_0_on_sigterm(stub: StubOrchestrator, tmp_path: 
 
 def test_cynode_node_serve_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "CYNODE_HOME": str(tmp_path), "CYNODE_NODE_PSK": PSK}
-    proc = subprocess.run([sys.executable, "-m", "node_agent.cli", "serve"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "node_agent.cli", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "configuration error: inference_backend is not set" in proc.stderr
 
@@ -201,9 +216,14 @@ def test_stopping_the_node_cancels_running_jobs_then_exits_0(
     manager, thread, box = start_manager(settings, plugin_manager)
     assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH))
     base = f"http://127.0.0.1:{settings.worker_listen_port}"
-    job_thread, job_box = run_in_thread(lambda: requests.post(
-        f"{base}/v1/worker/jobs:run", json=job_body(["sleep", "300"]),
-        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60))
+    job_thread, job_box = run_in_thread(
+        lambda: requests.post(
+            f"{base}/v1/worker/jobs:run",
+            json=job_body(["sleep", "300"]),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
+    )
     executor = manager.executor
     assert executor is not None
     assert stub.wait_for(lambda: executor.running_jobs == 1, timeout=10)

@@ -24,7 +24,7 @@ import requests
 from metrics_samples import families_of, value
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body
 
-from cynode_core.hookspecs import InferenceBackend
+from cynode_core.contract import InferenceBackend
 from cynode_core.logs import make_handler
 from node_agent.inference_proxy import UnixHTTPConnection
 from node_agent.metrics import LastLine, NodeMetrics

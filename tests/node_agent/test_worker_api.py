@@ -22,7 +22,7 @@ from node_helpers import (
     run_in_thread,
 )
 
-from cynode_core.hookspecs import SandboxRuntime
+from cynode_core.contract import SandboxRuntime
 from node_agent.job_result import CANCEL_NOTE
 
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -74,8 +74,18 @@ def test_a_job_runs_in_a_container_and_returns_the_documented_result(worker: Wor
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     result = response.json()
-    assert set(result) == {"version", "task_id", "job_id", "status", "exit_code", "stdout", "stderr",
-                           "started_at", "ended_at", "truncated"}
+    assert set(result) == {
+        "version",
+        "task_id",
+        "job_id",
+        "status",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "started_at",
+        "ended_at",
+        "truncated",
+    }
     assert result["version"] == 1
     assert (result["task_id"], result["job_id"]) == (body["task_id"], body["job_id"])
     assert (result["status"], result["exit_code"]) == ("completed", 0)
@@ -89,9 +99,10 @@ def test_a_job_runs_in_a_container_and_returns_the_documented_result(worker: Wor
 
 
 def test_the_sandbox_gets_the_node_env_the_request_env_and_nothing_else(worker: Worker) -> None:
-    body = job_body(["sh", "-c", "env; id -u; pwd; touch /workspace/x && echo writable"],
-                    env={"CYNODE_JOB_ID": "forged", "CYNODE_WORKSPACE_DIR": "/etc", "CYNODE_PROMPT": "hi",
-                         "KEY": "VALUE"})
+    body = job_body(
+        ["sh", "-c", "env; id -u; pwd; touch /workspace/x && echo writable"],
+        env={"CYNODE_JOB_ID": "forged", "CYNODE_WORKSPACE_DIR": "/etc", "CYNODE_PROMPT": "hi", "KEY": "VALUE"},
+    )
     result = worker.run(body).json()
     assert result["status"] == "completed", result
     env = dict(line.split("=", 1) for line in result["stdout"].splitlines() if "=" in line)
@@ -124,8 +135,9 @@ def test_a_job_past_its_timeout_is_killed_and_keeps_partial_output(worker: Worke
 def test_output_is_capped_per_stream_at_a_character_boundary(start_worker: WorkerFactory) -> None:
     worker = start_worker(max_output_bytes=1001)
     # 3000 bytes of a 2-byte character on stdout, 5000 ASCII bytes on stderr.
-    script = ("i=0; while [ $i -lt 1500 ]; do printf '\\303\\251'; i=$((i+1)); done; "
-              "head -c 5000 /dev/zero | tr '\\0' e >&2")
+    script = (
+        "i=0; while [ $i -lt 1500 ]; do printf '\\303\\251'; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\\0' e >&2"
+    )
     result = worker.run(job_body(["sh", "-c", script])).json()
     assert result["status"] == "completed", result["stderr"][:200]
     assert result["stdout"] == "é" * 500  # 1000 bytes: the 1001st would split a character
@@ -172,8 +184,12 @@ def test_jobs_without_the_right_bearer_token_are_refused_before_anything_runs(
     headers = {"Authorization": header} if header is not None else {}
     response = requests.post(f"{worker.url}/v1/worker/jobs:run", json=body, headers=headers, timeout=30)
     problem = assert_problem(response, 401, "Invalid or missing bearer token")
-    assert problem == {"type": "urn:cynodeai:error:authentication", "title": "Unauthorized", "status": 401,
-                       "detail": "Invalid or missing bearer token"}
+    assert problem == {
+        "type": "urn:cynodeai:error:authentication",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "Invalid or missing bearer token",
+    }
     assert nothing_created(worker)
     assert WORKER_TOKEN not in caplog.text
     # Nothing ran: the same job id, now authorised, runs for the first time.
@@ -219,8 +235,10 @@ _UUID = str(uuid.uuid4())
         (json.dumps(_with(sandbox={"command": []})), "sandbox.command is required when job_spec_json is not set"),
         (json.dumps(_with(sandbox=None)), "sandbox.command is required when job_spec_json is not set"),
         # The command check comes before the version check (upstream's order).
-        (json.dumps(_with(version=2, sandbox={"command": []})),
-         "sandbox.command is required when job_spec_json is not set"),
+        (
+            json.dumps(_with(version=2, sandbox={"command": []})),
+            "sandbox.command is required when job_spec_json is not set",
+        ),
         (json.dumps(_with(job_id="../../etc")), "task_id and job_id must be UUIDs"),
         (json.dumps(_with(job_id="j-1")), "task_id and job_id must be UUIDs"),
         (json.dumps(_with(task_id="t-1")), "task_id and job_id must be UUIDs"),
@@ -231,8 +249,12 @@ _UUID = str(uuid.uuid4())
     ],
 )
 def test_invalid_job_requests_are_400_and_create_nothing(worker: Worker, raw: str, detail: str) -> None:
-    response = requests.post(f"{worker.url}/v1/worker/jobs:run", data=raw.encode(), timeout=30,
-                             headers={"Authorization": f"Bearer {WORKER_TOKEN}", "Content-Type": "application/json"})
+    response = requests.post(
+        f"{worker.url}/v1/worker/jobs:run",
+        data=raw.encode(),
+        timeout=30,
+        headers={"Authorization": f"Bearer {WORKER_TOKEN}", "Content-Type": "application/json"},
+    )
     problem = assert_problem(response, 400, detail)
     assert (problem["type"], problem["title"]) == ("urn:cynodeai:error:validation", "Bad Request")
     assert nothing_created(worker)
@@ -249,11 +271,16 @@ def test_an_oversize_body_is_413_and_only_after_authentication(worker: Worker) -
     body = job_body(["true"])
     body["padding"] = "x" * (11 * 1024 * 1024)
     data = json.dumps(body).encode()
-    too_large = requests.post(f"{worker.url}/v1/worker/jobs:run", data=data, timeout=60,
-                              headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    too_large = requests.post(
+        f"{worker.url}/v1/worker/jobs:run", data=data, timeout=60, headers={"Authorization": f"Bearer {WORKER_TOKEN}"}
+    )
     problem = assert_problem(too_large, 413, "Request body exceeds maximum size")
-    assert problem == {"type": "urn:cynodeai:error:validation", "title": "Request Entity Too Large",
-                       "status": 413, "detail": "Request body exceeds maximum size"}
+    assert problem == {
+        "type": "urn:cynodeai:error:validation",
+        "title": "Request Entity Too Large",
+        "status": 413,
+        "detail": "Request body exceeds maximum size",
+    }
     assert_problem(requests.post(f"{worker.url}/v1/worker/jobs:run", data=data, timeout=60), 401)
     assert nothing_created(worker)
 
@@ -402,8 +429,11 @@ def test_cancel_calls_unauthenticated_malformed_or_unknown(
     while worker.executor.running_jobs < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     target = {"running": running["job_id"], "unknown": str(uuid.uuid4())}.get(job, job)
-    response = requests.post(f"{worker.url}/v1/worker/jobs/{target}:cancel", timeout=30,
-                             headers={"Authorization": f"Bearer {token}"} if token else {})
+    response = requests.post(
+        f"{worker.url}/v1/worker/jobs/{target}:cancel",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
     detail = {401: "Invalid or missing bearer token", 404: "Job not found", 400: "job_id must be a UUID"}[status]
     assert_problem(response, status, detail)
     assert worker.executor.running_jobs == 1  # nothing was stopped

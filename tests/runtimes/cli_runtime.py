@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import IO
 
 from cynode_core import hookimpl
-from cynode_core.hookspecs import RegisterRuntime, RuntimeUnavailable, SandboxOutcome, SandboxSpec
-from cynode_core.plugins import get_plugin_manager
+from cynode_core.contract import RegisterRuntime, RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_core.plugin_manager import get_plugin_manager
 
 CONTAINERS_CONF = "/etc/cynode/containers.conf"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from cynode_core.hookspecs import Identity
+from cynode_core.contract import Identity
 
 ENV_FILE = "CYNODE_EXAMPLE_AUTH_FILE"
 ENV_USERS = "CYNODE_EXAMPLE_AUTH_USERS"

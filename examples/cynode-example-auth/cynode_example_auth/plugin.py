@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from cynode_core import hookimpl
-from cynode_core.hookspecs import Identity
+from cynode_core.contract import Identity
 from cynode_example_auth.directory import DirectoryError, StaticDirectory
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from importlib.metadata import distribution, entry_points
 
 import cynode_example_auth.plugin
 
-from cynode_core.plugins import ENTRY_POINT_GROUP, get_plugin_manager, plugin_names
+from cynode_core.plugin_manager import ENTRY_POINT_GROUP, get_plugin_manager, plugin_names
 
 
 def test_the_distribution_declares_the_entry_point() -> None:

@@ -9,8 +9,8 @@ import pytest
 from cynode_example_auth.directory import ENV_USERS, SOURCE, DirectoryError, parse_entries
 from example_users import CAROL_PASSWORD, DAVE_PASSWORD
 
-from cynode_core.hookspecs import Identity
-from cynode_core.plugins import get_plugin_manager, plugin_names
+from cynode_core.contract import Identity
+from cynode_core.plugin_manager import get_plugin_manager, plugin_names
 
 
 def authenticate(handle: str, password: str, **manager_options: object) -> Identity | None:

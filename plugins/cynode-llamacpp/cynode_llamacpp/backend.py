@@ -1,4 +1,4 @@
-"""``LlamaCppBackend``: the :class:`~cynode_core.hookspecs.InferenceBackend` the node agent drives.
+"""``LlamaCppBackend``: the :class:`~cynode_core.contract.hookspecs.InferenceBackend` the node agent drives.
 
 ``start()`` finds (or assembles) the GGUF, loads it, serves Ollama's API on
 ``127.0.0.1:<ephemeral port>`` and returns only once that server answers;
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
+from cynode_core.contract import InferenceUnavailable, normalize_model_name
 from cynode_llamacpp.engine import LlamaEngine
 from cynode_llamacpp.model_file import (
     BundledModel,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.contract import InferenceUnavailable
 
 log = logging.getLogger(__name__)
 

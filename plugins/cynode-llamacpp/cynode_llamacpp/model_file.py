@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.contract import InferenceUnavailable
 
 log = logging.getLogger(__name__)
 

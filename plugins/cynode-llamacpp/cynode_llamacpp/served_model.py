@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from cynode_core.hookspecs import normalize_model_name
+from cynode_core.contract import normalize_model_name
 from cynode_llamacpp.engine import ModelInfo
 
 

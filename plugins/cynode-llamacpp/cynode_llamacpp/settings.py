@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cynode_core.hookspecs import InferenceUnavailable
+from cynode_core.contract import InferenceUnavailable
 
 #: The name the bundled gemma-3-270m GGUF is served under (Ollama's name for it).
 DEFAULT_MODEL_NAME = "gemma3:270m"

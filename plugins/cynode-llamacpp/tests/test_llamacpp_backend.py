@@ -16,8 +16,8 @@ from cynode_llamacpp.backend import LlamaCppBackend
 from cynode_llamacpp.model_file import bundled_model
 from llamacpp_http import MODEL, http_call
 
-from cynode_core.hookspecs import InferenceBackend, InferenceUnavailable
-from cynode_core.plugins import get_plugin_manager
+from cynode_core.contract import InferenceBackend, InferenceUnavailable
+from cynode_core.plugin_manager import get_plugin_manager
 from node_agent.registry import inference_backend_factories
 
 BUNDLED = "gemma-3-270m-q4_k_m.gguf"

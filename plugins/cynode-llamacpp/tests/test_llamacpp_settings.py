@@ -9,7 +9,7 @@ from cynode_llamacpp.engine import OptionError, Sampling, StopMatcher
 from cynode_llamacpp.served_model import human_number
 from cynode_llamacpp.settings import DEFAULT_NUM_CTX, LlamaCppSettings
 
-from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
+from cynode_core.contract import InferenceUnavailable, normalize_model_name
 
 
 def test_defaults_put_the_model_under_home(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import ollama
 
-from cynode_core.hookspecs import InferenceUnavailable, normalize_model_name
+from cynode_core.contract import InferenceUnavailable, normalize_model_name
 
 log = logging.getLogger(__name__)
 

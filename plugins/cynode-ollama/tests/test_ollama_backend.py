@@ -12,8 +12,8 @@ import pytest
 from cynode_llamacpp.backend import LlamaCppBackend
 from cynode_ollama.backend import OllamaBackend
 
-from cynode_core.hookspecs import InferenceBackend, InferenceUnavailable
-from cynode_core.plugins import get_plugin_manager
+from cynode_core.contract import InferenceBackend, InferenceUnavailable
+from cynode_core.plugin_manager import get_plugin_manager
 from node_agent.registry import inference_backend_factories
 
 MODEL = "gemma3:270m"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cynode_core.hookspecs import SandboxSpec
+from cynode_core.contract import SandboxSpec
 
 LABEL_TASK_ID = "cynodeai.task_id"
 LABEL_JOB_ID = "cynodeai.job_id"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cynode_core import hookimpl
-from cynode_core.hookspecs import RegisterRuntime, SandboxRuntime
+from cynode_core.contract import RegisterRuntime, SandboxRuntime
 
 RUNTIME_NAME = "podman"
 

@@ -22,7 +22,7 @@ from podman import PodmanClient
 from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
-from cynode_core.hookspecs import RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxSpec
 from cynode_podman.container_config import create_options
 from cynode_podman.output import CappedBuffer, read_frames
 from cynode_podman.service import PodmanService

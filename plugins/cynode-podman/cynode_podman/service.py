@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from cynode_core.hookspecs import RuntimeUnavailable
+from cynode_core.contract import RuntimeUnavailable
 
 # Podman needs runc and lowered rlimits on our machines (see ENVIRONMENT.md);
 # this file carries both settings and is used when CONTAINERS_CONF is unset.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cynode_podman.runtime import PodmanRuntime
 
-from cynode_core.hookspecs import (
+from cynode_core.contract import (
     Mount,
     RuntimeFactory,
     RuntimeUnavailable,
@@ -22,7 +22,7 @@ from cynode_core.hookspecs import (
     SandboxRuntime,
     SandboxSpec,
 )
-from cynode_core.plugins import get_plugin_manager
+from cynode_core.plugin_manager import get_plugin_manager
 from cynode_core.testing import sh
 
 SpecFactory = Callable[..., SandboxSpec]

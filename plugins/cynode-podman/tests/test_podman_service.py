@@ -9,7 +9,7 @@ import pytest
 from cynode_podman.runtime import PodmanRuntime
 from cynode_podman.service import PodmanService, ping, service_env
 
-from cynode_core.hookspecs import RuntimeUnavailable
+from cynode_core.contract import RuntimeUnavailable
 
 
 def _processes_mentioning(text: str) -> list[int]:

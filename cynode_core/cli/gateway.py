@@ -1,0 +1,223 @@
+"""Client commands (the role of upstream's cynork): login, whoami, logout, task ..."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from cynode_core.cli.common import print_table
+from cynode_core.client import ApiError, GatewayClient
+
+TERMINAL = ("completed", "failed", "canceled", "superseded")
+url_option = click.option("--url", envvar="CYNODE_URL", default=None, help="gateway URL (default: the logged-in one)")
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _client(url: str | None) -> GatewayClient:
+    return GatewayClient.from_store(url)
+
+
+def _run(fn):  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+@click.command()
+@url_option
+@click.option("--handle", "-u", prompt=True, help="user handle")
+@click.option("--password", "-p", default=None, help="password (default: asked)")
+def login(url: str | None, handle: str, password: str | None) -> None:
+    """Log in to a gateway and store the tokens (mode 0600)."""
+    if password is None:
+        password = (
+            click.prompt("password", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        )
+    client = GatewayClient(url or "http://127.0.0.1:12080")
+    _run(lambda: client.login(handle, password or ""))
+    click.echo(f"logged in as {handle} at {client.url}")
+
+
+@click.command()
+@url_option
+@json_option
+def whoami(url: str | None, as_json: bool) -> None:
+    """Show the logged-in user."""
+    me = _run(lambda: _client(url).call("GET", "/v1/users/me"))
+    _emit(me, as_json, f"{me['handle']} ({me['id']}){'' if me['is_active'] else ' disabled'}")
+
+
+@click.command()
+@url_option
+def logout(url: str | None) -> None:
+    """End the session and forget the stored tokens."""
+    _run(lambda: _client(url).logout())
+    click.echo("logged out")
+
+
+@click.group()
+def task() -> None:
+    """Create and follow tasks."""
+
+
+@task.command("create")
+@url_option
+@json_option
+@click.option("--command", "-c", "commands", multiple=True, help="a shell command (repeat for several lines)")
+@click.option("--prompt", "-p", default=None, help="a prompt for the node's model")
+@click.option("--name", default=None, help="task name (made unique per user)")
+@click.option("--use-inference", is_flag=True, help="give a command task the inference proxy")
+@click.option("--wait", is_flag=True, help="wait for the result and print it")
+def task_create(
+    url: str | None,
+    as_json: bool,
+    commands: tuple[str, ...],
+    prompt: str | None,
+    name: str | None,
+    use_inference: bool,
+    wait: bool,
+) -> None:
+    """Create a command task (--command) or a prompt task (--prompt)."""
+    if bool(commands) == bool(prompt):
+        raise click.UsageError("give either --command (one or more) or --prompt")
+    body: dict[str, Any] = (
+        {"prompt": prompt, "input_mode": "prompt"}
+        if prompt
+        else {"prompt": "\n".join(commands), "input_mode": "commands"}
+    )
+    if name:
+        body["task_name"] = name
+    if use_inference:
+        body["use_inference"] = True
+    client = _client(url)
+    created = _run(lambda: client.call("POST", "/v1/tasks", json=body))
+    if wait:
+        _show_result(client, created["id"], as_json, wait=True)
+        return
+    _emit(created, as_json, f"task {created['id']} ({created['task_name']}): {created['status']}")
+
+
+@task.command("list")
+@url_option
+@json_option
+@click.option("--status", default=None, help="only tasks of this status")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--offset", default=0, show_default=True)
+def task_list(url: str | None, as_json: bool, status: str | None, limit: int, offset: int) -> None:
+    """List my tasks, newest first."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if status:
+        params["status"] = status
+    data = _run(lambda: _client(url).call("GET", "/v1/tasks", params=params))
+    if as_json:
+        _emit(data, True, "")
+        return
+    print_table(
+        ("ID", "NAME", "STATUS", "CREATED", "PROMPT"),
+        [
+            (
+                t["id"],
+                t.get("task_name", ""),
+                t["status"],
+                t["created_at"],
+                (t.get("prompt") or "")[:40].replace("\n", " "),
+            )
+            for t in data["tasks"]
+        ],
+    )
+    if "next_offset" in data:
+        click.echo(f"more: --offset {data['next_offset']}")
+
+
+@task.command("get")
+@url_option
+@json_option
+@click.argument("task_ref")
+def task_get(url: str | None, as_json: bool, task_ref: str) -> None:
+    """Show one task (by id or name)."""
+    t = _run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}"))
+    _emit(t, as_json, "\n".join(f"{k}: {v}" for k, v in t.items()))
+
+
+def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) -> None:
+    spinner, i, started = "|/-\\", 0, time.monotonic()
+    while True:
+        data = _run(lambda: client.call("GET", f"/v1/tasks/{ref}/result"))
+        if not wait or data["status"] in TERMINAL:
+            break
+        if sys.stderr.isatty():
+            click.echo(f"\r{data['status']} {spinner[i % 4]} {time.monotonic() - started:5.1f}s", nl=False, err=True)
+        i += 1
+        time.sleep(0.25)
+    if wait and sys.stderr.isatty():
+        click.echo("\r" + " " * 30 + "\r", nl=False, err=True)
+    if as_json:
+        _emit(data, True, "")
+        return
+    click.echo(f"task {data['task_id']}: {data['status']}")
+    for job in data["jobs"]:
+        try:
+            result = json.loads(job.get("result") or "null")
+        except ValueError:
+            result = None
+        if isinstance(result, dict) and "stdout" in result:
+            click.echo(f"exit code {result.get('exit_code')}, job {job['status']}")
+            if result.get("stdout"):
+                click.echo(result["stdout"].rstrip("\n"))
+            if result.get("stderr"):
+                click.echo(result["stderr"].rstrip("\n"), err=True)
+        elif isinstance(result, dict) and "error" in result:
+            click.echo(f"job {job['status']}: {result['error']}", err=True)
+        else:
+            click.echo(f"job {job['status']}: no result yet")
+    if data["status"] == "failed":
+        sys.exit(1)
+
+
+@task.command("result")
+@url_option
+@json_option
+@click.option("--wait", is_flag=True, help="wait until the task ends, showing progress")
+@click.argument("task_ref")
+def task_result(url: str | None, as_json: bool, wait: bool, task_ref: str) -> None:
+    """Show a task's result (stdout, stderr, exit code)."""
+    _show_result(_client(url), task_ref, as_json, wait=wait)
+
+
+@task.command("logs")
+@url_option
+@json_option
+@click.option("--stream", type=click.Choice(["all", "stdout", "stderr"]), default="all")
+@click.argument("task_ref")
+def task_logs(url: str | None, as_json: bool, stream: str, task_ref: str) -> None:
+    """Print a task's captured output."""
+    data = _run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}/logs", params={"stream": stream}))
+    if as_json:
+        _emit(data, True, "")
+        return
+    if data["stdout"]:
+        click.echo(data["stdout"], nl=False)
+    if data["stderr"]:
+        click.echo(data["stderr"], nl=False, err=True)
+
+
+@task.command("cancel")
+@url_option
+@json_option
+@click.argument("task_ref")
+def task_cancel(url: str | None, as_json: bool, task_ref: str) -> None:
+    """Cancel a task (a running job's container is stopped)."""
+    data = _run(lambda: _client(url).call("POST", f"/v1/tasks/{task_ref}/cancel"))
+    _emit(data, as_json, f"task {data['task_id']} canceled")
+
+
+COMMANDS = (login, whoami, logout, task)

@@ -1,0 +1,128 @@
+"""``cynode up`` and ``cynode demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import click
+
+from cynode_core.cli.common import orchestrator_settings
+from cynode_core.cli.stack import Stack, StackError
+from cynode_core.client import ApiError, GatewayClient
+
+DEMO_COMMAND = "echo hello from the sandbox; id; uname -a"
+DEMO_PROMPT = "The capital of France is"
+# A command task with use_inference: a client inside the sandbox (no network)
+# asks the model through the node's per-job Unix-socket proxy.
+DEMO_PROXY_COMMAND = (
+    "echo INFERENCE_PROXY_URL=$INFERENCE_PROXY_URL; ls /sys/class/net; "
+    "curl -s --max-time 60 --unix-socket /run/cynode/inference-proxy.sock http://inference/api/generate "
+    '-d \'{"model": "\'$CYNODE_MODEL\'", "prompt": "Water is made of", "stream": false, '
+    '"options": {"num_predict": 24}}\''
+)
+
+
+def _progress(text: str) -> None:
+    click.echo(f"==> {text}", err=True)
+
+
+@click.command()
+@click.option("--nodes", default=1, show_default=True, help="local node agents to start")
+@click.option(
+    "--inference",
+    default="llamacpp",
+    show_default=True,
+    help="inference backend of the local nodes: llamacpp (embedded model), ollama (existing server) or none",
+)
+def up(nodes: int, inference: str) -> None:
+    """Run embedded PostgreSQL, the orchestrator and local nodes until Ctrl-C."""
+    stack = Stack(orchestrator_settings(), nodes=nodes, inference_backend=inference, progress=_progress)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack.start()
+        click.echo(
+            f"cynode is up: gateway {stack.gateway_url}, control plane {stack.control_url}; Ctrl-C stops it", err=True
+        )
+        while not stop.wait(1.0):
+            stack.check_alive()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        _progress("stopping")
+        stack.stop()
+        _progress("stopped")
+
+
+def admin_password(stack: Stack) -> str:
+    password = os.environ.get("CYNODE_ADMIN_PASSWORD") or os.environ.get("BOOTSTRAP_ADMIN_PASSWORD")
+    return password or (stack.settings.home / "admin-password").read_text().strip()
+
+
+@click.command()
+@click.option("--command", "command", default=DEMO_COMMAND, show_default=True, help="the sample command task")
+@click.option("--prompt", "prompt", default=DEMO_PROMPT, show_default=True, help="the sample prompt task")
+def demo(command: str, prompt: str) -> None:
+    """Bring the system up, log in, run sample tasks (a command, a prompt, a sandbox asking the model), stop."""
+    # The small base model rambles; a short answer keeps the demo readable.
+    os.environ.setdefault("CYNODE_LLAMACPP_NUM_PREDICT", "40")
+    stack = Stack(orchestrator_settings(), progress=_progress)
+    try:
+        stack.start()
+        client = GatewayClient(stack.gateway_url, store=stack.settings.home / "demo-credentials.json")
+        _progress("logging in as admin")
+        client.login("admin", admin_password(stack))
+        click.echo(f"logged in: {json.dumps(client.call('GET', '/v1/users/me'))}")
+        failures = 0
+        samples: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("command task in a hardened sandbox", {"prompt": command, "input_mode": "commands", "task_name": "demo"}),
+            ("prompt task answered by the node's model", {"prompt": prompt, "task_name": "demo-prompt"}),
+            (
+                "sandboxed job asking the model through the inference proxy",
+                {
+                    "prompt": DEMO_PROXY_COMMAND,
+                    "input_mode": "commands",
+                    "use_inference": True,
+                    "task_name": "demo-proxy",
+                },
+            ),
+        )
+        for title, body in samples:
+            _progress(f"{title}: {body['prompt'][:70]}")
+            created = client.call("POST", "/v1/tasks", json=body)
+            failures += _show(_wait_result(client, created["id"], timeout=180))
+        if failures:
+            raise click.ClickException(f"{failures} demo task(s) did not complete")
+    except (StackError, ApiError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        _progress("stopping")
+        stack.stop()
+
+
+def _show(result: dict) -> int:
+    outcome = json.loads(result["jobs"][0].get("result") or "{}")
+    click.echo(f"task {result['task_id']} {result['status']} (exit code {outcome.get('exit_code')})")
+    if outcome.get("stdout"):
+        click.echo("--- stdout ---")
+        click.echo(outcome["stdout"].rstrip("\n"))
+    if outcome.get("stderr") or outcome.get("error"):
+        click.echo("--- stderr ---")
+        click.echo((outcome.get("stderr") or outcome.get("error")).rstrip("\n"))
+    return 0 if result["status"] == "completed" else 1
+
+
+def _wait_result(client: GatewayClient, task_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = client.call("GET", f"/v1/tasks/{task_id}/result")
+        if result["status"] in ("completed", "failed", "canceled"):
+            return result
+        time.sleep(0.2)
+    raise click.ClickException(f"task {task_id} did not finish within {timeout:.0f} s")

@@ -1,0 +1,71 @@
+"""The plugin contract: what a plugin author, the node agent and the orchestrator share.
+
+Import the value types and errors from here (``from cynode_core.contract
+import SandboxSpec, RuntimeUnavailable``); the hook specifications are in
+``cynode_core.contract.hookspecs`` and the typed job contract in
+``cynode_core.contract.job``. Nothing in this package imports a web
+framework or a database driver, so a runtime or inference plugin installs
+and tests against it alone.
+"""
+
+from cynode_core import hookimpl
+from cynode_core.contract.errors import (
+    Conflict,
+    CynodeError,
+    InferenceUnavailable,
+    InvalidInput,
+    JobNotStarted,
+    NotAuthenticated,
+    NotFound,
+    NotPermitted,
+    RateLimited,
+    RuntimeUnavailable,
+    TooLarge,
+    Unavailable,
+)
+from cynode_core.contract.values import (
+    BackendFactory,
+    Identity,
+    InferenceBackend,
+    JobInfo,
+    Mount,
+    NodeCandidate,
+    RegisterBackend,
+    RegisterRuntime,
+    RuntimeFactory,
+    SandboxOutcome,
+    SandboxRuntime,
+    SandboxSpec,
+    TaskEvent,
+    normalize_model_name,
+)
+
+__all__ = [
+    "BackendFactory",
+    "Conflict",
+    "CynodeError",
+    "Identity",
+    "InferenceBackend",
+    "InferenceUnavailable",
+    "InvalidInput",
+    "JobInfo",
+    "JobNotStarted",
+    "Mount",
+    "NodeCandidate",
+    "NotAuthenticated",
+    "NotFound",
+    "NotPermitted",
+    "RateLimited",
+    "RegisterBackend",
+    "RegisterRuntime",
+    "RuntimeFactory",
+    "RuntimeUnavailable",
+    "SandboxOutcome",
+    "SandboxRuntime",
+    "SandboxSpec",
+    "TaskEvent",
+    "TooLarge",
+    "Unavailable",
+    "hookimpl",
+    "normalize_model_name",
+]

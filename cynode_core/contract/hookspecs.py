@@ -1,0 +1,112 @@
+"""The plugin contract: every hook cynode calls (the value types they pass are in ``values``).
+
+A plugin implements any of these with ``@cynode_core.hookimpl`` and is found
+through the ``cynode`` entry-point group (see ``docs/hooks.md`` and
+``docs/plugins.md``). Hooks come in four families: authentication,
+scheduling, sandbox runtimes and inference backends, plus task events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cynode_core import hookspec
+from cynode_core.contract.values import (
+    Identity,
+    JobInfo,
+    NodeCandidate,
+    RegisterBackend,
+    RegisterRuntime,
+    TaskEvent,
+)
+
+# --------------------------------------------------------------------------
+# Authentication
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def cynode_authenticate(handle: str, password: str) -> Identity | None:
+    """Check a handle and password at login.
+
+    :param handle: the handle the client sent, as sent (handles are case-sensitive).
+    :param password: the password the client sent.
+    :returns: an :class:`Identity` when this plugin vouches for the caller,
+        or ``None`` to defer to the next plugin. The first non-``None``
+        answer wins; when every plugin defers, login fails with 401.
+    Called by: the gateway's ``POST /v1/auth/login``. Default plugin: local
+    accounts (argon2id hashes in ``password_credentials``).
+    """
+
+
+# --------------------------------------------------------------------------
+# Scheduling
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def cynode_select_node(job: JobInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+    """Choose the node a queued job is sent to.
+
+    :param job: the job being placed.
+    :param candidates: every dispatchable node (active, config acked
+        ``applied`` for its current version, Worker API URL and token known),
+        ordered by ``node_slug``, with its slot count and running jobs.
+    :returns: one of ``candidates``, or ``None`` to defer. When every plugin
+        defers the job stays queued and is tried again later.
+    Called by: the dispatcher, once per claim. Default plugin: the
+    least-loaded candidate with a free slot; while it is the only
+    implementation the dispatcher applies the same rule in its claim query
+    instead of calling the hook.
+    """
+
+
+# --------------------------------------------------------------------------
+# Sandbox runtimes
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_register_sandbox_runtimes(register: RegisterRuntime) -> None:
+    """Offer sandbox runtimes to the node agent.
+
+    :param register: call ``register(name, factory)`` once per runtime;
+        ``factory(options)`` builds a :class:`SandboxRuntime` from the
+        node's ``sandbox_*`` settings (a mapping of plain values).
+    Called by: the node agent at start; the configured ``sandbox_runtime``
+    name picks one. Default plugin: ``podman`` (distribution cynode-podman).
+    """
+
+
+# --------------------------------------------------------------------------
+# Inference backends
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_register_inference_backends(register: RegisterBackend) -> None:
+    """Offer inference backends to the node agent.
+
+    :param register: call ``register(name, factory)`` once per backend;
+        ``factory(options)`` builds an :class:`InferenceBackend` from the
+        node's ``inference_*`` settings.
+    Called by: the node agent at start, before it acks its configuration;
+    the configured ``inference_backend`` name picks one (``none`` must be
+    set explicitly to run without). Shipped plugins: ``ollama``, ``llamacpp``.
+    """
+
+
+# --------------------------------------------------------------------------
+# Task events
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_task_finished(task: TaskEvent) -> None:
+    """Be told that a task reached a terminal status.
+
+    :param task: the task id, its final API status and its owner.
+    :returns: nothing; exceptions are logged and swallowed so a plugin
+        cannot break dispatch.
+    Called by: the dispatcher and the cancel endpoint, after the commit.
+    """

@@ -1,0 +1,66 @@
+"""The typed job contract: every shape a job takes, with one JSON codec each.
+
+- :mod:`.statuses`: task, job and run statuses and their terminal sets;
+- :mod:`.request`: the sandbox request (also the stored job payload) and
+  the Worker API's ``RunJobRequest``, decoded and validated at the edge;
+- :mod:`.result`: the node's ``RunJobResponse``, a dispatch failure, the
+  cancel answer, and the stored result's client-facing text.
+
+Each type has ``to_json()`` (a dict in wire order) and ``from_json()``; the
+hops between gateway, database, dispatcher, Worker API and runtime pass these
+objects, and nothing else spells out their keys.
+"""
+
+from cynode_core.contract.job.request import (
+    WIRE_VERSION,
+    RunJobRequest,
+    SandboxRequest,
+    UnusablePayload,
+    is_uuid,
+    payload_from_storage,
+)
+from cynode_core.contract.job.result import (
+    BadResult,
+    CancelResponse,
+    DispatchFailure,
+    JobResult,
+    RunJobResponse,
+    Truncation,
+    format_time,
+    result_from_storage,
+    result_text,
+)
+from cynode_core.contract.job.statuses import (
+    JOB_TERMINAL,
+    TASK_API_STATUSES,
+    TASK_TERMINAL,
+    JobStatus,
+    RunStatus,
+    TaskStatus,
+    sql_list,
+)
+
+__all__ = [
+    "JOB_TERMINAL",
+    "TASK_API_STATUSES",
+    "TASK_TERMINAL",
+    "WIRE_VERSION",
+    "BadResult",
+    "CancelResponse",
+    "DispatchFailure",
+    "JobResult",
+    "JobStatus",
+    "RunJobRequest",
+    "RunJobResponse",
+    "RunStatus",
+    "SandboxRequest",
+    "TaskStatus",
+    "Truncation",
+    "UnusablePayload",
+    "format_time",
+    "is_uuid",
+    "payload_from_storage",
+    "result_from_storage",
+    "result_text",
+    "sql_list",
+]

@@ -1,0 +1,120 @@
+"""``/v1/auth/*``: login, refresh, logout (orchestrator contract 3.1-3.3)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, current_app
+from flask.views import MethodView
+from marshmallow import fields
+
+from cynode_core.contract.errors import InvalidInput
+from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api.http import client_info
+from cynode_core.orchestrator.api.schemas_common import RequestSchema
+from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, require_user, verify
+from cynode_core.orchestrator.services import auth
+
+blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="User login, token refresh and logout")
+
+
+class LoginSchema(RequestSchema):
+    handle = fields.String(load_default="", metadata={"example": "admin"})
+    password = fields.String(load_default="", metadata={"example": "s3cret-pass"})
+
+
+class RefreshSchema(RequestSchema):
+    refresh_token = fields.String(load_default="")
+
+
+class LogoutSchema(RequestSchema):
+    refresh_token = fields.String(load_default=None, allow_none=True)
+
+
+class TokenPairSchema(ma.Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"example": 900})
+
+
+def _state():  # type: ignore[no-untyped-def]
+    return current_app.extensions["cynode"]
+
+
+def _pair_body(pair: auth.IssuedPair) -> dict[str, Any]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": int(_state().settings.access_token_ttl),
+    }
+
+
+def count_login_attempt(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply the per-address limit before the body is read (so malformed bodies count)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = _state()
+        with state.db.session() as session:
+            auth.check_ip_limit(session, state.settings, client_info())
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@blp.route("/login")
+class Login(MethodView):
+    @blp.response(200, TokenPairSchema)
+    @blp.alt_response(400, description="Malformed body or missing handle/password")
+    @blp.alt_response(401, description="Invalid credentials")
+    @blp.alt_response(429, description="Too many attempts for this address or user")
+    @count_login_attempt
+    @blp.arguments(LoginSchema)
+    def post(self, body: dict[str, str]) -> dict[str, Any]:
+        """Log in with a handle and password."""
+        if not body["handle"] or not body["password"]:
+            raise InvalidInput("Handle and password are required")
+        state = _state()
+        with auth.password_check_slot(state.settings), state.db.session() as session:
+            pair = auth.login(
+                session, state.pm, state.settings, FlaskTokenIssuer(), body["handle"], body["password"], client_info()
+            )
+        return _pair_body(pair)
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.response(200, TokenPairSchema)
+    @blp.alt_response(400, description="Malformed body or no refresh token")
+    @blp.alt_response(401, description="Invalid, expired, rotated or revoked refresh token")
+    @blp.arguments(RefreshSchema)
+    def post(self, body: dict[str, str]) -> dict[str, Any]:
+        """Exchange a refresh token for a new pair (the old one stops working)."""
+        token = body["refresh_token"]
+        if not token:
+            raise InvalidInput("Refresh token is required")
+        state = _state()
+        with state.db.session() as session:
+            pair = auth.refresh(session, FlaskTokenIssuer(), token, verify(token, "refresh"), client_info())
+        return _pair_body(pair)
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    @blp.alt_response(400, description="Malformed body")
+    @blp.alt_response(401, description="Missing or invalid access token")
+    @require_user
+    @blp.arguments(LogoutSchema)
+    def post(self, body: dict[str, str | None]) -> Response:
+        """End the session of this access token (and of the given refresh token)."""
+        user = current_user()
+        with _state().db.session() as session:
+            auth.logout(session, user.id, user.family_id, body.get("refresh_token"), client_info())
+        return Response(status=204)

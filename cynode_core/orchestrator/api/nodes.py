@@ -1,0 +1,156 @@
+"""Control plane ``/v1/nodes/*``: registration, capability, config and ack (node contract 2-4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, current_app
+from flask.views import MethodView
+from marshmallow import fields
+
+from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api.http import client_address
+from cynode_core.orchestrator.api.schemas_common import RequestSchema, rfc3339
+from cynode_core.orchestrator.api.tokens import current_node, node_token, require_node
+from cynode_core.orchestrator.services import nodes
+
+blp = Blueprint(
+    "nodes", __name__, url_prefix="/v1/nodes", description="Control plane: worker node registration and configuration"
+)
+
+
+class RegistrationSchema(RequestSchema):
+    psk = fields.String(load_default="")
+    capability = fields.Raw(load_default=None, metadata={"description": "node_capability_report_v1"})
+
+
+class CapabilitySchema(ma.Schema):
+    """A ``node_capability_report_v1``: stored as received, unknown fields kept."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    version = fields.Integer()
+    reported_at = fields.String()
+    node = fields.Dict()
+
+
+class ConfigAckSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    version = fields.Raw()
+    node_slug = fields.Raw()
+    config_version = fields.Raw()
+    ack_at = fields.Raw()
+    status = fields.Raw()
+    error = fields.Raw()
+
+
+class BootstrapSchema(ma.Schema):
+    version = fields.Integer(required=True)
+    issued_at = fields.String(required=True)
+    orchestrator = fields.Dict(required=True)
+    auth = fields.Dict(required=True)
+
+
+class NodeConfigSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+    version = fields.Integer(required=True)
+    config_version = fields.String(required=True)
+    issued_at = fields.String(required=True)
+    node_slug = fields.String(required=True)
+    orchestrator = fields.Dict(required=True)
+    model_cache = fields.Dict()
+    policy = fields.Dict()
+    constraints = fields.Dict()
+    worker_api = fields.Dict()
+    inference_backend = fields.Dict()
+
+
+def _state():  # type: ignore[no-untyped-def]
+    return current_app.extensions["cynode"]
+
+
+def _public_url() -> str:
+    return _state().settings.control_public_url
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @blp.response(201, BootstrapSchema, description="New node registered")
+    @blp.alt_response(200, schema=BootstrapSchema, description="Known node registered again (token rotated)")
+    @blp.alt_response(400, description="Malformed body, unsupported capability version or no node slug")
+    @blp.alt_response(401, description="Invalid registration PSK")
+    @blp.arguments(RegistrationSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Register a node with the pre-shared key; answers its node JWT and endpoints."""
+        state = _state()
+        with state.db.session() as session:
+            node, created = nodes.register(
+                session, state.settings, state.cipher, body["psk"], body["capability"], client_ip=client_address()
+            )
+            node_id, slug = node.id, node.node_slug
+        token, expires_at = node_token(node_id, slug)
+        base = _public_url()
+        payload = {
+            "version": 1,
+            "issued_at": rfc3339(dt.datetime.now(dt.UTC)),
+            "orchestrator": {
+                "base_url": base,
+                "endpoints": {
+                    "worker_registration_url": f"{base}/v1/nodes/register",
+                    "node_report_url": f"{base}/v1/nodes/capability",
+                    "node_config_url": f"{base}/v1/nodes/config",
+                },
+            },
+            "auth": {"node_jwt": token, "expires_at": rfc3339(expires_at)},
+        }
+        return payload, (201 if created else 200)
+
+
+@blp.route("/capability")
+class Capability(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    @blp.alt_response(400, description="Malformed body")
+    @blp.alt_response(401, description="Missing or invalid node token")
+    @require_node
+    @blp.arguments(CapabilitySchema)
+    def post(self, body: dict[str, Any]) -> Response:
+        """Report the node's capabilities (stored as a new snapshot)."""
+        state = _state()
+        with state.db.session() as session:
+            nodes.report_capability(session, state.settings, current_node().id, body)
+        return Response(status=204)
+
+
+@blp.route("/config")
+class Config(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(200, NodeConfigSchema)
+    @blp.alt_response(401, description="Missing or invalid node token")
+    @blp.alt_response(404, description="Node not found")
+    @require_node
+    def get(self) -> Any:
+        """The node's configuration (node_configuration_payload_v1)."""
+        state = _state()
+        with state.db.session() as session:
+            return nodes.config_payload(session, state.settings, state.cipher, current_node().id, _public_url())
+
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    @blp.alt_response(400, description="Malformed ack")
+    @blp.alt_response(401, description="Missing or invalid node token")
+    @blp.alt_response(404, description="Node not found")
+    @require_node
+    @blp.arguments(ConfigAckSchema)
+    def post(self, body: dict[str, Any]) -> Response:
+        """Acknowledge a configuration version as ``applied`` or ``failed``."""
+        with _state().db.session() as session:
+            nodes.record_ack(session, current_node().id, body)
+        return Response(status=204)

@@ -1,0 +1,258 @@
+"""``/v1/tasks*``: create, list, get, result, logs, cancel (orchestrator contract 3.4-3.7)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+from marshmallow import fields
+
+from cynode_core.contract.errors import InvalidInput
+from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
+from cynode_core.logs import current_request_id
+from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp
+from cynode_core.orchestrator.api.tokens import current_user, require_user
+from cynode_core.orchestrator.services import tasks
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint(
+    "tasks", __name__, url_prefix="/v1/tasks", description="Tasks: create, read, list, result, logs, cancel"
+)
+
+
+class CreateTaskSchema(RequestSchema):
+    prompt = fields.String(load_default="", metadata={"example": "echo hello"})
+    input_mode = fields.String(
+        load_default="", metadata={"example": "commands", "description": "prompt (default), script or commands"}
+    )
+    use_inference = fields.Boolean(load_default=False)
+    task_name = fields.String(load_default=None, allow_none=True)
+    project_id = fields.String(load_default=None, allow_none=True)
+    attachments = fields.List(fields.String(), load_default=list)
+    use_sba = fields.Boolean(load_default=False)
+
+
+class TaskSchema(OmitEmptySchema):
+    id = fields.String(required=True)
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(TASK_API_STATUSES)})
+    task_name = fields.String()
+    prompt = fields.String()
+    summary = fields.String()
+    created_at = Timestamp(required=True)
+    updated_at = Timestamp(required=True)
+    attachments = fields.List(fields.String())
+
+
+class TaskListSchema(OmitEmptySchema):
+    tasks = fields.List(fields.Nested(TaskSchema), required=True)
+    next_offset = fields.Integer()
+    next_cursor = fields.String()
+
+
+class ListQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    limit = fields.String(load_default=None)
+    offset = fields.String(load_default=None)
+    cursor = fields.String(load_default=None)
+    status = fields.String(load_default=None, metadata={"enum": list(TASK_API_STATUSES)})
+
+
+class JobResultSchema(OmitEmptySchema):
+    id = fields.String(required=True)
+    status = fields.String(required=True)
+    result = fields.String()
+    started_at = Timestamp()
+    ended_at = Timestamp()
+
+
+class TaskResultSchema(ma.Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True)
+    jobs = fields.List(fields.Nested(JobResultSchema), required=True)
+
+
+class LogsQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    stream = fields.String(load_default="", metadata={"enum": ["stdout", "stderr", "all"]})
+
+
+class LogsSchema(ma.Schema):
+    task_id = fields.String(required=True)
+    stdout = fields.String(required=True)
+    stderr = fields.String(required=True)
+
+
+class CancelSchema(ma.Schema):
+    task_id = fields.String(required=True)
+    canceled = fields.Boolean(required=True)
+
+
+def _state():  # type: ignore[no-untyped-def]
+    return current_app.extensions["cynode"]
+
+
+def task_body(view: tasks.TaskView) -> dict[str, Any]:
+    t = view.task
+    return {
+        "id": str(t.id),
+        "task_id": str(t.id),
+        "status": TaskStatus(t.status).api_value,
+        "task_name": t.summary,
+        "prompt": t.prompt,
+        "summary": t.summary,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "attachments": view.attachments or None,
+    }
+
+
+def _int_param(value: str | None, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") let "--5" through, and int() fails on both.
+    if not re.fullmatch(r"-?[0-9]+", value.strip()):
+        raise InvalidInput("Invalid limit, offset, or cursor")
+    number = int(value.strip())
+    if not low <= number <= high:
+        raise InvalidInput("Invalid limit, offset, or cursor")
+    return number
+
+
+@blp.route("")
+class Tasks(MethodView):
+    @blp.doc(security=BEARER)
+    @blp.response(201, TaskSchema)
+    @blp.alt_response(400, description="Malformed body, no prompt or bad project_id")
+    @blp.alt_response(401, description="Missing or invalid access token")
+    @blp.alt_response(413, description="Body over the size limit")
+    @require_user
+    @blp.arguments(CreateTaskSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Create a task; it is queued at once and dispatched in the background."""
+        if not body["prompt"]:
+            raise InvalidInput("Prompt is required")
+        mode = body["input_mode"] if body["input_mode"].strip() else "prompt"
+        new = tasks.NewTask(
+            prompt=body["prompt"],
+            input_mode=mode,
+            use_inference=body["use_inference"] or mode == "prompt",
+            task_name=body["task_name"],
+            project_id=body["project_id"],
+            attachments=body["attachments"],
+            request_id=current_request_id(),
+        )
+        state = _state()
+        with state.db.session() as session:
+            view = tasks.create_task(session, state.settings, current_user().id, new)
+            session.flush()
+            session.refresh(view.task)
+            log.info("task %s created (%s)", view.task.id, mode, extra={"task_id": str(view.task.id)})
+            return task_body(view), 201
+
+    @blp.doc(security=BEARER)
+    @blp.response(200, TaskListSchema)
+    @blp.alt_response(400, description="Bad paging parameter or unknown status")
+    @blp.alt_response(401, description="Missing or invalid access token")
+    @require_user
+    @blp.arguments(ListQuerySchema, location="query")
+    def get(self, query: dict[str, Any]) -> Any:
+        """My tasks, newest first, optionally of one status."""
+        limit = _int_param(query["limit"], 50, 1, 200)
+        cursor = (query["cursor"] or "").strip()
+        offset = _int_param(cursor, 0, 0, 2**31 - 1) if cursor else _int_param(query["offset"], 0, 0, 2**31 - 1)
+        status = query["status"]
+        if status is not None and status not in TASK_API_STATUSES:
+            raise InvalidInput("Invalid status filter; allowed values: " + ", ".join(TASK_API_STATUSES))
+        with _state().db.session() as session:
+            views, next_offset = tasks.list_tasks(session, current_user().id, limit=limit, offset=offset, status=status)
+            body: dict[str, Any] = {"tasks": [task_body(v) for v in views]}
+        if next_offset is not None:
+            body.update(next_offset=next_offset, next_cursor=str(next_offset))
+        return body
+
+
+def one_task_route(schema: type[ma.Schema]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The decorators every ``/v1/tasks/{ref}...`` view shares: bearer auth, 200 body, 401 and 404."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        view = require_user(view)
+        view = blp.alt_response(404, description="No such task (or not yours)")(view)
+        view = blp.alt_response(401, description="Missing or invalid access token")(view)
+        view = blp.response(200, schema)(view)
+        return blp.doc(security=BEARER)(view)
+
+    return decorate
+
+
+def _task(session, ref: str):  # type: ignore[no-untyped-def]
+    user = current_user()
+    return tasks.find_task(session, user.id, user.is_admin, ref)
+
+
+@blp.route("/<string:ref>")
+class TaskItem(MethodView):
+    @one_task_route(TaskSchema)
+    def get(self, ref: str) -> Any:
+        """One task, by id or by name."""
+        with _state().db.session() as session:
+            task = _task(session, ref)
+            return task_body(tasks.TaskView(task, tasks.attachments_of(session, [task.id]).get(task.id, [])))
+
+
+@blp.route("/<string:ref>/result")
+class TaskResult(MethodView):
+    @one_task_route(TaskResultSchema)
+    def get(self, ref: str) -> Any:
+        """The task's status and each job's stored result (a JSON string)."""
+        with _state().db.session() as session:
+            task = _task(session, ref)
+            jobs = [
+                {
+                    "id": str(j.id),
+                    "status": j.status,
+                    "result": result_text(j.result),
+                    "started_at": j.started_at,
+                    "ended_at": j.ended_at,
+                }
+                for j in tasks.jobs_of(session, task.id)
+            ]
+            return {"task_id": str(task.id), "status": TaskStatus(task.status).api_value, "jobs": jobs}
+
+
+@blp.route("/<string:ref>/logs")
+class TaskLogs(MethodView):
+    @one_task_route(LogsSchema)
+    @blp.arguments(LogsQuerySchema, location="query")
+    def get(self, query: dict[str, Any], ref: str) -> Any:
+        """Captured stdout and stderr of the task's jobs."""
+        stream = query["stream"] or "all"
+        with _state().db.session() as session:
+            task = _task(session, ref)
+            out, err = tasks.logs(tasks.jobs_of(session, task.id), stream)
+            return {"task_id": str(task.id), "stdout": out, "stderr": err}
+
+
+@blp.route("/<string:ref>/cancel")
+class TaskCancel(MethodView):
+    @one_task_route(CancelSchema)
+    def post(self, ref: str) -> Any:
+        """Cancel the task; a running job's container is stopped on its node."""
+        state = _state()
+        with state.db.session() as session:
+            task = _task(session, ref)
+            session.expunge(task)
+        # The node hears of the cancel under the id the task was created with.
+        tasks.cancel_task(state, task, task.request_id or current_request_id())
+        return {"task_id": str(task.id), "canceled": True}

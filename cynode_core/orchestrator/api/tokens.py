@@ -1,0 +1,145 @@
+"""JWTs (flask-jwt-extended, HS256, issuer ``cynodeai``) and the route guards.
+
+Three token types, told apart by the ``token_type`` claim: ``access`` (user
+routes), ``refresh`` (only ``/v1/auth/refresh``) and ``node`` (control
+plane). Access and refresh tokens carry ``sid``, the session family, checked
+against the database on every request so logout and revocation bite at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, request
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+
+from cynode_core.contract.errors import NotAuthenticated
+from cynode_core.orchestrator.services.auth import IssuedPair, live_user
+
+MISSING_HEADER = "Missing authorization header"
+INVALID_TOKEN = "Invalid or expired token"
+
+
+def _cynode():  # type: ignore[no-untyped-def]
+    return current_app.extensions["cynode"]
+
+
+class FlaskTokenIssuer:
+    """Signs user token pairs inside a request (the app holds the key)."""
+
+    def user_pair(self, user_id: uuid.UUID, handle: str, family_id: uuid.UUID) -> IssuedPair:
+        settings = _cynode().settings
+        now = dt.datetime.now(dt.UTC)
+        common = {"user_id": str(user_id), "sid": str(family_id)}
+        access = create_access_token(
+            identity=str(user_id),
+            additional_claims={**common, "token_type": "access", "handle": handle},
+            expires_delta=dt.timedelta(seconds=settings.access_token_ttl),
+        )
+        refresh = create_refresh_token(
+            identity=str(user_id),
+            additional_claims={**common, "token_type": "refresh"},
+            expires_delta=dt.timedelta(seconds=settings.refresh_token_ttl),
+        )
+        return IssuedPair(access, refresh, now + dt.timedelta(seconds=settings.refresh_token_ttl))
+
+
+def node_token(node_id: uuid.UUID, node_slug: str) -> tuple[str, dt.datetime]:
+    ttl = _cynode().settings.node_token_ttl
+    token = create_access_token(
+        identity=str(node_id),
+        additional_claims={"token_type": "node", "node_id": str(node_id), "node_slug": node_slug},
+        expires_delta=dt.timedelta(seconds=ttl),
+    )
+    return token, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+
+
+def verify(token: str, token_type: str) -> dict[str, Any] | None:
+    """The claims of a valid token of ``token_type``, else ``None``."""
+    try:
+        claims = decode_token(token)
+    except Exception:  # noqa: BLE001 - every decoding failure means "not a valid token"
+        return None
+    if claims.get("token_type") != token_type:
+        return None
+    return claims
+
+
+def bearer_token() -> str:
+    """The token of ``Authorization: Bearer <t>`` (scheme case-insensitive), or 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthenticated(MISSING_HEADER)
+    return token
+
+
+def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(claims.get(name)))
+    except ValueError as exc:
+        raise NotAuthenticated(INVALID_TOKEN) from exc
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: uuid.UUID
+    handle: str
+    family_id: uuid.UUID
+
+    @property
+    def is_admin(self) -> bool:
+        return self.handle == "admin"
+
+
+@dataclass(frozen=True)
+class CurrentNode:
+    id: uuid.UUID
+    slug: str
+
+
+def require_user(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Let through only a valid access token of a live session of an active user."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        claims = verify(bearer_token(), "access")
+        if claims is None:
+            raise NotAuthenticated(INVALID_TOKEN)
+        user_id, family_id = _uuid_claim(claims, "user_id"), _uuid_claim(claims, "sid")
+        with _cynode().db.session() as session:
+            user = live_user(session, user_id, family_id)
+            if user is None:
+                raise NotAuthenticated(INVALID_TOKEN)
+            g.current_user = CurrentUser(user.id, user.handle, family_id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_node(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Let through only a valid node token."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        claims = verify(bearer_token(), "node")
+        if claims is None:
+            raise NotAuthenticated(INVALID_TOKEN)
+        g.current_node = CurrentNode(_uuid_claim(claims, "node_id"), str(claims.get("node_slug", "")))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_user() -> CurrentUser:
+    return g.current_user
+
+
+def current_node() -> CurrentNode:
+    return g.current_node

@@ -1,0 +1,1 @@
+"""cynode_core/orchestrator/dispatch."""

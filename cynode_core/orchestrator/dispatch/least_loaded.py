@@ -1,0 +1,72 @@
+"""The built-in ``least-loaded`` scheduler plugin.
+
+It chooses the ready node with the most free slots (ties: the first by
+slug). As a ``cynode_select_node`` implementation it answers the two-step
+claim; as a ``cynode_claim_job`` implementation it makes the same choice in
+the claim statement itself (one round trip), as long as no other plugin
+chooses nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cynode_core import hookimpl
+from cynode_core.contract import JobInfo, NodeCandidate
+from cynode_core.orchestrator.dispatch.placement import ClaimAttempt
+from cynode_core.orchestrator.dispatch.queue import JobQueue
+
+PLUGIN_NAME = "least-loaded"
+
+# Pick, place and take in one statement. The slot count is a snapshot; the
+# node itself refuses work beyond its slots (503) and such a job goes back
+# to the queue without using an attempt. Nodes that just refused a
+# connection (suspects) go last; a job retried after a lost lease prefers
+# the node it was on (that node answers a repeat from its stored result).
+CLAIM_SQL = """
+    WITH j AS (
+        SELECT id, task_id, payload, attempts, node_id FROM jobs
+        WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+        ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1
+    ), cand AS (
+        SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token,
+               n.max_concurrency - (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running') AS free
+        FROM nodes n
+        WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
+          AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
+          AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
+    ), pick AS (
+        SELECT cand.* FROM cand, j WHERE cand.free > 0
+        ORDER BY (cand.id = ANY(%(suspects)s)) ASC, (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
+    ), u AS (
+        UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
+            lease_expires_at = now() + make_interval(secs => %(secs)s), attempts = jobs.attempts + 1,
+            started_at = coalesce(jobs.started_at, now()), next_attempt_at = NULL, updated_at = now()
+        FROM j, pick WHERE jobs.id = j.id
+        RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts
+    ), t AS (
+        UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
+    )
+    SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token,
+           (SELECT request_id FROM tasks WHERE tasks.id = u.task_id)
+    FROM u, pick
+"""
+
+
+class LeastLoaded:
+    """Pick the node with the most free slots; ties go to the first by slug."""
+
+    @hookimpl(trylast=True)
+    def cynode_select_node(self, job: JobInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+        free = [c for c in candidates if c.free_slots > 0]
+        if not free:
+            return None
+        return max(free, key=lambda c: (c.free_slots, -candidates.index(c)))
+
+    # Optional: a plugin manager without the orchestrator's claim hook (the node's, a test's) ignores it.
+    @hookimpl(optionalhook=True)
+    def cynode_claim_job(self, queue: JobQueue, select_node: Any) -> ClaimAttempt | None:
+        if any(impl.plugin is not self for impl in select_node.get_hookimpls()):
+            return None  # another plugin chooses nodes: the two-step claim asks it
+        return ClaimAttempt(queue.claim_in_one_statement(CLAIM_SQL))

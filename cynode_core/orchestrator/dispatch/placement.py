@@ -1,0 +1,53 @@
+"""How a dispatcher thread claims a job: the ``cynode_claim_job`` hook and the built-in two-step claim.
+
+The dispatcher always asks this hook, and nothing else, for its next job.
+A scheduler that only chooses nodes implements the contract's
+``cynode_select_node``; the built-in ``two-step-claim`` plugin asks it for
+every job it picks. A scheduler whose rule can be written as one SQL
+statement (the built-in ``least-loaded``) implements this hook as well and
+claims in one round trip while it is the one choosing nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cynode_core import hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from cynode_core.orchestrator.dispatch.queue import ClaimedJob, JobQueue
+
+PLUGIN_NAME = "two-step-claim"
+
+
+@dataclass(frozen=True)
+class ClaimAttempt:
+    """A plugin's answer: it tried, and ``job`` is what it claimed (``None``: nothing was due)."""
+
+    job: ClaimedJob | None
+
+
+@hookspec(firstresult=True)
+def cynode_claim_job(queue: JobQueue, select_node: Any) -> ClaimAttempt | None:
+    """Take the next due job off the queue and place it on a node.
+
+    :param queue: the :class:`~cynode_core.orchestrator.dispatch.queue.JobQueue`;
+        ``queue.claim_with(select_node)`` claims in two steps,
+        ``queue.claim_in_one_statement(sql)`` with a scheduler's own SQL.
+    :param select_node: the ``cynode_select_node`` hook (call it with
+        ``job=`` and ``candidates=``; ``select_node.get_hookimpls()`` lists
+        who answers it).
+    :returns: a :class:`ClaimAttempt`, or ``None`` to let the next plugin claim.
+    Called by: every dispatcher thread, once per claim. Default plugins:
+    ``least-loaded`` (one statement, while it is the only node chooser), then
+    ``two-step-claim``.
+    """
+
+
+class TwoStepClaim:
+    """Pick the oldest due job, ask ``cynode_select_node`` for its node, take it there."""
+
+    @hookimpl(trylast=True)
+    def cynode_claim_job(self, queue: JobQueue, select_node: Any) -> ClaimAttempt:
+        return ClaimAttempt(queue.claim_with(select_node))

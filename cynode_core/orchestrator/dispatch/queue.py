@@ -1,0 +1,308 @@
+"""Claiming queued jobs: ``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease, placed on a node.
+
+A :class:`JobQueue` offers two ways to claim, and the scheduling plugins
+choose between them (see ``claim_hooks``): a two-step claim (pick the job,
+let ``cynode_select_node`` choose among the candidates, take the job on that
+node under the node's row lock) and the one-statement least-loaded claim the
+built-in scheduler uses. Either way a claimed job leaves the queue as a
+:class:`ClaimedJob`: the typed run request for the node, the node's endpoint
+and the lease that fences every later write.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from cynode_core.contract import JobInfo, NodeCandidate
+from cynode_core.contract.job import RunJobRequest, SandboxRequest, UnusablePayload, payload_from_storage
+from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.dispatch.store import fail_unusable
+from cynode_core.orchestrator.node_client import NodeEndpoint
+from cynode_core.orchestrator.services.nodes import HEARTBEAT_TIMEOUT, list_nodes
+from cynode_core.orchestrator.services.secrets import TokenCipher
+from cynode_core.orchestrator.settings import OrchestratorSettings
+
+SelectNode = Callable[..., NodeCandidate | None]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this dispatcher holds the lease of, ready to send."""
+
+    request: RunJobRequest
+    lease_id: uuid.UUID
+    attempts: int
+    node_id: uuid.UUID
+    node: NodeEndpoint
+    # The request id the task was created with: sent to the node as X-Request-Id.
+    request_id: str | None = None
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return uuid.UUID(self.request.job_id)
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        return uuid.UUID(self.request.task_id)
+
+
+_PICK = text(
+    "SELECT id, task_id, payload, attempts, node_id, (SELECT request_id FROM tasks WHERE tasks.id = jobs.task_id) "
+    "FROM jobs "
+    "WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+    "ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1"
+)
+
+# Lock the chosen node, recount its running jobs and take the job in one round
+# trip; the job is taken only while the node has a free slot.
+_TAKE = text(
+    """
+    WITH n AS (
+        SELECT id, worker_api_target_url, worker_api_bearer_token, max_concurrency FROM nodes
+        WHERE id = :node AND status = 'active' FOR UPDATE
+    ), c AS (
+        SELECT count(*) AS running FROM jobs WHERE node_id = :node AND status = 'running'
+    ), u AS (
+        UPDATE jobs SET status = 'running', node_id = n.id, lease_id = :lease, lease_owner = :owner,
+            lease_expires_at = now() + make_interval(secs => :secs), attempts = jobs.attempts + 1,
+            started_at = coalesce(jobs.started_at, now()), next_attempt_at = NULL, updated_at = now()
+        FROM n, c WHERE jobs.id = :job AND c.running < n.max_concurrency
+        RETURNING jobs.task_id
+    ), t AS (
+        UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
+    )
+    SELECT n.worker_api_target_url, n.worker_api_bearer_token, (SELECT count(*) FROM u) FROM n
+    """
+)
+
+
+class ClaimConnection:
+    """A dispatcher thread's own autocommit connection for the one-statement claim.
+
+    Kept outside the pool: no checkout, no pre-ping, prepared after a few uses,
+    so a claim costs one round trip. Reopened after any error.
+    """
+
+    def __init__(self, url: str):
+        self.url = url.replace("postgresql+psycopg://", "postgresql://")
+        self._conn: psycopg.Connection | None = None
+
+    def execute(self, query: str, params: dict[str, Any]) -> tuple | None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                options="-c timezone=UTC",
+                application_name="cynode-dispatch",
+            )
+        try:
+            return self._conn.execute(query, params).fetchone()
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class CandidateCache:
+    """Dispatchable nodes, re-read at most every ``ttl`` seconds.
+
+    The running counts in it are only a hint for the scheduler: the claim
+    itself recounts under the node's row lock, and a full node invalidates
+    the cache.
+    """
+
+    def __init__(self, ttl: float = 1.0, heartbeat_timeout: float = HEARTBEAT_TIMEOUT):
+        self.ttl = ttl
+        self.heartbeat_timeout = heartbeat_timeout
+        self._at = 0.0
+        self._nodes: list[NodeCandidate] = []
+        self._lock = threading.Lock()
+
+    def get(self, conn: Any) -> list[NodeCandidate]:
+        with self._lock:
+            if time.monotonic() - self._at < self.ttl:
+                return self._nodes
+        with Session(bind=conn) as session:
+            nodes = [
+                NodeCandidate(str(n.id), n.slug, n.max_concurrency, n.running, n.capability)
+                for n in list_nodes(session, only_dispatchable=True, heartbeat_timeout=self.heartbeat_timeout)
+            ]
+        with self._lock:
+            self._nodes, self._at = nodes, time.monotonic()
+        return nodes
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = 0.0
+
+
+class SuspectNodes:
+    """Nodes that just refused a connection, tried last for ``ttl`` seconds.
+
+    Not excluded: with no other node the job still retries there (bounded by
+    the attempts), and the node monitor decides whether the node is out.
+    """
+
+    def __init__(self, ttl: float = 30.0):
+        self.ttl = ttl
+        self._until: dict[uuid.UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, node_id: uuid.UUID) -> None:
+        with self._lock:
+            self._until[node_id] = time.monotonic() + self.ttl
+
+    def current(self) -> list[uuid.UUID]:
+        now = time.monotonic()
+        with self._lock:
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            return list(self._until)
+
+
+class JobQueue:
+    """The queued jobs of one database, as one dispatcher thread claims them."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: OrchestratorSettings,
+        cipher: TokenCipher,
+        owner: str,
+        *,
+        candidates: CandidateCache | None = None,
+        suspects: SuspectNodes | None = None,
+    ):
+        self.db = db
+        self.settings = settings
+        self.owner = owner
+        self._cipher = cipher
+        self._tokens: dict[str, str] = {}
+        self.candidates = candidates or CandidateCache(ttl=0.0, heartbeat_timeout=settings.node_heartbeat_timeout)
+        self.suspects = suspects or SuspectNodes()
+        self._conn = threading.local()
+
+    def close(self) -> None:
+        conn = getattr(self._conn, "value", None)
+        if conn is not None:
+            conn.close()
+            self._conn.value = None
+
+    def _claim_connection(self) -> ClaimConnection:
+        conn = getattr(self._conn, "value", None)
+        if conn is None:
+            conn = self._conn.value = ClaimConnection(self.db.url)
+        return conn
+
+    def _token(self, stored: str) -> str:
+        # Fernet decryption per claim is measurable; ciphertexts change only on rotation.
+        if stored not in self._tokens:
+            self._tokens[stored] = self._cipher.decrypt(stored)
+        return self._tokens[stored]
+
+    def _claimed(
+        self,
+        job_id: Any,
+        task_id: Any,
+        sandbox: SandboxRequest,
+        lease_id: uuid.UUID,
+        attempts: int,
+        node_id: Any,
+        endpoint: tuple[str, str],
+        request_id: str | None,
+    ) -> ClaimedJob:
+        url, stored_token = endpoint
+        return ClaimedJob(
+            request=RunJobRequest(task_id=str(task_id), job_id=str(job_id), sandbox=sandbox),
+            lease_id=lease_id,
+            attempts=attempts,
+            node_id=node_id if isinstance(node_id, uuid.UUID) else uuid.UUID(str(node_id)),
+            node=NodeEndpoint(url, self._token(stored_token)),
+            request_id=request_id,
+        )
+
+    def claim_in_one_statement(self, sql: str) -> ClaimedJob | None:
+        """Pick, place and take in one round trip with a scheduler's own claim ``sql``.
+
+        ``sql`` takes the parameters ``lease``, ``owner``, ``secs``,
+        ``heartbeat`` and ``suspects`` and returns ``job id, task id,
+        payload, attempts, node id, node URL, stored node token, request id``.
+        """
+        lease_id = uuid.uuid4()
+        row = self._claim_connection().execute(
+            sql,
+            {
+                "lease": lease_id,
+                "owner": self.owner,
+                "secs": self.settings.lease_seconds,
+                "heartbeat": self.settings.node_heartbeat_timeout,
+                "suspects": self.suspects.current(),
+            },
+        )
+        if row is None:
+            return None
+        job_id, task_id, payload, attempts, node_id, url, stored_token, request_id = row
+        try:
+            sandbox = payload_from_storage(payload)
+        except UnusablePayload as exc:
+            with self.db.session() as session:
+                fail_unusable(session, job_id, task_id, str(exc))
+            return None
+        return self._claimed(job_id, task_id, sandbox, lease_id, attempts, node_id, (url, stored_token), request_id)
+
+    def claim_with(self, select_node: SelectNode) -> ClaimedJob | None:
+        """Pick the oldest due job, let ``select_node(job=, candidates=)`` place it, take it there."""
+        with self.db.engine.begin() as conn:
+            row = conn.execute(_PICK).first()
+            if row is None:
+                return None
+            job_id, task_id, payload, attempts, preferred, request_id = row
+            try:
+                sandbox = payload_from_storage(payload)
+            except UnusablePayload as exc:
+                fail_unusable(conn, job_id, task_id, str(exc))
+                return None
+            candidates = self.candidates.get(conn)
+            suspect_ids = {str(s) for s in self.suspects.current()}
+            healthy = [c for c in candidates if c.node_id not in suspect_ids]
+            candidates = healthy or candidates  # suspects only when nothing else is left
+            chosen = next((c for c in candidates if preferred and c.node_id == str(preferred)), None)
+            if chosen is None:
+                chosen = select_node(
+                    job=JobInfo(str(job_id), str(task_id), sandbox.use_inference, attempts + 1),
+                    candidates=candidates,
+                )
+            if chosen is None:
+                conn.rollback()
+                return None
+            lease_id = uuid.uuid4()
+            taken = conn.execute(
+                _TAKE,
+                {
+                    "node": uuid.UUID(chosen.node_id),
+                    "job": job_id,
+                    "lease": lease_id,
+                    "owner": self.owner,
+                    "secs": self.settings.lease_seconds,
+                },
+            ).first()
+            if taken is None or not taken[2]:
+                self.candidates.invalidate()  # the node left, or its slots are full: look again next time
+                conn.rollback()
+                return None
+        return self._claimed(
+            job_id, task_id, sandbox, lease_id, attempts + 1, chosen.node_id, (taken[0], taken[1]), request_id
+        )

@@ -1,0 +1,165 @@
+"""The dispatcher's writes after a claim: store a result, fail, requeue, renew leases, recover.
+
+Every write that ends a job is guarded by its ``lease_id`` and
+``status = 'running'``: a dispatcher that lost its lease, or a job canceled
+meanwhile, can never overwrite the job's state (a late result is kept in
+``result`` only). Results are stored as jsonb objects in the job contract's
+codec (``cynode_core.contract.job``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from cynode_core.contract.job import TASK_TERMINAL, DispatchFailure, JobResult, RunJobResponse, TaskStatus, sql_list
+from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.settings import OrchestratorSettings
+
+if TYPE_CHECKING:
+    from cynode_core.orchestrator.dispatch.queue import ClaimedJob
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = sql_list(TASK_TERMINAL)
+
+
+def _encoded(result: JobResult) -> str:
+    return json.dumps(result.to_json())
+
+
+def finish_task(session: Any, task_id: uuid.UUID | str, status: TaskStatus) -> None:
+    """Close a task with ``status`` unless it already reached a terminal one."""
+    session.execute(
+        text(
+            f"UPDATE tasks SET status = :s, closed = true, updated_at = now() WHERE id = :id AND status NOT IN {_TERMINAL}"
+        ),
+        {"s": status.value, "id": task_id},
+    )
+
+
+def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: str) -> None:
+    """Fail a job whose stored payload no node could run, with the reason."""
+    session.execute(
+        text(
+            "UPDATE jobs SET status = 'failed', result = CAST(:r AS jsonb), ended_at = now(), "
+            "last_error = :m, lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = :id"
+        ),
+        {"r": _encoded(DispatchFailure(message)), "m": message, "id": job_id},
+    )
+    finish_task(session, task_id, TaskStatus.FAILED)
+
+
+def store_result(db: Database, job: ClaimedJob, result: RunJobResponse) -> bool:
+    """Store a node's answer; True when this ended the job (False: canceled or lease lost)."""
+    status = TaskStatus.COMPLETED if result.succeeded else TaskStatus.FAILED
+    encoded = _encoded(result)
+    with db.session() as session:
+        updated = session.execute(
+            text(
+                "UPDATE jobs SET status = :s, result = CAST(:r AS jsonb), ended_at = now(), lease_id = NULL, "
+                "lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+                "WHERE id = :id AND lease_id = :lease AND status = 'running'"
+            ),
+            {"s": status.value, "r": encoded, "id": job.job_id, "lease": job.lease_id},
+        ).rowcount  # type: ignore[attr-defined]
+        if not updated:
+            # Canceled meanwhile: keep 'canceled' but record what the node reported.
+            session.execute(
+                text(
+                    "UPDATE jobs SET result = CAST(:r AS jsonb), updated_at = now() WHERE id = :id AND status = 'canceled'"
+                ),
+                {"r": encoded, "id": job.job_id},
+            )
+            return False
+        finish_task(session, job.task_id, status)
+    return True
+
+
+def fail_job(db: Database, job: ClaimedJob, message: str) -> bool:
+    with db.session() as session:
+        updated = session.execute(
+            text(
+                "UPDATE jobs SET status = 'failed', result = CAST(:r AS jsonb), ended_at = now(), last_error = :m, "
+                "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+                "WHERE id = :id AND lease_id = :lease AND status = 'running'"
+            ),
+            {"r": _encoded(DispatchFailure(message)), "m": message, "id": job.job_id, "lease": job.lease_id},
+        ).rowcount  # type: ignore[attr-defined]
+        if updated:
+            finish_task(session, job.task_id, TaskStatus.FAILED)
+    log.warning("job %s failed: %s", job.job_id, message)
+    return bool(updated)
+
+
+def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool, error: str, keep_node: bool) -> None:
+    with db.session() as session:
+        session.execute(
+            text(
+                "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+                "next_attempt_at = now() + make_interval(secs => :d), last_error = :e, updated_at = now(), "
+                f"attempts = attempts - {0 if count_attempt else 1}"
+                + ("" if keep_node else ", node_id = NULL")
+                + " WHERE id = :id AND lease_id = :lease AND status = 'running'"
+            ),
+            {"d": delay, "e": error, "id": job.job_id, "lease": job.lease_id},
+        )
+
+
+def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
+    with db.session() as session:
+        session.execute(
+            text(
+                "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
+                "WHERE lease_id = ANY(:ids) AND status = 'running'"
+            ),
+            {"s": seconds, "ids": leases},
+        )
+
+
+def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list[str]:
+    """Requeue jobs whose dispatcher died (same node preferred), or fail them after the attempts."""
+    with db.session() as session:
+        requeued = session.execute(
+            text(
+                "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+                "next_attempt_at = now(), last_error = 'lease expired', updated_at = now() "
+                "WHERE status = 'running' AND lease_expires_at < now() AND attempts < :max RETURNING id"
+            ),
+            {"max": settings.max_attempts},
+        ).all()
+        message = f"dispatch attempts exhausted: the lease expired {settings.max_attempts} times without a result"
+        failed = session.execute(
+            text(
+                "UPDATE jobs SET status = 'failed', result = CAST(:r AS jsonb), ended_at = now(), last_error = :m, "
+                "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+                "WHERE status = 'running' AND lease_expires_at < now() AND attempts >= :max RETURNING task_id"
+            ),
+            {"r": _encoded(DispatchFailure(message)), "m": message, "max": settings.max_attempts},
+        ).all()
+        # A job whose node refused it, while no node at all can take work: fail it with
+        # that reason rather than let it wait forever (a never-tried job does wait).
+        stranded = session.execute(
+            text(
+                "UPDATE jobs SET status = 'failed', ended_at = now(), updated_at = now(), "
+                "result = jsonb_build_object('error', last_error || '; no ready node took the retry', "
+                "'status', 'failed', 'version', 1) "
+                "WHERE status = 'queued' AND attempts > 0 AND last_error LIKE 'worker api call failed%' "
+                "AND next_attempt_at < now() - make_interval(secs => :grace) "
+                "AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.status = 'active' AND n.config_ack_status = 'applied' "
+                "AND n.config_ack_version = n.config_version AND coalesce(n.worker_api_target_url, '') <> '' "
+                "AND n.worker_api_bearer_token IS NOT NULL "
+                "AND n.last_seen_at > now() - make_interval(secs => :heartbeat)) RETURNING task_id"
+            ),
+            {"grace": settings.retry_placement_timeout, "heartbeat": settings.node_heartbeat_timeout},
+        ).all()
+        for (task_id,) in [*failed, *stranded]:
+            finish_task(session, task_id, TaskStatus.FAILED)
+    for (job_id,) in requeued:
+        log.info("job %s: lease expired, back in the queue", job_id)
+    return [str(t) for (t,) in [*failed, *stranded]]

@@ -1,0 +1,25 @@
+"""Typed SQLAlchemy 2.0 models; importing this package registers every table."""
+
+from cynode_core.orchestrator.models.auth import (
+    AuthAuditLog,
+    PasswordCredential,
+    RateLimitCounter,
+    RefreshSession,
+    User,
+)
+from cynode_core.orchestrator.models.nodes import Node, NodeCapability
+from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
+
+__all__ = [
+    "AuthAuditLog",
+    "Job",
+    "Node",
+    "NodeCapability",
+    "PasswordCredential",
+    "Project",
+    "RateLimitCounter",
+    "RefreshSession",
+    "Task",
+    "TaskArtifact",
+    "User",
+]

