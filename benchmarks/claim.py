@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from benchmarks.harness import report
 from cynode_core.orchestrator.app import create_app
-from cynode_core.orchestrator.dispatch.store import CandidateCache, ClaimConnection, claim_next
-from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.dispatch.dispatcher import Dispatcher
+from cynode_core.orchestrator.process import open_resources
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.settings import load_settings
 
@@ -31,8 +31,8 @@ BARE = (
 )
 
 
-def fill(runtime, n: int) -> None:  # type: ignore[no-untyped-def]
-    with runtime.db.session() as session:
+def fill(resources, n: int) -> None:  # type: ignore[no-untyped-def]
+    with resources.db.session() as session:
         session.execute(text("DELETE FROM jobs"))
         session.execute(text("DELETE FROM tasks"))
         session.execute(
@@ -40,7 +40,7 @@ def fill(runtime, n: int) -> None:  # type: ignore[no-untyped-def]
                 "WITH t AS (INSERT INTO tasks (id, status, prompt, summary) SELECT gen_random_uuid(), 'pending', 'echo', 'b' || g "
                 "FROM generate_series(1, :n) g RETURNING id) "
                 "INSERT INTO jobs (id, task_id, status, payload, created_at) SELECT gen_random_uuid(), id, 'queued', "
-                'to_jsonb(CAST(\'{"image":"x","command":["sh","-c","echo"]}\' AS text)), clock_timestamp() FROM t'
+                'CAST(\'{"image":"x","command":["sh","-c","echo"]}\' AS jsonb), clock_timestamp() FROM t'
             ),
             {"n": n},
         )
@@ -59,11 +59,11 @@ def main() -> None:
             "dispatcher_enabled": False,
         },
     )
-    runtime = open_runtime(settings)
+    resources = open_resources(settings)
     try:
-        app = create_app(runtime.settings, runtime.db, runtime.secrets)
+        app = create_app(resources.settings, resources.db, resources.secrets)
         state = app.extensions["cynode"]
-        with runtime.db.session() as session:
+        with resources.db.session() as session:
             session.execute(
                 text(
                     "INSERT INTO nodes (id, node_slug, status, config_version, config_ack_version, config_ack_status, "
@@ -72,22 +72,23 @@ def main() -> None:
                 ),
                 {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")},
             )
-        fill(runtime, args.jobs)
-        cache, conn = CandidateCache(ttl=1.0), ClaimConnection(runtime.db.url)
+        fill(resources, args.jobs)
+        # The dispatcher's own claim: the cynode_claim_job hook, as a dispatcher thread asks it.
+        dispatcher = Dispatcher(state)
         started = time.perf_counter()
         for _ in range(args.jobs):
-            assert claim_next(runtime.db, state.pm, runtime.settings, state.cipher, "bench", cache, conn) is not None
-        conn.close()
+            assert dispatcher.claim() is not None
+        dispatcher.queue.close()
         ours = args.jobs / (time.perf_counter() - started)
-        fill(runtime, args.jobs)
-        url = runtime.db.url
+        fill(resources, args.jobs)
+        url = resources.db.url
         with psycopg.connect(url, autocommit=True) as conn:
             started = time.perf_counter()
             for _ in range(args.jobs):
                 assert conn.execute(BARE).fetchone() is not None
             bare = args.jobs / (time.perf_counter() - started)
     finally:
-        runtime.close()
+        resources.close()
     report("claim rate", ours, bare, "claims/s", ">= 0.8x")
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from benchmarks.harness import percentile, report
 from cynode_core.orchestrator.app import create_app
-from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.process import open_resources
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.settings import load_settings
 
@@ -58,32 +58,32 @@ def main() -> None:
             "dispatcher_enabled": False,
         },
     )
-    runtime = open_runtime(settings)
+    resources = open_resources(settings)
     try:
-        app = create_app(runtime.settings, runtime.db, runtime.secrets)
+        app = create_app(resources.settings, resources.db, resources.secrets)
         client = app.test_client()
         tokens = client.post("/v1/auth/login", json={"handle": "admin", "password": password}).get_json()
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-        with runtime.db.session() as session:
+        with resources.db.session() as session:
             user = session.execute(text("SELECT id FROM users WHERE handle = 'admin'")).scalar()
             session.execute(FILL, {"user": user, "n": 1000, "start": 0})
-        with runtime.db.engine.connect() as conn:
+        with resources.db.engine.connect() as conn:
             conn.execute(text("ANALYZE tasks"))
             conn.commit()
             sample = [str(r[0]) for r in conn.execute(text("SELECT id FROM tasks ORDER BY random() LIMIT 100"))]
         measure(client, headers, sample, 20)
         small_get, small_list = measure(client, headers, sample, args.runs)
         started = time.perf_counter()
-        with runtime.db.session() as session:
+        with resources.db.session() as session:
             session.execute(FILL, {"user": user, "n": args.rows - 1000, "start": 1000})
-        with runtime.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with resources.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE tasks"))
             sample = [str(r[0]) for r in conn.execute(text("SELECT id FROM tasks TABLESAMPLE SYSTEM (1) LIMIT 100"))]
         print(f"filled {args.rows} task rows in {time.perf_counter() - started:.1f} s")
         measure(client, headers, sample, 20)
         big_get, big_list = measure(client, headers, sample, args.runs)
     finally:
-        runtime.close()
+        resources.close()
     report(f"scale get p50 ({args.rows} vs 1000 rows)", big_get, small_get, "s", "<= 1.1x")
     report(f"scale list p50 ({args.rows} vs 1000 rows)", big_list, small_list, "s", "<= 1.1x")
 

@@ -80,11 +80,16 @@ class GatewayClient:
         except requests.ConnectionError as exc:
             raise ApiError(0, "Unreachable", f"cannot reach {self.url} ({type(exc).__name__})") from exc
 
-    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+        """The gateway's raw answer, after one refresh and retry when a stored access token got 401."""
         resp = self._raw(method, path, auth=auth, **kwargs)
         if resp.status_code == 401 and auth and self.credentials is not None and self._refresh():
             resp = self._raw(method, path, auth=auth, **kwargs)
-        return self._decode(resp)
+        return resp
+
+    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        """The decoded JSON body of a successful answer; ``ApiError`` for an error answer."""
+        return self._decode(self.request(method, path, auth=auth, **kwargs))
 
     @staticmethod
     def _decode(resp: requests.Response) -> Any:
@@ -103,14 +108,17 @@ class GatewayClient:
         resp = self._raw("POST", "/v1/auth/refresh", auth=False, json={"refresh_token": self.credentials.refresh_token})
         if resp.status_code != 200:
             return False
-        body = resp.json()
-        self.credentials = Credentials(self.url, body["access_token"], body["refresh_token"])
-        self.credentials.save(self.store)
+        self._keep(resp.json())
         return True
 
     def login(self, handle: str, password: str) -> Credentials:
-        body = self.call("POST", "/v1/auth/login", auth=False, json={"handle": handle, "password": password})
-        self.credentials = Credentials(self.url, body["access_token"], body["refresh_token"])
+        return self._keep(
+            self.call("POST", "/v1/auth/login", auth=False, json={"handle": handle, "password": password})
+        )
+
+    def _keep(self, tokens: dict[str, Any]) -> Credentials:
+        """Hold the token pair of a login or refresh answer and save it to the credentials file."""
+        self.credentials = Credentials(self.url, tokens["access_token"], tokens["refresh_token"])
         self.credentials.save(self.store)
         return self.credentials
 

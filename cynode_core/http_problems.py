@@ -18,25 +18,15 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from cynode_core.contract.errors import (
-    Conflict,
-    CynodeError,
-    InvalidInput,
-    JobNotStarted,
-    NotAuthenticated,
-    NotFound,
-    NotPermitted,
-    RateLimited,
-    TooLarge,
-    Unavailable,
-)
+from cynode_core.contract import errors
+from cynode_core.contract.errors import CynodeError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-# The type members of the contracts; statuses they do not name map to the
-# nearest one (see docs/decisions.md).
+# The problem types of docs/wire_contract.md#error-types; statuses it does
+# not name map to the nearest one (see docs/decisions.md).
 _TYPE_BY_STATUS = {
     400: "urn:cynodeai:error:validation",
     401: "urn:cynodeai:error:authentication",
@@ -54,15 +44,15 @@ _TYPE_BY_STATUS = {
 
 # Domain error -> HTTP status: the one place that knows both.
 _STATUS_BY_ERROR: tuple[tuple[type[CynodeError], int], ...] = (
-    (InvalidInput, 400),
-    (NotAuthenticated, 401),
-    (NotPermitted, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (TooLarge, 413),
-    (RateLimited, 429),
-    (Unavailable, 503),
-    (JobNotStarted, 500),
+    (errors.InvalidInput, 400),
+    (errors.NotAuthenticated, 401),
+    (errors.NotPermitted, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.TooLarge, 413),
+    (errors.RateLimited, 429),
+    (errors.Unavailable, 503),
+    (errors.JobNotStarted, 500),
 )
 
 
@@ -109,9 +99,9 @@ def error_response(exc: CynodeError) -> Response:
         log.error("unmapped %s: %s", type(exc).__name__, exc.detail)
         return problem_response(500, "Internal error")
     headers: dict[str, str] = {}
-    if isinstance(exc, (RateLimited, Unavailable)) and exc.retry_after is not None:
+    if isinstance(exc, (errors.RateLimited, errors.Unavailable)) and exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, NotAuthenticated) and exc.challenge:
+    if isinstance(exc, errors.NotAuthenticated) and exc.challenge:
         headers["WWW-Authenticate"] = exc.challenge
     return problem_response(status, exc.detail, headers=headers, **exc.extra)
 
@@ -128,7 +118,7 @@ _DEFAULT_DETAIL = {
 def _from_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     if status == 422:
-        # webargs/marshmallow validation: the contracts answer 400 "Invalid request body".
+        # webargs/marshmallow validation: 400 "Invalid request body" (docs/wire_contract.md#errors).
         messages = getattr(exc, "data", {}).get("messages") if hasattr(exc, "data") else None
         return problem_response(400, "Invalid request body", errors=_plain(messages))
     if status == 400 and getattr(exc, "data", None):

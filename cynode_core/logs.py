@@ -134,34 +134,13 @@ def configure_logging(level: int | str = logging.INFO, fmt: str = "text", stream
     logging.basicConfig(level=numeric, handlers=[make_handler(parse_log_format(fmt), stream)])
 
 
-# -- Flask ----------------------------------------------------------------------------
+def bind_request_id(rid: str | None) -> contextvars.Token[str | None]:
+    """Make ``rid`` the current request id (log records carry it) until :func:`unbind_request_id`."""
+    return _request_id.set(rid)
 
 
-def install_request_id(app: Any) -> None:
-    """Bind each request of ``app`` to a request id (the caller's ``X-Request-Id`` when valid) and echo it.
-
-    Install before any other ``before_request`` hook, so every response carries it.
-    """
-    from flask import g, request
-
-    @app.before_request
-    def _bind_request_id() -> None:
-        rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.cynode_request_id = rid
-        g.cynode_request_id_token = _request_id.set(rid)
-
-    @app.after_request
-    def _echo_request_id(response: Any) -> Any:
-        rid = g.get("cynode_request_id")
-        if rid:
-            response.headers[REQUEST_ID_HEADER] = rid
-        return response
-
-    @app.teardown_request
-    def _unbind_request_id(_exc: BaseException | None) -> None:
-        token = g.pop("cynode_request_id_token", None)
-        if token is not None:
-            try:
-                _request_id.reset(token)
-            except ValueError:  # set in another context (should not happen with WSGI): clear it instead
-                _request_id.set(None)
+def unbind_request_id(token: contextvars.Token[str | None]) -> None:
+    try:
+        _request_id.reset(token)
+    except ValueError:  # set in another context (should not happen with WSGI): clear it instead
+        _request_id.set(None)

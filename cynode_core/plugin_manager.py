@@ -53,3 +53,20 @@ def get_plugin_manager(
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Names of the registered plugins, for logs and ``cynode plugins``."""
     return sorted(name for name, plugin in pm.list_name_plugin() if plugin is not None)
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[str]:
+    """One line per registered plugin, for the start-up log: its name and where it comes from.
+
+    A plugin loaded from an entry point shows its distribution's name and
+    version (``podman: cynode-podman 0.1.0``); one registered in code shows
+    ``built in``.
+    """
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    lines = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda pair: pair[0]):
+        if plugin is None:  # blocked
+            continue
+        dist = dists.get(id(plugin))
+        lines.append(f"{name}: {dist.project_name} {dist.version}" if dist is not None else f"{name}: built in")
+    return lines

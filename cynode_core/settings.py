@@ -1,10 +1,11 @@
 """Settings: defaults < YAML file (``CYNODE_CONFIG``) < environment.
 
 Each setting is a dataclass field with metadata naming its parser, its
-upstream environment aliases and its dotted YAML aliases (the node start-up
-YAML of the contract, e.g. ``orchestrator.url``). ``CYNODE_<FIELD>`` always
-wins over an upstream alias. Bad values fail at start with a message naming
-the key, never silently fall back.
+upstream environment aliases (names the reference implementation, CyNodeAI, reads)
+and its dotted YAML aliases (the node start-up YAML,
+docs/wire_contract.md#node-startup-config, e.g. ``orchestrator.url``).
+``CYNODE_<FIELD>`` always wins over an upstream alias. Bad values fail at
+start with a message naming the key, never silently fall back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from cynode_core.logs import parse_log_format
 
 
 class ConfigError(ValueError):
@@ -93,7 +96,7 @@ def parse_list(value: Any) -> list[str]:
 
 
 def parse_listen(value: Any) -> str:
-    """``host:port``; a bare ``:port`` (upstream's form) listens on every address."""
+    """``host:port``; a bare ``:port`` listens on every address (docs/wire_contract.md#services)."""
     text = parse_str(value).strip()
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -127,6 +130,27 @@ def setting(
     if callable(default):
         return dataclasses.field(default_factory=default, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+# Fields that both the orchestrator's and the node's settings have, defined once.
+
+
+def home_setting(help: str) -> Any:
+    """``home``, the state directory: ``~/.local/share/cynode`` unless set."""
+    return setting(default_home, parse=parse_path, help=help)
+
+
+def secret_setting(*, env: tuple[str, ...] = (), help: str) -> Any:
+    """An optional secret (key, password, URL with credentials): ``None`` when unset, never shown."""
+    return setting(None, parse=parse_optional_str, env=env, secret=True, help=help)
+
+
+def log_level_setting(*, yaml_keys: tuple[str, ...] = ()) -> Any:
+    return setting("INFO", yaml_keys=yaml_keys, help="logging level")
+
+
+def log_format_setting(*, yaml_keys: tuple[str, ...] = ()) -> Any:
+    return setting("text", parse=parse_log_format, yaml_keys=yaml_keys, help="log lines as text or JSON (text, json)")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,8 +202,8 @@ def load_settings(
     file_path = config_file or (Path(environ["CYNODE_CONFIG"]) if environ.get("CYNODE_CONFIG") else None)
     if file_path is not None:
         flat = read_yaml_file(file_path)
-        # The node start-up YAML of the contract carries a required top-level
-        # ``version`` (the file format, 1); it is no setting.
+        # The node start-up YAML (docs/wire_contract.md#node-startup-config)
+        # carries a required top-level ``version`` (the file format, 1); it is no setting.
         file_version = flat.pop("version", 1)
         if file_version != 1 or isinstance(file_version, bool):
             raise ConfigError(f"unsupported 'version' {file_version!r} in {file_path} (expected 1)")
@@ -270,8 +294,8 @@ def _load_registered_classes() -> None:
         register_settings_class(cls)
 
 
-# Sections of the node start-up YAML (node contract 1.2) that configure later
-# phases; accepted so a contract-shaped file loads, and not used.
+# Sections of the node start-up YAML (docs/wire_contract.md#node-startup-config)
+# that configure later phases; accepted so such a file loads, and not used.
 IGNORED_YAML_PREFIXES = ("updates.",)
 
 

@@ -1,8 +1,8 @@
-"""The node's ``node_capability_report_v1`` (node contract section 2).
+"""The node's ``node_capability_report_v1`` (docs/wire_contract.md#node-capability-report).
 
 Required keys are always written; the contract's "omit when empty" keys
 are dropped when they hold nothing. Values are measured on this host, not
-upstream's fixed ones (``ram_mb`` 4096).
+the fixed ones of the reference implementation (CyNodeAI: ``ram_mb`` 4096).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from node_agent.settings import INFERENCE_NONE, NodeSettings
 
 log = logging.getLogger(__name__)
 
-# Upstream's bound on the existing-service probe (node contract 7, step 3).
+# The bound on the existing-service probe (docs/wire_contract.md#node-startup, step 3).
 EXISTING_SERVICE_PROBE_TIMEOUT = 2.0
 
 # Python's machine names -> Go's GOARCH spellings, which the orchestrator expects.
@@ -115,10 +115,10 @@ def _omit_empty(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 def existing_inference_service(factory: BackendFactory, options: Mapping[str, object]) -> str | None:
     """The URL of an inference service that already answers on this host for this backend, else ``None``.
 
-    The start-up check of node contract 7, step 3. A backend that reuses a
-    server (``ollama``) knows its URL before ``start()``; one that starts its
-    own (``llamacpp``) has none yet. When that URL already answers
-    ``GET /api/tags`` within upstream's 2 s, the node reports
+    The start-up check of docs/wire_contract.md#node-startup, step 3. A
+    backend that reuses a server (``ollama``) knows its URL before
+    ``start()``; one that starts its own (``llamacpp``) has none yet. When
+    that URL already answers ``GET /api/tags`` within 2 s, the node reports
     ``inference.existing_service`` and uses the service instead of starting one.
     A backend whose settings are unusable is not probed: its ``start()``
     reports the problem in the config ack.

@@ -1,4 +1,4 @@
-"""The node's control-plane client (node contract sections 2 to 4).
+"""The node's control-plane client (docs/wire_contract.md#control-plane).
 
 Registration trades the PSK for a node JWT and the bootstrap payload; every
 later call goes to the URLs that payload names, with the JWT as bearer. The
@@ -57,7 +57,7 @@ def json_object(value: Any) -> dict[str, Any]:
 
 
 def validate_bootstrap(payload: Any) -> Bootstrap:
-    """Check a bootstrap payload as upstream's ``ValidateBootstrap`` does; return its URLs and JWT.
+    """Check a bootstrap payload (docs/wire_contract.md#node-register); return its URLs and JWT.
 
     Rejected: ``version`` other than 1, or an empty ``auth.node_jwt``,
     ``orchestrator.endpoints.node_report_url`` or ``node_config_url``.

@@ -1,4 +1,4 @@
-"""The per-job inference proxy (node contract section 8): Ollama's API for one sandbox, on a Unix socket only.
+"""The per-job inference proxy: Ollama's API for one sandbox, on a Unix socket only.
 
 A job with ``sandbox.use_inference`` gets its own proxy: a small HTTP/1.1
 server on ``<state_dir>/proxy/<job_id>/inference-proxy.sock`` (mode 0666, so
@@ -8,11 +8,10 @@ It forwards a fixed list of inference endpoints to the node's backend on
 loopback and refuses everything else, so a job can ask the model questions
 but cannot pull, push, create, copy or delete models.
 
-Limits (contract section 8): request bodies up to 10 MiB (over: 413 plain
-``request body too large``, and nothing reaches the backend), 120 s per
-request, its own ``GET /healthz`` -> 200 ``ok``. No credentials are added;
-only a few harmless request headers are passed on. Responses are relayed as
-they arrive, chunk by chunk, so NDJSON streaming works through the proxy.
+The rules are docs/wire_contract.md#inference-proxy. This module holds the
+proxy's life: its socket directory and socket, the server thread, the
+connections it tracks and cuts when the job ends, its health check.
+``proxy_handler`` holds what it does with each request.
 
 Standard library only: ``socketserver`` + ``http.server`` on a thread per
 connection, ``http.client`` to the backend.
@@ -32,12 +31,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from node_agent.metrics import LastLine, NodeMetrics
+from node_agent.metrics import NodeMetrics
+from node_agent.proxy_handler import ProxyHandler
 
 log = logging.getLogger(__name__)
 
@@ -52,42 +51,6 @@ REQUEST_TIMEOUT = 120.0
 READY_TIMEOUT = 10.0
 # One sandbox gets this many connections at once; more wait in the listen queue.
 MAX_CONNECTIONS = 32
-# After a 413 the rest of an oversized body is read and dropped (up to this
-# much) so that clients which send the whole body before reading, such as
-# Python's http.client, see the 413 instead of a broken pipe.
-DRAIN_LIMIT = 64 * 1024 * 1024
-READ_CHUNK = 64 * 1024
-
-# The endpoints a sandbox may use: asking the model, and reading what it is.
-# Model management (pull, push, create, copy, delete, blobs) is refused.
-ALLOWED_ENDPOINTS: dict[str, str] = {
-    "/api/tags": "GET",
-    "/api/version": "GET",
-    "/api/show": "POST",
-    "/api/generate": "POST",
-    "/api/chat": "POST",
-    "/api/embed": "POST",
-    "/api/embeddings": "POST",
-}
-# Request headers passed on to the backend; everything else (Authorization,
-# Cookie, proxy and hop-by-hop headers) stays in the sandbox.
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "User-Agent")
-# Response headers not relayed: hop-by-hop ones, and those this server writes itself.
-_DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "date",
-        "server",
-    }
-)
 # AF_UNIX paths are limited to 108 bytes; longer ones are reached through /proc.
 _SUN_PATH_MAX = 100
 
@@ -96,18 +59,10 @@ class ProxyError(Exception):
     """The proxy could not start or does not answer its health check."""
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _BadBody(Exception):
-    pass
-
-
 def loopback_upstream(base_url: str) -> tuple[str, int, str]:
     """``(host, port, path prefix)`` of an ``http://`` URL on a loopback address; ``ProxyError`` otherwise.
 
-    The proxy's traffic must never leave the node (contract section 8).
+    The proxy's traffic must never leave the node (docs/wire_contract.md#inference-proxy).
     """
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -186,8 +141,8 @@ class InferenceProxy:
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout
         self.max_connections = max_connections
-        self._upstream = loopback_upstream(upstream_url)
-        self._server: _ProxyServer | None = None
+        self.backend_address = loopback_upstream(upstream_url)
+        self._server: ProxyServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -204,7 +159,7 @@ class InferenceProxy:
         self.socket_dir.mkdir(mode=0o755)
         self.socket_dir.chmod(0o755)  # whatever the umask
         try:
-            self._server = _ProxyServer(self)
+            self._server = ProxyServer(self)
             self.socket_path.chmod(0o666)  # the sandbox's user is not ours
         except BaseException:
             self.close()
@@ -258,7 +213,7 @@ class InferenceProxy:
         self.close()
 
 
-class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """A thread per connection, at most ``max_connections`` at once.
 
     Past that, ``serve`` stops accepting until a connection ends: further
@@ -277,7 +232,7 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._stopping = False
         self._aborted = False
         self._slots = threading.Semaphore(proxy.max_connections)
-        super().__init__(str(proxy.socket_path), _ProxyHandler)
+        super().__init__(str(proxy.socket_path), ProxyHandler)
 
     def serve(self) -> None:
         """Accept connections until ``stop_accepting``.
@@ -358,243 +313,3 @@ class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "cynode-inference-proxy"
-    sys_version = ""
-    server: _ProxyServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Idle keep-alive connections and stalled senders are cut after the request timeout.
-        self.connection.settimeout(self.server.proxy.request_timeout)
-
-    # -- routing ------------------------------------------------------------
-
-    def _handle(self) -> None:
-        self._status = 0
-        started = time.monotonic()
-        try:
-            self._route()
-        finally:
-            metrics = self.server.proxy.metrics
-            path = urlsplit(self.path).path
-            if metrics is not None and path != "/healthz":  # the node's own readiness checks are no inference
-                endpoint = path if path in ALLOWED_ENDPOINTS else "other"
-                metrics.inference_request(endpoint, self._status, time.monotonic() - started)
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self._status = code
-        super().send_response(code, message)
-
-    def _route(self) -> None:
-        proxy = self.server.proxy
-        deadline = time.monotonic() + proxy.request_timeout
-        path = urlsplit(self.path).path
-        try:
-            body = self._read_body(proxy.max_body_bytes)
-        except _BodyTooLarge:
-            self._too_large()
-            return
-        except _BadBody as exc:
-            self.close_connection = True
-            self._reply(400, str(exc))
-            return
-        if path == "/healthz" and self.command == "GET":
-            self._reply(200, "ok")
-            return
-        allowed = ALLOWED_ENDPOINTS.get(path)
-        if allowed is None:
-            log.info("job %s: inference proxy refused %s %s", proxy.name, self.command, path[:200])
-            self._reply(403, "forbidden: not an allowed inference endpoint")
-            return
-        if self.command != allowed:
-            self._reply(405, "method not allowed", {"Allow": allowed})
-            return
-        self._forward(path, body, deadline)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
-
-    def handle_expect_100(self) -> bool:
-        # Refuse an announced oversized body before the client sends it.
-        length = self.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > self.server.proxy.max_body_bytes:
-            self._too_large(drain=False)
-            return False
-        return super().handle_expect_100()
-
-    # -- request body -------------------------------------------------------
-
-    def _read_body(self, limit: int) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        if not raw.strip().isdigit():
-            raise _BadBody("invalid Content-Length")
-        length = int(raw)
-        if length > limit:
-            raise _BodyTooLarge()
-        body = self.rfile.read(length)
-        if len(body) != length:
-            raise _BadBody("request body shorter than its Content-Length")
-        return body
-
-    def _read_chunked(self, limit: int) -> bytes:
-        """A chunked body of at most ``limit`` bytes.
-
-        An oversized one is still read to its end (up to ``DRAIN_LIMIT``, not
-        kept) so the client is not cut off mid-send before it sees the 413.
-        """
-        body = bytearray()
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadBody("invalid chunked request body") from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                break
-            total += size
-            if total > DRAIN_LIMIT:
-                raise _BodyTooLarge()
-            while size > 0:
-                data = self.rfile.read(min(size, READ_CHUNK))
-                if not data:
-                    raise _BadBody("truncated chunked request body")
-                size -= len(data)
-                if total <= limit:
-                    body += data
-            self.rfile.readline(3)
-        if total > limit:
-            raise _BodyTooLarge()
-        return bytes(body)
-
-    def _too_large(self, *, drain: bool = True) -> None:
-        log.info(
-            "job %s: inference proxy refused an oversized body (%s bytes)",
-            self.server.proxy.name,
-            self.headers.get("Content-Length", "chunked"),
-        )
-        self.close_connection = True
-        self._reply(413, "request body too large")
-        if not drain:
-            return
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return  # _read_chunked read what there was to read
-        try:
-            length = self.headers.get("Content-Length", "")
-            remaining = int(length) if length.strip().isdigit() and int(length) <= DRAIN_LIMIT else 0
-            while remaining > 0:
-                chunk = self.rfile.read(min(READ_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except OSError:
-            pass  # the connection closes anyway
-
-    # -- forwarding ---------------------------------------------------------
-
-    def _forward(self, path: str, body: bytes, deadline: float) -> None:
-        proxy = self.server.proxy
-        host, port, prefix = proxy._upstream
-        headers = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers[name]}
-        if self.command == "POST" or body:
-            headers["Content-Length"] = str(len(body))
-        upstream = http.client.HTTPConnection(host, port, timeout=max(deadline - time.monotonic(), 0.001))
-        try:
-            try:
-                upstream.connect()
-                self.server.track_upstream(upstream.sock)
-                upstream.request(self.command, prefix + path, body=body or None, headers=headers)
-                response = upstream.getresponse()
-            except TimeoutError:
-                self._reply(504, "inference backend timed out")
-                return
-            except (OSError, http.client.HTTPException) as exc:
-                log.warning("job %s: inference backend %s unreachable: %s", proxy.name, proxy.upstream_url, exc)
-                self._reply(502, "inference backend unavailable")
-                return
-            self._relay(response, upstream, deadline)
-        finally:
-            self.server.untrack_upstream(upstream.sock)
-            upstream.close()
-
-    def _relay(self, response: http.client.HTTPResponse, upstream: http.client.HTTPConnection, deadline: float) -> None:
-        self.send_response(response.status, response.reason)
-        for name, value in response.getheaders():
-            if name.lower() not in _DROPPED_RESPONSE_HEADERS:
-                self.send_header(name, value)
-        if response.status in (204, 304) or response.status < 200:
-            self.end_headers()  # no body by definition
-            return
-        length = None if response.chunked else response.getheader("Content-Length")
-        chunked = length is None
-        if length is None:
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Content-Length", length)
-        self.end_headers()
-        metrics = self.server.proxy.metrics
-        # The backend's final JSON (last NDJSON line or the one body) holds the token counts.
-        tail = LastLine() if metrics is not None and response.status == 200 and self.command == "POST" else None
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError()
-                assert upstream.sock is not None
-                upstream.sock.settimeout(remaining)
-                data = response.read1(READ_CHUNK)  # what has arrived, without waiting for more
-                if not data:
-                    break
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-                if tail is not None:
-                    tail.feed(data)
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
-            if tail is not None and metrics is not None:
-                metrics.inference_usage(tail.value)
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
-            # The status line is gone already: cutting the connection is the only signal left.
-            log.warning(
-                "job %s: inference proxy cut a response: %s",
-                self.server.proxy.name,
-                "timed out" if isinstance(exc, TimeoutError) else exc,
-            )
-            self.close_connection = True
-
-    # -- replies and logging --------------------------------------------------
-
-    def _reply(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
-        body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # http.server's own errors (bad request line, unsupported method) as plain text too.
-        self.close_connection = True
-        try:
-            self._reply(code, message or self.responses.get(code, ("error",))[0])
-        except OSError:
-            pass
-
-    def address_string(self) -> str:
-        return "sandbox"  # a Unix socket peer has no address
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("job %s: inference proxy: " + format, self.server.proxy.name, *args)

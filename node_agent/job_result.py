@@ -1,4 +1,7 @@
-"""A runtime's outcome turned into the Worker API's ``RunJobResponse`` (wire_contract.md#worker-run-job-response)."""
+"""A runtime's outcome turned into the Worker API's ``RunJobResponse``.
+
+The shape and the rules are docs/wire_contract.md#worker-run-job-response.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from cynode_core.contract.job import RunJobResponse, RunStatus, Truncation, form
 
 CANCEL_NOTE = "[cynode] job canceled: the node stopped its container on request\n"
 SHUTDOWN_NOTE = "[cynode] job canceled: the node agent is shutting down and stopped its container\n"
+# Put before a run's own stderr when a cancel stopped its container; the exit code is the container's.
+STOPPED_NOTE = "job canceled: container killed (exit {exit_code})\n"
 INTERRUPTED_NOTE = (
     "[cynode] the node agent stopped while this job was running; "
     "the job was not run again, since it may already have had its effects\n"
@@ -17,6 +22,11 @@ INTERRUPTED_NOTE = (
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def stopped_note(exit_code: int) -> bytes:
+    """The line that opens the stderr of a run whose container a cancel stopped."""
+    return STOPPED_NOTE.format(exit_code=exit_code).encode()
 
 
 def _drop_partial_tail(data: bytes) -> bytes:
@@ -77,10 +87,10 @@ def build_run_job_response(
 ) -> RunJobResponse:
     """The ``RunJobResponse`` of one finished job.
 
-    ``exit_code`` is always present (decisions.md, Node 3). A runtime
-    status outside the contract's enum, or ``completed`` with a non-zero
-    code, is reported as ``failed``. A canceled job (``cancel_note`` set)
-    is ``failed`` with exit code -1 and the note at the end of ``stderr``.
+    ``exit_code`` is always present. A runtime status outside the
+    contract's enum, or ``completed`` with a non-zero code, is reported as
+    ``failed``. A canceled job (``cancel_note`` set) is ``failed`` with
+    exit code -1 and the note at the end of ``stderr``.
     """
     status = RunStatus(outcome.status) if outcome.status in set(RunStatus) else RunStatus.FAILED
     exit_code = int(outcome.exit_code)

@@ -1,9 +1,10 @@
-"""The Node Manager: start-up sequence, readiness, capability reports, shutdown.
+"""The Node Manager: start-up sequence, readiness, shutdown.
 
-Start-up follows node contract section 7, in order; each failure is fatal
-(log it, stop what was started, exit non-zero):
+Start-up follows docs/wire_contract.md#node-startup, in order; each failure
+is fatal (log it, stop what was started, exit non-zero):
 
-1. validate the settings (PSK, inference backend choice, plugin names);
+1. validate the settings (PSK, inference backend choice, plugin names) and
+   log the plugins found, with their versions;
 2. wait for the orchestrator's ``/readyz`` (200 or 503 = reachable);
 3. start-up checks: the sandbox runtime runs the configured image, the
    workspace root is writable, an inference service already answering for
@@ -15,7 +16,9 @@ Start-up follows node contract section 7, in order; each failure is fatal
 8. ack ``applied``, send the first capability report, report periodically.
 
 From step 5 on, a failure to apply the configuration is first reported to
-the orchestrator as a ``failed`` ack with the reason (decisions.md, Node 8).
+the orchestrator as a ``failed`` ack with the reason
+(docs/wire_contract.md#node-config-ack). The calls to the control plane,
+the periodic reports and re-registration are ``control_session``'s.
 """
 
 from __future__ import annotations
@@ -23,23 +26,21 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import pluggy
 
 from cynode_core.contract import InferenceBackend, SandboxRuntime
-from cynode_core.contract.job import format_time
-from cynode_core.plugin_manager import get_plugin_manager
+from cynode_core.plugin_manager import describe_plugins, get_plugin_manager
 from node_agent.capability import build_capability_report, existing_inference_service
-from node_agent.client import ControlPlaneClient, ControlPlaneError, OrchestratorUnreachable
+from node_agent.client import ControlPlaneClient, OrchestratorUnreachable
+from node_agent.control_session import ControlSession, StartupError, StopRequested
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
-from node_agent.job_result import utc_now
-from node_agent.node_config import NodeConfig, parse_node_config
+from node_agent.node_config import NodeConfig
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
 from node_agent.settings import INFERENCE_NONE, NodeSettings
@@ -47,16 +48,7 @@ from node_agent.worker_api import create_worker_app
 
 log = logging.getLogger(__name__)
 
-REGISTER_MAX_BACKOFF = 10.0
 WAIT_LOG_EVERY = 10.0
-
-
-class StartupError(Exception):
-    """A start-up step failed; the message names the step and the cause."""
-
-
-class _StopRequested(Exception):
-    """A signal arrived during start-up."""
 
 
 class NodeManager:
@@ -67,9 +59,9 @@ class NodeManager:
         self.readiness = Readiness()
         self._pm = plugin_manager
         self._stop = threading.Event()
-        self._psk = ""
         self._backend_name = ""
         self._client: ControlPlaneClient | None = None
+        self._session: ControlSession | None = None
         self.runtime: SandboxRuntime | None = None
         self.backend: InferenceBackend | None = None
         self._backend_started = False
@@ -77,8 +69,6 @@ class NodeManager:
         self.executor: JobExecutor | None = None
         self.server: BackgroundServer | None = None
         self._reporter: threading.Thread | None = None
-        self._node_slug = settings.node_slug
-        self._config_version = ""
 
     # ---------------------------------------------------------------- control
 
@@ -99,15 +89,16 @@ class NodeManager:
             log.error("node start-up failed: %s", exc)
             self._shutdown()
             return 1
-        except _StopRequested:
+        except StopRequested:
             log.info("stop requested during start-up")
             return 0 if self._shutdown() else 1
         except BaseException:
             self._shutdown()
             raise
-        log.info("node %s is ready", self._node_slug)
+        slug = self._session.node_slug if self._session is not None else self.settings.node_slug
+        log.info("node %s is ready", slug)
         self._stop.wait()
-        log.info("stopping node %s", self._node_slug)
+        log.info("stopping node %s", slug)
         return 0 if self._shutdown() else 1
 
     # --------------------------------------------------------------- start-up
@@ -115,9 +106,11 @@ class NodeManager:
     def _start(self) -> None:
         settings = self.settings
         # 1. Validate: every setting problem surfaces before any network call.
-        self._psk = settings.require_psk()
+        psk = settings.require_psk()
         self._backend_name = settings.require_inference_backend()
-        pm = self._pm if self._pm is not None else get_plugin_manager()
+        pm = self._pm if self._pm is not None else get_plugin_manager(disabled=settings.disable_plugins)
+        for line in describe_plugins(pm):
+            log.info("plugin %s", line)
         runtime_factory = pick(
             sandbox_runtime_factories(pm),
             settings.sandbox_runtime,
@@ -135,6 +128,14 @@ class NodeManager:
         else:
             log.info("inference backend: none (explicitly configured); this node runs without inference")
         self._client = ControlPlaneClient(settings.orchestrator_url, timeout=settings.http_timeout)
+        session = self._session = ControlSession(
+            self._client,
+            psk,
+            node_slug=settings.node_slug,
+            readiness=self.readiness,
+            capability=self._capability,
+            stop=self._stop,
+        )
 
         # 2. Wait for the orchestrator.
         self._wait_for_orchestrator()
@@ -151,10 +152,11 @@ class NodeManager:
         self.executor = JobExecutor(self.runtime, settings)
 
         # 4. Register.
-        self._register()
+        session.register(settings.readiness_timeout)
 
         # 5. Fetch the configuration.
-        config = self._fetch_config()
+        self._check_stop()
+        config = session.fetch_config()
         token = self._apply_config(config)
 
         # 6. Start the Worker API.
@@ -168,14 +170,19 @@ class NodeManager:
 
         # 8. Ready, ack, report.
         self.readiness.mark_ready()
-        self._ack("applied")
-        self._send_report()
-        self._reporter = threading.Thread(target=self._report_loop, name="capability-reports", daemon=True)
+        session.ack("applied")
+        session.send_report()
+        self._reporter = threading.Thread(
+            target=session.report_loop,
+            args=(settings.capability_report_interval,),
+            name="capability-reports",
+            daemon=True,
+        )
         self._reporter.start()
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
-            raise _StopRequested()
+            raise StopRequested()
 
     def _wait_for_orchestrator(self) -> None:
         assert self._client is not None
@@ -236,47 +243,18 @@ class NodeManager:
             existing_service=self._existing_inference is not None,
         )
 
-    def _register(self) -> None:
-        assert self._client is not None
-        deadline = time.monotonic() + self.settings.readiness_timeout
-        delay = 1.0
-        while True:
-            self._check_stop()
-            try:
-                self._client.register(self._psk, self._capability())
-                return
-            except ControlPlaneError as exc:
-                transient = isinstance(exc, OrchestratorUnreachable) or (exc.status or 0) >= 500
-                if not transient or time.monotonic() + delay > deadline:
-                    raise StartupError(str(exc)) from exc
-                log.warning("%s; retrying in %g s", exc, delay)
-                if self._stop.wait(delay):
-                    raise _StopRequested() from exc
-                delay = min(delay * 2, REGISTER_MAX_BACKOFF)
-
-    def _fetch_config(self) -> NodeConfig:
-        assert self._client is not None
-        self._check_stop()
-        try:
-            config = parse_node_config(self._client.fetch_config())
-        except ControlPlaneError as exc:
-            raise StartupError(str(exc)) from exc
-        self._config_version = config.config_version
-        self._node_slug = config.node_slug or self._node_slug
-        log.info("fetched node configuration %s", self._config_version or "(no config_version)")
-        return config
-
     def _apply_config(self, config: NodeConfig) -> str:
         """Check the configuration this node can apply; return the Worker API token."""
-        assert self.executor is not None
+        assert self.executor is not None and self._session is not None
         if not config.supported_version:
-            self._fail_config(
+            self._session.fail_config(
                 "unsupported_config_version",
                 f"unsupported node configuration version {config.version!r} (this node applies version 1)",
             )
         if not config.worker_token:
-            # Upstream skips the Worker API then; a node that cannot take jobs must not look ready.
-            self._fail_config(
+            # The reference implementation (CyNodeAI) skips the Worker API then; a node that
+            # cannot take jobs must not look ready.
+            self._session.fail_config(
                 "worker_api_token_missing", "the node configuration has no worker_api.orchestrator_bearer_token"
             )
         self.executor.apply_constraints(
@@ -285,7 +263,7 @@ class NodeManager:
         return config.worker_token
 
     def _start_worker_api(self, token: str) -> None:
-        assert self.executor is not None and self.runtime is not None
+        assert self.executor is not None and self.runtime is not None and self._session is not None
         settings = self.settings
         self._check_stop()
         self.readiness.set_not_ready("starting: inference backend and config ack pending")
@@ -300,14 +278,16 @@ class NodeManager:
                 threads=settings.job_slots * 2 + 4,
             )
         except OSError as exc:
-            self._fail_config(
+            self._session.fail_config(
                 "worker_api_start_failed",
                 f"Worker API cannot listen on {settings.worker_listen_host}:{settings.worker_listen_port}: {exc}",
             )
         self.server = server
+        self._session.set_worker_token = app.extensions["cynode_worker"]["set_token"]
         server.start()
 
     def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend], config: NodeConfig) -> None:
+        assert self._session is not None
         self._check_stop()
         name = self._backend_name
         options: dict[str, object] = {**self.settings.inference_options(), **config.backend_options()}
@@ -318,78 +298,13 @@ class NodeManager:
             self._backend_started = True
             models = self.backend.models()  # the backend must answer before the node acks
         except Exception as exc:  # noqa: BLE001 - any plugin failure becomes a failed ack
-            self._fail_config("inference_start_failed", f"inference start-up failed: backend {name!r}: {exc}")
+            self._session.fail_config("inference_start_failed", f"inference start-up failed: backend {name!r}: {exc}")
         log.info("inference backend %s answers at %s with %d model(s)", name, self.backend.base_url, len(models))
         backend = self.backend
         assert self.executor is not None
-        # From now on use_inference jobs get a per-job proxy to it (contract section 8).
+        # From now on use_inference jobs get a per-job proxy to it (docs/wire_contract.md#inference-proxy).
         self.executor.set_inference_backend(backend.base_url)
         self.readiness.add_probe(f"inference backend {name}", backend_probe(backend))
-
-    # ------------------------------------------------------------ config ack
-
-    def _ack(self, status: str, error: dict[str, str] | None = None) -> None:
-        assert self._client is not None
-        ack: dict[str, Any] = {
-            "version": 1,
-            "node_slug": self._node_slug,
-            "config_version": self._config_version,
-            "ack_at": format_time(utc_now()),
-            "status": status,
-        }
-        if error is not None:
-            ack["error"] = error
-        try:
-            self._client.ack_config(ack)
-        except ControlPlaneError as exc:
-            if status == "failed":
-                log.error("could not send the failed config ack: %s", exc)
-                return
-            self.readiness.set_not_ready("config ack failed")
-            raise StartupError(str(exc)) from exc
-        log.info("config %s acknowledged: %s", self._config_version or "(none)", status)
-
-    def _fail_config(self, error_type: str, message: str) -> NoReturn:
-        """Send a ``failed`` ack with the reason, then end start-up with it."""
-        self._ack("failed", {"type": error_type, "message": message})
-        raise StartupError(message)
-
-    # ----------------------------------------------------- capability reports
-
-    def _send_report(self) -> None:
-        assert self._client is not None
-        try:
-            self._client.report_capability(self._capability())
-        except ControlPlaneError as exc:
-            if exc.status != 401:
-                log.warning("%s", exc)
-                return
-            # The node JWT expired (no refresh in Phase 1): register again, then retry once.
-            log.info("node JWT refused; registering again")
-            try:
-                self._rejoin()
-                self._client.report_capability(self._capability())
-            except ControlPlaneError as retry_exc:
-                log.warning("%s", retry_exc)
-
-    def _rejoin(self) -> None:
-        """Register again, then take the new configuration: the orchestrator rotates the
-        Worker API token and issues a new config_version, which must be acked."""
-        assert self._client is not None and self.server is not None
-        self._client.register(self._psk, self._capability())
-        config = parse_node_config(self._client.fetch_config())
-        self._config_version = config.config_version
-        if not config.worker_token:
-            log.error("the new node configuration has no Worker API token; staying unready")
-            self.readiness.set_not_ready("configuration without a Worker API token")
-            return
-        self.server.app.extensions["cynode_worker"]["set_token"](config.worker_token)  # type: ignore[attr-defined]
-        self._ack("applied")
-        log.info("registered again; Worker API token rotated, config %s applied", self._config_version)
-
-    def _report_loop(self) -> None:
-        while not self._stop.wait(self.settings.capability_report_interval):
-            self._send_report()
 
     # ---------------------------------------------------------------- shutdown
 

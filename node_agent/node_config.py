@@ -1,4 +1,4 @@
-"""Reading the ``node_configuration_payload_v1`` the orchestrator serves (node contract 4.1).
+"""Reading the ``node_configuration_payload_v1`` the orchestrator serves (docs/wire_contract.md#node-config).
 
 Decoding is lenient as the contract asks (unknown keys ignored, absent or
 null keys read as empty); whether the node can apply what it read is the

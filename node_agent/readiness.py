@@ -1,4 +1,4 @@
-"""What the Worker API's ``GET /readyz`` answers (node contract 7, decisions.md Node 6).
+"""What the Worker API's ``GET /readyz`` answers (docs/wire_contract.md#worker-health).
 
 Ready means: the Node Manager finished every start-up step (it clears the
 start-up reason last), and the live probes still pass (the sandbox runtime

@@ -1,8 +1,9 @@
 """Node agent settings: defaults < YAML (``CYNODE_CONFIG``) < environment.
 
-Dotted YAML aliases follow the node start-up YAML of the node contract
-(``orchestrator.url``, ``node.id``, ``worker_api.listen_port`` ...), and
-upstream's environment names are accepted as aliases.
+Dotted YAML aliases follow the node start-up YAML
+(docs/wire_contract.md#node-startup-config: ``orchestrator.url``,
+``node.id``, ``worker_api.listen_port`` ...), and the reference
+implementation's (CyNodeAI's) environment names are accepted as aliases.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from cynode_core.logs import parse_log_format
 from cynode_core.settings import (
     ConfigError,
-    default_home,
+    home_setting,
+    log_format_setting,
+    log_level_setting,
     parse_bool,
     parse_duration,
     parse_int,
@@ -23,6 +25,7 @@ from cynode_core.settings import (
     parse_path,
     parse_positive_int,
     register_settings_class,
+    secret_setting,
     setting,
 )
 
@@ -56,20 +59,14 @@ def parse_aliases(value: object) -> dict[str, str]:
 class NodeSettings:
     """Everything ``cynode node serve`` reads at start."""
 
-    home: Path = setting(default_home, parse=parse_path, help="cynode state directory")
+    home: Path = home_setting("cynode state directory")
     orchestrator_url: str = setting(
         "http://127.0.0.1:12082",
         env=("ORCHESTRATOR_URL",),
         yaml_keys=("orchestrator.url",),
         help="control-plane base URL",
     )
-    node_psk: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        env=("NODE_REGISTRATION_PSK",),
-        secret=True,
-        help="registration pre-shared key (required)",
-    )
+    node_psk: str | None = secret_setting(env=("NODE_REGISTRATION_PSK",), help="registration pre-shared key (required)")
     node_psk_file: Path | None = setting(
         None,
         parse=parse_path,
@@ -228,10 +225,9 @@ class NodeSettings:
     shutdown_grace: float = setting(
         15.0, parse=parse_duration, help="how long shutdown waits for cancelled jobs to end"
     )
-    log_level: str = setting("INFO", yaml_keys=("logging.level",), help="logging level")
-    log_format: str = setting(
-        "text", parse=parse_log_format, yaml_keys=("logging.format",), help="log lines as text or JSON (text, json)"
-    )
+    disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
+    log_level: str = log_level_setting(yaml_keys=("logging.level",))
+    log_format: str = log_format_setting(yaml_keys=("logging.format",))
 
     def validate(self) -> None:
         if not self.orchestrator_url:

@@ -1,11 +1,14 @@
-"""The Worker API (node contract 5): the orchestrator-facing HTTP face of a node.
+"""The Worker API (docs/wire_contract.md#worker-api): the orchestrator-facing HTTP face of a node.
 
 ``GET /healthz``, ``GET /readyz`` and ``GET /metrics`` (Prometheus text, no
 secrets: see ``node_agent.metrics``) are open; ``POST /v1/worker/jobs:run``
 and our ``POST /v1/worker/jobs/{job_id}:cancel`` need
 ``Authorization: Bearer <orchestrator_bearer_token>``, compared in constant
-time. The order of checks is upstream's: auth (401), body size (413), JSON
-(400), then the executor's own validation. Every error is problem+json.
+time. The order of checks is docs/wire_contract.md#worker-run-job-checks:
+auth (401), body size (413), JSON (400), then the request's own validation
+(``RunJobRequest.from_json``) and the executor's. This module alone reads
+HTTP bodies and turns the domain errors into problem+json
+(``cynode_core.http_problems``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from cynode_core.contract.errors import InvalidInput, NotAuthenticated, TooLarge
 from cynode_core.contract.job import RunJobRequest, is_uuid
 from cynode_core.http_metrics import metrics_response
 from cynode_core.http_problems import install_problem_handlers
-from cynode_core.logs import install_request_id, log_context
+from cynode_core.http_request_ids import install_request_id
+from cynode_core.logs import log_context
 from node_agent.executor import JobExecutor
 from node_agent.readiness import Readiness
 
@@ -71,9 +75,9 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
     app.extensions["cynode_worker"] = {"executor": executor, "readiness": readiness, "set_token": set_token}
 
     def require_bearer() -> None:
-        # Exactly "Bearer <token>", scheme case-sensitive as upstream. The
-        # header is compared as a whole so its length is the only thing a
-        # timing side channel could tell.
+        # Exactly "Bearer <token>", the scheme case-sensitive
+        # (docs/wire_contract.md#worker-auth). The header is compared as a
+        # whole so its length is the only thing a timing side channel could tell.
         header = request.headers.get("Authorization", "").encode("utf-8", errors="replace")
         if not hmac.compare_digest(header, token["expected"]):
             raise NotAuthenticated(AUTH_DETAIL, challenge="Bearer")

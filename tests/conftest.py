@@ -1,28 +1,45 @@
 """Fixtures on real parts: one PostgreSQL per session, a fresh database per test.
 
 Layers: ``pg`` (the server) -> ``database_url`` (a migrated database of the
-test's own) -> ``orchestrator`` (opened runtime + Flask app) -> ``client``
-(Flask test client) or ``live_orchestrator`` (real HTTP on loopback).
+test's own) -> ``orchestrator`` (opened resources + Flask app) -> ``api``
+(:class:`~harness.api.ApiClient` straight into the app) or
+``live_orchestrator`` (the app served on loopback). ``client`` is the bare
+Flask test client, for the byte-level wire recordings only. ``worker`` is a
+node's real Worker API over a scripted sandbox. The building blocks live in
+``tests/harness`` (see its ``__init__``).
 """
 
 from __future__ import annotations
 
-import secrets
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from orchestrator_under_test import LiveServer, OrchestratorUnderTest
-from postgres_server import TestPostgres
+from harness.api import ApiClient
+from harness.orchestrator import LiveServer, OrchestratorUnderTest, Secrets, make_settings, open_orchestrator
+from harness.postgres import TestPostgres
+from harness.processes import CynodeProcess
+from harness.worker import WorkerNode
 
 from cynode_core.orchestrator import migrate
 from cynode_core.orchestrator.db import make_engine
-from cynode_core.orchestrator.process import open_runtime
-from cynode_core.orchestrator.settings import OrchestratorSettings
-from cynode_core.settings import load_settings
+
+REQUIREMENT_TAG = re.compile(r"@(REQ-[A-Z]+-\d{4})\b")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register each requirement tag of the feature files as a marker (pytest-bdd turns tags into markers).
+
+    The other tags are listed in pytest.ini; with ``--strict-markers`` a tag
+    that is neither fails the run.
+    """
+    features = Path(config.rootpath) / config.getini("bdd_features_base_dir")
+    tags = {tag for path in features.rglob("*.feature") for tag in REQUIREMENT_TAG.findall(path.read_text())}
+    for tag in sorted(tags):
+        config.addinivalue_line("markers", f"{tag}: a scenario of requirement {tag}")
 
 
 @pytest.fixture(scope="session")
@@ -49,30 +66,9 @@ def database_url(pg: TestPostgres, template_db: str) -> Iterator[str]:
     pg.drop_database(name)
 
 
-@dataclass(frozen=True)
-class Secrets:
-    admin_password: str
-    psk: str
-    jwt_secret: str
-
-
 @pytest.fixture
 def test_secrets() -> Secrets:
-    return Secrets(secrets.token_urlsafe(12), secrets.token_urlsafe(16), secrets.token_urlsafe(40))
-
-
-def make_settings(home: Path, database_url: str, s: Secrets, **overrides: Any) -> OrchestratorSettings:
-    values: dict[str, Any] = {
-        "home": home,
-        "database_url": database_url,
-        "admin_password": s.admin_password,
-        "node_psk": s.psk,
-        "jwt_secret": s.jwt_secret,
-        "trust_forwarded_for": True,
-        "dispatcher_enabled": False,
-    }
-    values.update(overrides)
-    return load_settings(OrchestratorSettings, environ={}, overrides=values)
+    return Secrets.generate()
 
 
 @pytest.fixture
@@ -85,13 +81,16 @@ def settings_overrides() -> dict[str, Any]:
 def orchestrator(
     tmp_path: Path, database_url: str, test_secrets: Secrets, settings_overrides: dict[str, Any]
 ) -> Iterator[OrchestratorUnderTest]:
-    from cynode_core.orchestrator.app import create_app
+    opened = open_orchestrator(
+        make_settings(tmp_path / "home", database_url, test_secrets, **settings_overrides), test_secrets
+    )
+    yield opened
+    opened.close()
 
-    settings = make_settings(tmp_path / "home", database_url, test_secrets, **settings_overrides)
-    runtime = open_runtime(settings)
-    app = create_app(runtime.settings, runtime.db, runtime.secrets)
-    yield OrchestratorUnderTest(runtime, app, test_secrets)
-    runtime.close()
+
+@pytest.fixture
+def api(orchestrator: OrchestratorUnderTest) -> ApiClient:
+    return ApiClient.in_process(orchestrator.app)
 
 
 @pytest.fixture
@@ -104,3 +103,20 @@ def live_orchestrator(orchestrator: OrchestratorUnderTest) -> Iterator[str]:
     server = LiveServer(orchestrator.app)
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[CynodeProcess]]:
+    """The ``cynode`` child processes a test started; each is stopped (killed if need be) at the end."""
+    started: list[CynodeProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerNode]:
+    """A node's real Worker API on loopback over a scripted sandbox runtime (see harness/worker.py)."""
+    node = WorkerNode(tmp_path / "worker-node")
+    yield node
+    node.close()

@@ -7,7 +7,6 @@ app (logins, node registration) on that same database.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from orchestrator_process import CynodeProcess, clean_environ
+from harness.api import ApiClient
+from harness.nodes import NodeHandle, ack, fetch_config, register
+from harness.processes import CynodeProcess, clean_environ
 
 from cynode_core.cli import main
 
@@ -36,30 +37,26 @@ def cynode(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch): 
     return run
 
 
-def login(client: Any, handle: str, password: str) -> Any:
-    return client.post("/v1/auth/login", json={"handle": handle, "password": password})
-
-
 def users_json(cynode: Any) -> dict[str, dict[str, Any]]:
     result = cynode("admin", "user", "list", "--json")
     assert result.exit_code == 0, result.output
     return {row["handle"]: row for row in json.loads(result.stdout)}
 
 
-def test_user_add_then_login(cynode, client) -> None:  # type: ignore[no-untyped-def]
+def test_user_add_then_login(cynode, api: ApiClient) -> None:  # type: ignore[no-untyped-def]
     result = cynode("admin", "user", "add", "bob", "--password", "bob-pass-1", "--email", "bob@example.org")
     assert result.exit_code == 0 and "user bob created" in result.output
     assert "bob-pass-1" not in result.output
-    assert login(client, "bob", "bob-pass-1").status_code == 200
-    assert login(client, "bob", "wrong").status_code == 401
+    assert api.login("bob", "bob-pass-1").status_code == 200
+    assert api.login("bob", "wrong").status_code == 401
     row = users_json(cynode)["bob"]
     assert (row["email"], row["is_active"], row["source"]) == ("bob@example.org", True, "local")
 
 
-def test_user_add_reads_the_password_from_stdin(cynode, client) -> None:  # type: ignore[no-untyped-def]
+def test_user_add_reads_the_password_from_stdin(cynode, api: ApiClient) -> None:  # type: ignore[no-untyped-def]
     result = cynode("admin", "user", "add", "dora", input="dora-pass-2\n")
     assert result.exit_code == 0, result.output
-    assert login(client, "dora", "dora-pass-2").status_code == 200
+    assert api.login("dora", "dora-pass-2").status_code == 200
 
 
 def test_user_add_refuses_an_empty_password_and_a_taken_handle(cynode) -> None:  # type: ignore[no-untyped-def]
@@ -81,22 +78,22 @@ def test_user_list_shows_every_user(cynode, orchestrator) -> None:  # type: igno
     assert orchestrator.secrets.admin_password not in table.output
 
 
-def test_disable_and_enable(cynode, client) -> None:  # type: ignore[no-untyped-def]
+def test_disable_and_enable(cynode, api: ApiClient) -> None:  # type: ignore[no-untyped-def]
     cynode("admin", "user", "add", "gina", "--password", "gina-pass")
-    tokens = login(client, "gina", "gina-pass").get_json()
+    tokens = api.login("gina", "gina-pass").json()
 
     result = cynode("admin", "user", "disable", "gina")
     assert result.exit_code == 0 and "user gina disabled" in result.output
     assert users_json(cynode)["gina"]["is_active"] is False
-    refused = login(client, "gina", "gina-pass")
-    assert refused.status_code == 401 and refused.content_type == "application/problem+json"
+    refused = api.login("gina", "gina-pass")
+    assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
     # Her sessions ended at once: the token from before is dead too.
-    assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
-    assert client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+    assert api.get("/v1/users/me", token=tokens["access_token"]).status_code == 401
+    assert api.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
 
     result = cynode("admin", "user", "enable", "gina")
     assert result.exit_code == 0 and "user gina enabled" in result.output
-    assert login(client, "gina", "gina-pass").status_code == 200
+    assert api.login("gina", "gina-pass").status_code == 200
 
 
 def test_disable_an_unknown_user_fails(cynode) -> None:  # type: ignore[no-untyped-def]
@@ -104,59 +101,39 @@ def test_disable_an_unknown_user_fails(cynode) -> None:  # type: ignore[no-untyp
     assert result.exit_code != 0 and "no user 'nobody'" in result.output
 
 
-def _register(client: Any, psk: str, slug: str) -> dict[str, Any]:
-    cap = {
-        "version": 1,
-        "reported_at": "2026-01-01T00:00:00Z",
-        "node": {"node_slug": slug},
-        "platform": {"os": "linux", "arch": "amd64"},
-        "compute": {"cpu_cores": 4, "ram_mb": 8192},
-        "sandbox": {"max_concurrency": 3},
-        "worker_api": {"base_url": "http://127.0.0.1:12090"},
-    }
-    resp = client.post("/v1/nodes/register", json={"psk": psk, "capability": cap})
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    token = resp.get_json()["auth"]["node_jwt"]
-    config = client.get("/v1/nodes/config", headers={"Authorization": f"Bearer {token}"}).get_json()
-    return {"token": token, "config_version": config["config_version"]}
-
-
-def test_node_list_shows_a_registered_node_and_its_ack(cynode, client, orchestrator) -> None:  # type: ignore[no-untyped-def]
+def test_node_list_shows_a_registered_node_and_its_ack(cynode, api: ApiClient, orchestrator) -> None:  # type: ignore[no-untyped-def]
     empty = cynode("admin", "node", "list")
     assert empty.exit_code == 0 and "(none)" in empty.stdout
 
-    node = _register(client, orchestrator.secrets.psk, "node-cli")
+    node = NodeHandle("node-cli", "http://127.0.0.1:12090")
+    compute, sandbox = {"cpu_cores": 4, "ram_mb": 8192}, {"max_concurrency": 3}
+    register(api, orchestrator.secrets.psk, node, compute=compute, sandbox=sandbox)
+    fetch_config(api, node)
     before = json.loads(cynode("admin", "node", "list", "--json").stdout)
     assert [n["slug"] for n in before] == ["node-cli"]
-    assert before[0]["config_ack_status"] is None and before[0]["config_version"] == node["config_version"]
+    assert before[0]["config_ack_status"] is None and before[0]["config_version"] == node.config_version
 
-    ack = {
-        "version": 1,
-        "node_slug": "node-cli",
-        "config_version": node["config_version"],
-        "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": "applied",
-    }
-    acked = client.post("/v1/nodes/config", json=ack, headers={"Authorization": f"Bearer {node['token']}"})
-    assert acked.status_code == 204
+    ack(api, node, "applied")
 
     table = cynode("admin", "node", "list")
     assert table.exit_code == 0
     header, row = table.stdout.splitlines()[:2]
     assert header.split()[:3] == ["SLUG", "STATUS", "SLOTS"]
     assert row.startswith("node-cli") and "active" in row and "0/3" in row
-    assert node["config_version"] in row and "applied (current)" in row and "http://127.0.0.1:12090" in row
+    assert node.config_version in row and "applied (current)" in row and "http://127.0.0.1:12090" in row
     assert "linux/amd64 4cpu 8192MB" in row
 
     after = json.loads(cynode("admin", "node", "list", "--json").stdout)[0]
-    assert (after["config_ack_status"], after["config_ack_version"]) == ("applied", node["config_version"])
+    assert (after["config_ack_status"], after["config_ack_version"]) == ("applied", node.config_version)
     assert after["max_concurrency"] == 3 and after["running_jobs"] == 0
-    assert node["token"] not in table.output  # no node JWT, no Worker API token in the listing
+    assert (
+        node.jwt not in table.output and node.worker_token not in table.output
+    )  # no node JWT, no Worker API token in the listing
 
 
 def test_the_real_command_lists_users(database_url: str, tmp_path: Path, orchestrator) -> None:  # type: ignore[no-untyped-def]
     env = clean_environ(CYNODE_DATABASE_URL=database_url, CYNODE_HOME=str(tmp_path / "proc-home"))
-    proc = CynodeProcess(["admin", "user", "list", "--json"], env, tmp_path / "list.log")
+    proc = CynodeProcess(["admin", "user", "list", "--json"], env, tmp_path / "list.log").start()
     try:
         assert proc.wait(timeout=60) == 0, proc.output
     finally:

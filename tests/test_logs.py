@@ -3,8 +3,9 @@
 The request id of ``POST /v1/tasks`` is echoed, stored with the task, put
 on the orchestrator's log records, and sent to the node as ``X-Request-Id``
 on ``jobs:run`` and cancel. Real parts: the app on the test's own
-PostgreSQL, the real dispatcher threads, a stub Worker API on loopback, and
-``cynode orchestrator serve`` as a child process with ``CYNODE_LOG_FORMAT=json``.
+PostgreSQL, the real dispatcher threads, a node's real Worker API on
+loopback (over a scripted sandbox runtime), and ``cynode orchestrator
+serve`` as a child process with ``CYNODE_LOG_FORMAT=json``.
 """
 
 from __future__ import annotations
@@ -17,18 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from acceptance.stub_worker import Reply, StubWorkerApi
-from acceptance.task_stack import (
-    Api,
-    InProcessDispatcher,
-    NodeHandle,
-    OrchestratorProcess,
-    make_dispatchable,
-    rows,
-    task_status,
-    wait_until,
-)
+from harness.api import ApiClient
+from harness.nodes import NodeHandle, make_dispatchable
+from harness.orchestrator import InProcessDispatcher, rows, task_status
+from harness.processes import Orchestrator, orchestrator_environ, wait_until
+from harness.worker import Script, WorkerNode
 
 from cynode_core.logs import JsonFormatter, accept_request_id, log_context, make_handler
 
@@ -56,19 +50,6 @@ def json_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
 
 def parsed(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
-@pytest.fixture
-def stub() -> Iterator[StubWorkerApi]:
-    worker = StubWorkerApi()
-    yield worker
-    worker.close()
-
-
-def _token(client: Any, orchestrator: Any) -> str:
-    resp = client.post("/v1/auth/login", json={"handle": "admin", "password": orchestrator.secrets.admin_password})
-    assert resp.status_code == 200
-    return str(resp.get_json()["access_token"])
 
 
 # -- the pieces ---------------------------------------------------------------------
@@ -121,44 +102,35 @@ def test_the_json_formatter_keeps_a_message_with_quotes_and_newlines_on_one_line
 
 
 def test_the_request_id_of_a_task_reaches_the_logs_the_database_and_the_node(
-    client: Any, orchestrator: Any, stub: StubWorkerApi, json_lines: io.StringIO
+    api: ApiClient, orchestrator: Any, worker: WorkerNode, json_lines: io.StringIO
 ) -> None:
-    make_dispatchable(Api(client=client), orchestrator.secrets.psk, NodeHandle("node-l1", stub))
-    stub.when_command_contains("sleep", Reply(until_canceled=True))
-    token = _token(client, orchestrator)
-    headers = {"Authorization": f"Bearer {token}"}
+    make_dispatchable(api, orchestrator.secrets.psk, NodeHandle.of("node-l1", worker))
+    worker.runtime.when_command_contains("sleep", Script(hold=True))
+    api.login("admin", orchestrator.secrets.admin_password, expect=200)
     dispatcher = InProcessDispatcher(orchestrator.app.extensions["cynode"])
     try:
-        resp = client.post(
-            "/v1/tasks",
-            json={"prompt": "echo hi", "input_mode": "commands"},
-            headers={**headers, "X-Request-Id": "req-task.1"},
-        )
+        resp = api.post_command("echo hi", request_id="req-task.1")
         assert resp.status_code == 201 and resp.headers["X-Request-Id"] == "req-task.1"
-        task_id = resp.get_json()["task_id"]
+        task_id = resp.json()["task_id"]
         wait_until(lambda: task_status(orchestrator.db, task_id) == "completed", WAIT, "the task to complete")
 
-        held = client.post(
-            "/v1/tasks",
-            json={"prompt": "sleep 60", "input_mode": "commands"},
-            headers={**headers, "X-Request-Id": "req-task.2"},
-        ).get_json()["task_id"]
-        wait_until(lambda: stub.run_calls() and len(stub.run_calls()) == 2, WAIT, "the second job to reach the node")
-        cancel = client.post(f"/v1/tasks/{held}/cancel", headers={**headers, "X-Request-Id": "req-cancel"})
+        held = api.post_command("sleep 60", request_id="req-task.2").json()["task_id"]
+        wait_until(lambda: len(worker.run_calls()) == 2, WAIT, "the second job to reach the node")
+        cancel = api.post(f"/v1/tasks/{held}/cancel", headers={"X-Request-Id": "req-cancel"}, token=api.token)
         assert cancel.status_code == 200 and cancel.headers["X-Request-Id"] == "req-cancel"
-        wait_until(lambda: stub.cancel_calls(), WAIT, "the cancel to reach the node")
+        wait_until(lambda: worker.cancel_calls(), WAIT, "the cancel to reach the node")
     finally:
-        stub.release()
+        worker.runtime.release()
         dispatcher.stop()
 
     # Stored with the task, and sent to the node on jobs:run and on cancel (the task's id, not the cancel call's).
     assert rows(orchestrator.db, "SELECT request_id FROM tasks WHERE id = :id", id=task_id)[0]["request_id"] == (
         "req-task.1"
     )
-    first, second = stub.run_calls()
+    first, second = worker.run_calls()
     assert first.headers.get("X-Request-Id") == "req-task.1"
     assert second.headers.get("X-Request-Id") == "req-task.2"
-    assert stub.cancel_calls()[0].headers.get("X-Request-Id") == "req-task.2"
+    assert worker.cancel_calls()[0].headers.get("X-Request-Id") == "req-task.2"
 
     lines = parsed(json_lines)
     mine = [line for line in lines if line["request_id"] == "req-task.1"]
@@ -171,10 +143,10 @@ def test_the_request_id_of_a_task_reaches_the_logs_the_database_and_the_node(
     assert any(line["request_id"] == "req-cancel" for line in lines)
 
 
-def test_a_request_without_or_with_a_bad_id_gets_a_new_one(client: Any) -> None:
-    plain = client.get("/healthz")
-    bad = client.get("/healthz", headers={"X-Request-Id": "not ok!"})
-    problem = client.get("/v1/users/me")  # 401 problem details carry it too
+def test_a_request_without_or_with_a_bad_id_gets_a_new_one(api: ApiClient) -> None:
+    plain = api.get("/healthz")
+    bad = api.get("/healthz", headers={"X-Request-Id": "not ok!"})
+    problem = api.get("/v1/users/me")  # 401 problem details carry it too
     ids = [r.headers["X-Request-Id"] for r in (plain, bad, problem)]
     assert all(len(i) == 32 for i in ids) and len(set(ids)) == 3
 
@@ -182,35 +154,20 @@ def test_a_request_without_or_with_a_bad_id_gets_a_new_one(client: Any) -> None:
 def test_orchestrator_serve_with_cynode_log_format_json_writes_json_lines(
     orchestrator: Any, database_url: str, tmp_path: Path
 ) -> None:
-    process = OrchestratorProcess(
-        database_url=database_url,
-        home=orchestrator.settings.home,
-        secrets=orchestrator.secrets,
-        log_dir=tmp_path,
-        CYNODE_LOG_FORMAT="json",
-        CYNODE_DISPATCHER_ENABLED="false",
-    )
+    env = orchestrator_environ(database_url, orchestrator.settings.home, orchestrator.secrets)
+    process = Orchestrator(env, tmp_path, log_format="json", dispatcher_enabled="false")
     try:
-        process.start()
-        gateway = process.api.gateway
-        login = requests.post(
-            f"{gateway}/v1/auth/login",
-            json={"handle": "admin", "password": orchestrator.secrets.admin_password},
-            timeout=10,
-        ).json()
-        resp = requests.post(
-            f"{gateway}/v1/tasks",
-            json={"prompt": "echo hi", "input_mode": "commands"},
-            headers={"Authorization": f"Bearer {login['access_token']}", "X-Request-Id": "req-process-1"},
-            timeout=10,
-        )
+        process.start().wait_healthy()
+        api = ApiClient(process.gateway)
+        api.login("admin", orchestrator.secrets.admin_password, expect=200)
+        resp = api.post_command("echo hi", request_id="req-process-1")
         assert resp.status_code == 201 and resp.headers["X-Request-Id"] == "req-process-1"
         task_id = resp.json()["task_id"]
-        wait_until(lambda: "req-process-1" in process.output(), WAIT, "the request's log lines")
+        wait_until(lambda: "req-process-1" in process.output, WAIT, "the request's log lines")
     finally:
-        process.close()
-    logged = [json.loads(line) for line in process.output().splitlines()]  # every line is one JSON object
-    assert logged, process.output()
+        process.stop()
+    logged = [json.loads(line) for line in process.output.splitlines()]  # every line is one JSON object
+    assert logged, process.output
     assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in logged)
     mine = [line for line in logged if line["request_id"] == "req-process-1"]
     assert any(line.get("task_id") == task_id for line in mine), mine

@@ -1,18 +1,21 @@
 """The orchestrator's ``/metrics`` (cynode_core/orchestrator/metrics.py, cynode_core/http_metrics.py).
 
 Real parts: the app on the test's own PostgreSQL database, the real
-dispatcher threads, and a stub Worker API on loopback playing the node.
+dispatcher threads, and a node's real Worker API on loopback (over a
+scripted sandbox runtime).
 Scrapes are parsed with prometheus_client's own text parser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from acceptance.stub_worker import StubWorkerApi
-from acceptance.task_stack import Api, InProcessDispatcher, NodeHandle, make_dispatchable, task_status, wait_until
+from harness.api import ApiClient
+from harness.nodes import NodeHandle, make_dispatchable
+from harness.orchestrator import InProcessDispatcher, task_status
+from harness.processes import wait_until
+from harness.worker import WorkerNode
 from metrics_samples import families_of, value
 
 WAIT = 15.0
@@ -23,40 +26,24 @@ def settings_overrides() -> dict[str, Any]:
     return {"dispatcher_enabled": True, "dispatch_poll_interval": 0.2, "dispatch_workers": 1}
 
 
-def scrape(client: Any) -> dict[str, Any]:
+def scrape(api: ApiClient) -> dict[str, Any]:
     """``{family name: family}`` of one ``GET /metrics`` (no token)."""
-    resp = client.get("/metrics")
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert resp.content_type.startswith("text/plain; version=0.0.4")
-    return families_of(resp.get_data(as_text=True))
-
-
-def admin_token(client: Any, orchestrator: Any) -> str:
-    resp = client.post("/v1/auth/login", json={"handle": "admin", "password": orchestrator.secrets.admin_password})
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return str(resp.get_json()["access_token"])
-
-
-def create_task(client: Any, token: str, prompt: str = "echo hi", **headers: str) -> Any:
-    resp = client.post(
-        "/v1/tasks",
-        json={"prompt": prompt, "input_mode": "commands"},
-        headers={"Authorization": f"Bearer {token}", **headers},
-    )
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    return resp
+    resp = api.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return families_of(resp.text)
 
 
 def test_metrics_count_requests_by_route_and_read_tasks_and_queue_from_the_database(
-    client: Any, orchestrator: Any
+    api: ApiClient, orchestrator: Any
 ) -> None:
-    token = admin_token(client, orchestrator)
-    assert client.post("/v1/auth/login", json={"handle": "admin", "password": "wrong"}).status_code == 401
-    task_id = create_task(client, token).get_json()["task_id"]
-    assert client.get(f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    assert client.get("/no/such/path-with-a-unique-name").status_code == 404
+    token = api.login("admin", orchestrator.secrets.admin_password, expect=200).json()["access_token"]
+    assert api.login("admin", "wrong").status_code == 401
+    task_id = api.create_command("echo hi")
+    assert api.get(f"/v1/tasks/{task_id}", token=token).status_code == 200
+    assert api.get("/no/such/path-with-a-unique-name").status_code == 404
 
-    families = scrape(client)
+    families = scrape(api)
 
     assert {
         "cynode_http_requests",
@@ -78,7 +65,7 @@ def test_metrics_count_requests_by_route_and_read_tasks_and_queue_from_the_datab
     # The URL rule, never the raw path: a task id or an unknown path does not make a series of its own.
     assert value(families, "cynode_http_requests_total", route="/v1/tasks/<string:ref>", status="200") == 1
     assert value(families, "cynode_http_requests_total", route="unmatched", status="404") == 1
-    text = client.get("/metrics").get_data(as_text=True)
+    text = api.get("/metrics").text
     assert task_id not in text and "path-with-a-unique-name" not in text
 
     assert value(families, "cynode_db_up") == 1
@@ -92,33 +79,26 @@ def test_metrics_count_requests_by_route_and_read_tasks_and_queue_from_the_datab
     assert value(families, "cynode_dispatch_attempts_total", outcome="completed") == 0
 
 
-def test_metrics_need_no_token_and_are_served_on_both_ports(client: Any) -> None:
+def test_metrics_need_no_token_and_are_served_on_both_ports(api: ApiClient) -> None:
     """One app serves the gateway and the control plane; /metrics is open like /healthz."""
-    resp = client.get("/metrics", headers={"Authorization": "Bearer not-a-token"})
+    resp = api.get("/metrics", token="not-a-token")
     assert resp.status_code == 200
-    assert "cynode_http_requests_total" in resp.get_data(as_text=True)
-
-
-@pytest.fixture
-def stub() -> Iterator[StubWorkerApi]:
-    worker = StubWorkerApi()
-    yield worker
-    worker.close()
+    assert "cynode_http_requests_total" in resp.text
 
 
 def test_a_dispatched_job_counts_an_attempt_and_its_round_trip(
-    client: Any, orchestrator: Any, stub: StubWorkerApi
+    api: ApiClient, orchestrator: Any, worker: WorkerNode
 ) -> None:
-    api = Api(client=client)
-    make_dispatchable(api, orchestrator.secrets.psk, NodeHandle("node-m1", stub))
+    make_dispatchable(api, orchestrator.secrets.psk, NodeHandle.of("node-m1", worker))
     dispatcher = InProcessDispatcher(orchestrator.app.extensions["cynode"])
     try:
-        task_id = create_task(client, admin_token(client, orchestrator)).get_json()["task_id"]
+        api.login("admin", orchestrator.secrets.admin_password, expect=200)
+        task_id = api.create_command("echo hi")
         wait_until(lambda: task_status(orchestrator.db, task_id) == "completed", WAIT, "the task to complete")
     finally:
         dispatcher.stop()
 
-    families = scrape(client)
+    families = scrape(api)
     assert value(families, "cynode_dispatch_attempts_total", outcome="completed") == 1
     assert value(families, "cynode_dispatch_attempts_total", outcome="error") == 0
     assert value(families, "cynode_job_duration_seconds_count", status="completed") == 1
@@ -129,10 +109,10 @@ def test_a_dispatched_job_counts_an_attempt_and_its_round_trip(
     assert value(families, "cynode_nodes", status="active") == 1
 
 
-def test_two_apps_in_one_process_keep_their_own_registries(orchestrator: Any) -> None:
+def test_two_apps_in_one_process_keep_their_own_registries(orchestrator: Any, api: ApiClient) -> None:
     from cynode_core.orchestrator.app import create_app
 
-    other = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets)
-    other.test_client().get("/healthz")
-    mine = scrape(orchestrator.app.test_client())
+    other = create_app(orchestrator.settings, orchestrator.db, orchestrator.resources.secrets)
+    ApiClient.in_process(other).get("/healthz")
+    mine = scrape(api)
     assert value(mine, "cynode_http_requests_total", route="/healthz") is None

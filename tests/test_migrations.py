@@ -18,7 +18,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from orchestrator_process import CynodeProcess, clean_environ
+from harness.processes import CynodeProcess, clean_environ
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
@@ -142,12 +142,13 @@ def test_two_processes_migrating_one_empty_database_at_once(
     try:
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": migrate.MIGRATION_LOCK_KEY})
         holder.commit()
-        procs.append(CynodeProcess(["db", "upgrade"], env, tmp_path / "db-upgrade.log"))
-        procs.append(CynodeProcess(["orchestrator", "serve", "--migrate-only"], env, tmp_path / "migrate-only.log"))
+        procs.append(CynodeProcess(["db", "upgrade"], env, tmp_path / "db-upgrade.log").start())
+        migrate_only = CynodeProcess(["orchestrator", "serve", "--migrate-only"], env, tmp_path / "migrate-only.log")
+        procs.append(migrate_only.start())
         deadline = time.monotonic() + 60
         while _waiting_for_the_lock(pg.admin_url, database) < 2:
             for proc in procs:
-                assert proc.proc.poll() is None, f"exited before taking the lock:\n{proc.output}"
+                assert proc.alive(), f"exited before taking the lock:\n{proc.output}"
             assert time.monotonic() < deadline, "the processes never waited on the migration lock"
             time.sleep(0.1)
         assert migrate.current_revision(engine) is None  # neither has migrated while we hold the lock

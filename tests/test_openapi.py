@@ -13,8 +13,8 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-import requests
 import schemathesis
+from harness.api import ApiClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -51,10 +51,10 @@ def _resolve(spec: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def test_openapi_json_is_valid_openapi_3(client) -> None:  # type: ignore[no-untyped-def]
-    resp = client.get("/openapi.json")
-    assert resp.status_code == 200 and resp.content_type.startswith("application/json")
-    spec = resp.get_json()
+def test_openapi_json_is_valid_openapi_3(api) -> None:  # type: ignore[no-untyped-def]
+    resp = api.get("/openapi.json")
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/json")
+    spec = resp.json()
     assert spec["openapi"].startswith("3.0.")
     errors = [
         f"{'/'.join(map(str, e.instance_path))}: {e.message}"
@@ -65,8 +65,8 @@ def test_openapi_json_is_valid_openapi_3(client) -> None:  # type: ignore[no-unt
     assert spec["components"]["securitySchemes"]["bearerAuth"] == bearer
 
 
-def test_openapi_lists_every_route_and_only_real_ones(client, orchestrator) -> None:  # type: ignore[no-untyped-def]
-    documented = set(_operations(client.get("/openapi.json").get_json()))
+def test_openapi_lists_every_route_and_only_real_ones(api, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    documented = set(_operations(api.get("/openapi.json").json()))
     served = set()
     for rule in orchestrator.app.url_map.iter_rules():
         if rule.rule.startswith(_DOC_PATHS):
@@ -83,8 +83,8 @@ def test_openapi_lists_every_route_and_only_real_ones(client, orchestrator) -> N
     } <= served
 
 
-def test_every_operation_has_a_summary_and_declares_its_token(client) -> None:  # type: ignore[no-untyped-def]
-    spec = client.get("/openapi.json").get_json()
+def test_every_operation_has_a_summary_and_declares_its_token(api) -> None:  # type: ignore[no-untyped-def]
+    spec = api.get("/openapi.json").json()
     for (path, verb), op in _operations(spec).items():
         assert op.get("summary"), f"{verb.upper()} {path} has no summary"
         # A 401 means a token is checked, except where credentials come in the body.
@@ -92,8 +92,8 @@ def test_every_operation_has_a_summary_and_declares_its_token(client) -> None:  
             assert op.get("security") == [{"bearerAuth": []}], f"{verb.upper()} {path} takes a token but says none"
 
 
-def test_shared_error_responses_document_problem_details(client) -> None:  # type: ignore[no-untyped-def]
-    spec = client.get("/openapi.json").get_json()
+def test_shared_error_responses_document_problem_details(api) -> None:  # type: ignore[no-untyped-def]
+    spec = api.get("/openapi.json").json()
     for name in ("DEFAULT_ERROR",):
         response = spec["components"]["responses"][name]
         schema = _resolve(spec, response["content"][PROBLEM]["schema"])
@@ -101,8 +101,8 @@ def test_shared_error_responses_document_problem_details(client) -> None:  # typ
         assert schema["properties"]["status"]["type"] == "integer"
 
 
-def test_every_error_response_documents_its_problem_body(client) -> None:  # type: ignore[no-untyped-def]
-    spec = client.get("/openapi.json").get_json()
+def test_every_error_response_documents_its_problem_body(api) -> None:  # type: ignore[no-untyped-def]
+    spec = api.get("/openapi.json").json()
     missing = []
     for (path, verb), op in _operations(spec).items():
         for status, response in op["responses"].items():
@@ -112,19 +112,19 @@ def test_every_error_response_documents_its_problem_body(client) -> None:  # typ
     assert missing == []
 
 
-def test_docs_serves_swagger_ui(client) -> None:  # type: ignore[no-untyped-def]
-    resp = client.get("/docs")
-    assert resp.status_code == 200 and resp.content_type.startswith("text/html")
-    html = resp.get_data(as_text=True)
+def test_docs_serves_swagger_ui(api) -> None:  # type: ignore[no-untyped-def]
+    resp = api.get("/docs")
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/html")
+    html = resp.text
     assert "SwaggerUIBundle" in html and 'url: "/openapi.json"' in html
 
 
-def test_docs_assets_are_served(client) -> None:  # type: ignore[no-untyped-def]
-    html = client.get("/docs").get_data(as_text=True)
+def test_docs_assets_are_served(api) -> None:  # type: ignore[no-untyped-def]
+    html = api.get("/docs").text
     assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', html)
     assert assets
     for asset in assets:
-        assert client.get(asset).status_code == 200, asset
+        assert api.get(asset).status_code == 200, asset
 
 
 # -- schemathesis against the live app ---------------------------------------
@@ -136,27 +136,24 @@ class Credentials:
     def __init__(self, base: str, orchestrator: Any):
         with orchestrator.db.session() as session:
             accounts.create_user(session, _FUZZ_USER, _FUZZ_PASSWORD)
-        self.base = base
-        self.user_token = self.login()
-        self.admin_token = self.login("admin", orchestrator.secrets.admin_password)
+        self.api = ApiClient(base)
+        self.user_token = self.fresh_token()
+        self.admin_token = self.fresh_token("admin", orchestrator.secrets.admin_password)
         cap = {"version": 1, "node": {"node_slug": "fuzz-node"}, "worker_api": {"base_url": "http://127.0.0.1:9"}}
-        resp = requests.post(
-            f"{base}/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap}, timeout=10
-        )
+        resp = self.api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap})
         assert resp.status_code == 201, resp.text
         self.node_token = resp.json()["auth"]["node_jwt"]
 
-    def login(self, handle: str = _FUZZ_USER, password: str = _FUZZ_PASSWORD) -> str:
-        resp = requests.post(f"{self.base}/v1/auth/login", json={"handle": handle, "password": password}, timeout=10)
-        assert resp.status_code == 200, resp.text
-        return str(resp.json()["access_token"])
+    def fresh_token(self, handle: str = _FUZZ_USER, password: str = _FUZZ_PASSWORD) -> str:
+        """The access token of a new session."""
+        return str(self.api.login(handle, password, expect=200).json()["access_token"])
 
     def headers_for(self, case: schemathesis.Case) -> dict[str, str]:
         if not case.operation.definition.raw.get("security"):
             return {}
         path = case.operation.path
         if path == "/v1/auth/logout":
-            token = self.login()  # logout ends the session it is called with
+            token = self.fresh_token()  # logout ends the session it is called with
         elif path.startswith("/v1/nodes/"):
             token = self.node_token
         elif path.endswith("/revoke_sessions"):
@@ -211,7 +208,7 @@ def test_api_keeps_its_description(
 ) -> None:  # type: ignore[no-untyped-def]
     # Built by hand per operation: schemathesis' own pytest integration
     # (schemathesis.pytest.from_fixture) does not run on pytest 9.
-    spec = requests.get(f"{live_orchestrator}/openapi.json", timeout=10).json()
+    spec = ApiClient(live_orchestrator).call("GET", "/openapi.json", auth=False)
     schema = schemathesis.openapi.from_dict(spec)
     schema.config.update(base_url=live_orchestrator)
     operations = []

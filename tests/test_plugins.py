@@ -13,6 +13,7 @@ from typing import Any
 import pluggy
 import pytest
 from flask import Flask
+from harness.api import ApiClient
 from sqlalchemy import select
 
 from cynode_core import hookimpl
@@ -72,11 +73,7 @@ def builtins(orchestrator: Any) -> list[tuple[object, str]]:
 
 def app_with(orchestrator: Any, *extra: tuple[object, str], disabled: Sequence[str] = ()) -> Flask:
     pm = get_plugin_manager([*builtins(orchestrator), *extra], disabled=disabled)
-    return create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm)
-
-
-def login(client: Any, handle: str, password: str) -> Any:
-    return client.post("/v1/auth/login", json={"handle": handle, "password": password})
+    return create_app(orchestrator.settings, orchestrator.db, orchestrator.resources.secrets, plugin_manager=pm)
 
 
 # -- authentication --------------------------------------------------------
@@ -84,37 +81,37 @@ def login(client: Any, handle: str, password: str) -> Any:
 
 def test_an_external_identity_logs_in_and_gets_a_users_row(orchestrator) -> None:  # type: ignore[no-untyped-def]
     directory = DirectoryLogin()
-    client = app_with(orchestrator, (directory, LDAP)).test_client()
+    client = ApiClient.in_process(app_with(orchestrator, (directory, LDAP)))
 
-    resp = login(client, "carol", "from-ldap")
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {resp.get_json()['access_token']}"})
-    assert me.status_code == 200 and me.get_json()["handle"] == "carol" and me.get_json()["is_active"] is True
+    resp = client.login("carol", "from-ldap")
+    assert resp.status_code == 200, resp.text
+    me = client.get("/v1/users/me", token=resp.json()["access_token"])
+    assert me.status_code == 200 and me.json()["handle"] == "carol" and me.json()["is_active"] is True
 
     with orchestrator.db.session() as session:
         carol = session.scalars(select(User).where(User.handle == "carol")).one()
         assert (carol.external_source, carol.external_id) == (LDAP, "uid=carol")
-        assert str(carol.id) == me.get_json()["id"]
+        assert str(carol.id) == me.json()["id"]
         assert session.scalar(select(PasswordCredential).where(PasswordCredential.user_id == carol.id)) is None
 
     # A second login finds the same row rather than making another.
-    assert login(client, "carol", "from-ldap").status_code == 200
+    assert client.login("carol", "from-ldap").status_code == 200
     with orchestrator.db.session() as session:
         assert len(session.scalars(select(User).where(User.handle == "carol")).all()) == 1
 
 
 def test_the_external_plugin_refusing_means_401(orchestrator) -> None:  # type: ignore[no-untyped-def]
-    client = app_with(orchestrator, (DirectoryLogin(), LDAP)).test_client()
-    resp = login(client, "carol", "wrong")
-    assert resp.status_code == 401 and resp.content_type == "application/problem+json"
+    client = ApiClient.in_process(app_with(orchestrator, (DirectoryLogin(), LDAP)))
+    resp = client.login("carol", "wrong")
+    assert resp.status_code == 401 and resp.headers["Content-Type"] == "application/problem+json"
     with orchestrator.db.session() as session:
         assert session.scalar(select(User).where(User.handle == "carol")) is None
 
 
 def test_local_accounts_still_work_beside_an_external_plugin(orchestrator) -> None:  # type: ignore[no-untyped-def]
     directory = DirectoryLogin()
-    client = app_with(orchestrator, (directory, LDAP)).test_client()
-    assert login(client, "admin", orchestrator.secrets.admin_password).status_code == 200
+    client = ApiClient.in_process(app_with(orchestrator, (directory, LDAP)))
+    assert client.login("admin", orchestrator.secrets.admin_password).status_code == 200
 
 
 def test_an_external_plugin_cannot_take_over_a_local_handle(orchestrator) -> None:  # type: ignore[no-untyped-def]
@@ -125,17 +122,17 @@ def test_an_external_plugin_cannot_take_over_a_local_handle(orchestrator) -> Non
                 return None
             return Identity(handle="admin", external_source="rogue", external_id="uid=admin")
 
-    client = app_with(orchestrator, (ClaimsAdmin(), "rogue")).test_client()
-    assert login(client, "admin", "anything").status_code == 401
+    client = ApiClient.in_process(app_with(orchestrator, (ClaimsAdmin(), "rogue")))
+    assert client.login("admin", "anything").status_code == 401
 
 
 def test_disabled_blocks_a_plugin_by_name(orchestrator) -> None:  # type: ignore[no-untyped-def]
     directory = DirectoryLogin()
     pm = get_plugin_manager([*builtins(orchestrator), (directory, LDAP)], disabled=[LDAP])
     assert LDAP not in plugin_names(pm) and pm.is_blocked(LDAP)
-    app = create_app(orchestrator.settings, orchestrator.db, orchestrator.runtime.secrets, plugin_manager=pm)
-    client = app.test_client()
-    assert login(client, "carol", "from-ldap").status_code == 401
+    app = create_app(orchestrator.settings, orchestrator.db, orchestrator.resources.secrets, plugin_manager=pm)
+    client = ApiClient.in_process(app)
+    assert client.login("carol", "from-ldap").status_code == 401
     assert directory.calls == []
 
 
@@ -151,12 +148,12 @@ def test_cynode_disable_plugins_reaches_the_app(orchestrator) -> None:  # type: 
     from_env = load_settings(OrchestratorSettings, environ={"CYNODE_DISABLE_PLUGINS": f" {LOCAL_AUTH} , podman "})
     assert from_env.disable_plugins == [LOCAL_AUTH, "podman"]
     settings = replace(orchestrator.settings, disable_plugins=from_env.disable_plugins)
-    app = create_app(settings, orchestrator.db, orchestrator.runtime.secrets)
+    app = create_app(settings, orchestrator.db, orchestrator.resources.secrets)
     pm: pluggy.PluginManager = app.extensions["cynode"].pm
     names = plugin_names(pm)
     assert LOCAL_AUTH not in names and "podman" not in names and DEFAULT_SCHEDULER in names
     # With local accounts blocked nobody vouches for the admin any more.
-    assert login(app.test_client(), "admin", orchestrator.secrets.admin_password).status_code == 401
+    assert ApiClient.in_process(app).login("admin", orchestrator.secrets.admin_password).status_code == 401
 
 
 def test_a_misspelt_hook_fails_at_start_up() -> None:

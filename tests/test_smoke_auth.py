@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-
-def login(client, handle, password, ip="10.9.9.9"):  # type: ignore[no-untyped-def]
-    return client.post("/v1/auth/login", json={"handle": handle, "password": password}, headers={"X-Forwarded-For": ip})
+from harness.api import ApiClient
 
 
-def test_login_me_refresh_logout(client, orchestrator) -> None:  # type: ignore[no-untyped-def]
-    resp = login(client, "admin", orchestrator.secrets.admin_password)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    body = resp.get_json()
+def test_login_me_refresh_logout(api: ApiClient, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    resp = api.login("admin", orchestrator.secrets.admin_password, ip="10.9.9.9")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
-    me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
-    assert me.status_code == 200 and me.get_json()["handle"] == "admin"
-    r2 = client.post("/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    me = api.get("/v1/users/me", token=body["access_token"])
+    assert me.status_code == 200 and me.json()["handle"] == "admin"
+    r2 = api.post("/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
     assert r2.status_code == 200
-    out = client.post("/v1/auth/logout", headers={"Authorization": f"Bearer {r2.get_json()['access_token']}"})
+    out = api.post("/v1/auth/logout", token=r2.json()["access_token"])
     assert out.status_code == 204
-    me2 = client.get("/v1/users/me", headers={"Authorization": f"Bearer {r2.get_json()['access_token']}"})
+    me2 = api.get("/v1/users/me", token=r2.json()["access_token"])
     assert me2.status_code == 401
-    assert me2.content_type == "application/problem+json"
+    assert me2.headers["Content-Type"] == "application/problem+json"

@@ -18,17 +18,17 @@ def admin() -> None:
 
 def _with_session(fn):  # type: ignore[no-untyped-def]
     from cynode_core.contract.errors import CynodeError
-    from cynode_core.orchestrator.process import open_runtime
+    from cynode_core.orchestrator.process import open_resources
 
     setup_logging("WARNING")
-    runtime = open_runtime(orchestrator_settings())
+    resources = open_resources(orchestrator_settings())
     try:
-        with runtime.db.session() as session:
-            return fn(session, runtime)
+        with resources.db.session() as session:
+            return fn(session, resources)
     except CynodeError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:
-        runtime.close()
+        resources.close()
 
 
 @admin.group("user")

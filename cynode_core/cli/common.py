@@ -7,8 +7,12 @@ from typing import Any
 
 import click
 
+from cynode_core.contract.job import TASK_TERMINAL
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.settings import ConfigError, load_settings
+
+# A task in one of these statuses (as the API names them) will not change again.
+FINAL_TASK_STATUSES = frozenset(status.api_value for status in TASK_TERMINAL)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -1,4 +1,4 @@
-"""Client commands (the role of upstream's cynork): login, whoami, logout, task ..."""
+"""Client commands (the role of cynork in CyNodeAI, the reference implementation): login, whoami, logout, task ..."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
-from cynode_core.cli.common import print_table
+from cynode_core.cli.common import FINAL_TASK_STATUSES, print_table
 from cynode_core.client import ApiError, GatewayClient
 
-TERMINAL = ("completed", "failed", "canceled", "superseded")
 url_option = click.option("--url", envvar="CYNODE_URL", default=None, help="gateway URL (default: the logged-in one)")
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 
@@ -152,7 +151,7 @@ def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) 
     spinner, i, started = "|/-\\", 0, time.monotonic()
     while True:
         data = _run(lambda: client.call("GET", f"/v1/tasks/{ref}/result"))
-        if not wait or data["status"] in TERMINAL:
+        if not wait or data["status"] in FINAL_TASK_STATUSES:
             break
         if sys.stderr.isatty():
             click.echo(f"\r{data['status']} {spinner[i % 4]} {time.monotonic() - started:5.1f}s", nl=False, err=True)

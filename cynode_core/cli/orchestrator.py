@@ -24,35 +24,35 @@ def orchestrator() -> None:
 @click.option("--migrate-only", is_flag=True, help="apply pending migrations and exit")
 def orchestrator_serve(migrate_only: bool) -> None:
     """Serve until SIGINT/SIGTERM; applies pending migrations first (under a lock)."""
-    from cynode_core.orchestrator.process import open_runtime, serve
+    from cynode_core.orchestrator.process import open_resources, serve
 
     settings = orchestrator_settings()
     setup_logging(settings.log_level, settings.log_format)
-    runtime = open_runtime(settings, bootstrap=not migrate_only)
+    resources = open_resources(settings, bootstrap=not migrate_only)
     try:
-        for message in runtime.messages:
+        for message in resources.messages:
             if settings.log_format == "json":  # keep stderr one JSON object per line
                 logging.getLogger("cynode_core.cli").warning("%s", message)
             else:
                 click.echo(message, err=True)
         if not migrate_only:
-            serve(runtime)
+            serve(resources)
     finally:
-        runtime.close()
+        resources.close()
 
 
 @orchestrator.command("dispatch")
 def orchestrator_dispatch() -> None:
     """Run only dispatcher threads (no HTTP), e.g. to add dispatch capacity next to serving processes."""
-    from cynode_core.orchestrator.process import dispatch_only, open_runtime
+    from cynode_core.orchestrator.process import dispatch_only, open_resources
 
     settings = orchestrator_settings()
     setup_logging(settings.log_level, settings.log_format)
-    runtime = open_runtime(settings)
+    resources = open_resources(settings)
     try:
-        dispatch_only(runtime)
+        dispatch_only(resources)
     finally:
-        runtime.close()
+        resources.close()
 
 
 @click.command("config")
@@ -84,27 +84,27 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations."""
-    from cynode_core.orchestrator.process import open_runtime
+    from cynode_core.orchestrator.process import open_resources
 
     settings = orchestrator_settings()
     setup_logging("WARNING")
-    runtime = open_runtime(settings, bootstrap=False)
-    runtime.close()
-    click.echo(runtime.messages[0] if runtime.messages else "database schema already at the newest version")
+    resources = open_resources(settings, bootstrap=False)
+    resources.close()
+    click.echo(resources.messages[0] if resources.messages else "database schema already at the newest version")
 
 
 @db.command("current")
 def db_current() -> None:
     """Print the schema revision of the database and the newest one."""
     from cynode_core.orchestrator import migrate
-    from cynode_core.orchestrator.process import open_runtime
+    from cynode_core.orchestrator.process import open_resources
 
-    runtime = open_runtime(orchestrator_settings(), migrate_schema=False, bootstrap=False)
+    resources = open_resources(orchestrator_settings(), migrate_schema=False, bootstrap=False)
     try:
-        click.echo(f"current: {migrate.current_revision(runtime.db.engine) or '(empty)'}")
+        click.echo(f"current: {migrate.current_revision(resources.db.engine) or '(empty)'}")
         click.echo(f"head:    {migrate.head_revision()}")
     finally:
-        runtime.close()
+        resources.close()
 
 
 @db.command("revision")
@@ -114,13 +114,13 @@ def db_revision(message: str) -> None:
     from alembic import command
 
     from cynode_core.orchestrator import migrate
-    from cynode_core.orchestrator.process import open_runtime
+    from cynode_core.orchestrator.process import open_resources
 
-    runtime = open_runtime(orchestrator_settings(), bootstrap=False)
+    resources = open_resources(orchestrator_settings(), bootstrap=False)
     try:
-        cfg = migrate.alembic_config(runtime.db.url)
+        cfg = migrate.alembic_config(resources.db.url)
         cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
         head = migrate.head_revision()
         command.revision(cfg, message=message, autogenerate=True, rev_id=f"{int(head or 0) + 1:04d}")
     finally:
-        runtime.close()
+        resources.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cynode_core.cli.common import orchestrator_settings
+from cynode_core.cli.common import FINAL_TASK_STATUSES, orchestrator_settings
 from cynode_core.cli.stack import Stack, StackError
 from cynode_core.client import ApiError, GatewayClient
 
@@ -122,7 +122,7 @@ def _wait_result(client: GatewayClient, task_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = client.call("GET", f"/v1/tasks/{task_id}/result")
-        if result["status"] in ("completed", "failed", "canceled"):
+        if result["status"] in FINAL_TASK_STATUSES:
             return result
         time.sleep(0.2)
     raise click.ClickException(f"task {task_id} did not finish within {timeout:.0f} s")

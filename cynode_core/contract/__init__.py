@@ -37,6 +37,7 @@ from cynode_core.contract.values import (
     SandboxRuntime,
     SandboxSpec,
     TaskEvent,
+    is_loopback_host,
     normalize_model_name,
 )
 
@@ -67,5 +68,6 @@ __all__ = [
     "TooLarge",
     "Unavailable",
     "hookimpl",
+    "is_loopback_host",
     "normalize_model_name",
 ]

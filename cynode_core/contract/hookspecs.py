@@ -54,10 +54,11 @@ def cynode_select_node(job: JobInfo, candidates: Sequence[NodeCandidate]) -> Nod
         ordered by ``node_slug``, with its slot count and running jobs.
     :returns: one of ``candidates``, or ``None`` to defer. When every plugin
         defers the job stays queued and is tried again later.
-    Called by: the dispatcher, once per claim. Default plugin: the
-    least-loaded candidate with a free slot; while it is the only
-    implementation the dispatcher applies the same rule in its claim query
-    instead of calling the hook.
+    Called by: the orchestrator's two-step claim (the ``cynode_claim_job``
+    hook's built-in ``two-step-claim`` plugin), once per picked job. Default
+    plugin: ``least-loaded``, the candidate with the most free slots; while it
+    is the only implementation, its own ``cynode_claim_job`` makes the same
+    choice inside the claim statement.
     """
 
 
@@ -108,5 +109,7 @@ def cynode_task_finished(task: TaskEvent) -> None:
     :param task: the task id, its final API status and its owner.
     :returns: nothing; exceptions are logged and swallowed so a plugin
         cannot break dispatch.
-    Called by: the dispatcher and the cancel endpoint, after the commit.
+    Called by: the orchestrator (``services/task_events.py``) after the
+    dispatcher stores a terminal result, after a lease runs out of attempts,
+    and after a cancel, each time after the commit.
     """

@@ -6,6 +6,7 @@ Plain dataclasses and ``typing.Protocol`` s: no web framework, no database.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -176,6 +177,16 @@ def normalize_model_name(name: str) -> str:
     if ":" not in text.rsplit("/", 1)[-1]:
         text += ":latest"
     return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP address: where a backend's ``base_url`` must point."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 RuntimeFactory = Callable[[Mapping[str, object]], SandboxRuntime]

@@ -20,7 +20,7 @@ from flask_smorest import Api
 
 from cynode_core import __version__
 from cynode_core.http_problems import install_problem_handlers
-from cynode_core.logs import install_request_id
+from cynode_core.http_request_ids import install_request_id
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch import placement
 from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAULT_SCHEDULER

@@ -3,7 +3,7 @@
 Both calls carry the node's bearer token and the task's request id; a run's
 outcome is classified here (transport errors retryable, 503 busy, anything
 but a 200 ``RunJobResponse`` final) so the dispatcher only decides what to
-do next (wire_contract.md#worker-run-job).
+do next (docs/wire_contract.md#worker-run-job).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
+class ServerResources:
     """An opened database and the resolved secrets; close() releases both."""
 
     settings: OrchestratorSettings
@@ -33,7 +33,9 @@ class Runtime:
             self.embedded.stop()
 
 
-def open_runtime(settings: OrchestratorSettings, *, migrate_schema: bool = True, bootstrap: bool = True) -> Runtime:
+def open_resources(
+    settings: OrchestratorSettings, *, migrate_schema: bool = True, bootstrap: bool = True
+) -> ServerResources:
     """Open the database (starting the embedded server if no URL is set) and prepare it."""
     from dataclasses import replace
 
@@ -53,30 +55,31 @@ def open_runtime(settings: OrchestratorSettings, *, migrate_schema: bool = True,
     settings = replace(settings, jwt_secret=secrets.jwt_secret, node_psk=secrets.node_psk)
     url, embedded = resolve_database_url(settings.database_url, settings.home)
     db = Database(url)
-    runtime = Runtime(settings, db, secrets, embedded)
+    resources = ServerResources(settings, db, secrets, embedded)
     try:
         log.info("database: %s", redact_url(url))
         if migrate_schema and migrate.upgrade(db.engine, url):
-            runtime.messages.append("database schema migrated to the newest version")
+            resources.messages.append("database schema migrated to the newest version")
         if bootstrap:
             with db.session() as session:
                 message = ensure_bootstrap_users(session, secrets.admin_password, secrets.admin_password_file)
             if message:
-                runtime.messages.append(message)
+                resources.messages.append(message)
     except BaseException:
-        runtime.close()
+        resources.close()
         raise
-    return runtime
+    return resources
 
 
-def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> None:
+def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = None) -> None:
     """Serve the app on the gateway and control-plane addresses until SIGINT/SIGTERM."""
     from waitress.server import create_server
 
     from cynode_core.orchestrator.app import create_app
 
-    app = create_app(runtime.settings, runtime.db, runtime.secrets)
-    settings = runtime.settings
+    app = create_app(resources.settings, resources.db, resources.secrets)
+    log_plugins(app)
+    settings = resources.settings
     listen = (
         settings.gateway_listen
         if settings.gateway_listen == settings.control_listen
@@ -118,13 +121,14 @@ def serve(runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> No
             signal.signal(sig, handler)
 
 
-def dispatch_only(runtime: Runtime) -> None:
+def dispatch_only(resources: ServerResources) -> None:
     """Run dispatcher threads until SIGINT/SIGTERM, serving no HTTP."""
     from dataclasses import replace
 
     from cynode_core.orchestrator.app import create_app
 
-    app = create_app(replace(runtime.settings, dispatcher_enabled=True), runtime.db, runtime.secrets)
+    app = create_app(replace(resources.settings, dispatcher_enabled=True), resources.db, resources.secrets)
+    log_plugins(app)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     workers = start_background(app, stop)
@@ -136,6 +140,14 @@ def dispatch_only(runtime: Runtime) -> None:
             worker.join(timeout=10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def log_plugins(app: Any) -> None:
+    """Name every plugin this process runs with, and its version, at start."""
+    from cynode_core.plugin_manager import describe_plugins
+
+    for line in describe_plugins(app.extensions["cynode"].pm):
+        log.info("plugin %s", line)
 
 
 def start_background(app: Any, stop: threading.Event) -> list[threading.Thread]:

@@ -6,10 +6,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-from cynode_core.logs import parse_log_format
 from cynode_core.settings import (
     ConfigError,
-    default_home,
+    home_setting,
+    log_format_setting,
+    log_level_setting,
     parse_bool,
     parse_duration,
     parse_int,
@@ -17,9 +18,9 @@ from cynode_core.settings import (
     parse_listen,
     parse_megabytes,
     parse_optional_str,
-    parse_path,
     parse_positive_int,
     register_settings_class,
+    secret_setting,
     setting,
 )
 
@@ -29,34 +30,18 @@ from cynode_core.settings import (
 class OrchestratorSettings:
     """Everything ``cynode orchestrator serve`` reads at start."""
 
-    home: Path = setting(default_home, parse=parse_path, help="state directory (secrets, embedded PostgreSQL)")
-    database_url: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        env=("DATABASE_URL",),
-        secret=True,
-        help="PostgreSQL URL; unset: embedded PostgreSQL under CYNODE_HOME",
+    home: Path = home_setting("state directory (secrets, embedded PostgreSQL)")
+    database_url: str | None = secret_setting(
+        env=("DATABASE_URL",), help="PostgreSQL URL; unset: embedded PostgreSQL under CYNODE_HOME"
     )
-    jwt_secret: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        env=("JWT_SECRET",),
-        secret=True,
-        help="HS256 key, at least 32 bytes; unset: generated once under CYNODE_HOME",
+    jwt_secret: str | None = secret_setting(
+        env=("JWT_SECRET",), help="HS256 key, at least 32 bytes; unset: generated once under CYNODE_HOME"
     )
-    admin_password: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        env=("BOOTSTRAP_ADMIN_PASSWORD",),
-        secret=True,
-        help="password of the bootstrap admin; unset: generated, path printed",
+    admin_password: str | None = secret_setting(
+        env=("BOOTSTRAP_ADMIN_PASSWORD",), help="password of the bootstrap admin; unset: generated, path printed"
     )
-    node_psk: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        env=("NODE_REGISTRATION_PSK",),
-        secret=True,
-        help="node registration pre-shared key; unset: generated under CYNODE_HOME",
+    node_psk: str | None = secret_setting(
+        env=("NODE_REGISTRATION_PSK",), help="node registration pre-shared key; unset: generated under CYNODE_HOME"
     )
     gateway_listen: str = setting(
         "127.0.0.1:12080",
@@ -101,11 +86,8 @@ class OrchestratorSettings:
     trust_forwarded_for: bool = setting(
         False, parse=parse_bool, help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)"
     )
-    token_key: str | None = setting(
-        None,
-        parse=parse_optional_str,
-        secret=True,
-        help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME",
+    token_key: str | None = secret_setting(
+        help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME"
     )
     login_handle_failures: int = setting(
         10, parse=parse_positive_int, help="failed logins per handle before throttling"
@@ -143,8 +125,8 @@ class OrchestratorSettings:
     prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
     disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
-    log_level: str = setting("INFO", help="logging level")
-    log_format: str = setting("text", parse=parse_log_format, help="log lines as text or JSON (text, json)")
+    log_level: str = log_level_setting()
+    log_format: str = log_format_setting()
 
     def validate(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

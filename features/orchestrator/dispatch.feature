@@ -1,7 +1,8 @@
 Feature: Per-node dispatch to the Worker API and result collection
   The real dispatcher claims queued jobs from PostgreSQL and calls each
-  node's own Worker API with that node's bearer token; the Worker APIs are
-  stubs on loopback that record every call and answer as scripted.
+  node's own Worker API with that node's bearer token. Each "stub Worker
+  API" is the node agent's real Worker API on loopback over a scripted
+  sandbox runtime: every call is recorded and what a job prints is scripted.
   Scenarios tagged @orchestrator_process run the orchestrator as a real
   `cynode orchestrator serve` child process (lease 3 s, dispatcher poll
   0.2 s), because they stop, restart or SIGKILL it; the others run the same

@@ -1,9 +1,10 @@
 Feature: Task create, get, list, result, logs and cancel at the gateway
   Tasks are created, read, listed, filtered, read back with their results
   and logs, and canceled through the User API Gateway; the real dispatcher
-  runs them on one node whose Worker API is a stub on loopback.
-  ("Cancelling a running task stops its sandbox" needs a real Worker API and
-  Podman: it lives in tests/e2e.)
+  runs them on one node. Its "stub Worker API" is the node agent's real
+  Worker API on loopback over a scripted sandbox runtime.
+  ("Cancelling a running task stops its sandbox" needs a real container
+  runtime: it lives in tests/e2e.)
 
   Background:
     Given the gateway and control plane are running with one dispatchable node behind a stub Worker API

@@ -1,12 +1,13 @@
-"""Steps shared by the orchestrator features (HTTP through the app, real database)."""
+"""Steps shared by the orchestrator features (HTTP through the app with ``api``, real database)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import pytest
+import requests
+from harness.api import ApiClient
 from pytest_bdd import given, parsers, then
 from sqlalchemy import select, text
 
@@ -26,14 +27,6 @@ def ctx() -> Ctx:
     return Ctx()
 
 
-def login(client, handle: str, password: str, ip: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
-    return client.post("/v1/auth/login", json={"handle": handle, "password": password}, headers={"X-Forwarded-For": ip})
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def audit_rows(orchestrator, **where: Any) -> list[AuthAuditLog]:  # type: ignore[no-untyped-def]
     with orchestrator.db.session() as session:
         stmt = select(AuthAuditLog)
@@ -47,22 +40,22 @@ def sql_scalar(orchestrator, query: str, **params: Any) -> Any:  # type: ignore[
         return session.execute(text(query), params).scalar()
 
 
-def assert_problem(resp, status: int, detail: str | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.content_type == "application/problem+json"
-    body = json.loads(resp.get_data(as_text=True))
+def assert_problem(resp: requests.Response, status: int, detail: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    body = resp.json()
     assert body["status"] == status
     assert body["type"].startswith(("urn:cynodeai:error:", "https://cynode.ai/specs/"))
     assert isinstance(body["title"], str) and body["title"]
-    assert "Traceback" not in resp.get_data(as_text=True)
+    assert "Traceback" not in resp.text
     if detail is not None:
         assert body.get("detail") == detail
     return body
 
 
 @given("the gateway is running against an empty migrated database")
-def gateway_running(client) -> None:  # type: ignore[no-untyped-def]
-    assert client.get("/healthz").status_code == 200
+def gateway_running(api: ApiClient) -> None:
+    assert api.get("/healthz").status_code == 200
 
 
 @given('the seeded user "admin" has the fixture admin password')
@@ -80,7 +73,7 @@ def user_exists(orchestrator, handle: str, password: str) -> None:  # type: igno
 
 @then(parsers.parse("the status is {status:d}"))
 def status_is(ctx: Ctx, status: int) -> None:
-    assert ctx.resp.status_code == status, ctx.resp.get_data(as_text=True)
+    assert ctx.resp.status_code == status, ctx.resp.text
 
 
 @then(parsers.parse('I get a problem response with status {status:d} and detail "{detail}"'))

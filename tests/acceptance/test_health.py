@@ -2,19 +2,16 @@
 
 The gateway and the control plane are the one orchestrator app served on two
 loopback ports (as ``cynode orchestrator serve`` does), over real HTTP and a
-real PostgreSQL database of the test's own. The only stand-in is the node's
-Worker API ``/readyz``: a stub HTTP server on loopback whose status the steps
-flip. Start-up scenarios run the real ``cynode orchestrator serve`` process.
+real PostgreSQL database of the test's own. The node is played by the test in
+front of a node's real Worker API (``harness.worker``) whose readiness the
+steps flip. Start-up scenarios run the real ``cynode orchestrator serve`` process.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import http.server
 import os
 import secrets
 import stat
-import threading
 import time
 import uuid
 import warnings
@@ -28,8 +25,11 @@ import psycopg
 import pytest
 import requests
 from acceptance.conftest import Ctx
-from orchestrator_process import CynodeProcess, clean_environ, free_port, port_open
-from orchestrator_under_test import LiveServer
+from harness.api import ApiClient
+from harness.nodes import NodeHandle, ack, capability, fetch_config, register
+from harness.orchestrator import LiveServer
+from harness.processes import CynodeProcess, Orchestrator, clean_environ, port_open
+from harness.worker import WorkerNode
 from psycopg import sql
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import func, select
@@ -43,7 +43,6 @@ from cynode_core.orchestrator.services import readiness
 scenarios("orchestrator/health_and_readiness.feature")
 
 CHECK_NAMES = ["database", "migrations", "dispatchable node"]
-TIMEOUT = 10
 
 
 # -- fixtures --------------------------------------------------------------
@@ -51,7 +50,7 @@ TIMEOUT = 10
 
 @pytest.fixture(autouse=True)
 def _no_probe_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Node probes are cached 3 s in production; the steps flip the stub faster than that."""
+    """Node probes are cached 3 s in production; the steps flip the node's readiness faster than that."""
     monkeypatch.setattr(readiness, "PROBE_CACHE_SECONDS", 0.0)
 
 
@@ -90,16 +89,16 @@ def database_url(test_database: OwnDatabase) -> str:
 class Services:
     """The orchestrator app on its gateway port and its control-plane port."""
 
-    gateway: str
-    control: str
+    gateway: ApiClient
+    control: ApiClient
     orchestrator: Any  # conftest's OrchestratorUnderTest
     bodies: list[str] = field(default_factory=list)
 
-    def url(self, service: str) -> str:
+    def api(self, service: str) -> ApiClient:
         return self.gateway if service == "gateway" else self.control
 
-    def get(self, service: str, path: str, **kwargs: Any) -> requests.Response:
-        resp = requests.get(self.url(service) + path, timeout=TIMEOUT, **kwargs)
+    def get(self, service: str, path: str) -> requests.Response:
+        resp = self.api(service).get(path)
         self.bodies.append(resp.text)
         return resp
 
@@ -107,58 +106,17 @@ class Services:
 @pytest.fixture
 def services(orchestrator: Any) -> Iterator[Services]:
     gateway, control = LiveServer(orchestrator.app), LiveServer(orchestrator.app)
-    yield Services(gateway.url, control.url, orchestrator)
+    yield Services(ApiClient(gateway.url), ApiClient(control.url), orchestrator)
     gateway.stop()
     control.stop()
 
 
-class StubWorkerApi:
-    """STUB of a node's Worker API: only ``GET /readyz``, answering ``status`` (200 or 503)."""
-
-    def __init__(self) -> None:
-        stub = self
-        self.status = 200
-        self.probes = 0
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                stub.probes += 1
-                code = stub.status if self.path == "/readyz" else 404
-                body = b"ready\n" if code == 200 else b"not ready\n"
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def worker_stub() -> Iterator[StubWorkerApi]:
-    stub = StubWorkerApi()
-    yield stub
-    stub.stop()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[CynodeProcess]]:
-    """Every ``cynode`` child a scenario starts; all are stopped (killed if need be) at the end."""
-    started: list[CynodeProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
+def set_readiness(worker: WorkerNode, status: int) -> None:
+    """The node's Worker API ``/readyz`` answers ``status`` (200 or 503) from now on."""
+    if status == 200:
+        worker.readiness.mark_ready()
+    else:
+        worker.readiness.set_not_ready("not ready on purpose")
 
 
 @pytest.fixture
@@ -171,61 +129,11 @@ def empty_database_url(pg: Any) -> Iterator[str]:
 # -- a node through the real control plane ---------------------------------
 
 
-@dataclass
-class NodeUnderTest:
-    slug: str
-    token: str
-    config_version: str = ""
-
-
-def _capability(slug: str, worker_url: str) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "reported_at": _now(),
-        "node": {"node_slug": slug},
-        "platform": {"os": "linux", "arch": "amd64"},
-        "compute": {"cpu_cores": 2, "ram_mb": 2048},
-        "sandbox": {"supported": True, "max_concurrency": 2},
-        "worker_api": {"base_url": worker_url},
-    }
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def register_and_fetch(svc: Services, slug: str, worker_url: str) -> NodeUnderTest:
+def register_and_fetch(svc: Services, node: NodeHandle) -> NodeHandle:
     """``POST /v1/nodes/register`` with the PSK, then ``GET /v1/nodes/config`` as the node does."""
-    resp = requests.post(
-        f"{svc.control}/v1/nodes/register",
-        timeout=TIMEOUT,
-        json={"psk": svc.orchestrator.secrets.psk, "capability": _capability(slug, worker_url)},
-    )
-    assert resp.status_code in (200, 201), resp.text
-    node = NodeUnderTest(slug, resp.json()["auth"]["node_jwt"])
-    config = requests.get(f"{svc.control}/v1/nodes/config", headers=_bearer(node.token), timeout=TIMEOUT)
-    assert config.status_code == 200, config.text
-    node.config_version = config.json()["config_version"]
-    assert config.json()["orchestrator"]["endpoints"]["worker_api_target_url"] == worker_url
+    register(svc.control, svc.orchestrator.secrets.psk, node)
+    fetch_config(svc.control, node)
     return node
-
-
-def ack(svc: Services, node: NodeUnderTest, status: str) -> None:
-    body: dict[str, Any] = {
-        "version": 1,
-        "node_slug": node.slug,
-        "config_version": node.config_version,
-        "ack_at": _now(),
-        "status": status,
-    }
-    if status == "failed":
-        body["error"] = {"type": "apply", "message": "could not apply the configuration"}
-    resp = requests.post(f"{svc.control}/v1/nodes/config", json=body, headers=_bearer(node.token), timeout=TIMEOUT)
-    assert resp.status_code == 204, resp.text
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def parse_checks(body: str) -> dict[str, bool]:
@@ -307,17 +215,16 @@ def no_pma(ctx: Ctx) -> None:
 
 
 @given(parsers.parse('node "{slug}" registered and fetched config, its Worker API /readyz answering 200'))
-def node_registered(ctx: Ctx, worker_stub: StubWorkerApi, slug: str) -> None:
-    worker_stub.status = 200
-    ctx["node"] = register_and_fetch(ctx["svc"], slug, worker_stub.url)
-    ctx["stub"] = worker_stub
+def node_registered(ctx: Ctx, worker: WorkerNode, slug: str) -> None:
+    set_readiness(worker, 200)
+    ctx["node"] = register_and_fetch(ctx["svc"], NodeHandle.of(slug, worker))
 
 
 @given("the orchestrator is ready")
-def orchestrator_ready(ctx: Ctx, services: Services, worker_stub: StubWorkerApi) -> None:
+def orchestrator_ready(ctx: Ctx, services: Services, worker: WorkerNode) -> None:
     services_running(ctx, services)
-    node_registered(ctx, worker_stub, "node-01")
-    ack(services, ctx["node"], "applied")
+    node_registered(ctx, worker, "node-01")
+    ack(services.control, ctx["node"], "applied")
     for name, resp in readyz_both(services).items():
         assert resp.status_code == 200, (name, resp.text)
 
@@ -326,7 +233,7 @@ def orchestrator_ready(ctx: Ctx, services: Services, worker_stub: StubWorkerApi)
 @when(parsers.parse('"{slug}" acks that config_version with "{status}"'))
 def node_acks(ctx: Ctx, slug: str, status: str) -> None:
     assert ctx["node"].slug == slug
-    ack(ctx["svc"], ctx["node"], status)
+    ack(ctx["svc"].control, ctx["node"], status)
 
 
 @then(parsers.re(r"GET /readyz on both is (?:still )?(?P<status>\d+)$"))
@@ -352,8 +259,8 @@ def readyz_check_failing(ctx: Ctx, status: int, check: str) -> None:
 
 
 @when(parsers.re(r"node-01's Worker API /readyz (?:starts answering|answers) (?P<status>\d+)(?: again)?$"))
-def flip_stub(ctx: Ctx, status: str) -> None:
-    ctx["stub"].status = int(status)
+def flip_readiness(ctx: Ctx, status: str) -> None:
+    set_readiness(ctx["node"].worker, int(status))
 
 
 @when("the orchestrator issues node-01 a new config_version that it has not acked yet")
@@ -361,7 +268,7 @@ def new_config_version(ctx: Ctx) -> None:
     # Registering again is how a node is issued a fresh config (and a rotated
     # Worker API token); the node fetches it but has not acked it.
     old = ctx["node"].config_version
-    ctx["node"] = register_and_fetch(ctx["svc"], ctx["node"].slug, ctx["stub"].url)
+    register_and_fetch(ctx["svc"], ctx["node"])
     assert ctx["node"].config_version != old
 
 
@@ -385,9 +292,9 @@ def database_lost(pg: Any, test_database: OwnDatabase) -> None:
 def no_db_password(ctx: Ctx, test_database: OwnDatabase) -> None:
     svc: Services = ctx["svc"]
     # A request that needs the database on each service, for good measure.
-    login = requests.post(f"{svc.gateway}/v1/auth/login", json={"handle": "admin", "password": "x"}, timeout=TIMEOUT)
-    register = requests.post(f"{svc.control}/v1/nodes/register", json={"psk": "x", "capability": {}}, timeout=TIMEOUT)
-    for resp in (login, register):
+    login = svc.gateway.login("admin", "x")
+    registration = svc.control.post("/v1/nodes/register", json={"psk": "x", "capability": {}})
+    for resp in (login, registration):
         assert resp.status_code == 503 and resp.headers["Content-Type"] == "application/problem+json", resp.text
         svc.bodies.append(resp.text)
     assert svc.bodies
@@ -434,8 +341,8 @@ def apply_missing(ctx: Ctx, test_database: OwnDatabase) -> None:
         engine.dispose()
     if ctx["downgraded_to"] == "base":
         # Down to base dropped every table, the node with them: it registers again, as a real one would.
-        ctx["node"] = register_and_fetch(ctx["svc"], ctx["node"].slug, ctx["stub"].url)
-        ack(ctx["svc"], ctx["node"], "applied")
+        register_and_fetch(ctx["svc"], ctx["node"])
+        ack(ctx["svc"].control, ctx["node"], "applied")
 
 
 # -- framework errors ------------------------------------------------------
@@ -443,15 +350,13 @@ def apply_missing(ctx: Ctx, test_database: OwnDatabase) -> None:
 
 @when(parsers.parse("I send {request} to the {service}"))
 def send_request(ctx: Ctx, request: str, service: str) -> None:
-    base = ctx["svc"].url(service)
+    api = ctx["svc"].api(service)
     if request == "a login body of 11 MiB":
         blob = '{"handle": "admin", "password": "' + "x" * (11 * 1024 * 1024) + '"}'
-        ctx["resp"] = requests.post(
-            f"{base}/v1/auth/login", data=blob, headers={"Content-Type": "application/json"}, timeout=30
-        )
+        ctx["resp"] = api.post("/v1/auth/login", data=blob, headers={"Content-Type": "application/json"})
     else:
         method, path = request.split(" ", 1)
-        ctx["resp"] = requests.request(method, base + path, timeout=TIMEOUT)
+        ctx["resp"] = api.send(method, path)
 
 
 @then(
@@ -488,40 +393,30 @@ def _stored_files(home: Path) -> dict[str, tuple[str, int]]:
     return {name: ((home / name).read_text(), (home / name).stat().st_mtime_ns) for name in SECRET_FILES}
 
 
-def _serve_env(ctx: Ctx, database_url: str, home: Path, **extra: str) -> dict[str, str]:
-    ctx["ports"] = [free_port(), free_port()]
-    return clean_environ(
-        CYNODE_HOME=str(home),
-        CYNODE_DATABASE_URL=database_url,
-        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ctx['ports'][0]}",
-        CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ctx['ports'][1]}",
-        CYNODE_DISPATCHER_ENABLED="false",
-        **extra,
+def _serve(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path, database_url: str, **extra: str) -> None:
+    """``cynode orchestrator serve`` on ``ctx["home"]`` (not started yet), with only ``extra`` as secrets."""
+    env = clean_environ(
+        CYNODE_HOME=str(ctx["home"]), CYNODE_DATABASE_URL=database_url, CYNODE_DISPATCHER_ENABLED="false", **extra
     )
-
-
-def _start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> CynodeProcess:
-    proc = CynodeProcess(["orchestrator", "serve"], ctx["env"], tmp_path / f"serve-{len(processes)}.log")
+    proc = Orchestrator(env, tmp_path, "serve")
     processes.append(proc)
-    ctx["proc"] = proc
-    return proc
+    ctx.update(proc=proc, env=env, gw=ApiClient(proc.gateway), cp=ApiClient(proc.control))
 
 
 @given(
     "an empty CYNODE_HOME and no JWT secret, node registration PSK or bootstrap admin password "
     "in the environment or the bootstrap file"
 )
-def empty_home(ctx: Ctx, tmp_path: Path, empty_database_url: str) -> None:
+def empty_home(ctx: Ctx, tmp_path: Path, empty_database_url: str, processes: list[CynodeProcess]) -> None:
     ctx["home"] = tmp_path / "cynode-home"
     assert not ctx["home"].exists()
-    ctx["env"] = _serve_env(ctx, empty_database_url, ctx["home"])
+    _serve(ctx, processes, tmp_path, empty_database_url)
     assert "CYNODE_CONFIG" not in ctx["env"]
 
 
 @when("the control plane and gateway start for the first time")
-def first_start(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
-    _start(ctx, processes, tmp_path).wait_healthy(ctx["ports"])
-    ctx["gw"], ctx["cp"] = (f"http://127.0.0.1:{p}" for p in ctx["ports"])
+def first_start(ctx: Ctx) -> None:
+    ctx["proc"].start().wait_healthy()
 
 
 @then(
@@ -551,26 +446,20 @@ def output_path_only(ctx: Ctx) -> None:
         assert value not in out
 
 
-def _login(base: str, handle: str, password: str) -> requests.Response:
-    return requests.post(f"{base}/v1/auth/login", json={"handle": handle, "password": password}, timeout=TIMEOUT)
-
-
 @then(parsers.parse('logging in as "admin" with the stored admin password succeeds, and with "{bad}" gets 401'))
 def admin_login(ctx: Ctx, bad: str) -> None:
-    ok = _login(ctx["gw"], "admin", ctx["stored"]["admin-password"])
+    ok = ctx["gw"].login("admin", ctx["stored"]["admin-password"])
     assert ok.status_code == 200, ok.text
     ctx["tokens"] = ok.json()
-    assert _login(ctx["gw"], "admin", bad).status_code == 401
+    assert ctx["gw"].login("admin", bad).status_code == 401
 
 
 @then(parsers.parse('registering a node with psk "{bad}" gets 401, while the stored PSK is accepted'))
 def psk_check(ctx: Ctx, bad: str) -> None:
-    cap = _capability("node-secrets", "http://127.0.0.1:9")
-    refused = requests.post(f"{ctx['cp']}/v1/nodes/register", json={"psk": bad, "capability": cap}, timeout=TIMEOUT)
+    cap = capability("node-secrets", "http://127.0.0.1:9")
+    refused = ctx["cp"].post("/v1/nodes/register", json={"psk": bad, "capability": cap})
     assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
-    accepted = requests.post(
-        f"{ctx['cp']}/v1/nodes/register", json={"psk": ctx["stored"]["node-psk"], "capability": cap}, timeout=TIMEOUT
-    )
+    accepted = ctx["cp"].post("/v1/nodes/register", json={"psk": ctx["stored"]["node-psk"], "capability": cap})
     assert accepted.status_code == 201, accepted.text
 
 
@@ -580,30 +469,24 @@ def weak_signed(ctx: Ctx, weak: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns about the short key: that is the point
         forged = jwt.encode(claims, weak, algorithm="HS256")
-    resp = requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(forged), timeout=TIMEOUT)
-    assert resp.status_code == 401
+    assert ctx["gw"].get("/v1/users/me", token=forged).status_code == 401
     # The genuine token of the same claims works, so the signature alone made the difference.
-    assert (
-        requests.get(
-            f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]), timeout=TIMEOUT
-        ).status_code
-        == 200
-    )
+    assert ctx["gw"].get("/v1/users/me", token=ctx["tokens"]["access_token"]).status_code == 200
 
 
 @when("the services are restarted with the same CYNODE_HOME")
-def restart(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
+def restart(ctx: Ctx) -> None:
     ctx["proc"].stop()
     ctx["before"] = _stored_files(ctx["home"])
-    _start(ctx, processes, tmp_path).wait_healthy(ctx["ports"])
+    ctx["proc"].start().wait_healthy()
 
 
 @then("the stored values are reused unchanged and a token issued before the restart still works")
 def reused(ctx: Ctx) -> None:
     assert _stored_files(ctx["home"]) == ctx["before"]
-    resp = requests.get(f"{ctx['gw']}/v1/users/me", headers=_bearer(ctx["tokens"]["access_token"]), timeout=TIMEOUT)
+    resp = ctx["gw"].get("/v1/users/me", token=ctx["tokens"]["access_token"])
     assert resp.status_code == 200 and resp.json()["handle"] == "admin"
-    assert _login(ctx["gw"], "admin", ctx["stored"]["admin-password"]).status_code == 200
+    assert ctx["gw"].login("admin", ctx["stored"]["admin-password"]).status_code == 200
     for value in ctx["stored"].values():
         assert value not in ctx["proc"].output
 
@@ -612,43 +495,46 @@ def reused(ctx: Ctx) -> None:
 
 
 @given(parsers.parse("{variable} is set to a secret of {length:d} bytes and CYNODE_HOME holds no generated secret"))
-def short_secret(ctx: Ctx, tmp_path: Path, empty_database_url: str, variable: str, length: int) -> None:
+def short_secret(
+    ctx: Ctx, tmp_path: Path, empty_database_url: str, processes: list[CynodeProcess], variable: str, length: int
+) -> None:
     secret = secrets.token_urlsafe(64)[:length]
     assert len(secret.encode()) == length
     ctx["secret"], ctx["home"] = secret, tmp_path / "cynode-home"
-    ctx["env"] = _serve_env(ctx, empty_database_url, ctx["home"], **{variable: secret})
+    _serve(ctx, processes, tmp_path, empty_database_url, **{variable: secret})
 
 
 @when("the control plane and gateway start")
-def start_with_secret(ctx: Ctx, processes: list[CynodeProcess], tmp_path: Path) -> None:
-    proc = _start(ctx, processes, tmp_path)
+def start_with_secret(ctx: Ctx) -> None:
+    proc: Orchestrator = ctx["proc"].start()
+    urls = [f"{proc.gateway}/healthz", f"{proc.control}/healthz"]
     deadline = time.monotonic() + 60
-    while proc.proc.poll() is None and time.monotonic() < deadline:
+    while proc.alive() and time.monotonic() < deadline:
         try:
-            if all(requests.get(f"http://127.0.0.1:{p}/healthz", timeout=1).status_code == 200 for p in ctx["ports"]):
+            if all(requests.get(url, timeout=1).status_code == 200 for url in urls):
                 ctx["healthz"] = True
                 return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    assert proc.proc.poll() is not None, f"neither exited nor served within 60 s:\n{proc.output}"
+    assert not proc.alive(), f"neither exited nor served within 60 s:\n{proc.output}"
 
 
 @then("both exit non-zero with an error naming the JWT secret length, serving nothing")
 def refused_at_start(ctx: Ctx) -> None:
-    proc: CynodeProcess = ctx["proc"]
+    proc: Orchestrator = ctx["proc"]
     assert proc.wait(timeout=30) != 0
     out = proc.output
     length = len(ctx["secret"].encode())
     assert "JWT secret" in out and f"{length} bytes" in out and "32" in out, out
-    assert not any(port_open(p) for p in ctx["ports"])
+    assert not any(port_open(p) for p in (proc.gateway_port, proc.control_port))
     assert not (ctx["home"] / "jwt-secret").exists()
 
 
 @then("both start and GET /healthz answers 200")
 def started(ctx: Ctx) -> None:
     assert ctx.get("healthz"), ctx["proc"].output
-    assert ctx["proc"].proc.poll() is None
+    assert ctx["proc"].alive()
     assert not (ctx["home"] / "jwt-secret").exists()  # the configured secret is used, none generated
 
 

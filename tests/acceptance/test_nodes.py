@@ -1,8 +1,8 @@
 """Steps of features/orchestrator/node_registration_and_config.feature.
 
 The control plane is the real orchestrator app (conftest's ``orchestrator``)
-on the test's own migrated PostgreSQL database, called through the Flask
-test client; the assertions read the database directly.
+on the test's own migrated PostgreSQL database, called through ``api``
+(straight into the app); the assertions read the database directly.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import jwt
 import pytest
 from acceptance import tokens_forge as forge
-from acceptance.conftest import Ctx, bearer, login
-from acceptance.task_stack import capability, now_rfc3339
+from acceptance.conftest import Ctx
+from harness.nodes import capability, now_rfc3339
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import func, select
 
@@ -79,17 +79,17 @@ def dispatchable_slugs(orchestrator: Any) -> list[str]:
         return [row.slug for row in nodes.list_nodes(session, only_dispatchable=True)]
 
 
-def register(ctx: Ctx, client: Any, orchestrator: Any, cap: dict[str, Any] | None = None) -> Any:
-    resp = client.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap or ctx["cap"]})
-    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
-    ctx["jwt"] = resp.get_json()["auth"]["node_jwt"]
+def register(ctx: Ctx, api: Any, orchestrator: Any, cap: dict[str, Any] | None = None) -> Any:
+    resp = api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap or ctx["cap"]})
+    assert resp.status_code in (200, 201), resp.text
+    ctx["jwt"] = resp.json()["auth"]["node_jwt"]
     return resp
 
 
-def fetch_config(ctx: Ctx, client: Any) -> dict[str, Any]:
-    resp = client.get("/v1/nodes/config", headers=bearer(ctx["jwt"]))
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    config = resp.get_json()
+def fetch_config(ctx: Ctx, api: Any) -> dict[str, Any]:
+    resp = api.get("/v1/nodes/config", token=ctx["jwt"])
+    assert resp.status_code == 200, resp.text
+    config = resp.json()
     ctx["config_version"] = config["config_version"]
     return config
 
@@ -110,10 +110,10 @@ def ack_body(ctx: Ctx, status: str, **changes: Any) -> dict[str, Any]:
 
 
 @given(parsers.parse('the control plane is running with registration PSK <psk> and public URL "{url}"'))
-def control_plane(client: Any, orchestrator: Any, url: str) -> None:
+def control_plane(api: Any, orchestrator: Any, url: str) -> None:
     assert orchestrator.settings.control_public_url == url
     assert orchestrator.secrets.psk and orchestrator.settings.node_psk == orchestrator.secrets.psk
-    assert client.get("/healthz").status_code == 200
+    assert api.get("/healthz").status_code == 200
 
 
 @given(
@@ -131,30 +131,30 @@ def capability_report(ctx: Ctx, slug: str, url: str) -> None:
 
 
 @when('the node POSTs /v1/nodes/register with {"psk": <psk>, "capability": cap}')
-def post_register(ctx: Ctx, client: Any, orchestrator: Any) -> None:
-    ctx["resp"] = client.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": ctx["cap"]})
+def post_register(ctx: Ctx, api: Any, orchestrator: Any) -> None:
+    ctx["resp"] = api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": ctx["cap"]})
 
 
 @then(parsers.parse('"version" is 1 and "issued_at" is an RFC 3339 UTC time'))
 def bootstrap_version(ctx: Ctx) -> None:
-    body = ctx.resp.get_json()
+    body = ctx.resp.json()
     assert body["version"] == 1
     assert RFC3339_UTC.match(body["issued_at"]), body["issued_at"]
 
 
 @then(parsers.re(r'^"(?P<path>[^"]+)" is "(?P<value>[^"]*)"$'))
 def json_value(ctx: Ctx, path: str, value: str) -> None:
-    assert at(ctx.resp.get_json(), path) == value
+    assert at(ctx.resp.json(), path) == value
 
 
 @then(parsers.re(r'^"(?P<path>[^"]+)" ends with "(?P<suffix>[^"]+)"$'))
 def json_suffix(ctx: Ctx, path: str, suffix: str) -> None:
-    assert str(at(ctx.resp.get_json(), path)).endswith(suffix)
+    assert str(at(ctx.resp.json(), path)).endswith(suffix)
 
 
 @then('"auth.node_jwt" is a JWT and "auth.expires_at" is an RFC 3339 time in the future')
 def node_jwt(ctx: Ctx, orchestrator: Any) -> None:
-    auth = ctx.resp.get_json()["auth"]
+    auth = ctx.resp.json()["auth"]
     claims = jwt.decode(auth["node_jwt"], orchestrator.settings.jwt_secret, algorithms=["HS256"])
     assert claims["token_type"] == "node" and claims["node_slug"] == SLUG
     assert RFC3339_UTC.match(auth["expires_at"])
@@ -179,11 +179,11 @@ def snapshot_stored(ctx: Ctx, orchestrator: Any) -> None:
 
 
 @then('the same request with an extra unknown field "future_field" in cap is also accepted and stored as sent')
-def unknown_field(ctx: Ctx, client: Any, orchestrator: Any) -> None:
+def unknown_field(ctx: Ctx, api: Any, orchestrator: Any) -> None:
     cap = copy.deepcopy(ctx["cap"])
     cap["future_field"] = {"anything": [1, "two"]}
-    resp = client.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap})
-    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
+    resp = api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap})
+    assert resp.status_code in (200, 201), resp.text
     node = node_row(orchestrator)
     assert node is not None
     with orchestrator.db.session() as session:
@@ -191,20 +191,20 @@ def unknown_field(ctx: Ctx, client: Any, orchestrator: Any) -> None:
 
 
 @given(parsers.parse('node "{slug}" is registered'))
-def registered(ctx: Ctx, client: Any, orchestrator: Any, slug: str) -> None:
-    register(ctx, client, orchestrator)
+def registered(ctx: Ctx, api: Any, orchestrator: Any, slug: str) -> None:
+    register(ctx, api, orchestrator)
     ctx["first_jwt"] = ctx["jwt"]
 
 
 @when("the node registers again with the same PSK and slug")
-def register_again(ctx: Ctx, client: Any, orchestrator: Any) -> None:
-    ctx["resp"] = client.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": ctx["cap"]})
+def register_again(ctx: Ctx, api: Any, orchestrator: Any) -> None:
+    ctx["resp"] = api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": ctx["cap"]})
 
 
 @then('the status is 200 with a fresh "auth.node_jwt"')
 def fresh_jwt(ctx: Ctx, orchestrator: Any) -> None:
-    assert ctx.resp.status_code == 200, ctx.resp.get_data(as_text=True)
-    token = ctx.resp.get_json()["auth"]["node_jwt"]
+    assert ctx.resp.status_code == 200, ctx.resp.text
+    token = ctx.resp.json()["auth"]["node_jwt"]
     assert token != ctx["first_jwt"]
     assert jwt.decode(token, orchestrator.settings.jwt_secret, algorithms=["HS256"])["node_slug"] == SLUG
 
@@ -215,7 +215,7 @@ def one_row(orchestrator: Any, slug: str) -> None:
 
 
 @when(parsers.parse("a client POSTs /v1/nodes/register with psk {psk_value} and capability cap"))
-def register_with_psk(ctx: Ctx, client: Any, orchestrator: Any, psk_value: str) -> None:
+def register_with_psk(ctx: Ctx, api: Any, orchestrator: Any, psk_value: str) -> None:
     psk = orchestrator.secrets.psk
     submitted = {
         '"wrong-psk"': "wrong-psk",
@@ -227,7 +227,7 @@ def register_with_psk(ctx: Ctx, client: Any, orchestrator: Any, psk_value: str) 
     if submitted is not None:
         body["psk"] = submitted
     ctx["submitted_psk"] = submitted
-    ctx["resp"] = client.post("/v1/nodes/register", json=body)
+    ctx["resp"] = api.post("/v1/nodes/register", json=body)
 
 
 @then(parsers.parse('no nodes row "{slug}" exists'))
@@ -247,7 +247,7 @@ def psk_not_logged(ctx: Ctx, orchestrator: Any, caplog: pytest.LogCaptureFixture
 
 
 @when(parsers.re(r"^a client POSTs /v1/nodes/register with (?P<body>(?!psk ).+)$"))
-def register_malformed(ctx: Ctx, client: Any, orchestrator: Any, body: str) -> None:
+def register_malformed(ctx: Ctx, api: Any, orchestrator: Any, body: str) -> None:
     psk = orchestrator.secrets.psk
     cap = copy.deepcopy(ctx["cap"])
     if body == "a truncated JSON document":
@@ -261,7 +261,7 @@ def register_malformed(ctx: Ctx, client: Any, orchestrator: Any, body: str) -> N
         raw = json.dumps([psk, cap])
     else:
         raise AssertionError(f"unknown body {body!r}")
-    ctx["resp"] = client.post("/v1/nodes/register", data=raw, content_type="application/json")
+    ctx["resp"] = api.post("/v1/nodes/register", data=raw, headers={"Content-Type": "application/json"})
 
 
 @then("no nodes row is created")
@@ -273,17 +273,17 @@ def no_rows(orchestrator: Any) -> None:
 
 
 @given(parsers.parse('node "{slug}" is registered and holds node JWT J'))
-def registered_with_jwt(ctx: Ctx, client: Any, orchestrator: Any, slug: str) -> None:
-    register(ctx, client, orchestrator)
+def registered_with_jwt(ctx: Ctx, api: Any, orchestrator: Any, slug: str) -> None:
+    register(ctx, api, orchestrator)
     node = node_row(orchestrator, slug)
     assert node is not None
     ctx["before"] = node
 
 
 @when(parsers.parse('the node POSTs /v1/nodes/capability with bearer J and cap changed to worker_api.base_url "{url}"'))
-def post_capability(ctx: Ctx, client: Any, url: str) -> None:
+def post_capability(ctx: Ctx, api: Any, url: str) -> None:
     ctx["changed_cap"] = {**ctx["cap"], "worker_api": {"base_url": url}}
-    ctx["resp"] = client.post("/v1/nodes/capability", json=ctx["changed_cap"], headers=bearer(ctx["jwt"]))
+    ctx["resp"] = api.post("/v1/nodes/capability", json=ctx["changed_cap"], token=ctx["jwt"])
 
 
 @then("last_capability_at is updated and capability_hash differs from the previous value")
@@ -301,10 +301,10 @@ def target_url(orchestrator: Any, slug: str, url: str) -> None:
 
 
 @then("posting the identical report again leaves capability_hash unchanged")
-def identical_report(ctx: Ctx, client: Any, orchestrator: Any) -> None:
+def identical_report(ctx: Ctx, api: Any, orchestrator: Any) -> None:
     before = node_row(orchestrator)
-    resp = client.post("/v1/nodes/capability", json=ctx["changed_cap"], headers=bearer(ctx["jwt"]))
-    assert resp.status_code == 204, resp.get_data(as_text=True)
+    resp = api.post("/v1/nodes/capability", json=ctx["changed_cap"], token=ctx["jwt"])
+    assert resp.status_code == 204, resp.text
     after = node_row(orchestrator)
     assert before is not None and after is not None
     assert after.capability_hash == before.capability_hash
@@ -315,10 +315,10 @@ def identical_report(ctx: Ctx, client: Any, orchestrator: Any) -> None:
 
 
 @when(parsers.parse('a client calls {method} {path} with Authorization "{header}"'))
-def call_with_header(ctx: Ctx, client: Any, orchestrator: Any, method: str, path: str, header: str) -> None:
-    register(ctx, client, orchestrator)
+def call_with_header(ctx: Ctx, api: Any, orchestrator: Any, method: str, path: str, header: str) -> None:
+    register(ctx, api, orchestrator)
     node_jwt = ctx["jwt"]
-    tokens = login(client, "admin", orchestrator.secrets.admin_password).get_json()
+    tokens = api.login("admin", orchestrator.secrets.admin_password).json()
     values = {
         "(absent)": None,
         "Bearer <user access token>": f"Bearer {tokens['access_token']}",
@@ -331,26 +331,26 @@ def call_with_header(ctx: Ctx, client: Any, orchestrator: Any, method: str, path
     # A body the route would accept from the node itself, so only the token can be refused.
     body = None
     if path == "/v1/nodes/config" and method == "POST":
-        fetch_config(ctx, client)
+        fetch_config(ctx, api)
         body = ack_body(ctx, "applied")
     elif path == "/v1/nodes/capability":
         body = ctx["cap"]
-    ctx["resp"] = client.open(path, method=method, headers=headers, json=body)
+    ctx["resp"] = api.send(method, path, headers=headers, json=body)
 
 
 # -- configuration --------------------------------------------------------------------
 
 
 @when("the node GETs /v1/nodes/config with bearer J")
-def get_config(ctx: Ctx, client: Any) -> None:
-    ctx["resp"] = client.get("/v1/nodes/config", headers=bearer(ctx["jwt"]))
+def get_config(ctx: Ctx, api: Any) -> None:
+    ctx["resp"] = api.get("/v1/nodes/config", token=ctx["jwt"])
 
 
 @then("the status is 200 with a node_configuration_payload_v1")
 def config_payload(ctx: Ctx) -> None:
-    assert ctx.resp.status_code == 200, ctx.resp.get_data(as_text=True)
-    assert ctx.resp.content_type == "application/json"
-    body = ctx.resp.get_json()
+    assert ctx.resp.status_code == 200, ctx.resp.text
+    assert ctx.resp.headers["Content-Type"] == "application/json"
+    body = ctx.resp.json()
     assert {"version", "config_version", "issued_at", "node_slug", "orchestrator", "worker_api"} <= set(body)
     assert RFC3339_UTC.match(body["issued_at"])
     assert {"worker_api_target_url", "node_report_url"} <= set(body["orchestrator"]["endpoints"])
@@ -358,7 +358,7 @@ def config_payload(ctx: Ctx) -> None:
 
 @then(parsers.parse('"version" is 1, "node_slug" is "{slug}" and "config_version" is a non-empty ULID'))
 def config_ids(ctx: Ctx, slug: str) -> None:
-    body = ctx.resp.get_json()
+    body = ctx.resp.json()
     assert (body["version"], body["node_slug"]) == (1, slug)
     assert ULID.match(body["config_version"]), body["config_version"]
 
@@ -369,7 +369,7 @@ def config_ids(ctx: Ctx, slug: str) -> None:
     )
 )
 def config_token(ctx: Ctx, orchestrator: Any, slug: str) -> None:
-    served = ctx.resp.get_json()["worker_api"]["orchestrator_bearer_token"]
+    served = ctx.resp.json()["worker_api"]["orchestrator_bearer_token"]
     node = node_row(orchestrator, slug)
     assert node is not None
     cipher = orchestrator.app.extensions["cynode"].cipher
@@ -378,16 +378,16 @@ def config_token(ctx: Ctx, orchestrator: Any, slug: str) -> None:
 
 
 @then(parsers.parse('a second GET returns the same "config_version"'))
-def same_config_version(ctx: Ctx, client: Any) -> None:
-    first = ctx.resp.get_json()["config_version"]
-    assert fetch_config(ctx, client)["config_version"] == first
+def same_config_version(ctx: Ctx, api: Any) -> None:
+    first = ctx.resp.json()["config_version"]
+    assert fetch_config(ctx, api)["config_version"] == first
 
 
 @then(parsers.parse('the nodes row stores worker_api_target_url and worker_api_bearer_token for "{slug}"'))
 def row_stores(ctx: Ctx, orchestrator: Any, slug: str) -> None:
     node = node_row(orchestrator, slug)
     assert node is not None and node.worker_api_target_url == WORKER_URL
-    served = ctx.resp.get_json()["worker_api"]["orchestrator_bearer_token"]
+    served = ctx.resp.json()["worker_api"]["orchestrator_bearer_token"]
     # Stored, and encrypted at rest: the column never holds the token itself.
     assert node.worker_api_bearer_token and served not in node.worker_api_bearer_token
 
@@ -398,25 +398,23 @@ def row_stores(ctx: Ctx, orchestrator: Any, slug: str) -> None:
         "inference.existing_service {existing}"
     )
 )
-def registered_with_inference(
-    ctx: Ctx, client: Any, orchestrator: Any, slug: str, supported: str, existing: str
-) -> None:
+def registered_with_inference(ctx: Ctx, api: Any, orchestrator: Any, slug: str, supported: str, existing: str) -> None:
     cap = copy.deepcopy(ctx["cap"])
     cap["inference"] = {"supported": supported == "true"}
     if existing == "true":
         cap["inference"]["existing_service"] = True
-    register(ctx, client, orchestrator, cap)
+    register(ctx, api, orchestrator, cap)
 
 
 @when("the node fetches its configuration")
-def fetches_config(ctx: Ctx, client: Any) -> None:
-    ctx["resp"] = client.get("/v1/nodes/config", headers=bearer(ctx["jwt"]))
-    assert ctx.resp.status_code == 200, ctx.resp.get_data(as_text=True)
+def fetches_config(ctx: Ctx, api: Any) -> None:
+    ctx["resp"] = api.get("/v1/nodes/config", token=ctx["jwt"])
+    assert ctx.resp.status_code == 200, ctx.resp.text
 
 
 @then(parsers.parse('"inference_backend" is {expectation}'))
 def inference_instruction(ctx: Ctx, orchestrator: Any, expectation: str) -> None:
-    config = ctx.resp.get_json()
+    config = ctx.resp.json()
     backend = config.get("inference_backend")
     if expectation == 'present with "enabled" true':
         assert backend is not None and backend["enabled"] is True
@@ -433,18 +431,18 @@ def inference_instruction(ctx: Ctx, orchestrator: Any, expectation: str) -> None
 
 
 @given(parsers.parse('node "{slug}" has fetched config with config_version V'))
-def fetched_config(ctx: Ctx, client: Any, orchestrator: Any, slug: str) -> None:
-    register(ctx, client, orchestrator)
-    fetch_config(ctx, client)
+def fetched_config(ctx: Ctx, api: Any, orchestrator: Any, slug: str) -> None:
+    register(ctx, api, orchestrator)
+    fetch_config(ctx, api)
 
 
 @when(
     'it POSTs /v1/nodes/config with {"version": 1, "node_slug": "node-01", "config_version": V, '
     '"ack_at": now, "status": "applied"}'
 )
-def post_ack_applied(ctx: Ctx, client: Any) -> None:
+def post_ack_applied(ctx: Ctx, api: Any) -> None:
     ctx["ack"] = ack_body(ctx, "applied")
-    ctx["resp"] = client.post("/v1/nodes/config", json=ctx["ack"], headers=bearer(ctx["jwt"]))
+    ctx["resp"] = api.post("/v1/nodes/config", json=ctx["ack"], token=ctx["jwt"])
 
 
 @then(
@@ -464,9 +462,9 @@ def dispatchable(orchestrator: Any, slug: str) -> None:
 
 
 @when(parsers.parse('it acks with status "{status}" and error {error}'))
-def post_ack_failed(ctx: Ctx, client: Any, status: str, error: str) -> None:
+def post_ack_failed(ctx: Ctx, api: Any, status: str, error: str) -> None:
     ctx["ack"] = ack_body(ctx, status, error=json.loads(error))
-    ctx["resp"] = client.post("/v1/nodes/config", json=ctx["ack"], headers=bearer(ctx["jwt"]))
+    ctx["resp"] = api.post("/v1/nodes/config", json=ctx["ack"], token=ctx["jwt"])
 
 
 @then(parsers.parse('the nodes row has config_ack_status "{status}" and config_ack_error "{error}"'))
@@ -478,24 +476,24 @@ def ack_failed_recorded(ctx: Ctx, orchestrator: Any, status: str, error: str) ->
 
 
 @then(parsers.parse('node "{slug}" is not in the dispatchable set and GET /readyz on the control plane is 503'))
-def not_dispatchable(client: Any, orchestrator: Any, slug: str) -> None:
+def not_dispatchable(api: Any, orchestrator: Any, slug: str) -> None:
     assert slug not in dispatchable_slugs(orchestrator)
-    resp = client.get("/readyz")
+    resp = api.get("/readyz")
     assert resp.status_code == 503
-    assert "dispatchable node: failing" in resp.get_data(as_text=True)
+    assert "dispatchable node: failing" in resp.text
 
 
 @given(parsers.parse('node "{slug}" has acked config_version V with status "{status}"'))
-def acked(ctx: Ctx, client: Any, orchestrator: Any, slug: str, status: str) -> None:
-    register(ctx, client, orchestrator)
-    fetch_config(ctx, client)
-    resp = client.post("/v1/nodes/config", json=ack_body(ctx, status), headers=bearer(ctx["jwt"]))
-    assert resp.status_code == 204, resp.get_data(as_text=True)
+def acked(ctx: Ctx, api: Any, orchestrator: Any, slug: str, status: str) -> None:
+    register(ctx, api, orchestrator)
+    fetch_config(ctx, api)
+    resp = api.post("/v1/nodes/config", json=ack_body(ctx, status), token=ctx["jwt"])
+    assert resp.status_code == 204, resp.text
     ctx["acked"] = node_row(orchestrator, slug)
 
 
 @when(parsers.parse('it POSTs /v1/nodes/config with bearer of "{slug}" and {ack}'))
-def post_bad_ack(ctx: Ctx, client: Any, slug: str, ack: str) -> None:
+def post_bad_ack(ctx: Ctx, api: Any, slug: str, ack: str) -> None:
     changes: dict[str, dict[str, Any]] = {
         'a valid ack with node_slug "node-02"': {"node_slug": "node-02"},
         'a valid ack with status "ok"': {"status": "ok"},
@@ -503,17 +501,16 @@ def post_bad_ack(ctx: Ctx, client: Any, slug: str, ack: str) -> None:
         'a valid ack with status ""': {"status": ""},
         'a valid ack with "version" 2': {"version": 2},
     }
-    headers = bearer(ctx["jwt"])
     if ack == "a body that is not JSON":
-        ctx["resp"] = client.post(
+        ctx["resp"] = api.post(
             "/v1/nodes/config",
             data='{"version": 1, "status": applied',
-            headers=headers,
-            content_type="application/json",
+            headers={"Content-Type": "application/json"},
+            token=ctx["jwt"],
         )
         return
     body = {**ack_body(ctx, "applied"), **changes[ack]}
-    ctx["resp"] = client.post("/v1/nodes/config", json=body, headers=headers)
+    ctx["resp"] = api.post("/v1/nodes/config", json=body, token=ctx["jwt"])
 
 
 @then('the nodes row still has config_ack_status "applied" for config_version V')

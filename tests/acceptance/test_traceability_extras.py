@@ -9,7 +9,6 @@ command.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import secrets
@@ -22,13 +21,13 @@ from typing import Any
 
 import psycopg
 import pytest
-import requests
-from acceptance.conftest import Ctx, assert_problem, bearer, login
-from acceptance.task_stack import USER_PASSWORD, create_users
+from acceptance.conftest import Ctx, assert_problem
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from orchestrator_process import CynodeProcess, clean_environ, free_port
-from orchestrator_under_test import OrchestratorUnderTest
+from harness.api import ApiClient
+from harness.nodes import NodeHandle, ack, capability, fetch_config, register
+from harness.orchestrator import USER_PASSWORD, OrchestratorUnderTest, create_users, make_settings, open_orchestrator
+from harness.processes import CynodeProcess, Orchestrator, clean_environ, orchestrator_environ
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
@@ -36,14 +35,11 @@ from sqlalchemy.engine import make_url
 import cynode_core.orchestrator.models  # noqa: F401  (registers every table on Base.metadata)
 from cynode_core.contract.job import RunJobRequest, payload_from_storage
 from cynode_core.orchestrator import migrate
-from cynode_core.orchestrator.app import create_app
 from cynode_core.orchestrator.db import Base, make_engine
 from cynode_core.orchestrator.models import Job, Task, User
-from cynode_core.orchestrator.process import open_runtime
 from cynode_core.orchestrator.services import tasks as task_service
 from cynode_core.orchestrator.services.accounts import SYSTEM_HANDLE
 from cynode_core.orchestrator.settings import OrchestratorSettings
-from cynode_core.settings import load_settings
 
 scenarios("orchestrator/traceability_extras.feature")
 
@@ -58,54 +54,35 @@ PROVIDER_KEYS = {
 SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PSK|JWT)", re.IGNORECASE)
 
 
-def settings_for(home: Path, database_url: str, s: Any, environ: dict[str, str] | None = None) -> OrchestratorSettings:
-    """Settings as tests/conftest.py's ``make_settings`` builds them, optionally read from ``environ``."""
-    values: dict[str, Any] = {
-        "home": home,
-        "database_url": database_url,
-        "admin_password": s.admin_password,
-        "node_psk": s.psk,
-        "jwt_secret": s.jwt_secret,
-        "trust_forwarded_for": True,
-        "dispatcher_enabled": False,
-    }
-    return load_settings(OrchestratorSettings, environ=environ or {}, overrides=values)
-
-
 @pytest.fixture
-def opened() -> Iterator[list[Any]]:
-    """Runtimes a step opened itself; closed at the end of the scenario."""
-    runtimes: list[Any] = []
-    yield runtimes
-    for runtime in runtimes:
-        runtime.close()
+def opened() -> Iterator[list[OrchestratorUnderTest]]:
+    """Orchestrators a step opened itself; closed at the end of the scenario."""
+    orchestrators: list[OrchestratorUnderTest] = []
+    yield orchestrators
+    for orchestrator in orchestrators:
+        orchestrator.close()
 
 
-@pytest.fixture
-def processes() -> Iterator[list[CynodeProcess]]:
-    procs: list[CynodeProcess] = []
-    yield procs
-    for proc in procs:
-        proc.stop()
+def _open(
+    opened: list[OrchestratorUnderTest], settings: OrchestratorSettings, secrets_: Any = None
+) -> OrchestratorUnderTest:
+    orchestrator = open_orchestrator(settings, secrets_)
+    opened.append(orchestrator)
+    return orchestrator
 
 
-def _open(opened: list[Any], settings: OrchestratorSettings, secrets_: Any = None) -> OrchestratorUnderTest:
-    runtime = open_runtime(settings)
-    opened.append(runtime)
-    return OrchestratorUnderTest(runtime, create_app(runtime.settings, runtime.db, runtime.secrets), secrets_)
-
-
-def _json_body(resp: Any) -> Any:
-    return json.loads(resp.get_data(as_text=True))
+def _media_type(resp: Any) -> str:
+    """``Content-Type`` without its parameters."""
+    return str(resp.headers["Content-Type"]).split(";", 1)[0].strip()
 
 
 # -- shared ------------------------------------------------------------------
 
 
 @given("the orchestrator app on a migrated database")
-def app_on_migrated_db(ctx: Ctx, orchestrator: Any, client: Any) -> None:
-    ctx["orch"], ctx["client"] = orchestrator, client
-    assert client.get("/healthz").status_code == 200
+def app_on_migrated_db(ctx: Ctx, orchestrator: Any, api: ApiClient) -> None:
+    ctx["orch"], ctx["api"] = orchestrator, api
+    assert api.get("/healthz").status_code == 200
 
 
 # -- REQ-STANDS-0131: /v1/ prefix --------------------------------------------
@@ -150,29 +127,29 @@ def known_routes(ctx: Ctx) -> None:
 
 @when(parsers.parse('I log in as "{handle}" with a JSON body'))
 def login_json(ctx: Ctx, handle: str) -> None:
-    ctx["resp"] = login(ctx["client"], handle, ctx["orch"].secrets.admin_password)
+    ctx["resp"] = ctx["api"].login(handle, ctx["orch"].secrets.admin_password)
     if ctx["resp"].status_code == 200:
-        ctx["token"] = _json_body(ctx["resp"])["access_token"]
+        ctx["token"] = ctx["resp"].json()["access_token"]
 
 
 @then(parsers.parse('the answer is 200 with "Content-Type" "{content_type}"'))
 def answer_content_type(ctx: Ctx, content_type: str) -> None:
-    assert ctx.resp.status_code == 200, ctx.resp.get_data(as_text=True)
-    assert ctx.resp.mimetype == content_type
+    assert ctx.resp.status_code == 200, ctx.resp.text
+    assert _media_type(ctx.resp) == content_type
 
 
 @then(parsers.parse('GET /v1/users/me and GET /v1/tasks answer with "Content-Type" "{content_type}"'))
 def reads_are_json(ctx: Ctx, content_type: str) -> None:
     for path in ("/v1/users/me", "/v1/tasks"):
-        resp = ctx["client"].get(path, headers=bearer(ctx["token"]))
-        assert resp.status_code == 200 and resp.mimetype == content_type, (path, resp.headers)
-        _json_body(resp)
+        resp = ctx["api"].get(path, token=ctx["token"])
+        assert resp.status_code == 200 and _media_type(resp) == content_type, (path, resp.headers)
+        resp.json()
 
 
 @then(parsers.parse('a task created with a "{content_type}" body gets a 415 problem response and creates no task'))
 def task_not_json(ctx: Ctx, content_type: str) -> None:
     body = json.dumps({"prompt": "echo hi", "input_mode": "commands"})
-    resp = ctx["client"].post("/v1/tasks", data=body, headers={**bearer(ctx["token"]), "Content-Type": content_type})
+    resp = ctx["api"].post("/v1/tasks", data=body, headers={"Content-Type": content_type}, token=ctx["token"])
     assert_problem(resp, 415)
     with ctx["orch"].db.session() as session:
         assert session.scalar(select(Task.id)) is None
@@ -180,7 +157,7 @@ def task_not_json(ctx: Ctx, content_type: str) -> None:
 
 @then(parsers.parse('a node registration with a "{content_type}" body gets a 415 problem response'))
 def register_not_json(ctx: Ctx, content_type: str) -> None:
-    resp = ctx["client"].post(
+    resp = ctx["api"].post(
         "/v1/nodes/register", data=f"psk={ctx['orch'].secrets.psk}", headers={"Content-Type": content_type}
     )
     assert_problem(resp, 415)
@@ -193,21 +170,11 @@ def register_not_json(ctx: Ctx, content_type: str) -> None:
 def serve_process(
     ctx: Ctx, tmp_path: Path, database_url: str, test_secrets: Any, processes: list[CynodeProcess]
 ) -> None:
-    ports = [free_port(), free_port()]
-    env = clean_environ(
-        CYNODE_HOME=str(tmp_path / "serve-home"),
-        CYNODE_DATABASE_URL=database_url,
-        CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{ports[0]}",
-        CYNODE_CONTROL_LISTEN=f"127.0.0.1:{ports[1]}",
-        CYNODE_DISPATCHER_ENABLED="false",
-        CYNODE_JWT_SECRET=test_secrets.jwt_secret,
-        CYNODE_NODE_PSK=test_secrets.psk,
-        CYNODE_ADMIN_PASSWORD=test_secrets.admin_password,
-    )
-    proc = CynodeProcess(["orchestrator", "serve"], env, tmp_path / "serve.log")
+    env = orchestrator_environ(database_url, tmp_path / "serve-home", test_secrets)
+    proc = Orchestrator(env, tmp_path, "serve", dispatcher_enabled="false")
     processes.append(proc)
-    proc.wait_healthy(ports)
-    ctx["port"] = ports[0]
+    proc.start().wait_healthy()
+    ctx["port"] = proc.gateway_port
 
 
 @when("I send GET /healthz with a 1 MiB header")
@@ -240,7 +207,7 @@ def header_refused(ctx: Ctx) -> None:
 
 @then('GET /healthz with ordinary headers still answers 200 "ok"')
 def still_healthy(ctx: Ctx) -> None:
-    resp = requests.get(f"http://127.0.0.1:{ctx['port']}/healthz", timeout=5)
+    resp = ApiClient(f"http://127.0.0.1:{ctx['port']}").get("/healthz")
     assert resp.status_code == 200 and resp.text.strip() == "ok"
 
 
@@ -252,7 +219,7 @@ def empty_db_p1(ctx: Ctx, pg: Any, tmp_path: Path, test_secrets: Any) -> Iterato
     name = pg.create_database()
     ctx["empty_url"] = pg.url_for(name)
     ctx["p1"], ctx["p2"] = "first-" + secrets.token_urlsafe(9), "second-" + secrets.token_urlsafe(9)
-    ctx["settings"] = settings_for(
+    ctx["settings"] = make_settings(
         tmp_path / "fresh-home", ctx["empty_url"], replace(test_secrets, admin_password=ctx["p1"])
     )
     yield
@@ -272,23 +239,22 @@ def _admins(orch: Any) -> list[User]:
 @then('a users row "admin" exists and "admin" logs in with P1')
 def admin_logs_in(ctx: Ctx) -> None:
     assert len(_admins(ctx["fresh"])) == 1
-    client = ctx["fresh"].app.test_client()
-    assert login(client, "admin", ctx["p1"]).status_code == 200
+    assert ApiClient.in_process(ctx["fresh"].app).login("admin", ctx["p1"]).status_code == 200
 
 
 @when("the orchestrator opens it again with the bootstrap admin password P2")
 def second_open(ctx: Ctx, opened: list[Any]) -> None:
-    ctx["fresh"].runtime.close()
-    opened.remove(ctx["fresh"].runtime)
+    ctx["fresh"].close()
+    opened.remove(ctx["fresh"])
     ctx["fresh"] = _open(opened, replace(ctx["settings"], admin_password=ctx["p2"]))
 
 
 @then('there is still exactly one users row "admin" and it logs in with P1 but not with P2')
 def admin_unchanged(ctx: Ctx) -> None:
     assert len(_admins(ctx["fresh"])) == 1
-    client = ctx["fresh"].app.test_client()
-    assert login(client, "admin", ctx["p1"], ip="10.9.0.1").status_code == 200
-    assert login(client, "admin", ctx["p2"], ip="10.9.0.2").status_code == 401
+    api = ApiClient.in_process(ctx["fresh"].app)
+    assert api.login("admin", ctx["p1"], ip="10.9.0.1").status_code == 200
+    assert api.login("admin", ctx["p2"], ip="10.9.0.2").status_code == 401
 
 
 # -- REQ-PROJCT-0100, 0102, 0103, 0104: default projects -------------------------
@@ -299,13 +265,12 @@ def two_users(ctx: Ctx, first: str, second: str) -> None:
     create_users(ctx["orch"].db, first, second)
 
 
-def _create_task_as(client: Any, handle: str, prompt: str) -> str:
-    resp = login(client, handle, USER_PASSWORD, ip=f"10.8.{uuid.uuid4().int % 250}.1")
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    token = _json_body(resp)["access_token"]
-    created = client.post("/v1/tasks", json={"prompt": prompt, "input_mode": "commands"}, headers=bearer(token))
-    assert created.status_code == 201, created.get_data(as_text=True)
-    return str(_json_body(created)["task_id"])
+def _create_task_as(api: ApiClient, handle: str, prompt: str) -> str:
+    resp = api.login(handle, USER_PASSWORD, ip=f"10.8.{uuid.uuid4().int % 250}.1")
+    assert resp.status_code == 200, resp.text
+    created = api.post("/v1/tasks", json={"prompt": prompt, "input_mode": "commands"}, token=api.token)
+    assert created.status_code == 201, created.text
+    return str(created.json()["task_id"])
 
 
 def _project_of(orch: Any, task_id: str) -> uuid.UUID:
@@ -317,9 +282,9 @@ def _project_of(orch: Any, task_id: str) -> uuid.UUID:
 
 @when(parsers.parse('"{first}" creates two tasks and "{second}" one task, none naming a project'))
 def create_without_project(ctx: Ctx, first: str, second: str) -> None:
-    client = ctx["client"]
-    ctx["a_tasks"] = [_create_task_as(client, first, "echo a1"), _create_task_as(client, first, "echo a2")]
-    ctx["b_task"] = _create_task_as(client, second, "echo b1")
+    api = ctx["api"]
+    ctx["a_tasks"] = [_create_task_as(api, first, "echo a1"), _create_task_as(api, first, "echo a2")]
+    ctx["b_task"] = _create_task_as(api, second, "echo b1")
 
 
 @then("both of alice's tasks have the same project_id, and bob's task has another one")
@@ -358,7 +323,7 @@ def default_project_deterministic(ctx: Ctx) -> None:
 @then("after the orchestrator is reopened alice's next task still lands in the same project")
 def stable_after_reopen(ctx: Ctx, opened: list[Any]) -> None:
     again = _open(opened, ctx["orch"].settings)
-    task_id = _create_task_as(again.app.test_client(), "alice", "echo a3")
+    task_id = _create_task_as(ApiClient.in_process(again.app), "alice", "echo a3")
     assert _project_of(again, task_id) == ctx["projects"]["alice"]
 
 
@@ -423,8 +388,8 @@ def dml_only_role(ctx: Ctx, pg: Any, database_url: str) -> Iterator[None]:
         conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
     ctx["role_url"] = make_url(database_url).set(username=role, password=password).render_as_string(hide_password=False)
     yield
-    for runtime in ctx.get("role_runtimes", []):
-        runtime.close()
+    for orchestrator in ctx.get("role_orchestrators", []):
+        orchestrator.close()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP OWNED BY {role}")
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
@@ -440,10 +405,9 @@ def role_cannot_create(ctx: Ctx) -> None:
 
 @when("the orchestrator runs as that role")
 def run_as_role(ctx: Ctx, tmp_path: Path, test_secrets: Any) -> None:
-    settings = settings_for(tmp_path / "role-home", ctx["role_url"], test_secrets)
-    runtime = open_runtime(settings)
-    ctx.setdefault("role_runtimes", []).append(runtime)
-    ctx["role_client"] = create_app(runtime.settings, runtime.db, runtime.secrets).test_client()
+    orchestrator = open_orchestrator(make_settings(tmp_path / "role-home", ctx["role_url"], test_secrets))
+    ctx.setdefault("role_orchestrators", []).append(orchestrator)
+    ctx["role_api"] = ApiClient.in_process(orchestrator.app)
     ctx["role_secrets"] = test_secrets
 
 
@@ -452,45 +416,26 @@ def run_as_role(ctx: Ctx, tmp_path: Path, test_secrets: Any) -> None:
     "and GET /readyz all work"
 )
 def everything_works_without_ddl(ctx: Ctx) -> None:
-    client, s = ctx["role_client"], ctx["role_secrets"]
-    resp = login(client, "admin", s.admin_password)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    user = bearer(_json_body(resp)["access_token"])
-    refreshed = client.post("/v1/auth/refresh", json={"refresh_token": _json_body(resp)["refresh_token"]})
-    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
-    created = client.post("/v1/tasks", json={"prompt": "echo hi", "input_mode": "commands"}, headers=user)
-    assert created.status_code == 201, created.get_data(as_text=True)
-    listed = client.get("/v1/tasks", headers=user)
-    assert listed.status_code == 200 and len(_json_body(listed)["tasks"]) == 1
-    cap = {
-        "version": 1,
-        "reported_at": "2026-01-01T00:00:00Z",
-        "node": {"node_slug": "node-dml"},
-        "platform": {"os": "linux", "arch": "amd64"},
-        "compute": {"cpu_cores": 1, "ram_mb": 1024},
-        "worker_api": {"base_url": "http://127.0.0.1:9"},
-    }
-    reg = client.post("/v1/nodes/register", json={"psk": s.psk, "capability": cap})
-    assert reg.status_code == 201, reg.get_data(as_text=True)
-    node = bearer(_json_body(reg)["auth"]["node_jwt"])
-    config = client.get("/v1/nodes/config", headers=node)
-    assert config.status_code == 200, config.get_data(as_text=True)
-    version = _json_body(config)["config_version"]
-    ack = {
-        "version": 1,
-        "node_slug": "node-dml",
-        "config_version": version,
-        "ack_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": "applied",
-    }
-    acked = client.post("/v1/nodes/config", json=ack, headers=node)
-    assert acked.status_code == 204, acked.get_data(as_text=True)
-    assert client.post("/v1/nodes/capability", json=cap, headers=node).status_code == 204
+    api, s = ctx["role_api"], ctx["role_secrets"]
+    resp = api.login("admin", s.admin_password)
+    assert resp.status_code == 200, resp.text
+    user = resp.json()["access_token"]
+    refreshed = api.post("/v1/auth/refresh", json={"refresh_token": resp.json()["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    created = api.post("/v1/tasks", json={"prompt": "echo hi", "input_mode": "commands"}, token=user)
+    assert created.status_code == 201, created.text
+    listed = api.get("/v1/tasks", token=user)
+    assert listed.status_code == 200 and len(listed.json()["tasks"]) == 1
+    node = NodeHandle("node-dml", "http://127.0.0.1:9")
+    register(api, s.psk, node)
+    fetch_config(api, node)
+    ack(api, node, "applied")
+    assert api.post("/v1/nodes/capability", json=capability(node.slug, node.url), token=node.jwt).status_code == 204
     # The node's Worker API is not there, so not ready; what matters is that the checks ran.
-    ready = client.get("/readyz")
-    assert ready.status_code in (200, 503), ready.get_data(as_text=True)
-    assert "migrations: ok" in ready.get_data(as_text=True)
-    assert client.post("/v1/auth/logout", headers=user).status_code == 204
+    ready = api.get("/readyz")
+    assert ready.status_code in (200, 503), ready.text
+    assert "migrations: ok" in ready.text
+    assert api.post("/v1/auth/logout", token=user).status_code == 204
 
 
 # -- REQ-STANDS-0125, REQ-SCHEMA-0101: cynode db upgrade --------------------------------
@@ -506,7 +451,7 @@ def empty_database(ctx: Ctx, pg: Any) -> Iterator[None]:
 
 def _db_upgrade(ctx: Ctx, tmp_path: Path, processes: list[CynodeProcess]) -> None:
     env = clean_environ(CYNODE_HOME=str(tmp_path / "upgrade-home"), CYNODE_DATABASE_URL=ctx["empty_url"])
-    proc = CynodeProcess(["db", "upgrade"], env, tmp_path / f"upgrade-{len(processes)}.log")
+    proc = CynodeProcess(["db", "upgrade"], env, tmp_path / f"upgrade-{len(processes)}.log").start()
     processes.append(proc)
     ctx["exit"] = proc.wait(timeout=120)
     ctx["output"] = proc.output
@@ -566,23 +511,22 @@ def provider_keys(
     for name, value in PROVIDER_KEYS.items():
         monkeypatch.setenv(name, value)
     # An orchestrator whose settings were read from that environment.
-    settings = settings_for(tmp_path / "keys-home", database_url, test_secrets, environ=dict(PROVIDER_KEYS))
+    settings = make_settings(tmp_path / "keys-home", database_url, test_secrets, environ=dict(PROVIDER_KEYS))
     ctx["orch"] = _open(opened, settings, test_secrets)
-    ctx["client"] = ctx["orch"].app.test_client()
+    ctx["api"] = ApiClient.in_process(ctx["orch"].app)
 
 
 @when("I create a command task, an inference command task and a prompt task")
 def create_three(ctx: Ctx) -> None:
-    client = ctx["client"]
-    resp = login(client, "admin", ctx["orch"].secrets.admin_password)
-    token = _json_body(resp)["access_token"]
+    api = ctx["api"]
+    assert api.login("admin", ctx["orch"].secrets.admin_password).status_code == 200
     bodies = [
         {"prompt": "env", "input_mode": "commands"},
         {"prompt": "env", "input_mode": "commands", "use_inference": True},
         {"prompt": "What is 2+2?"},
     ]
     for body in bodies:
-        assert client.post("/v1/tasks", json=body, headers=bearer(token)).status_code == 201
+        assert api.post("/v1/tasks", json=body, token=api.token).status_code == 201
     with ctx["orch"].db.session() as session:
         jobs = list(session.scalars(select(Job)))
         ctx["request_bodies"] = [

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
+from harness.api import ApiClient
 
 from browser.cdp import Page
 
@@ -20,9 +20,7 @@ OPERATION_PATHS = "[...document.querySelectorAll('.opblock .opblock-summary-path
 
 
 def admin_token(base_url: str, password: str) -> str:
-    resp = requests.post(f"{base_url}/v1/auth/login", json={"handle": "admin", "password": password}, timeout=10)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["access_token"]
+    return str(ApiClient(base_url).login("admin", password, expect=200).json()["access_token"])
 
 
 def operation(page: Page, method: str, path: str) -> str:

@@ -6,10 +6,11 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from e2e.procs import SANDBOX_IMAGE, Node, Orchestrator, Proc
+from harness.api import ApiClient
+from harness.processes import SANDBOX_IMAGE, CynodeProcess, Node, Orchestrator, orchestrator_environ
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,37 +25,42 @@ def _podman_present() -> None:
 class Cluster:
     """Processes started by a test; all are stopped (or killed) at teardown."""
 
-    def __init__(self, tmp: Path, database_url: str, secrets):  # type: ignore[no-untyped-def]
+    def __init__(self, tmp: Path, database_url: str, secrets: Any):
         self.tmp = tmp
         self.secrets = secrets
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_")}
-        self.env.update(
-            {
-                "CYNODE_DATABASE_URL": database_url,
-                "CYNODE_HOME": str(tmp / "home"),
-                "CYNODE_JWT_SECRET": secrets.jwt_secret,
-                "CYNODE_NODE_PSK": secrets.psk,
-                "CYNODE_ADMIN_PASSWORD": secrets.admin_password,
-                "CYNODE_DISPATCH_WORKERS": "8",
-                "CYNODE_DISPATCH_POLL_INTERVAL": "0.2",
-            }
+        self.env = orchestrator_environ(
+            database_url,
+            tmp / "home",
+            secrets,
+            CYNODE_DISPATCH_WORKERS="8",
+            CYNODE_DISPATCH_POLL_INTERVAL="0.2",
         )
-        self.env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
-        self.procs: list[Proc] = []
+        self.procs: list[CynodeProcess] = []
 
     def orchestrator(self, name: str = "orchestrator", **settings: str) -> Orchestrator:
-        proc = Orchestrator(name, self.env, self.logs, **settings)
+        proc = Orchestrator(self.env, self.logs, name, **settings)
         self.procs.append(proc)
         return proc
 
     def node(self, slug: str, orchestrator: Orchestrator, **settings: str) -> Node:
-        env = dict(self.env)
-        env["CYNODE_HOME"] = str(self.tmp / f"home-{slug}")
+        env = {**self.env, "CYNODE_HOME": str(self.tmp / f"home-{slug}")}
         proc = Node(slug, env, self.logs, orchestrator, **settings)
         self.procs.append(proc)
         return proc
+
+    def process(self, name: str, *args: str) -> CynodeProcess:
+        """Any other ``cynode`` command on the cluster's environment (not started)."""
+        proc = CynodeProcess(list(args), self.env, self.logs / f"{name}.log", name)
+        self.procs.append(proc)
+        return proc
+
+    def admin(self, orchestrator: Orchestrator) -> ApiClient:
+        """A client of ``orchestrator``'s gateway, logged in as the bootstrap admin."""
+        api = ApiClient(orchestrator.gateway)
+        api.login("admin", self.secrets.admin_password, expect=200)
+        return api
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
@@ -67,7 +73,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, database_url: str, test_secrets) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+def cluster(tmp_path: Path, database_url: str, test_secrets: Any) -> Iterator[Cluster]:
     c = Cluster(tmp_path, database_url, test_secrets)
     yield c
     c.stop_all()

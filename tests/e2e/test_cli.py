@@ -11,21 +11,17 @@ import time
 
 import psutil
 import requests
-
-from e2e.procs import free_port, wait_until
+from harness.processes import clean_environ, free_port, wait_until
 
 
 def _env(tmp_path, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CYNODE_")}
-    env.update(
+    return clean_environ(
         CYNODE_HOME=str(tmp_path / "home"),
         CYNODE_GATEWAY_LISTEN=f"127.0.0.1:{free_port()}",
         CYNODE_CONTROL_LISTEN=f"127.0.0.1:{free_port()}",
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         **extra,
     )
-    env.setdefault("CONTAINERS_CONF", "/etc/cynode/containers.conf")
-    return env
 
 
 def cynode(
@@ -88,11 +84,12 @@ def test_up_serves_the_client_commands_and_ctrl_c_leaves_nothing_behind(tmp_path
     finally:
         up.send_signal(signal.SIGINT)
         try:
-            code = up.wait(timeout=60)
+            _, stderr = up.communicate(timeout=60)  # also closes the pipe
         except subprocess.TimeoutExpired:
             up.kill()
+            up.communicate()
             raise
-    assert code == 0, up.stderr.read() if up.stderr else ""
+    assert up.returncode == 0, stderr
     time.sleep(1)
     pgdata = str(tmp_path / "home" / "pgdata")
     leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"]) if pgdata in " ".join(p.info["cmdline"] or [])]

@@ -10,9 +10,10 @@ from collections import Counter
 
 import psycopg
 import requests
+from harness.processes import wait_until
 
+from cynode_core.client import ApiError
 from cynode_core.orchestrator.embedded_pg import EmbeddedPostgres
-from e2e.procs import Api, wait_until
 
 
 def _job_starts(node_log: str) -> Counter:
@@ -22,17 +23,17 @@ def _job_starts(node_log: str) -> Counter:
 def test_orchestrator_kill9_with_20_jobs_in_flight(cluster) -> None:  # type: ignore[no-untyped-def]
     orch = cluster.orchestrator(lease_seconds="3").start().wait_healthy()
     node = cluster.node("node-01", orch, job_slots="4").start().wait_ready()
-    api = Api(orch.gateway, cluster.secrets.admin_password)
+    api = cluster.admin(orch)
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
-    tasks = [api.create("sleep 1; echo run-$CYNODE_JOB_ID") for _ in range(20)]
+    tasks = [api.create_command("sleep 1; echo run-$CYNODE_JOB_ID") for _ in range(20)]
     wait_until(
-        lambda: any(api.get(f"/v1/tasks/{t}").json()["status"] == "running" for t in tasks[:4]), 30, "a running task"
+        lambda: any(api.call("GET", f"/v1/tasks/{t}")["status"] == "running" for t in tasks[:4]), 30, "a running task"
     )
-    orch.kill9()
+    orch.kill()
     orch.start().wait_healthy()
-    results = [api.wait_status(t, ("completed", "failed", "canceled"), timeout=120) for t in tasks]
+    results = [api.wait_result(t, timeout=120) for t in tasks]
     assert [r["status"] for r in results] == ["completed"] * 20
-    starts = _job_starts(node.log())
+    starts = _job_starts(node.output)
     job_ids = [r["jobs"][0]["id"] for r in results]
     assert len(set(job_ids)) == 20 and all(len(r["jobs"]) == 1 for r in results)
     assert all(starts[j] == 1 for j in job_ids), {j: starts[j] for j in job_ids if starts[j] != 1}
@@ -43,13 +44,13 @@ def test_node_agent_kill9_mid_job_fails_the_task_with_a_reason(cluster) -> None:
     with the dispatch error; the node monitor takes the node out of dispatch."""
     orch = cluster.orchestrator(lease_seconds="3", max_attempts="3", node_probe_interval="1").start().wait_healthy()
     node = cluster.node("node-01", orch).start().wait_ready()
-    api = Api(orch.gateway, cluster.secrets.admin_password)
+    api = cluster.admin(orch)
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
-    task = api.create("sleep 30; echo never")
-    wait_until(lambda: api.get(f"/v1/tasks/{task}").json()["status"] == "running", 30, "task running")
+    task = api.create_command("sleep 30; echo never")
+    wait_until(lambda: api.call("GET", f"/v1/tasks/{task}")["status"] == "running", 30, "task running")
     started = time.monotonic()
-    node.kill9()
-    result = api.wait_status(task, ("completed", "failed"), timeout=30)
+    node.kill()
+    result = api.wait_result(task, ("completed", "failed"), timeout=30)
     assert result["status"] == "failed"
     error = json.loads(result["jobs"][0]["result"])["error"]
     assert "worker api call failed" in error and "after 3 attempts" in error
@@ -69,7 +70,7 @@ def test_postgres_restart_under_load_answers_503_and_loses_nothing(cluster, tmp_
     try:
         orch = cluster.orchestrator().start().wait_healthy()
         cluster.node("node-01", orch, job_slots="4").start().wait_ready()
-        api = Api(orch.gateway, cluster.secrets.admin_password)
+        api = cluster.admin(orch)
         created: list[str] = []
         statuses: Counter = Counter()
         stop = threading.Event()
@@ -78,8 +79,8 @@ def test_postgres_restart_under_load_answers_503_and_loses_nothing(cluster, tmp_
             deadline = time.monotonic() + 60
             while not stop.is_set() and time.monotonic() < deadline:
                 try:
-                    resp = api.post("/v1/tasks", json={"prompt": "echo ok", "input_mode": "commands"})
-                except requests.RequestException:
+                    resp = api.request("POST", "/v1/tasks", json={"prompt": "echo ok", "input_mode": "commands"})
+                except (requests.RequestException, ApiError):  # ApiError: the client's "cannot reach"
                     statuses["transport"] += 1
                     continue
                 statuses[resp.status_code] += 1
@@ -104,7 +105,7 @@ def test_postgres_restart_under_load_answers_503_and_loses_nothing(cluster, tmp_
         loader.join(timeout=15)
         assert statuses[500] == 0, statuses
         for task in created:
-            assert api.wait_status(task, ("completed", "failed"), timeout=90)["status"] == "completed"
+            assert api.wait_result(task, ("completed", "failed"), timeout=90)["status"] == "completed"
     finally:
         cluster.stop_all()
         pg.stop()

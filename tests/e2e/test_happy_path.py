@@ -11,9 +11,9 @@ import time
 
 import pytest
 import requests
+from harness.api import ApiClient
+from harness.processes import wait_until
 from pytest_bdd import given, parsers, scenarios, then, when
-
-from e2e.procs import Api, wait_until
 
 scenarios("e2e/single_node_happy_path.feature")
 
@@ -93,9 +93,9 @@ def ready_both(ctx) -> None:  # type: ignore[no-untyped-def]
         assert all(f"{check}: ok" in resp.text for check in ("database", "migrations", "dispatchable node"))
 
 
-def _api(ctx, cluster) -> Api:  # type: ignore[no-untyped-def]
+def _api(ctx, cluster) -> ApiClient:  # type: ignore[no-untyped-def]
     if "api" not in ctx:
-        ctx["api"] = Api(ctx["orch"].gateway, cluster.secrets.admin_password)
+        ctx["api"] = cluster.admin(ctx["orch"])
     return ctx["api"]
 
 
@@ -103,27 +103,29 @@ def _api(ctx, cluster) -> Api:  # type: ignore[no-untyped-def]
 @given(parsers.parse('I log in as "admin" and create the command task "{command}"'))
 @given(parsers.parse('I logged in as "admin" and created the command task "{command}"'))
 def login_and_create(ctx, cluster, command: str) -> None:  # type: ignore[no-untyped-def]
-    ctx["task"] = _api(ctx, cluster).create(command)
+    ctx["task"] = _api(ctx, cluster).create_command(command)
 
 
 @when(parsers.parse('I create the command task "{command}"'))
 def create_task(ctx, cluster, command: str) -> None:  # type: ignore[no-untyped-def]
-    ctx["task"] = _api(ctx, cluster).create(command)
+    ctx["task"] = _api(ctx, cluster).create_command(command)
 
 
 @then(parsers.parse('within {seconds:d} seconds the task status is "{status}"'))
 @given(parsers.parse('within {seconds:d} seconds the task status is "{status}"'))
 def task_status(ctx, seconds: int, status: str) -> None:  # type: ignore[no-untyped-def]
     if status == "running":
-        wait_until(lambda: ctx["api"].get(f"/v1/tasks/{ctx['task']}").json()["status"] == "running", seconds, "running")
+        wait_until(
+            lambda: ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}")["status"] == "running", seconds, "running"
+        )
         return
-    ctx["result"] = ctx["api"].wait_status(ctx["task"], ("completed", "failed", "canceled"), timeout=seconds)
+    ctx["result"] = ctx["api"].wait_result(ctx["task"], timeout=seconds)
     assert ctx["result"]["status"] == status, ctx["result"]
 
 
 @then(parsers.parse('within {seconds:d} seconds the task status is "failed" with a dispatch error'))
 def task_failed_dispatch(ctx, seconds: int) -> None:  # type: ignore[no-untyped-def]
-    result = ctx["api"].wait_status(ctx["task"], ("completed", "failed"), timeout=seconds)
+    result = ctx["api"].wait_result(ctx["task"], ("completed", "failed"), timeout=seconds)
     assert result["status"] == "failed"
     assert "worker api" in json.loads(result["jobs"][0]["result"])["error"]
 
@@ -136,8 +138,8 @@ def job_result(ctx, stdout: str, code: int) -> None:  # type: ignore[no-untyped-
 
 @then('GET /v1/tasks lists the task and GET /v1/users/me shows handle "admin"')
 def lists_and_me(ctx) -> None:  # type: ignore[no-untyped-def]
-    assert ctx["task"] in [t["id"] for t in ctx["api"].get("/v1/tasks").json()["tasks"]]
-    assert ctx["api"].get("/v1/users/me").json()["handle"] == "admin"
+    assert ctx["task"] in [t["id"] for t in ctx["api"].call("GET", "/v1/tasks")["tasks"]]
+    assert ctx["api"].call("GET", "/v1/users/me")["handle"] == "admin"
 
 
 @then("the recording listener on the MCP gateway address saw no connection")
@@ -148,12 +150,10 @@ def no_mcp(ctx) -> None:  # type: ignore[no-untyped-def]
 @when("I refresh my tokens and read the task with the new access token")
 def refresh_and_read(ctx) -> None:  # type: ignore[no-untyped-def]
     api = ctx["api"]
-    resp = requests.post(
-        f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10
-    )
+    resp = api.post("/v1/auth/refresh", json={"refresh_token": api.credentials.refresh_token})
     assert resp.status_code == 200
-    api.tokens = resp.json()
-    ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}")
+    ctx["pair"] = resp.json()
+    ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}", token=ctx["pair"]["access_token"])
 
 
 @then("the read succeeds")
@@ -163,26 +163,22 @@ def read_ok(ctx) -> None:  # type: ignore[no-untyped-def]
 
 @when("I log out")
 def log_out(ctx) -> None:  # type: ignore[no-untyped-def]
-    assert (
-        ctx["api"].post("/v1/auth/logout", json={"refresh_token": ctx["api"].tokens["refresh_token"]}).status_code
-        == 204
-    )
+    pair = ctx["pair"]
+    resp = ctx["api"].post("/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}, token=pair["access_token"])
+    assert resp.status_code == 204
 
 
 @then("reading the task with the new access token gets 401 and refreshing gets 401")
 def dead_session(ctx) -> None:  # type: ignore[no-untyped-def]
-    api = ctx["api"]
-    assert api.get(f"/v1/tasks/{ctx['task']}").status_code == 401
-    resp = requests.post(
-        f"{api.gateway}/v1/auth/refresh", json={"refresh_token": api.tokens["refresh_token"]}, timeout=10
-    )
-    assert resp.status_code == 401
+    api, pair = ctx["api"], ctx["pair"]
+    assert api.get(f"/v1/tasks/{ctx['task']}", token=pair["access_token"]).status_code == 401
+    assert api.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
 
 
 @when(parsers.parse('the node agent is stopped and I create the command task "{command}"'))
 def stop_node_and_create(ctx, command: str) -> None:  # type: ignore[no-untyped-def]
     assert ctx["node"].stop() == 0
-    ctx["task"] = ctx["api"].create(command)
+    ctx["task"] = ctx["api"].create_command(command)
 
 
 @when('the node agent starts again and acks "applied"')
@@ -192,9 +188,9 @@ def restart_node(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
 
 @when("I cancel the task")
 def cancel(ctx) -> None:  # type: ignore[no-untyped-def]
-    detail = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+    detail = ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}/result")
     ctx["job"] = detail["jobs"][0]["id"]
-    ctx["cancel"] = ctx["api"].post(f"/v1/tasks/{ctx['task']}/cancel")
+    ctx["cancel"] = ctx["api"].request("POST", f"/v1/tasks/{ctx['task']}/cancel")
 
 
 @then('the cancel answer is 200 with "canceled" true')
@@ -223,17 +219,17 @@ def container_gone(ctx) -> None:  # type: ignore[no-untyped-def]
 @then('the task and its job stay "canceled" after the node answered the dispatch')
 def stays_canceled(ctx) -> None:  # type: ignore[no-untyped-def]
     def answered() -> bool:
-        result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+        result = ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}/result")
         return result["jobs"][0].get("result") is not None
 
     wait_until(answered, 30, "the node's late answer to be recorded")
-    result = ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json()
+    result = ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}/result")
     assert result["status"] == "canceled" and result["jobs"][0]["status"] == "canceled"
     ctx["snapshot"] = result
 
 
 @then("a second cancel answers 200 and changes nothing")
 def second_cancel(ctx) -> None:  # type: ignore[no-untyped-def]
-    assert ctx["api"].post(f"/v1/tasks/{ctx['task']}/cancel").status_code == 200
+    assert ctx["api"].request("POST", f"/v1/tasks/{ctx['task']}/cancel").status_code == 200
     time.sleep(0.5)
-    assert ctx["api"].get(f"/v1/tasks/{ctx['task']}/result").json() == ctx["snapshot"]
+    assert ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}/result") == ctx["snapshot"]

@@ -15,9 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from harness.processes import wait_until
 from pytest_bdd import given, parsers, scenarios, then, when
-
-from e2e.procs import Api, wait_until
 
 scenarios("e2e/inference.feature")
 
@@ -79,7 +78,7 @@ def stack(ctx, cluster, model_server) -> None:  # type: ignore[no-untyped-def]
     ctx.update(
         orch=orch,
         node=node,
-        api=Api(orch.gateway, cluster.secrets.admin_password),
+        api=cluster.admin(orch),
         cluster=cluster,
         backend_url=model_server.base_url,
         model_server=model_server,
@@ -97,7 +96,7 @@ def reported(ctx, cluster) -> None:  # type: ignore[no-untyped-def]
 
 
 def _create(ctx, body: dict) -> None:  # type: ignore[no-untyped-def]
-    resp = ctx["api"].post("/v1/tasks", json=body)
+    resp = ctx["api"].request("POST", "/v1/tasks", json=body)
     assert resp.status_code == 201, resp.text
     ctx["task"] = resp.json()["id"]
 
@@ -114,7 +113,7 @@ def create_inference_command(ctx, command: str) -> None:  # type: ignore[no-unty
 
 
 def _finish(ctx, timeout: float = 120) -> dict:  # type: ignore[no-untyped-def]
-    ctx["result"] = ctx["api"].wait_status(ctx["task"], ("completed", "failed", "canceled"), timeout=timeout)
+    ctx["result"] = ctx["api"].wait_result(ctx["task"], timeout=timeout)
     ctx["job"] = json.loads(ctx["result"]["jobs"][0]["result"])
     return ctx["result"]
 
@@ -137,7 +136,7 @@ def not_shell(ctx, prompt: str) -> None:  # type: ignore[no-untyped-def]
 
 @then('the task logs return the same answer in "stdout"')
 def logs_same(ctx) -> None:  # type: ignore[no-untyped-def]
-    assert ctx["api"].get(f"/v1/tasks/{ctx['task']}/logs").json()["stdout"] == ctx["job"]["stdout"]
+    assert ctx["api"].call("GET", f"/v1/tasks/{ctx['task']}/logs")["stdout"] == ctx["job"]["stdout"]
 
 
 @then(parsers.parse('the task reaches a terminal status and no file "{name}" exists in its job workspace'))

@@ -6,8 +6,7 @@ import re
 from collections import Counter
 
 import requests
-
-from e2e.procs import Api, wait_until
+from harness.processes import wait_until
 
 
 def test_three_nodes_share_30_tasks_and_survive_losing_one(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -16,16 +15,16 @@ def test_three_nodes_share_30_tasks_and_survive_losing_one(cluster) -> None:  # 
     for node in nodes:
         node.wait_ready()
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "ready")
-    api = Api(orch.gateway, cluster.secrets.admin_password)
-    tasks = [api.create(f"sleep 1; echo task-{i}") for i in range(30)]
+    api = cluster.admin(orch)
+    tasks = [api.create_command(f"sleep 1; echo task-{i}") for i in range(30)]
     victim = nodes[2]
-    wait_until(lambda: "starting in" in victim.log(), 30, "a job on node-03")
-    victim.kill9()
-    results = [api.wait_status(t, ("completed", "failed", "canceled"), timeout=180) for t in tasks]
+    wait_until(lambda: "starting in" in victim.output, 30, "a job on node-03")
+    victim.kill()
+    results = [api.wait_result(t, timeout=180) for t in tasks]
     assert [r["status"] for r in results] == ["completed"] * 30, [r for r in results if r["status"] != "completed"]
     ran_on: Counter = Counter()
     for node in nodes:
-        ran_on[node.name] = len(set(re.findall(r"job ([0-9a-f-]{36}) \(task [0-9a-f-]{36}\): completed", node.log())))
+        ran_on[node.name] = len(set(re.findall(r"job ([0-9a-f-]{36}) \(task [0-9a-f-]{36}\): completed", node.output)))
     assert ran_on["node-01"] >= 5 and ran_on["node-02"] >= 5, ran_on
     assert sum(ran_on.values()) >= 30
     # The dead node is out of dispatch.

@@ -10,9 +10,8 @@ import json
 from typing import Any
 
 import requests
+from harness.processes import wait_until
 from prometheus_client.parser import text_string_to_metric_families
-
-from e2e.procs import Api, wait_until
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -31,23 +30,18 @@ def sample(url: str, name: str, **labels: str) -> float | None:
 def test_the_request_id_of_a_task_is_in_the_json_logs_of_the_orchestrator_and_the_node(cluster) -> None:  # type: ignore[no-untyped-def]
     orch = cluster.orchestrator(log_format="json").start().wait_healthy()
     node = cluster.node("node-rid", orch, log_format="json").start().wait_ready()
-    api = Api(orch.gateway, cluster.secrets.admin_password)
-    resp = requests.post(
-        f"{orch.gateway}/v1/tasks",
-        json={"prompt": "echo traced", "input_mode": "commands"},
-        headers={**api.headers, "X-Request-Id": "e2e-req-42"},
-        timeout=10,
-    )
+    api = cluster.admin(orch)
+    resp = api.post_command("echo traced", request_id="e2e-req-42")
     assert resp.status_code == 201 and resp.headers["X-Request-Id"] == "e2e-req-42"
     task_id = resp.json()["id"]
-    assert api.wait_status(task_id, ("completed",), 60)["status"] == "completed"
+    assert api.wait_result(task_id, ("completed",), 60)["status"] == "completed"
 
     def node_logged() -> list[dict[str, Any]]:
-        return [line for line in json_lines(node.log()) if line.get("request_id") == "e2e-req-42"]
+        return [line for line in json_lines(node.output) if line.get("request_id") == "e2e-req-42"]
 
     on_node = wait_until(node_logged, 10, "the node's log lines with the request id")
     assert any(line["logger"] == "node_agent.executor" and line.get("task_id") == task_id for line in on_node)
-    on_orchestrator = [line for line in json_lines(orch.log()) if line.get("request_id") == "e2e-req-42"]
+    on_orchestrator = [line for line in json_lines(orch.output) if line.get("request_id") == "e2e-req-42"]
     assert {"cynode_core.orchestrator.api.tasks", "cynode_core.orchestrator.dispatch.dispatcher"} <= {
         line["logger"] for line in on_orchestrator
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.processes import free_port
 from node_helpers import (
     CONFIG_TOKEN,
     NODE_PSK,
@@ -27,7 +28,6 @@ from node_helpers import (
     make_settings,
     new_podman_runtime,
 )
-from orchestrator_process import free_port
 from stub_orchestrator import StubOrchestrator
 
 from cynode_core.contract import InferenceBackend, SandboxRuntime

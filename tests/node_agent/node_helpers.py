@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from orchestrator_process import CynodeProcess, clean_environ, free_port
+from harness.processes import CynodeProcess, clean_environ, free_port
 from podman.domain.containers_manager import ContainersManager
 
 from cynode_core import hookimpl
@@ -33,6 +33,10 @@ NODE_PSK = "node-psk-that-must-never-be-logged"
 CONFIG_TOKEN = "worker-token-from-the-node-config"
 JOB_LABEL = "cynodeai.job_id"
 PROBLEM = "application/problem+json"
+# Every key of a RunJobResponse the node sends (docs/wire_contract.md#worker-run-job-response).
+RESULT_KEYS = frozenset(
+    {"version", "task_id", "job_id", "status", "exit_code", "stdout", "stderr", "started_at", "ended_at", "truncated"}
+)
 
 
 def make_settings(home: Path, **overrides: Any) -> NodeSettings:
@@ -85,8 +89,19 @@ def new_podman_runtime(state_dir: Path) -> SandboxRuntime:
     return factories["podman"]({"socket_url": None, "state_dir": str(state_dir)})
 
 
-def assert_problem(response: requests.Response, status: int, detail: str | None = None) -> dict[str, Any]:
-    """``response`` is problem details (RFC 9457) with ``status`` (and ``detail``, when given)."""
+def assert_problem(
+    response: requests.Response,
+    status: int,
+    detail: str | None = None,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """``response`` is problem details (RFC 9457) with ``status`` (and ``detail``, when given).
+
+    With ``kind`` the type must be ``urn:cynodeai:error:<kind>``; with
+    ``kind``, ``title`` and ``detail`` the body must be exactly those four members.
+    """
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == PROBLEM
     body: dict[str, Any] = response.json()
@@ -94,6 +109,12 @@ def assert_problem(response: requests.Response, status: int, detail: str | None 
     assert body["type"].startswith("urn:cynodeai:error:")
     if detail is not None:
         assert body["detail"] == detail
+    if kind is not None:
+        assert body["type"] == f"urn:cynodeai:error:{kind}", body
+    if title is not None:
+        assert body["title"] == title, body
+    if kind is not None and title is not None and detail is not None:
+        assert set(body) == {"type", "title", "status", "detail"}, body
     return body
 
 
@@ -151,7 +172,7 @@ def start_node_process(
         CYNODE_PODMAN_SOCKET=podman_socket_url,
         **settings,
     )
-    return CynodeProcess(["node", "serve"], env, home / "node.log"), port
+    return CynodeProcess(["node", "serve"], env, home / "node.log", "node").start(), port
 
 
 def start_manager(settings: NodeSettings, plugin_manager: Any) -> tuple[NodeManager, threading.Thread, dict[str, Any]]:

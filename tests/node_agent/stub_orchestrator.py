@@ -1,6 +1,6 @@
 """A STUB orchestrator control plane for node agent tests. Not the real orchestrator.
 
-It speaks node_contract.md sections 2 to 4 faithfully enough for a node to
+It speaks docs/wire_contract.md#control-plane faithfully enough for a node to
 go through its start-up sequence (status codes, detail strings, the
 bootstrap and configuration payloads, the ack checks), keeps no database,
 and records every call in order so tests can assert what the node did. The
@@ -115,6 +115,14 @@ class StubOrchestrator:
             return _problem(401, "Unauthorized", "Invalid or expired token", "authentication")
         return None
 
+    def _node_body(self) -> tuple[dict[str, Any], Response | None]:
+        """The JSON object a node posted with its JWT; the refusal instead, when there is one."""
+        body = self._record()
+        refused = self._node_auth()
+        if refused is None and not isinstance(body, dict):
+            refused = _problem(400, "Bad Request", "Invalid request body", "validation")
+        return (body if isinstance(body, dict) else {}), refused
+
     def _build_app(self) -> Flask:
         app = Flask("stub_orchestrator")
 
@@ -206,12 +214,9 @@ class StubOrchestrator:
 
         @app.post(CONFIG_PATH)
         def ack() -> Response:
-            body = self._record()
-            refused = self._node_auth()
+            body, refused = self._node_body()
             if refused is not None:
                 return refused
-            if not isinstance(body, dict):
-                return _problem(400, "Bad Request", "Invalid request body", "validation")
             if body.get("version") != 1:
                 return _problem(400, "Bad Request", "Unsupported config ack version", "validation")
             if body.get("node_slug") != self.node_slug:
@@ -222,12 +227,9 @@ class StubOrchestrator:
 
         @app.post(REPORT_PATH)
         def capability() -> Response:
-            body = self._record()
-            refused = self._node_auth()
+            body, refused = self._node_body()
             if refused is not None:
                 return refused
-            if not isinstance(body, dict):
-                return _problem(400, "Bad Request", "Invalid request body", "validation")
             self.last_capability = body
             return Response(status=204)
 

@@ -1,4 +1,7 @@
-"""The node_capability_report_v1 a node sends (node contract 2): measured values, Go spellings."""
+"""The node_capability_report_v1 a node sends: measured values, Go spellings.
+
+See docs/wire_contract.md#node-capability-report.
+"""
 
 from __future__ import annotations
 

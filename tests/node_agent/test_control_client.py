@@ -1,4 +1,4 @@
-"""The control-plane client against the stub orchestrator on loopback (node contract 2 to 4)."""
+"""The control-plane client against the stub orchestrator on loopback (docs/wire_contract.md#control-plane)."""
 
 from __future__ import annotations
 

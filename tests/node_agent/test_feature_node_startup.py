@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 import requests
-from acceptance.task_stack import InProcessDispatcher, wait_until
+from harness.orchestrator import InProcessDispatcher
+from harness.processes import free_port, wait_until
 from node_helpers import (
     CONFIG_TOKEN,
     NODE_PSK,
@@ -30,7 +31,6 @@ from node_helpers import (
     ContainerRecords,
     run_in_thread,
 )
-from orchestrator_process import free_port
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import select, text
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator

@@ -15,6 +15,7 @@ import jwt
 import pytest
 import requests
 from node_helpers import (
+    RESULT_KEYS,
     WORKER_TOKEN,
     ContainerRecords,
     Worker,
@@ -200,18 +201,7 @@ def result_ids(ctx: dict[str, Any], status: str) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"] == "application/json"
     result = resp.json()
-    assert set(result) == {
-        "version",
-        "task_id",
-        "job_id",
-        "status",
-        "exit_code",
-        "stdout",
-        "stderr",
-        "started_at",
-        "ended_at",
-        "truncated",
-    }
+    assert set(result) == RESULT_KEYS
     assert (result["version"], result["task_id"], result["job_id"], result["status"]) == (
         1,
         job_id_of(ctx, "T1"),

@@ -1,4 +1,4 @@
-"""The per-job inference proxy (node contract section 8) and its wiring into the executor.
+"""The per-job inference proxy (docs/wire_contract.md#inference-proxy) and its wiring into the executor.
 
 Two kinds of upstream are used, and each test says which:
 
@@ -37,8 +37,6 @@ from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, make_set
 
 from cynode_core.contract import InferenceBackend, SandboxRuntime
 from cynode_core.orchestrator.services.prompt_job import PROMPT_SCRIPT
-from node_agent import executor as executor_module
-from node_agent.executor import NO_INFERENCE_NOTE
 from node_agent.inference_proxy import (
     MAX_BODY_BYTES,
     SANDBOX_PROXY_URL,
@@ -48,6 +46,7 @@ from node_agent.inference_proxy import (
     UnixHTTPConnection,
     connect_unix,
 )
+from node_agent.job_inference import NO_INFERENCE_NOTE
 
 PYTHON_IMAGE = "localhost/cynode-sandbox:python"
 PROMPT = "The capital of France is"
@@ -661,8 +660,8 @@ def test_a_proxy_that_never_turns_healthy_fails_the_job(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     worker = inference_worker(stand_in.url)
-    worker.executor.proxy_ready_timeout = 0.5
-    monkeypatch.setattr(executor_module.InferenceProxy, "_health_problem", lambda self, timeout: "simulated")
+    worker.executor.inference.ready_timeout = 0.5
+    monkeypatch.setattr(InferenceProxy, "_health_problem", lambda self, timeout: "simulated")
     start = time.monotonic()
     result = worker.run(job_body(["sh", "-c", "echo ran"], use_inference=True)).json()
     assert time.monotonic() - start < 5

@@ -1,4 +1,7 @@
-"""RunJobResponse building: output caps at character boundaries, timestamps, status rules (contract 5.5)."""
+"""RunJobResponse building: output caps at character boundaries, timestamps, status rules.
+
+See docs/wire_contract.md#worker-run-job-response.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Reading node_configuration_payload_v1 (node contract 4.1): lenient decoding, what the node acts on."""
+"""Reading node_configuration_payload_v1: lenient decoding, what the node acts on.
+
+See docs/wire_contract.md#node-config.
+"""
 
 from __future__ import annotations
 

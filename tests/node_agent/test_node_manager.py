@@ -1,4 +1,7 @@
-"""The Node Manager's start-up sequence against a stub orchestrator, over real Podman (contract 7)."""
+"""The Node Manager's start-up sequence against a stub orchestrator, over real Podman.
+
+See docs/wire_contract.md#node-startup.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ from typing import Any
 
 import pytest
 import requests
+from harness.processes import free_port
 from node_helpers import CONFIG_TOKEN as TOKEN
 from node_helpers import NODE_PSK as PSK
 from node_helpers import BackendEvents, job_body, run_in_thread, start_manager, start_node_process
-from orchestrator_process import free_port
 from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
 from cynode_core.settings import ConfigError

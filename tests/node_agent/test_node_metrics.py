@@ -120,8 +120,9 @@ def test_tokens_and_latency_of_inference_through_a_jobs_proxy_on_the_real_backen
     worker = start_worker(inference_backend="llamacpp")
     worker.executor.set_inference_backend(real_backend.base_url)
     # The proxy a use_inference job gets, started by the executor itself.
-    proxy, failure = worker.executor._start_proxy(str(uuid.uuid4()))
-    assert failure is None and proxy is not None
+    started = worker.executor.inference.for_job(str(uuid.uuid4()))
+    proxy = started.proxy
+    assert started.failure is None and proxy is not None
     try:
         for stream in (False, True):
             conn = UnixHTTPConnection(proxy.socket_path, timeout=130)

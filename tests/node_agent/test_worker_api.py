@@ -1,4 +1,4 @@
-"""The Worker API over real HTTP on loopback, jobs in real Podman containers (node contract 5, 6)."""
+"""The Worker API over real HTTP on loopback, jobs in real Podman containers (docs/wire_contract.md#worker-api)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from node_helpers import (
+    RESULT_KEYS,
     WORKER_TOKEN,
     Worker,
     WorkerFactory,
@@ -74,18 +75,7 @@ def test_a_job_runs_in_a_container_and_returns_the_documented_result(worker: Wor
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     result = response.json()
-    assert set(result) == {
-        "version",
-        "task_id",
-        "job_id",
-        "status",
-        "exit_code",
-        "stdout",
-        "stderr",
-        "started_at",
-        "ended_at",
-        "truncated",
-    }
+    assert set(result) == RESULT_KEYS
     assert result["version"] == 1
     assert (result["task_id"], result["job_id"]) == (body["task_id"], body["job_id"])
     assert (result["status"], result["exit_code"]) == ("completed", 0)
@@ -183,13 +173,7 @@ def test_jobs_without_the_right_bearer_token_are_refused_before_anything_runs(
     body = job_body(["sh", "-c", "echo ran"])
     headers = {"Authorization": header} if header is not None else {}
     response = requests.post(f"{worker.url}/v1/worker/jobs:run", json=body, headers=headers, timeout=30)
-    problem = assert_problem(response, 401, "Invalid or missing bearer token")
-    assert problem == {
-        "type": "urn:cynodeai:error:authentication",
-        "title": "Unauthorized",
-        "status": 401,
-        "detail": "Invalid or missing bearer token",
-    }
+    assert_problem(response, 401, "Invalid or missing bearer token", kind="authentication", title="Unauthorized")
     assert nothing_created(worker)
     assert WORKER_TOKEN not in caplog.text
     # Nothing ran: the same job id, now authorised, runs for the first time.
@@ -234,7 +218,7 @@ _UUID = str(uuid.uuid4())
         (json.dumps(_with(job_id="")), "task_id and job_id are required"),
         (json.dumps(_with(sandbox={"command": []})), "sandbox.command is required when job_spec_json is not set"),
         (json.dumps(_with(sandbox=None)), "sandbox.command is required when job_spec_json is not set"),
-        # The command check comes before the version check (upstream's order).
+        # The command check comes before the version check (docs/wire_contract.md#worker-run-job-checks).
         (
             json.dumps(_with(version=2, sandbox={"command": []})),
             "sandbox.command is required when job_spec_json is not set",
@@ -255,8 +239,7 @@ def test_invalid_job_requests_are_400_and_create_nothing(worker: Worker, raw: st
         timeout=30,
         headers={"Authorization": f"Bearer {WORKER_TOKEN}", "Content-Type": "application/json"},
     )
-    problem = assert_problem(response, 400, detail)
-    assert (problem["type"], problem["title"]) == ("urn:cynodeai:error:validation", "Bad Request")
+    assert_problem(response, 400, detail, kind="validation", title="Bad Request")
     assert nothing_created(worker)
 
 
@@ -274,13 +257,9 @@ def test_an_oversize_body_is_413_and_only_after_authentication(worker: Worker) -
     too_large = requests.post(
         f"{worker.url}/v1/worker/jobs:run", data=data, timeout=60, headers={"Authorization": f"Bearer {WORKER_TOKEN}"}
     )
-    problem = assert_problem(too_large, 413, "Request body exceeds maximum size")
-    assert problem == {
-        "type": "urn:cynodeai:error:validation",
-        "title": "Request Entity Too Large",
-        "status": 413,
-        "detail": "Request body exceeds maximum size",
-    }
+    assert_problem(
+        too_large, 413, "Request body exceeds maximum size", kind="validation", title="Request Entity Too Large"
+    )
     assert_problem(requests.post(f"{worker.url}/v1/worker/jobs:run", data=data, timeout=60), 401)
     assert nothing_created(worker)
 
@@ -448,7 +427,6 @@ def test_a_workspace_that_cannot_be_created_is_a_500_and_the_job_can_be_retried(
     blocker.write_text("a file where the workspace root should be")
     worker = start_worker(workspace_root=str(blocker))
     body = job_body(["sh", "-c", "echo ran"])
-    problem = assert_problem(worker.run(body), 500, "Workspace creation failed")
-    assert problem["type"] == "urn:cynodeai:error:internal"
+    assert_problem(worker.run(body), 500, "Workspace creation failed", kind="internal")
     blocker.unlink()
     assert worker.run(body).json()["stdout"] == "ran\n"  # nothing was recorded: a retry runs it

@@ -1,12 +1,11 @@
-"""A runtime defined outside cynode (the podman CLI) passes the same contract kit."""
+"""A runtime defined outside cynode (the podman CLI) passes the same contract kit as the shipped ``podman``."""
 
 from __future__ import annotations
 
 import pytest
+from cynode_cli_runtime.runtime import PodmanCliRuntime
 
 from cynode_core.testing import SandboxRuntimeContract
-
-from .cli_runtime import PodmanCliRuntime
 
 
 class TestCliRuntimeContract(SandboxRuntimeContract):

@@ -122,7 +122,10 @@ class WsgiTarget:
 
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Raw:
         resp = self.client.open(path, method=method, data=body, headers=headers)
-        return Raw(resp.status_code, resp.headers.to_wsgi_list(), resp.get_data())
+        try:
+            return Raw(resp.status_code, resp.headers.to_wsgi_list(), resp.get_data())
+        finally:
+            resp.close()  # a file the app sends stays open until its response is closed
 
 
 class HttpTarget:

@@ -35,7 +35,7 @@ CONTAINERS_CONF = "/etc/cynode/containers.conf"
 class Orchestrator:
     """What the scenarios do to an orchestrator besides HTTP: users, and the dispatcher's two SQL writes."""
 
-    def __init__(self, under_test: Any) -> None:  # tests/orchestrator_under_test.OrchestratorUnderTest
+    def __init__(self, under_test: Any) -> None:  # tests/harness/orchestrator.OrchestratorUnderTest
         self._ut = under_test
         self.psk: str = under_test.secrets.psk
         self.admin_password: str = under_test.secrets.admin_password
@@ -49,8 +49,11 @@ class Orchestrator:
         """Claim the oldest queued job as a dispatcher does (job and task become ``running``)."""
         from cynode_core.orchestrator.dispatch.dispatcher import Dispatcher
 
-        state = self._ut.app.extensions["cynode"]
-        job = Dispatcher(state).claim()
+        dispatcher = Dispatcher(state=self._ut.app.extensions["cynode"])
+        try:
+            job = dispatcher.claim()
+        finally:
+            dispatcher.queue.close()  # this thread's claim connection
         assert job is not None, "no job could be claimed (no dispatchable node?)"
         return job
 

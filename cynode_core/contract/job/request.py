@@ -2,11 +2,12 @@
 
 The ``sandbox`` object of ``POST /v1/worker/jobs:run`` and the payload the
 orchestrator stores on a job are one shape, :class:`SandboxRequest`
-(wire_contract.md#job-payload). Decoding a request body follows the
-contract's JSON rules: unknown keys are ignored, ``null`` reads as the zero
-value, and a value of the wrong JSON type is an error ("Invalid request
-body"). The checks then run in the contract's order (command, version, ids),
-and ours last: both ids must be canonical UUIDs, because the job id becomes a
+(docs/wire_contract.md#job-payload). Decoding a request body follows the
+JSON rules of docs/wire_contract.md#worker-run-job: unknown keys are ignored,
+``null`` reads as the zero value, and a value of the wrong JSON type is an
+error ("Invalid request body"). The checks then run in the order of
+docs/wire_contract.md#worker-run-job-checks (command, version, ids), and ours
+last: both ids must be canonical UUIDs, because the job id becomes a
 directory name and a file name on the node.
 """
 
@@ -146,18 +147,17 @@ def payload_from_storage(stored: Any) -> SandboxRequest:
         raise UnusablePayload("job payload is empty")
     if not isinstance(stored, dict):
         raise UnusablePayload("parse payload json: not an object")
+    # Only decoding here: what a job may ask is checked where it enters (the
+    # gateway for a task, the Worker API for a run request), not again in between.
     try:
-        sandbox = SandboxRequest.from_json(stored)
+        return SandboxRequest.from_json(stored)
     except InvalidInput as exc:
         raise UnusablePayload("parse payload json: a field has the wrong type") from exc
-    if not sandbox.has_work:
-        raise UnusablePayload("payload.command is required when job_spec_json is not set")
-    return sandbox
 
 
 @dataclass(frozen=True)
 class RunJobRequest:
-    """A ``POST /v1/worker/jobs:run`` body (wire_contract.md#worker-run-job)."""
+    """A ``POST /v1/worker/jobs:run`` body (docs/wire_contract.md#worker-run-job)."""
 
     task_id: str
     job_id: str
@@ -179,7 +179,7 @@ class RunJobRequest:
 
     @classmethod
     def from_json(cls, body: Any) -> RunJobRequest:
-        """Decode and validate a parsed body; ``InvalidInput`` with the contract's detail."""
+        """Decode and validate a parsed body; ``InvalidInput`` worded as docs/wire_contract.md#worker-run-job-checks."""
         if not isinstance(body, dict):
             raise InvalidInput(INVALID_BODY)
         read = _Decode(body)

@@ -2,7 +2,7 @@
 
 The orchestrator stores a job's result as one of two shapes (a run's answer,
 or the reason no run answered) and shows it to clients as JSON text in a
-fixed key order (wire_contract.md#job-result), whatever order the database
+fixed key order (docs/wire_contract.md#job-result), whatever order the database
 hands the keys back in.
 """
 
@@ -42,7 +42,7 @@ class Truncation:
 
 @dataclass(frozen=True)
 class RunJobResponse:
-    """A node's answer to ``jobs:run`` (wire_contract.md#worker-run-job-response).
+    """A node's answer to ``jobs:run`` (docs/wire_contract.md#worker-run-job-response).
 
     ``status`` is kept as the node sent it (a :class:`RunStatus` value from a
     conforming node); ``succeeded`` says whether the job counts as completed.

@@ -21,7 +21,7 @@ class TaskStatus(StrEnum):
 
     @property
     def api_value(self) -> str:
-        """The name clients see: ``pending`` is shown as ``queued`` (wire_contract.md#statuses)."""
+        """The name clients see: ``pending`` is shown as ``queued`` (docs/wire_contract.md#statuses)."""
         return "queued" if self is TaskStatus.PENDING else self.value
 
     @classmethod

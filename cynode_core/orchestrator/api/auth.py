@@ -1,4 +1,4 @@
-"""``/v1/auth/*``: login, refresh, logout (orchestrator contract 3.1-3.3)."""
+"""``/v1/auth/*``: login, refresh, logout (docs/wire_contract.md#gateway-auth)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from cynode_core.contract.errors import InvalidInput
-from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.http import client_info
 from cynode_core.orchestrator.api.schemas_common import RequestSchema
-from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, require_user, verify
+from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, verify
 from cynode_core.orchestrator.services import auth
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="User login, token refresh and logout")
@@ -69,10 +69,15 @@ def count_login_attempt(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.response(200, TokenPairSchema)
-    @blp.alt_response(400, description="Malformed body or missing handle/password")
-    @blp.alt_response(401, description="Invalid credentials")
-    @blp.alt_response(429, description="Too many attempts for this address or user")
+    @blp.operation(
+        200,
+        TokenPairSchema,
+        errors={
+            400: "Malformed body or missing handle/password",
+            401: "Invalid credentials",
+            429: "Too many attempts for this address or user",
+        },
+    )
     @count_login_attempt
     @blp.arguments(LoginSchema)
     def post(self, body: dict[str, str]) -> dict[str, Any]:
@@ -89,9 +94,11 @@ class Login(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
-    @blp.response(200, TokenPairSchema)
-    @blp.alt_response(400, description="Malformed body or no refresh token")
-    @blp.alt_response(401, description="Invalid, expired, rotated or revoked refresh token")
+    @blp.operation(
+        200,
+        TokenPairSchema,
+        errors={400: "Malformed body or no refresh token", 401: "Invalid, expired, rotated or revoked refresh token"},
+    )
     @blp.arguments(RefreshSchema)
     def post(self, body: dict[str, str]) -> dict[str, Any]:
         """Exchange a refresh token for a new pair (the old one stops working)."""
@@ -106,11 +113,7 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(204)
-    @blp.alt_response(400, description="Malformed body")
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @require_user
+    @blp.operation(204, errors={400: "Malformed body"}, bearer="user")
     @blp.arguments(LogoutSchema)
     def post(self, body: dict[str, str | None]) -> Response:
         """End the session of this access token (and of the given refresh token)."""

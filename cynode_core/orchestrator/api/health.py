@@ -18,7 +18,7 @@ _probe = readiness.NodeProbe()
 class Healthz(MethodView):
     @blp.response(200, description="The process serves", content_type=TEXT)
     def get(self) -> Response:
-        """Liveness: 200 ``ok`` whenever the process serves."""
+        """Liveness: 200 `ok` whenever the process serves."""
         return Response("ok", status=200, content_type=TEXT)
 
 

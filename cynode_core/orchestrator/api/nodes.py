@@ -1,4 +1,4 @@
-"""Control plane ``/v1/nodes/*``: registration, capability, config and ack (node contract 2-4)."""
+"""Control plane ``/v1/nodes/*``: registration, capability, config and ack (docs/wire_contract.md#control-plane)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from flask import Response, current_app
 from flask.views import MethodView
 from marshmallow import fields
 
-from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.http import client_address
-from cynode_core.orchestrator.api.schemas_common import RequestSchema, rfc3339
-from cynode_core.orchestrator.api.tokens import current_node, node_token, require_node
+from cynode_core.orchestrator.api.schemas_common import IncludeUnknownSchema, RequestSchema, rfc3339
+from cynode_core.orchestrator.api.tokens import current_node, node_token
 from cynode_core.orchestrator.services import nodes
 
 blp = Blueprint(
@@ -26,21 +26,15 @@ class RegistrationSchema(RequestSchema):
     capability = fields.Raw(load_default=None, metadata={"description": "node_capability_report_v1"})
 
 
-class CapabilitySchema(ma.Schema):
+class CapabilitySchema(IncludeUnknownSchema):
     """A ``node_capability_report_v1``: stored as received, unknown fields kept."""
-
-    class Meta:
-        unknown = ma.INCLUDE
 
     version = fields.Integer()
     reported_at = fields.String()
     node = fields.Dict()
 
 
-class ConfigAckSchema(ma.Schema):
-    class Meta:
-        unknown = ma.INCLUDE
-
+class ConfigAckSchema(IncludeUnknownSchema):
     version = fields.Raw()
     node_slug = fields.Raw()
     config_version = fields.Raw()
@@ -56,10 +50,7 @@ class BootstrapSchema(ma.Schema):
     auth = fields.Dict(required=True)
 
 
-class NodeConfigSchema(ma.Schema):
-    class Meta:
-        unknown = ma.INCLUDE
-
+class NodeConfigSchema(IncludeUnknownSchema):
     version = fields.Integer(required=True)
     config_version = fields.String(required=True)
     issued_at = fields.String(required=True)
@@ -115,11 +106,7 @@ class Register(MethodView):
 
 @blp.route("/capability")
 class Capability(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(204)
-    @blp.alt_response(400, description="Malformed body")
-    @blp.alt_response(401, description="Missing or invalid node token")
-    @require_node
+    @blp.operation(204, errors={400: "Malformed body"}, bearer="node")
     @blp.arguments(CapabilitySchema)
     def post(self, body: dict[str, Any]) -> Response:
         """Report the node's capabilities (stored as a new snapshot)."""
@@ -131,26 +118,17 @@ class Capability(MethodView):
 
 @blp.route("/config")
 class Config(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, NodeConfigSchema)
-    @blp.alt_response(401, description="Missing or invalid node token")
-    @blp.alt_response(404, description="Node not found")
-    @require_node
+    @blp.operation(200, NodeConfigSchema, errors={404: "Node not found"}, bearer="node")
     def get(self) -> Any:
         """The node's configuration (node_configuration_payload_v1)."""
         state = _state()
         with state.db.session() as session:
             return nodes.config_payload(session, state.settings, state.cipher, current_node().id, _public_url())
 
-    @blp.doc(security=BEARER)
-    @blp.response(204)
-    @blp.alt_response(400, description="Malformed ack")
-    @blp.alt_response(401, description="Missing or invalid node token")
-    @blp.alt_response(404, description="Node not found")
-    @require_node
+    @blp.operation(204, errors={400: "Malformed ack", 404: "Node not found"}, bearer="node")
     @blp.arguments(ConfigAckSchema)
     def post(self, body: dict[str, Any]) -> Response:
-        """Acknowledge a configuration version as ``applied`` or ``failed``."""
+        """Acknowledge a configuration version as `applied` or `failed`."""
         with _state().db.session() as session:
             nodes.record_ack(session, current_node().id, body)
         return Response(status=204)

@@ -10,7 +10,7 @@ from marshmallow import fields
 
 
 def rfc3339(value: dt.datetime | None) -> str | None:
-    """RFC 3339, UTC, second precision, ``Z`` suffix (the contracts' timestamp form)."""
+    """RFC 3339, UTC, second precision, ``Z`` suffix (docs/wire_contract.md#conventions)."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -19,7 +19,7 @@ def rfc3339(value: dt.datetime | None) -> str | None:
 
 
 class Timestamp(fields.Field):
-    """A datetime dumped in the contracts' RFC 3339 form."""
+    """A datetime dumped in the RFC 3339 form of docs/wire_contract.md#conventions."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return rfc3339(value)
@@ -33,7 +33,7 @@ class Timestamp(fields.Field):
 
 
 class OmitEmptySchema(ma.Schema):
-    """Leaves out keys whose value is ``None`` (the contracts never send ``null``)."""
+    """Leaves out keys whose value is ``None`` (never ``null``: docs/wire_contract.md#conventions)."""
 
     @ma.post_dump
     def _drop_none(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -41,10 +41,17 @@ class OmitEmptySchema(ma.Schema):
 
 
 class RequestSchema(ma.Schema):
-    """Request bodies ignore unknown keys, as upstream's decoders do."""
+    """Request bodies ignore unknown keys (docs/wire_contract.md#conventions)."""
 
     class Meta:
         unknown = ma.EXCLUDE
+
+
+class IncludeUnknownSchema(ma.Schema):
+    """A versioned node payload, kept whole: keys not declared here are kept as they came."""
+
+    class Meta:
+        unknown = ma.INCLUDE
 
 
 class ProblemSchema(ma.Schema):

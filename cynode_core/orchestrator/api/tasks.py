@@ -1,4 +1,4 @@
-"""``/v1/tasks*``: create, list, get, result, logs, cancel (orchestrator contract 3.4-3.7)."""
+"""``/v1/tasks*``: create, list, get, result, logs, cancel (docs/wire_contract.md#tasks)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from marshmallow import fields
 from cynode_core.contract.errors import InvalidInput
 from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
 from cynode_core.logs import current_request_id
-from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp
-from cynode_core.orchestrator.api.tokens import current_user, require_user
+from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.services import tasks
 
 log = logging.getLogger(__name__)
@@ -103,18 +103,18 @@ def _state():  # type: ignore[no-untyped-def]
     return current_app.extensions["cynode"]
 
 
-def task_body(view: tasks.TaskView) -> dict[str, Any]:
-    t = view.task
+def task_body(found: tasks.TaskWithAttachments) -> dict[str, Any]:
+    t = found.task
     return {
         "id": str(t.id),
         "task_id": str(t.id),
         "status": TaskStatus(t.status).api_value,
-        "task_name": t.summary,
+        "task_name": t.name,
         "prompt": t.prompt,
-        "summary": t.summary,
+        "summary": t.name,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
-        "attachments": view.attachments or None,
+        "attachments": found.attachments or None,
     }
 
 
@@ -132,12 +132,12 @@ def _int_param(value: str | None, default: int, low: int, high: int) -> int:
 
 @blp.route("")
 class Tasks(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(201, TaskSchema)
-    @blp.alt_response(400, description="Malformed body, no prompt or bad project_id")
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(413, description="Body over the size limit")
-    @require_user
+    @blp.operation(
+        201,
+        TaskSchema,
+        errors={400: "Malformed body, no prompt or bad project_id", 413: "Body over the size limit"},
+        bearer="user",
+    )
     @blp.arguments(CreateTaskSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Create a task; it is queued at once and dispatched in the background."""
@@ -155,17 +155,13 @@ class Tasks(MethodView):
         )
         state = _state()
         with state.db.session() as session:
-            view = tasks.create_task(session, state.settings, current_user().id, new)
+            created = tasks.create_task(session, state.settings, current_user().id, new)
             session.flush()
-            session.refresh(view.task)
-            log.info("task %s created (%s)", view.task.id, mode, extra={"task_id": str(view.task.id)})
-            return task_body(view), 201
+            session.refresh(created.task)
+            log.info("task %s created (%s)", created.task.id, mode, extra={"task_id": str(created.task.id)})
+            return task_body(created), 201
 
-    @blp.doc(security=BEARER)
-    @blp.response(200, TaskListSchema)
-    @blp.alt_response(400, description="Bad paging parameter or unknown status")
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @require_user
+    @blp.operation(200, TaskListSchema, errors={400: "Bad paging parameter or unknown status"}, bearer="user")
     @blp.arguments(ListQuerySchema, location="query")
     def get(self, query: dict[str, Any]) -> Any:
         """My tasks, newest first, optionally of one status."""
@@ -176,24 +172,16 @@ class Tasks(MethodView):
         if status is not None and status not in TASK_API_STATUSES:
             raise InvalidInput("Invalid status filter; allowed values: " + ", ".join(TASK_API_STATUSES))
         with _state().db.session() as session:
-            views, next_offset = tasks.list_tasks(session, current_user().id, limit=limit, offset=offset, status=status)
-            body: dict[str, Any] = {"tasks": [task_body(v) for v in views]}
+            found, next_offset = tasks.list_tasks(session, current_user().id, limit=limit, offset=offset, status=status)
+            body: dict[str, Any] = {"tasks": [task_body(f) for f in found]}
         if next_offset is not None:
             body.update(next_offset=next_offset, next_cursor=str(next_offset))
         return body
 
 
 def one_task_route(schema: type[ma.Schema]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The decorators every ``/v1/tasks/{ref}...`` view shares: bearer auth, 200 body, 401 and 404."""
-
-    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        view = require_user(view)
-        view = blp.alt_response(404, description="No such task (or not yours)")(view)
-        view = blp.alt_response(401, description="Missing or invalid access token")(view)
-        view = blp.response(200, schema)(view)
-        return blp.doc(security=BEARER)(view)
-
-    return decorate
+    """What every ``/v1/tasks/{ref}...`` view shares: a user's token, 200 with ``schema``, 404."""
+    return blp.operation(200, schema, errors={404: "No such task (or not yours)"}, bearer="user")
 
 
 def _task(session, ref: str):  # type: ignore[no-untyped-def]
@@ -208,7 +196,7 @@ class TaskItem(MethodView):
         """One task, by id or by name."""
         with _state().db.session() as session:
             task = _task(session, ref)
-            return task_body(tasks.TaskView(task, tasks.attachments_of(session, [task.id]).get(task.id, [])))
+            return task_body(tasks.TaskWithAttachments(task, tasks.attachments_of(session, [task.id]).get(task.id, [])))
 
 
 @blp.route("/<string:ref>/result")

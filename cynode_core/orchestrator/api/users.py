@@ -1,4 +1,4 @@
-"""``/v1/users/*``: the caller's record and admin session revocation (contract 3.8)."""
+"""``/v1/users/*``: the caller's record and admin session revocation (docs/wire_contract.md#users)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from cynode_core.contract.errors import InvalidInput, NotFound, NotPermitted
-from cynode_core.orchestrator.api import BEARER, Blueprint
+from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema
-from cynode_core.orchestrator.api.tokens import current_user, require_user
+from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.models import User
 from cynode_core.orchestrator.services import accounts
 
@@ -28,10 +28,7 @@ class UserSchema(OmitEmptySchema):
 
 @blp.route("/me")
 class Me(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(200, UserSchema)
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @require_user
+    @blp.operation(200, UserSchema, bearer="user")
     def get(self) -> Any:
         """The logged-in user."""
         with current_app.extensions["cynode"].db.session() as session:
@@ -40,13 +37,9 @@ class Me(MethodView):
 
 @blp.route("/<string:user_id>/revoke_sessions")
 class RevokeSessions(MethodView):
-    @blp.doc(security=BEARER)
-    @blp.response(204)
-    @blp.alt_response(400, description="Not a user id")
-    @blp.alt_response(401, description="Missing or invalid access token")
-    @blp.alt_response(403, description="Caller is not the admin")
-    @blp.alt_response(404, description="No such user")
-    @require_user
+    @blp.operation(
+        204, errors={400: "Not a user id", 403: "Caller is not the admin", 404: "No such user"}, bearer="user"
+    )
     def post(self, user_id: str) -> Response:
         """End every session of a user (admin only)."""
         if not current_user().is_admin:

@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 
 from cynode_core.logs import log_context
-from cynode_core.orchestrator.dispatch.queue import CandidateCache, ClaimedJob, JobQueue, SuspectNodes
+from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.dispatch.queue import CandidateCache, JobQueue, SuspectNodes
 from cynode_core.orchestrator.dispatch.store import (
     fail_job,
     recover_expired_leases,

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from cynode_core import hookimpl, hookspec
 
 if TYPE_CHECKING:
-    from cynode_core.orchestrator.dispatch.queue import ClaimedJob, JobQueue
+    from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+    from cynode_core.orchestrator.dispatch.queue import JobQueue
 
 PLUGIN_NAME = "two-step-claim"
 

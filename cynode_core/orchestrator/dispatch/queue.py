@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from cynode_core.contract import JobInfo, NodeCandidate
 from cynode_core.contract.job import RunJobRequest, SandboxRequest, UnusablePayload, payload_from_storage
 from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
 from cynode_core.orchestrator.dispatch.store import fail_unusable
 from cynode_core.orchestrator.node_client import NodeEndpoint
 from cynode_core.orchestrator.services.nodes import HEARTBEAT_TIMEOUT, list_nodes
@@ -32,27 +32,6 @@ from cynode_core.orchestrator.services.secrets import TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 SelectNode = Callable[..., NodeCandidate | None]
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job this dispatcher holds the lease of, ready to send."""
-
-    request: RunJobRequest
-    lease_id: uuid.UUID
-    attempts: int
-    node_id: uuid.UUID
-    node: NodeEndpoint
-    # The request id the task was created with: sent to the node as X-Request-Id.
-    request_id: str | None = None
-
-    @property
-    def job_id(self) -> uuid.UUID:
-        return uuid.UUID(self.request.job_id)
-
-    @property
-    def task_id(self) -> uuid.UUID:
-        return uuid.UUID(self.request.task_id)
 
 
 _PICK = text(

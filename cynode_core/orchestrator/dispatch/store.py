@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import text
 
 from cynode_core.contract.job import TASK_TERMINAL, DispatchFailure, JobResult, RunJobResponse, TaskStatus, sql_list
 from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
 from cynode_core.orchestrator.settings import OrchestratorSettings
-
-if TYPE_CHECKING:
-    from cynode_core.orchestrator.dispatch.queue import ClaimedJob
 
 log = logging.getLogger(__name__)
 

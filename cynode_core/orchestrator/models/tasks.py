@@ -65,7 +65,8 @@ class Task(TimestampMixin, Base):
     prompt: Mapped[str | None] = mapped_column(Text)
     input_mode: Mapped[str | None] = mapped_column(Text)
     acceptance_criteria: Mapped[Any | None] = mapped_column(JSONB)
-    summary: Mapped[str | None] = mapped_column(Text)
+    # The task's name (unique per owner); the column keeps its historical name ``summary``.
+    name: Mapped[str | None] = mapped_column("summary", Text)
     description: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     # The X-Request-Id of the call that created the task; it follows the task to the node.

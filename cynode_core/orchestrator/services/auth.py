@@ -274,7 +274,7 @@ def logout(
 def live_user(session: Session, user_id: uuid.UUID, family_id: uuid.UUID) -> User | None:
     """The user behind an access token, or ``None`` if disabled or the session is over.
 
-    One indexed query per request (decisions.md, Orchestrator 4).
+    One indexed query per request (docs/wire_contract.md#tokens).
     """
     live_family = exists().where(
         RefreshSession.family_id == family_id,

@@ -1,4 +1,4 @@
-"""Node registration, capability reports, configuration delivery and acks (node contract 2-4)."""
+"""Node registration, capability reports, configuration delivery and acks (docs/wire_contract.md#control-plane)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def capability_hash(capability: dict[str, Any]) -> str:
 
 
 def new_config_version() -> str:
-    """A ULID: lexicographically monotonic, opaque to nodes (decisions.md, Node 2)."""
+    """A ULID: lexicographically monotonic, opaque to nodes (docs/wire_contract.md#node-config)."""
     return str(ULID())
 
 
@@ -128,7 +128,7 @@ def latest_capability(session: Session, node_id: uuid.UUID) -> dict[str, Any]:
 def config_payload(
     session: Session, settings: OrchestratorSettings, cipher: TokenCipher, node_id: uuid.UUID, public_url: str
 ) -> dict[str, Any]:
-    """The ``node_configuration_payload_v1`` for a node (node contract 4.1)."""
+    """The ``node_configuration_payload_v1`` for a node (docs/wire_contract.md#node-config)."""
     node = session.get(Node, node_id)
     if node is None:
         raise NotFound("Node not found")
@@ -168,7 +168,7 @@ def config_payload(
 
 
 def record_ack(session: Session, node_id: uuid.UUID, body: dict[str, Any]) -> None:
-    """Store a ``node_config_ack_v1`` after the contract's checks, in its order."""
+    """Store a ``node_config_ack_v1`` after the checks of docs/wire_contract.md#node-config-ack, in their order."""
     node = session.get(Node, node_id)
     if node is None:
         raise NotFound("Node not found")

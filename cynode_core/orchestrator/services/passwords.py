@@ -1,4 +1,4 @@
-"""argon2id password hashes in the PHC format of the contract (m=65536, t=3, p=2)."""
+"""argon2id password hashes in the PHC string format (m=65536, t=3, p=2)."""
 
 from __future__ import annotations
 

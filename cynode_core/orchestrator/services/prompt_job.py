@@ -1,8 +1,8 @@
 """The sandbox job a prompt task becomes: a small Python client of the inference proxy.
 
 It reads ``INFERENCE_PROXY_URL`` (``http+unix://<escaped socket path>``),
-posts ``/api/generate`` with the configured model and prints the answer,
-following upstream's prompt script's output conventions.
+posts ``/api/generate`` with the configured model and prints the answer in the
+form of docs/wire_contract.md#prompt-script.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readiness of the orchestrator (decisions.md, Acceptance scenarios 8).
+"""Readiness of the orchestrator (docs/wire_contract.md#health).
 
 Ready means: the database answers, its schema is at the newest migration,
 and at least one node is dispatchable (acked ``applied`` for its current

@@ -1,4 +1,4 @@
-"""Tasks and their jobs: create, look up, list, result, logs, cancel (contract 3.4-3.7).
+"""Tasks and their jobs: create, look up, list, result, logs, cancel (docs/wire_contract.md#tasks).
 
 Creating a task writes the task, its attachments and its one job in a
 single transaction and wakes the dispatchers with ``NOTIFY`` (delivered on
@@ -54,7 +54,9 @@ class NewTask:
 
 
 @dataclass
-class TaskView:
+class TaskWithAttachments:
+    """A task and the paths of its attachments, as the API shows it."""
+
     task: Task
     attachments: list[str]
 
@@ -81,9 +83,7 @@ def _unique_name(session: Session, user_id: uuid.UUID, requested: str | None) ->
         return f"task_name_{count + 1:03d}"
     taken = set(
         session.scalars(
-            select(Task.summary).where(
-                Task.created_by == user_id, Task.summary.op("~")(f"^{re.escape(name)}(-[0-9]+)?$")
-            )
+            select(Task.name).where(Task.created_by == user_id, Task.name.op("~")(f"^{re.escape(name)}(-[0-9]+)?$"))
         )
     )
     if name not in taken:
@@ -95,11 +95,12 @@ def _unique_name(session: Session, user_id: uuid.UUID, requested: str | None) ->
 
 
 def job_payload(settings: OrchestratorSettings, new: NewTask) -> SandboxRequest:
-    """The sandbox request a new task's job carries (wire_contract.md#job-payload)."""
+    """The sandbox request a new task's job carries (docs/wire_contract.md#job-payload)."""
     if new.input_mode == "prompt":
         return prompt_payload(settings.prompt_image, new.prompt, settings.inference_model)
     # A command task that asks for inference needs a client of the proxy: it
-    # gets the prompt image (python and curl), as the reference's inference jobs do.
+    # gets the prompt image (python and curl), as inference jobs do in the reference
+    # implementation, CyNodeAI (docs/wire_contract.md#job-payload-command).
     if new.use_inference:
         return SandboxRequest(
             image=settings.prompt_image,
@@ -110,7 +111,9 @@ def job_payload(settings: OrchestratorSettings, new: NewTask) -> SandboxRequest:
     return SandboxRequest(image=settings.task_image, command=("sh", "-c", new.prompt))
 
 
-def create_task(session: Session, settings: OrchestratorSettings, user_id: uuid.UUID, new: NewTask) -> TaskView:
+def create_task(
+    session: Session, settings: OrchestratorSettings, user_id: uuid.UUID, new: NewTask
+) -> TaskWithAttachments:
     project_id: uuid.UUID
     if new.project_id and new.project_id.strip():
         try:
@@ -129,7 +132,7 @@ def create_task(session: Session, settings: OrchestratorSettings, user_id: uuid.
         project_id=project_id,
         status=TaskStatus.PENDING,
         prompt=new.prompt,
-        summary=name,
+        name=name,
         input_mode=new.input_mode,
         request_id=new.request_id,
     )
@@ -144,19 +147,16 @@ def create_task(session: Session, settings: OrchestratorSettings, user_id: uuid.
     session.add(Job(task_id=task.id, status=JobStatus.QUEUED, payload=job_payload(settings, new).to_json()))
     session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
     session.flush()
-    return TaskView(task, kept)
+    return TaskWithAttachments(task, kept)
 
 
 def find_task(session: Session, user_id: uuid.UUID, is_admin: bool, ref: str) -> Task:
-    """A task by UUID or by name; another user's task is a 404 (decisions.md, Acceptance 1)."""
+    """A task by UUID or by name; another user's task is a 404 (docs/wire_contract.md#task-lookup)."""
     try:
         task_id = uuid.UUID(ref)
     except ValueError:
         task = session.scalar(
-            select(Task)
-            .where(Task.created_by == user_id, Task.summary == ref)
-            .order_by(Task.created_at.desc())
-            .limit(1)
+            select(Task).where(Task.created_by == user_id, Task.name == ref).order_by(Task.created_at.desc()).limit(1)
         )
     else:
         task = session.get(Task, task_id)
@@ -183,7 +183,7 @@ def attachments_of(session: Session, task_ids: list[uuid.UUID]) -> dict[uuid.UUI
 
 def list_tasks(
     session: Session, user_id: uuid.UUID, *, limit: int, offset: int, status: str | None
-) -> tuple[list[TaskView], int | None]:
+) -> tuple[list[TaskWithAttachments], int | None]:
     stmt = select(Task).where(Task.created_by == user_id)
     if status is not None:
         stmt = stmt.where(Task.status == TaskStatus.from_api(status))
@@ -191,7 +191,7 @@ def list_tasks(
     more = len(rows) > limit
     rows = rows[:limit]
     atts = attachments_of(session, [t.id for t in rows])
-    return [TaskView(t, atts.get(t.id, [])) for t in rows], (offset + limit if more else None)
+    return [TaskWithAttachments(t, atts.get(t.id, [])) for t in rows], (offset + limit if more else None)
 
 
 def jobs_of(session: Session, task_id: uuid.UUID) -> list[Job]:

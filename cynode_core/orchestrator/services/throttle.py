@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 from sqlalchemy import text
@@ -52,7 +51,3 @@ def is_full(session: Session, key: str, *, limit: int, window: float) -> int | N
 def bump(session: Session, key: str, *, window: float) -> None:
     """Count one event with no limit (failed logins per handle)."""
     session.execute(_TAKE, {"key": key, "limit": 2**31 - 1, "window": window})
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -16,7 +16,7 @@ import pytest
 from example_users import CAROL_PASSWORD, DAVE_PASSWORD
 
 from cynode_core.orchestrator.app import create_app
-from cynode_core.orchestrator.process import open_runtime
+from cynode_core.orchestrator.process import open_resources
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.settings import load_settings
 
@@ -32,11 +32,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         environ={},
         overrides={"home": home, "admin_password": ADMIN_PASSWORD, "dispatcher_enabled": False},
     )
-    runtime = open_runtime(settings)
+    resources = open_resources(settings)
     try:
-        yield create_app(runtime.settings, runtime.db, runtime.secrets).test_client()
+        yield create_app(resources.settings, resources.db, resources.secrets).test_client()
     finally:
-        runtime.close()
+        resources.close()
 
 
 def login(client: Any, handle: str, password: str) -> Any:

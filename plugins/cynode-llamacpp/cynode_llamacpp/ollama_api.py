@@ -3,7 +3,8 @@
 Endpoints: ``GET /``, ``GET /api/version``, ``GET /api/tags``,
 ``POST /api/generate``, ``POST /api/chat``. Field names, defaults and status
 codes follow Ollama's published API (``docs/api.md`` in ollama/ollama and
-docs.ollama.com/api): ``stream`` defaults to true and streams NDJSON
+docs.ollama.com/api); the bodies are :mod:`cynode_llamacpp.ollama_bodies`'s,
+this module serves them. ``stream`` defaults to true and streams NDJSON
 (``application/x-ndjson``, one object per line, the last with ``done: true``
 and the counts); ``stream: false`` answers one JSON object; errors are
 ``{"error": "..."}`` with Ollama's codes (400 bad request, 404 unknown model,
@@ -24,17 +25,12 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cynode_core.http_chunked import BadChunkedBody, ChunkedBodyTooLarge, read_chunked
 from cynode_llamacpp import __version__
-from cynode_llamacpp.engine import (
-    EngineBusy,
-    EngineClosed,
-    GenerationResult,
-    LlamaEngine,
-    OptionError,
-    Sampling,
-)
-from cynode_llamacpp.prompts import PromptError, chat_prompt, generate_prompt, parse_messages
-from cynode_llamacpp.served_model import ServedModel, now_rfc3339
+from cynode_llamacpp.engine import EngineBusy, EngineClosed, GenerationResult, LlamaEngine, Session
+from cynode_llamacpp.ollama_bodies import ApiError, ChatAnswer, ChatRequest, GenerateAnswer, GenerateRequest
+from cynode_llamacpp.prompts import Prompt, PromptError, chat_prompt, generate_prompt
+from cynode_llamacpp.served_model import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +38,7 @@ NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
-
-class ApiError(Exception):
-    """An error answered as Ollama answers it: ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+Answer = GenerateAnswer | ChatAnswer
 
 
 class OllamaApiServer:
@@ -207,20 +196,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         limit = self.api.max_body
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks, total = [], 0
-            while True:
-                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                total += size
-                if total > limit:
-                    self.close_connection = True
-                    raise ApiError(413, "request body too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-            return b"".join(chunks)
+            try:
+                return read_chunked(self.rfile, limit)
+            except ChunkedBodyTooLarge:
+                self.close_connection = True
+                raise ApiError(413, "request body too large") from None
+            except BadChunkedBody as exc:
+                self.close_connection = True
+                raise ApiError(400, str(exc)) from None
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -261,156 +244,56 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ generation
 
-    def _common(self, data: dict[str, Any]) -> tuple[str, bool, Sampling]:
-        """Model name, stream flag and sampling options, each checked as Ollama checks them."""
-        model = data.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise ApiError(400, "model is required")
-        if not self.api.model.matches(model):
-            raise ApiError(404, f'model "{model}" not found, try pulling it first')
-        stream = data.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise ApiError(400, "stream must be a boolean")
-        if data.get("think"):
-            raise ApiError(400, f'"{model}" does not support thinking')
-        if data.get("format"):
-            raise ApiError(400, "format (structured output) is not supported by the llamacpp backend")
-        try:
-            sampling = Sampling.from_request(data.get("options"), default_num_predict=self.api.default_num_predict)
-        except OptionError as exc:
-            raise ApiError(400, str(exc)) from None
-        return model, stream is not False, sampling
-
     def _generate(self) -> None:
-        data = self._json_body()
-        model, stream, sampling = self._common(data)
-        prompt, system = _optional_str(data, "prompt"), _optional_str(data, "system")
-        raw = data.get("raw") is True
-        context = data.get("context")
-        if context is not None and not (isinstance(context, list) and all(type(t) is int for t in context)):
-            raise ApiError(400, "context must be a list of integers")
-        if data.get("suffix"):
-            raise ApiError(400, f'"{model}" does not support insert')
-        if data.get("template"):
-            raise ApiError(400, "a request template is not supported by the llamacpp backend")
-        if raw and (system or context):
-            raise ApiError(400, "raw mode does not support template, system, or context")
-        if not prompt and not context:
-            # Ollama answers an empty prompt by loading the model; ours is always loaded.
-            self._send_json(
-                200, {"model": model, "created_at": now_rfc3339(), "response": "", "done": True, "done_reason": "load"}
-            )
+        request = GenerateRequest.from_json(self._json_body(), self.api.model, self.api.default_num_predict)
+        if not request.prompt and not request.context:
+            self._send_json(200, request.load_answer())
             return
         with self.api.engine.session() as session:
             try:
                 built = generate_prompt(
-                    session, self.api.model.info, prompt=prompt or "", system=system, raw=raw, context=context
+                    session,
+                    self.api.model.info,
+                    prompt=request.prompt or "",
+                    system=request.system,
+                    raw=request.raw,
+                    context=request.context,
                 )
             except PromptError as exc:
                 raise ApiError(400, str(exc)) from None
-            sampling = dataclasses.replace(sampling, stop=(*sampling.stop, *built.stop))
             result = GenerationResult()
-            pieces = session.generate(built.tokens, sampling, result)
-
-            def chunk(text: str) -> dict[str, Any]:
-                return {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
-
-            def final(text: str) -> dict[str, Any]:
-                payload: dict[str, Any] = {
-                    "model": model,
-                    "created_at": now_rfc3339(),
-                    "response": text,
-                    "done": True,
-                    "done_reason": result.done_reason,
-                }
-                if not raw:
-                    payload["context"] = result.tokens
-                return payload | self._metrics(result)
-
-            self._answer(stream, pieces, chunk, final, strip_leading_space=built.strip_leading_space)
+            answer = GenerateAnswer(request.model, result, self._started, with_context=not request.raw)
+            self._answer(session, built, request, answer)
 
     def _chat(self) -> None:
-        data = self._json_body()
-        model, stream, sampling = self._common(data)
-        if data.get("tools"):
-            raise ApiError(400, f'"{model}" does not support tools')
-        try:
-            messages = parse_messages(data.get("messages"))
-        except PromptError as exc:
-            raise ApiError(400, str(exc)) from None
-        if not messages:
-            self._send_json(
-                200,
-                {
-                    "model": model,
-                    "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": ""},
-                    "done_reason": "load",
-                    "done": True,
-                },
-            )
+        request = ChatRequest.from_json(self._json_body(), self.api.model, self.api.default_num_predict)
+        if not request.messages:
+            self._send_json(200, request.load_answer())
             return
         with self.api.engine.session() as session:
             try:
-                built = chat_prompt(session, self.api.model.info, messages)
+                built = chat_prompt(session, self.api.model.info, request.messages)
             except PromptError as exc:
                 raise ApiError(400, str(exc)) from None
-            sampling = dataclasses.replace(sampling, stop=(*sampling.stop, *built.stop))
             result = GenerationResult()
-            pieces = session.generate(built.tokens, sampling, result)
+            self._answer(session, built, request, ChatAnswer(request.model, result, self._started))
 
-            def chunk(text: str) -> dict[str, Any]:
-                return {
-                    "model": model,
-                    "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": text},
-                    "done": False,
-                }
-
-            def final(text: str) -> dict[str, Any]:
-                return {
-                    "model": model,
-                    "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": text},
-                    "done_reason": result.done_reason,
-                    "done": True,
-                } | self._metrics(result)
-
-            self._answer(stream, pieces, chunk, final, strip_leading_space=built.strip_leading_space)
-
-    def _metrics(self, result: GenerationResult) -> dict[str, int]:
-        return {
-            "total_duration": max(time.perf_counter_ns() - self._started, 1),
-            "load_duration": result.load_duration,
-            "prompt_eval_count": result.prompt_eval_count,
-            "prompt_eval_duration": result.prompt_eval_duration,
-            "eval_count": result.eval_count,
-            "eval_duration": result.eval_duration,
-        }
-
-    def _answer(
-        self,
-        stream: bool,
-        pieces: Iterator[str],
-        chunk: Callable[[str], dict[str, Any]],
-        final: Callable[[str], dict[str, Any]],
-        *,
-        strip_leading_space: bool,
-    ) -> None:
-        if strip_leading_space:
+    def _answer(self, session: Session, built: Prompt, request: GenerateRequest | ChatRequest, answer: Answer) -> None:
+        """Generate from ``built`` into ``answer.result`` and send the answer, streamed or whole."""
+        sampling = dataclasses.replace(request.sampling, stop=(*request.sampling.stop, *built.stop))
+        pieces = session.generate(built.tokens, sampling, answer.result)
+        if built.strip_leading_space:
             pieces = _lstrip_pieces(pieces)
         try:
-            if not stream:
+            if not request.stream:
                 text = "".join(pieces)
-                self._send_json(200, final(text))
+                self._send_json(200, answer.final(text))
                 return
-            self._stream(pieces, chunk, final)
+            self._stream(pieces, answer)
         finally:
             pieces.close()  # type: ignore[attr-defined]
 
-    def _stream(
-        self, pieces: Iterator[str], chunk: Callable[[str], dict[str, Any]], final: Callable[[str], dict[str, Any]]
-    ) -> None:
+    def _stream(self, pieces: Iterator[str], answer: Answer) -> None:
         chunked = self.request_version != "HTTP/1.0"
         self.send_response(200)
         self.send_header("Content-Type", NDJSON)
@@ -427,8 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             for text in pieces:
-                write(chunk(text))
-            write(final(""))
+                write(answer.chunk(text))
+            write(answer.final(""))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client left: generation stops with the iterator
             return
@@ -451,10 +334,3 @@ def _lstrip_pieces(pieces: Iterator[str]) -> Iterator[str]:
             yield text
     finally:
         pieces.close()  # type: ignore[attr-defined]
-
-
-def _optional_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise ApiError(400, f"{key} must be a string")

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cynode_llamacpp.engine import ModelInfo, Session
+from cynode_llamacpp.engine import Session
+from cynode_llamacpp.model_loader import ModelInfo
 
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool:")
 _TRANSCRIPT_LABELS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cynode_core.contract import normalize_model_name
-from cynode_llamacpp.engine import ModelInfo
+from cynode_llamacpp.model_loader import ModelInfo
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,22 @@ def llamacpp_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def backend_options(llamacpp_home: Path) -> dict[str, object]:
+    """The options the node agent passes the backend's factory, selecting the bundled model."""
+    return {
+        "home": str(llamacpp_home),
+        "model": None,
+        "selected_model": MODEL,
+        "ollama_url": "http://127.0.0.1:11434",
+        "state_dir": str(llamacpp_home),
+    }
+
+
 @pytest.fixture(scope="module")
-def backend(llamacpp_home: Path) -> Iterator[LlamaCppBackend]:
+def backend(backend_options: dict[str, object]) -> Iterator[LlamaCppBackend]:
     """One started backend for the test module, as the node agent builds it."""
-    started = LlamaCppBackend.from_options(
-        {
-            "home": str(llamacpp_home),
-            "model": None,
-            "selected_model": MODEL,
-            "ollama_url": "http://127.0.0.1:11434",
-            "state_dir": str(llamacpp_home),
-        }
-    )
+    started = LlamaCppBackend.from_options(backend_options)
     started.start()
     yield started
     started.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cynode_llamacpp.engine import OptionError, Sampling, StopMatcher
+from cynode_llamacpp.sampling import OptionError, Sampling, StopMatcher
 from cynode_llamacpp.served_model import human_number
 from cynode_llamacpp.settings import DEFAULT_NUM_CTX, LlamaCppSettings
 

@@ -3,14 +3,13 @@
 ``start()`` checks that the server answers (``GET /api/version``, with a short
 bounded wait for a server that is still coming up), lists its models and
 checks that the configured and the selected model are there. It never pulls
-a model and never starts a server or container (decisions.md, Node 13): a
-missing model is an ``InferenceUnavailable`` telling the operator to pull it
-on that server. ``stop()`` only closes our HTTP connections.
+a model and never starts a server or container
+(docs/wire_contract.md#node-startup): a missing model is an
+``InferenceUnavailable`` telling the operator to pull it on that server. ``stop()`` only closes our HTTP connections.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import ollama
 
-from cynode_core.contract import InferenceUnavailable, normalize_model_name
+from cynode_core.contract import InferenceUnavailable, is_loopback_host, normalize_model_name
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +80,24 @@ class OllamaBackend:
         return self.url
 
     def start(self) -> None:
-        """Return once the server answers and has every required model; ``InferenceUnavailable`` otherwise."""
-        self.server_version = self._wait_for_version()
-        available = self.models()
-        present = {normalize_model_name(name) for name in available}
-        for model in self.required_models:
-            if normalize_model_name(model) not in present:
-                listed = ", ".join(available) or "none"
-                raise InferenceUnavailable(
-                    f"model {model!r} not found on the Ollama server at {self.url}; pull it there "
-                    f"(ollama pull {model}); the server has: {listed}"
-                )
+        """Return once the server answers and has every required model; ``InferenceUnavailable`` otherwise.
+
+        A start that fails leaves no connection open.
+        """
+        try:
+            self.server_version = self._wait_for_version()
+            available = self.models()
+            present = {normalize_model_name(name) for name in available}
+            for model in self.required_models:
+                if normalize_model_name(model) not in present:
+                    listed = ", ".join(available) or "none"
+                    raise InferenceUnavailable(
+                        f"model {model!r} not found on the Ollama server at {self.url}; pull it there "
+                        f"(ollama pull {model}); the server has: {listed}"
+                    )
+        except BaseException:
+            self.stop()
+            raise
         log.info("Ollama %s at %s serves %d model(s)", self.server_version, self.url, len(available))
 
     def models(self) -> list[str]:
@@ -221,13 +227,7 @@ def _normalize_url(url: str) -> str:
 
 
 def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def _text(value: object) -> str | None:

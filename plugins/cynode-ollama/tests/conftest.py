@@ -27,18 +27,22 @@ def ollama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def backend_options(ollama_server: LlamaCppBackend) -> dict[str, object]:
+    """The options the node agent passes the backend's factory, pointing at the server."""
+    return {
+        "ollama_url": ollama_server.base_url,
+        "model": None,
+        "selected_model": MODEL,
+        "home": "/unused",
+        "state_dir": "/unused",
+    }
+
+
 @pytest.fixture
-def backend(ollama_server: LlamaCppBackend) -> Iterator[OllamaBackend]:
+def backend(backend_options: dict[str, object]) -> Iterator[OllamaBackend]:
     """The ``ollama`` backend as the node agent builds it, pointed at the server, started."""
-    started = OllamaBackend.from_options(
-        {
-            "ollama_url": ollama_server.base_url,
-            "model": None,
-            "selected_model": MODEL,
-            "home": "/unused",
-            "state_dir": "/unused",
-        }
-    )
+    started = OllamaBackend.from_options(backend_options)
     started.start()
     yield started
     started.stop()

@@ -116,7 +116,9 @@ def test_the_real_server_missing_a_model(ollama_server: LlamaCppBackend) -> None
     with pytest.raises(InferenceUnavailable, match="model 'llama3:8b' not found .*; the server has: gemma3:270m"):
         backend.start()
     # Names compare as Ollama compares them.
-    OllamaBackend.from_options({"ollama_url": ollama_server.base_url, "model": "Gemma3:270M"}).start()
+    same = OllamaBackend.from_options({"ollama_url": ollama_server.base_url, "model": "Gemma3:270M"})
+    same.start()
+    same.stop()
 
 
 def test_an_unreachable_server_is_a_clear_error(closed_port_url: str) -> None:

@@ -4,6 +4,10 @@ Per job: create, start, wait, logs, remove — five calls on one shared client.
 ``wait`` polls every 10 ms instead of Podman's 250 ms default, and its HTTP
 read timeout is the job timeout, so no timer thread is needed. Logs are read
 once the container stopped (Podman keeps them in a k8s-file log).
+
+The runtime keeps no record of cancellation: ``cancel`` kills the job's
+container, found by its name, if it is running, and the node (the one
+owner of a job's cancellation) calls it again while it is not.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -23,19 +26,11 @@ from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
 from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxSpec
-from cynode_podman.container_config import create_options
+from cynode_podman.container_config import container_name, create_options
 from cynode_podman.output import CappedBuffer, read_frames
 from cynode_podman.service import PodmanService
 
 EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
-
-
-@dataclass
-class _Job:
-    """A job in flight, shared between ``run`` and ``cancel`` under the runtime's lock."""
-
-    container: Container | None = None
-    canceled: bool = False
 
 
 class PodmanRuntime:
@@ -58,8 +53,9 @@ class PodmanRuntime:
         self._wait_interval = wait_interval
         self._service: PodmanService | None = None
         self._client: PodmanClient | None = None
-        self._lock = threading.Lock()  # guards _jobs and the lazy start
-        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()  # guards _in_run and the lazy start
+        # Ids of the jobs inside run(): a stale container of one is replaced, a running one never.
+        self._in_run: set[str] = set()
         self._version: str | None = None
 
     @classmethod
@@ -134,33 +130,36 @@ class PodmanRuntime:
     def run(self, spec: SandboxSpec) -> SandboxOutcome:
         """Run one job to its end, its timeout or its cancellation; never raises for job failures."""
         started_at = _now()
-        job = _Job()
         with self._lock:
-            if spec.job_id in self._jobs:  # the Worker API is idempotent; never run one job twice at once
+            if spec.job_id in self._in_run:  # the Worker API is idempotent; never run one job twice at once
                 return _runtime_failure(-1, f"job {spec.job_id} is already running", started_at)
-            self._jobs[spec.job_id] = job
+            self._in_run.add(spec.job_id)
+        container: Container | None = None
         try:
-            return self._run(spec, job, started_at)
+            client = self.client
+            created = self._create_or_fail(client, spec, started_at)
+            if isinstance(created, SandboxOutcome):
+                return created
+            container = created
+            return self._start_and_collect(client, container, spec, started_at)
         except Exception as exc:  # noqa: BLE001 - any runtime failure must become a failed job
             return _runtime_failure(-1, f"podman service at {self._url()}: {exc}", started_at)
         finally:
+            if container is not None:
+                self._remove(container)
             with self._lock:
-                if self._jobs.get(spec.job_id) is job:
-                    del self._jobs[spec.job_id]
-            if job.container is not None:
-                self._remove(job.container)
+                self._in_run.discard(spec.job_id)
 
     def cancel(self, job_id: str) -> bool:
-        """Kill the job's container; True when the job was running (it then ends as failed)."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return False
-            job.canceled = True
-            container = job.container
-        # Not created yet: run() sees the flag before it starts the container.
-        if container is not None:
-            _kill(container)
+        """SIGKILL the job's container if it is running; True when one was killed (``run`` then ends failed).
+
+        Stateless: a container not created or not started yet is not killed
+        (False), and nothing is remembered; the caller asks again.
+        """
+        try:
+            self.client.containers.get(container_name(job_id)).kill(signal="SIGKILL")
+        except APIError:  # no such container (NotFound), or it is not running
+            return False
         return True
 
     def close(self) -> None:
@@ -175,10 +174,12 @@ class PodmanRuntime:
 
     # -- one job ------------------------------------------------------------
 
-    def _run(self, spec: SandboxSpec, job: _Job, started_at: dt.datetime) -> SandboxOutcome:
-        client = self.client
+    def _create_or_fail(
+        self, client: PodmanClient, spec: SandboxSpec, started_at: dt.datetime
+    ) -> Container | SandboxOutcome:
+        """The job's new container, or the failed outcome of a container Podman would not create."""
         try:
-            container = self._create(client, spec)
+            return self._create(client, spec)
         except ImageNotFound as exc:
             return _runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {_explain(exc)}", started_at)
         except APIError as exc:
@@ -187,11 +188,11 @@ class PodmanRuntime:
             message = _explain(exc)
             what = "image not found" if "image not known" in message else "cannot create the container"
             return _runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
-        with self._lock:
-            job.container = container
-            canceled = job.canceled
-        if canceled:
-            return _runtime_failure(-1, "job canceled before it started", started_at)
+
+    def _start_and_collect(
+        self, client: PodmanClient, container: Container, spec: SandboxSpec, started_at: dt.datetime
+    ) -> SandboxOutcome:
+        """Start the container, wait for its end (or timeout) and read its capped output."""
         try:
             container.start()
         except APIError as exc:
@@ -199,10 +200,6 @@ class PodmanRuntime:
             code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
             return _runtime_failure(code, f"cannot start the container: {message}", started_at)
         container_started_at = _now()
-        with self._lock:
-            canceled = job.canceled
-        if canceled:  # cancel() came between create and start and found nothing to kill
-            _kill(container)
         exit_code, timed_out = self._wait(container, spec.timeout_seconds)
         stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
         response = client.api.get(
@@ -213,7 +210,7 @@ class PodmanRuntime:
             read_frames(response.raw, stdout, stderr)
         finally:
             response.close()  # stops the transfer when both caps were reached early
-        outcome = SandboxOutcome(
+        return SandboxOutcome(
             status="timeout" if timed_out else "completed" if exit_code == 0 else "failed",
             exit_code=-1 if timed_out else exit_code,
             stdout=bytes(stdout.data),
@@ -224,18 +221,12 @@ class PodmanRuntime:
             ended_at=_now(),
             container_started_at=container_started_at,
         )
-        if job.canceled and not timed_out:
-            note = f"job canceled: container killed (exit {exit_code})\n".encode()
-            outcome.status = "failed"
-            outcome.stderr = (note + outcome.stderr)[: max(spec.max_output_bytes, len(note))]
-            outcome.stderr_truncated = outcome.stderr_truncated or len(note) + len(stderr.data) > len(outcome.stderr)
-        return outcome
 
     def _create(self, client: PodmanClient, spec: SandboxSpec) -> Container:
         """Create the job's container, replacing a stale one of the same name.
 
         A stale container is left by a node that died mid-job; the orchestrator
-        then sends the same job again. No job of this id runs here (see ``run``).
+        then sends the same job again. No job of this id is inside ``run`` here.
         """
         options = create_options(spec)
         command = list(spec.command) or None  # no command: the image's own (job_spec_json jobs)
@@ -285,7 +276,7 @@ def _kill(container: Container) -> None:
 
 
 def _runtime_failure(code: int, message: str, started_at: dt.datetime) -> SandboxOutcome:
-    """A failed outcome in upstream's ``runtime exit <code>: <error>`` form."""
+    """A failed outcome in the ``runtime exit <code>: <error>`` form (docs/wire_contract.md#worker-run-job-response)."""
     return SandboxOutcome(
         status="failed",
         exit_code=code,

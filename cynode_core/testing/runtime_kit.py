@@ -1,4 +1,4 @@
-"""pytest plugin (entry point ``cynode_runtime_kit``): the sandbox runtime contract kit.
+"""The sandbox runtime contract kit: :class:`SandboxRuntimeContract` and its fixtures.
 
 Every sandbox runtime must pass :class:`SandboxRuntimeContract`. Subclass it
 in a test module and provide a ``runtime`` fixture (in the class or a
@@ -6,7 +6,8 @@ conftest), best built once per module since a runtime may start a service::
 
     class TestMyRuntimeContract(SandboxRuntimeContract):
         @pytest.fixture(scope="class")
-        def runtime(self):
+        @classmethod
+        def runtime(cls):
             rt = MyRuntime(...)
             yield rt
             rt.close()
@@ -14,8 +15,7 @@ conftest), best built once per module since a runtime may start a service::
 The image (fixture ``sandbox_image``, default ``localhost/cynode-sandbox:busybox``
 or ``$CYNODE_SANDBOX_IMAGE``) needs busybox-like tools: sh, env, id, ls,
 find, nc, wget, sleep, head, tr. Override :meth:`SandboxRuntimeContract.job_containers`
-for a runtime that is not Podman-based. This module is loaded in every pytest
-run where cynode is installed, so it is cheap to import and collects nothing.
+for a runtime that is not Podman-based.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""A third-party-style sandbox runtime: the ``podman`` CLI through subprocess, no podman-py.
+"""``PodmanCliRuntime``: a sandbox runtime on the ``podman`` command line through subprocess, no podman-py.
 
-It exists to prove that a runtime from outside cynode plugs in through the
-hook and passes the same contract kit as the shipped ``podman`` plugin.
+A job is one ``podman run --rm`` with the hardening flags the contract
+demands; a timeout or a cancel is a ``podman kill``. Nothing is held
+between jobs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ import datetime as dt
 import os
 import subprocess
 import threading
-from collections.abc import Mapping
 from typing import IO
 
-from cynode_core import hookimpl
-from cynode_core.contract import RegisterRuntime, RuntimeUnavailable, SandboxOutcome, SandboxSpec
-from cynode_core.plugin_manager import get_plugin_manager
+from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxSpec
 
 CONTAINERS_CONF = "/etc/cynode/containers.conf"
 
@@ -116,11 +114,14 @@ class PodmanCliRuntime:
         if timed_out or canceled:
             self._podman("rm", "-f", "--ignore", name)
         code = proc.returncode
+        stdout, stderr = out.result(), err.result()  # the readers have hit end of file
+        proc.stdout.close()
+        proc.stderr.close()
         return SandboxOutcome(
             status="timeout" if timed_out else "completed" if code == 0 and not canceled else "failed",
             exit_code=-1 if timed_out else code,
-            stdout=out.result(),
-            stderr=err.result(),
+            stdout=stdout,
+            stderr=stderr,
             stdout_truncated=out.truncated,
             stderr_truncated=err.truncated,
             started_at=started,
@@ -144,22 +145,4 @@ class PodmanCliRuntime:
         """Nothing is held between jobs."""
 
 
-class CliRuntimePlugin:
-    """The plugin object a third party would register (here: without an entry point)."""
-
-    @hookimpl
-    def cynode_register_sandbox_runtimes(self, register: RegisterRuntime) -> None:
-        register("podman-cli", lambda options: PodmanCliRuntime())
-
-
-def runtime_from_hook(options: Mapping[str, object]) -> PodmanCliRuntime:
-    """What the node agent does: build a plugin manager, collect factories, pick one by name."""
-    pm = get_plugin_manager(builtins=[(CliRuntimePlugin(), "cli-runtime")], load_entry_points=False)
-    factories: dict[str, object] = {}
-    pm.hook.cynode_register_sandbox_runtimes(register=factories.__setitem__)
-    runtime = factories["podman-cli"](options)  # type: ignore[operator]
-    assert isinstance(runtime, PodmanCliRuntime)
-    return runtime
-
-
-__all__ = ["CliRuntimePlugin", "PodmanCliRuntime", "runtime_from_hook"]
+__all__ = ["PodmanCliRuntime"]

@@ -1,0 +1,30 @@
+"""A claimed job: what the dispatcher holds between the claim and the node's answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cynode_core.contract.job import RunJobRequest
+from cynode_core.orchestrator.node_client import NodeEndpoint
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this dispatcher holds the lease of, ready to send."""
+
+    request: RunJobRequest
+    lease_id: uuid.UUID
+    attempts: int
+    node_id: uuid.UUID
+    node: NodeEndpoint
+    # The request id the task was created with: sent to the node as X-Request-Id.
+    request_id: str | None = None
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return uuid.UUID(self.request.job_id)
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        return uuid.UUID(self.request.task_id)

@@ -1,0 +1,77 @@
+"""What a job's container is made of: the ``SandboxSpec`` the runtime gets for a ``RunJobRequest``.
+
+The node resolves everything here, so a runtime decides nothing about
+isolation: the image (aliases applied), the environment
+(docs/wire_contract.md#sandbox-env), the user and limits
+(docs/wire_contract.md#sandbox-hardening) and a network policy that is
+always ``none`` (docs/wire_contract.md#sandbox).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cynode_core.contract import Mount, SandboxSpec
+from cynode_core.contract.job import RunJobRequest
+from node_agent.inference_proxy import SANDBOX_PROXY_URL, SANDBOX_SOCKET_DIR
+from node_agent.settings import NodeSettings
+
+# The unprivileged identity every job runs as (docs/wire_contract.md#sandbox-hardening).
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+WORKSPACE_MOUNT = "/workspace"
+RESERVED_ENV = ("CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR")
+
+
+def build_sandbox_env(request: RunJobRequest) -> dict[str, str]:
+    """The container environment: the node's ``CYNODE_*`` first, then the request's.
+
+    The request cannot override the three reserved names (they are dropped
+    without a word, see docs/wire_contract.md#sandbox-env); nothing of the
+    agent's own environment is added.
+    """
+    env = {
+        "CYNODE_TASK_ID": request.task_id,
+        "CYNODE_JOB_ID": request.job_id,
+        "CYNODE_WORKSPACE_DIR": WORKSPACE_MOUNT,
+    }
+    for name, value in request.sandbox.env.items():
+        if name not in RESERVED_ENV:
+            env[name] = value
+    return env
+
+
+def build_sandbox_spec(
+    request: RunJobRequest,
+    settings: NodeSettings,
+    *,
+    workspace: Path,
+    timeout: int,
+    proxy_socket_dir: Path | None = None,
+) -> SandboxSpec:
+    """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one."""
+    env = build_sandbox_env(request)
+    mounts: list[Mount] = []
+    if proxy_socket_dir is not None:
+        # Only the socket's own directory, read-only; /run itself is a tmpfs under --read-only.
+        mounts.append(Mount(source=str(proxy_socket_dir), target=SANDBOX_SOCKET_DIR, read_only=True))
+        env["INFERENCE_PROXY_URL"] = SANDBOX_PROXY_URL
+    return SandboxSpec(
+        job_id=request.job_key,
+        task_id=request.task_id,
+        image=settings.resolve_image(request.sandbox.image),
+        command=list(request.sandbox.command),
+        env=env,
+        workspace_dir=str(workspace),
+        timeout_seconds=timeout,
+        max_output_bytes=settings.max_output_bytes,
+        # Every policy value means deny-all (docs/wire_contract.md#sandbox);
+        # normalising here keeps a runtime from honouring anything else.
+        network_policy="none",
+        user=f"{SANDBOX_UID}:{SANDBOX_GID}",
+        memory_limit=settings.sandbox_memory,
+        pids_limit=settings.sandbox_pids if settings.sandbox_pids > 0 else None,
+        cpus=settings.sandbox_cpus,
+        read_only_root=True,
+        mounts=tuple(mounts),
+    )
