@@ -51,19 +51,21 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
         self._name = name
 
-    @property
-    def port(self) -> int:
+    def _address(self) -> tuple[str, int]:
+        """The bound host and port (waitress names them differently for one and for several sockets)."""
         server: Any = self._server
         if hasattr(server, "effective_port"):
-            return int(server.effective_port)
-        return int(server.effective_listen[0][1])
+            return str(server.effective_host), int(server.effective_port)
+        host, port = server.effective_listen[0][:2]
+        return str(host), int(port)
+
+    @property
+    def port(self) -> int:
+        return self._address()[1]
 
     @property
     def host(self) -> str:
-        server: Any = self._server
-        if hasattr(server, "effective_host"):
-            return str(server.effective_host)
-        return str(server.effective_listen[0][0])
+        return self._address()[0]
 
     def start(self) -> None:
         """Start serving in the background."""

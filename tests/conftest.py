@@ -11,6 +11,8 @@ node's real Worker API over a scripted sandbox. The building blocks live in
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from harness.postgres import TestPostgres
 from harness.processes import CynodeProcess
 from harness.worker import WorkerNode
 
+from cynode_core.logs import make_handler
 from cynode_core.orchestrator import migrate
 from cynode_core.orchestrator.db import make_engine
 
@@ -120,3 +123,18 @@ def worker(tmp_path: Path) -> Iterator[WorkerNode]:
     node = WorkerNode(tmp_path / "worker-node")
     yield node
     node.close()
+
+
+@pytest.fixture
+def json_log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
+    """What the orchestrator's and the node's loggers write at INFO, as ``CYNODE_LOG_FORMAT=json`` sets them up."""
+    stream = io.StringIO()
+    handler = make_handler("json", stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    caplog.set_level(logging.INFO, logger="cynode_core")
+    caplog.set_level(logging.INFO, logger="node_agent")
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +31,6 @@ WAIT = 15.0
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"dispatcher_enabled": True, "dispatch_poll_interval": 0.2, "dispatch_workers": 1}
-
-
-@pytest.fixture
-def json_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
-    """The JSON lines the orchestrator's loggers write at INFO, as ``CYNODE_LOG_FORMAT=json`` sets them up."""
-    stream = io.StringIO()
-    handler = make_handler("json", stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    caplog.set_level(logging.INFO, logger="cynode_core")
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
 
 
 def parsed(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -102,7 +87,7 @@ def test_the_json_formatter_keeps_a_message_with_quotes_and_newlines_on_one_line
 
 
 def test_the_request_id_of_a_task_reaches_the_logs_the_database_and_the_node(
-    api: ApiClient, orchestrator: Any, worker: WorkerNode, json_lines: io.StringIO
+    api: ApiClient, orchestrator: Any, worker: WorkerNode, json_log_lines: io.StringIO
 ) -> None:
     make_dispatchable(api, orchestrator.secrets.psk, NodeHandle.of("node-l1", worker))
     worker.runtime.when_command_contains("sleep", Script(hold=True))
@@ -132,7 +117,7 @@ def test_the_request_id_of_a_task_reaches_the_logs_the_database_and_the_node(
     assert second.headers.get("X-Request-Id") == "req-task.2"
     assert worker.cancel_calls()[0].headers.get("X-Request-Id") == "req-task.2"
 
-    lines = parsed(json_lines)
+    lines = parsed(json_log_lines)
     mine = [line for line in lines if line["request_id"] == "req-task.1"]
     created = [line for line in mine if line["logger"] == "cynode_core.orchestrator.api.tasks"]
     assert created and created[0]["task_id"] == task_id

@@ -78,11 +78,15 @@ def _header(report: Report) -> list[str]:
     out.extend(f"- {line}" for line in summary_lines(report))
     out.append(f"- Gate: {'FAILED' if report.errors else 'passed'}")
     out.append("")
-    if report.errors:
-        out.append("### Gate failures\n")
-        out.extend(f"- {_md(e)}" for e in report.errors)
-        out.append("")
+    out.extend(_bullets("### Gate failures", [_md(e) for e in report.errors]))
     return out
+
+
+def _bullets(heading: str, items: list[str]) -> list[str]:
+    """A headed bullet list, or nothing when there are no items."""
+    if not items:
+        return []
+    return [f"{heading}\n", *(f"- {item}" for item in items), ""]
 
 
 def _phase_table(report: Report, phase: str) -> list[str]:
@@ -113,17 +117,10 @@ def _extra_tags(report: Report) -> list[str]:
 
 
 def _untagged_and_warnings(report: Report) -> list[str]:
-    out = []
-    untagged = [r for r in report.scenario_results if not r.scenario.req_ids]
-    if untagged:
-        out.append("## Scenarios without a requirement tag\n")
-        out.extend(f"- {_scenario_text(r)}" for r in untagged)
-        out.append("")
-    if report.warnings:
-        out.append("## Warnings\n")
-        out.extend(f"- {_md(w)}" for w in report.warnings)
-        out.append("")
-    return out
+    untagged = [_scenario_text(r) for r in report.scenario_results if not r.scenario.req_ids]
+    return _bullets("## Scenarios without a requirement tag", untagged) + _bullets(
+        "## Warnings", [_md(w) for w in report.warnings]
+    )
 
 
 def render_markdown(report: Report) -> str:

@@ -9,6 +9,7 @@ command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -55,20 +56,14 @@ SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PSK|JWT)", re.IGNOREC
 
 
 @pytest.fixture
-def opened() -> Iterator[list[OrchestratorUnderTest]]:
-    """Orchestrators a step opened itself; closed at the end of the scenario."""
-    orchestrators: list[OrchestratorUnderTest] = []
-    yield orchestrators
-    for orchestrator in orchestrators:
-        orchestrator.close()
+def opened() -> Iterator[contextlib.ExitStack]:
+    """Where a step registers the orchestrators it opened itself; all are closed at the end of the scenario."""
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
-def _open(
-    opened: list[OrchestratorUnderTest], settings: OrchestratorSettings, secrets_: Any = None
-) -> OrchestratorUnderTest:
-    orchestrator = open_orchestrator(settings, secrets_)
-    opened.append(orchestrator)
-    return orchestrator
+def _open(opened: contextlib.ExitStack, settings: OrchestratorSettings, secrets_: Any = None) -> OrchestratorUnderTest:
+    return opened.enter_context(contextlib.closing(open_orchestrator(settings, secrets_)))
 
 
 def _media_type(resp: Any) -> str:
@@ -227,7 +222,7 @@ def empty_db_p1(ctx: Ctx, pg: Any, tmp_path: Path, test_secrets: Any) -> Iterato
 
 
 @when("the orchestrator opens the database for the first time")
-def first_open(ctx: Ctx, opened: list[Any]) -> None:
+def first_open(ctx: Ctx, opened: contextlib.ExitStack) -> None:
     ctx["fresh"] = _open(opened, ctx["settings"])
 
 
@@ -243,9 +238,8 @@ def admin_logs_in(ctx: Ctx) -> None:
 
 
 @when("the orchestrator opens it again with the bootstrap admin password P2")
-def second_open(ctx: Ctx, opened: list[Any]) -> None:
-    ctx["fresh"].close()
-    opened.remove(ctx["fresh"])
+def second_open(ctx: Ctx, opened: contextlib.ExitStack) -> None:
+    ctx["fresh"].close()  # closing it again at the end is harmless: its engine is only disposed once more
     ctx["fresh"] = _open(opened, replace(ctx["settings"], admin_password=ctx["p2"]))
 
 
@@ -321,7 +315,7 @@ def default_project_deterministic(ctx: Ctx) -> None:
 
 
 @then("after the orchestrator is reopened alice's next task still lands in the same project")
-def stable_after_reopen(ctx: Ctx, opened: list[Any]) -> None:
+def stable_after_reopen(ctx: Ctx, opened: contextlib.ExitStack) -> None:
     again = _open(opened, ctx["orch"].settings)
     task_id = _create_task_as(ApiClient.in_process(again.app), "alice", "echo a3")
     assert _project_of(again, task_id) == ctx["projects"]["alice"]
@@ -506,7 +500,12 @@ def upgrade_noop(ctx: Ctx) -> None:
 
 @given("the orchestrator's environment holds provider API keys")
 def provider_keys(
-    ctx: Ctx, monkeypatch: pytest.MonkeyPatch, opened: list[Any], tmp_path: Path, database_url: str, test_secrets: Any
+    ctx: Ctx,
+    monkeypatch: pytest.MonkeyPatch,
+    opened: contextlib.ExitStack,
+    tmp_path: Path,
+    database_url: str,
+    test_secrets: Any,
 ) -> None:
     for name, value in PROVIDER_KEYS.items():
         monkeypatch.setenv(name, value)

@@ -56,11 +56,23 @@ def _now() -> str:
 
 
 class _Server(ThreadingHTTPServer):
+    """The fake on an ephemeral loopback port, serving from its own daemon thread as soon as it is built."""
+
     daemon_threads = True
 
     def __init__(self, models: Sequence[str]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.models = list(models)
+        self.thread = threading.Thread(target=self._serve, name="fake-ollama", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with self:  # the listening socket closes once shutdown() ends the loop
+            self.serve_forever()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.thread.join(timeout=5)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -153,10 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not stream:
             self._send_json(200, line("".join(pieces), done=True))
             return
-        self.send_response(200)
-        self.send_header("Content-Type", NDJSON)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._head(200, {"Content-Type": NDJSON, "Transfer-Encoding": "chunked"})
         for payload in [*(line(piece, done=False) for piece in pieces), line("", done=True)]:
             data = json.dumps(payload).encode() + b"\n"
             self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
@@ -176,11 +185,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise BadRequest(400, f"invalid role {message.get('role')!r}")
         return " ".join(message.get("content", "") for message in messages)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _head(self, status: int, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self._head(status, {"Content-Type": content_type, "Content-Length": str(len(body))})
         self.wfile.write(body)
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
@@ -195,7 +207,6 @@ class FakeOllamaBackend:
     def __init__(self, models: Sequence[str] = ("fake-echo:1b",)) -> None:
         self._models = list(models)
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -203,11 +214,8 @@ class FakeOllamaBackend:
         return f"http://127.0.0.1:{self._server.server_address[1]}" if self._server is not None else ""
 
     def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = _Server(self._models)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ollama", daemon=True)
-        self._thread.start()
+        if self._server is None:
+            self._server = _Server(self._models)
 
     def models(self) -> list[str]:
         """The names ``GET /api/tags`` lists, as a real backend reads them."""
@@ -218,9 +226,5 @@ class FakeOllamaBackend:
 
     def stop(self) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if server is not None:
+            server.stop()

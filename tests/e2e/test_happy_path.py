@@ -4,49 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 from harness.api import ApiClient
+from harness.loopback import RecordingListener
 from harness.processes import wait_until
 from pytest_bdd import given, parsers, scenarios, then, when
 
 scenarios("e2e/single_node_happy_path.feature")
 
 MCP_GATEWAY_PORT = 12083
-
-
-class RecordingListener:
-    """Accepts and counts connections on the MCP gateway address (nothing should come)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen()
-        self.sock.settimeout(0.2)
-        self.connections = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                self.connections += 1
-                conn.close()
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=2)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -147,13 +117,15 @@ def no_mcp(ctx) -> None:  # type: ignore[no-untyped-def]
     assert ctx["mcp"].connections == 0
 
 
-@when("I refresh my tokens and read the task with the new access token")
-def refresh_and_read(ctx) -> None:  # type: ignore[no-untyped-def]
+@when("I refresh my tokens and read the task with the new access token", target_fixture="pair")
+def refresh_and_read(ctx) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The new token pair is the ``pair`` fixture of the steps that follow."""
     api = ctx["api"]
     resp = api.post("/v1/auth/refresh", json={"refresh_token": api.credentials.refresh_token})
     assert resp.status_code == 200
-    ctx["pair"] = resp.json()
-    ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}", token=ctx["pair"]["access_token"])
+    pair: dict[str, str] = resp.json()
+    ctx["read"] = api.get(f"/v1/tasks/{ctx['task']}", token=pair["access_token"])
+    return pair
 
 
 @then("the read succeeds")
@@ -162,15 +134,14 @@ def read_ok(ctx) -> None:  # type: ignore[no-untyped-def]
 
 
 @when("I log out")
-def log_out(ctx) -> None:  # type: ignore[no-untyped-def]
-    pair = ctx["pair"]
+def log_out(ctx, pair: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     resp = ctx["api"].post("/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}, token=pair["access_token"])
     assert resp.status_code == 204
 
 
 @then("reading the task with the new access token gets 401 and refreshing gets 401")
-def dead_session(ctx) -> None:  # type: ignore[no-untyped-def]
-    api, pair = ctx["api"], ctx["pair"]
+def dead_session(ctx, pair: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    api = ctx["api"]
     assert api.get(f"/v1/tasks/{ctx['task']}", token=pair["access_token"]).status_code == 401
     assert api.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
 

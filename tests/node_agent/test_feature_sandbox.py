@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 import requests
+from harness.loopback import RecordingListener
 from node_helpers import (
     CONFIG_TOKEN,
     WORKER_TOKEN,
@@ -49,39 +49,9 @@ PODMAN_GENERATED_FILES = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/r
 UNLIMITED_V1_MEMORY = 2**62
 
 
-class RecordingListener:
-    """L: a TCP listener on the host's 127.0.0.1 that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.1)
-        self.port = int(self._sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-
 @pytest.fixture
 def listener() -> Iterator[RecordingListener]:
+    """L: a TCP listener on the host's 127.0.0.1 that counts the connections it accepts."""
     recording = RecordingListener()
     yield recording
     recording.close()

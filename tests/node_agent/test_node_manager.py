@@ -9,7 +9,10 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,53 +26,74 @@ from stub_orchestrator import CONFIG_PATH, REPORT_PATH, StubOrchestrator
 
 from cynode_core.settings import ConfigError
 from node_agent.job_result import SHUTDOWN_NOTE
-from node_agent.manager import run_node
+from node_agent.manager import NodeManager, run_node
+from node_agent.settings import NodeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@dataclass
+class Rig:
+    """What a node agent under test starts against: the stub orchestrator, settings pointing at it
+    (``settings(**overrides)``), the plugins (the real ones and the test backends) and those backends' events."""
+
+    stub: StubOrchestrator
+    settings: Callable[..., NodeSettings]
+    plugins: Any
+    events: BackendEvents
+
+    def run(self, settings: NodeSettings) -> int:
+        """The node agent in this thread, to its exit code."""
+        return run_node(settings, plugin_manager=self.plugins, handle_signals=False)
+
+    def start(self, settings: NodeSettings) -> tuple[NodeManager, threading.Thread, dict[str, Any]]:
+        """The Node Manager in a thread (see ``start_manager``)."""
+        return start_manager(settings, self.plugins)
+
+
+@pytest.fixture
+def rig(stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents) -> Rig:
+    return Rig(stub, node_settings, plugin_manager, events)
+
+
 def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
-    stub: StubOrchestrator,
-    node_settings: Any,
-    plugin_manager: Any,
-    events: BackendEvents,
-    caplog: pytest.LogCaptureFixture,
+    rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = node_settings()
-    manager, thread, box = start_manager(settings, plugin_manager)
+    settings = rig.settings()
+    manager, thread, box = rig.start(settings)
     try:
-        assert stub.wait_for(lambda: len(stub.calls_to("POST", REPORT_PATH)) >= 2), stub.calls
-        acked_at = stub.calls_to("POST", CONFIG_PATH)[0].at
+        assert rig.stub.wait_for(lambda: len(rig.stub.calls_to("POST", REPORT_PATH)) >= 2), rig.stub.calls
+        acked_at = rig.stub.calls_to("POST", CONFIG_PATH)[0].at
 
         # Order: readyz wait, register (PSK + worker_api.base_url), config GET with the JWT, ack, reports.
-        node_calls = [(c.method, c.path) for c in stub.calls if c.path != "/readyz"]
+        node_calls = [(c.method, c.path) for c in rig.stub.calls if c.path != "/readyz"]
         assert node_calls[:3] == [("POST", "/v1/nodes/register"), ("GET", CONFIG_PATH), ("POST", CONFIG_PATH)]
         assert set(node_calls[3:]) == {("POST", REPORT_PATH)}
-        assert stub.calls[0].path == "/readyz"
-        register = stub.calls_to("POST", "/v1/nodes/register")[0].body
+        assert rig.stub.calls[0].path == "/readyz"
+        register = rig.stub.calls_to("POST", "/v1/nodes/register")[0].body
         assert register["psk"] == PSK
         assert register["capability"]["worker_api"]["base_url"] == f"http://127.0.0.1:{settings.worker_listen_port}"
         assert register["capability"]["inference"]["supported"] is True
-        assert stub.calls_to("GET", CONFIG_PATH)[0].authorization == f"Bearer {stub.node_jwt}"
+        assert rig.stub.calls_to("GET", CONFIG_PATH)[0].authorization == f"Bearer {rig.stub.node_jwt}"
 
         # The Worker API ran (healthz 200, readyz not yet 200) before the backend was started;
         # the ack came only after the backend was healthy.
-        assert events.events[0][2] == {"healthz": 200, "readyz": 503}
-        assert events.when("healthy") < acked_at
-        ack = stub.acks()[0]
+        assert rig.events.events[0][2] == {"healthz": 200, "readyz": 503}
+        assert rig.events.when("healthy") < acked_at
+        ack = rig.stub.acks()[0]
         assert set(ack) == {"version", "node_slug", "config_version", "ack_at", "status"}
         assert (ack["version"], ack["node_slug"], ack["config_version"], ack["status"]) == (
             1,
             "node-01",
-            stub.config_version,
+            rig.stub.config_version,
             "applied",
         )
-        for report in stub.calls_to("POST", REPORT_PATH):
-            assert report.authorization == f"Bearer {stub.node_jwt}"
-        inference = stub.last_capability["inference"]
+        for report in rig.stub.calls_to("POST", REPORT_PATH):
+            assert report.authorization == f"Bearer {rig.stub.node_jwt}"
+        inference = rig.stub.last_capability["inference"]
         assert (inference["running"], inference["available_models"]) == (True, ["tiny:1b"])
-        assert stub.last_capability["sandbox"]["max_concurrency"] == settings.job_slots
+        assert rig.stub.last_capability["sandbox"]["max_concurrency"] == settings.job_slots
 
         # The backend got the orchestrator's model choice; the Worker API serves with the config's token.
         backend = manager.backend
@@ -87,106 +111,92 @@ def test_the_node_registers_fetches_config_starts_services_then_acks_applied(
         manager.request_stop()
         thread.join(30)
     assert box.get("result") == 0
-    assert events.events[-1][0] == "stop"
-    assert PSK not in caplog.text and TOKEN not in caplog.text and stub.node_jwt not in caplog.text
+    assert rig.events.events[-1][0] == "stop"
+    assert PSK not in caplog.text and TOKEN not in caplog.text and rig.stub.node_jwt not in caplog.text
 
 
 def test_a_backend_that_cannot_start_sends_a_failed_ack_then_exits_non_zero(
-    stub: StubOrchestrator,
-    node_settings: Any,
-    plugin_manager: Any,
-    events: BackendEvents,
-    caplog: pytest.LogCaptureFixture,
+    rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = node_settings(inference_backend="broken")
-    manager, thread, box = start_manager(settings, plugin_manager)
+    settings = rig.settings(inference_backend="broken")
+    manager, thread, box = rig.start(settings)
     thread.join(60)
     assert box.get("result") == 1
-    acks = stub.acks()
+    acks = rig.stub.acks()
     assert [a["status"] for a in acks] == ["failed"]
-    assert acks[0]["config_version"] == stub.config_version
+    assert acks[0]["config_version"] == rig.stub.config_version
     assert acks[0]["error"]["type"] == "inference_start_failed"
     assert "no Ollama server answers" in acks[0]["error"]["message"]
     assert "inference start-up failed" in acks[0]["error"]["message"]
-    assert events.events[0][2] == {"readyz": 503}  # never ready, even while it tried
+    assert rig.events.events[0][2] == {"readyz": 503}  # never ready, even while it tried
     assert "inference start-up failed" in caplog.text
-    assert stub.calls_to("POST", REPORT_PATH) == []
+    assert rig.stub.calls_to("POST", REPORT_PATH) == []
     with pytest.raises(requests.ConnectionError):  # the Worker API is gone
         requests.get(f"http://127.0.0.1:{settings.worker_listen_port}/readyz", timeout=5)
 
 
-def test_explicit_none_backend_runs_without_inference(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents
-) -> None:
-    settings = node_settings(inference_backend="none")
-    manager, thread, box = start_manager(settings, plugin_manager)
+def test_explicit_none_backend_runs_without_inference(rig: Rig) -> None:
+    settings = rig.settings(inference_backend="none")
+    manager, thread, box = rig.start(settings)
     try:
-        assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH))
-        assert [a["status"] for a in stub.acks()] == ["applied"]
-        assert stub.last_capability["inference"] == {"supported": False, "mode": "disabled"}
-        assert events.events == []
+        assert rig.stub.wait_for(lambda: rig.stub.calls_to("POST", REPORT_PATH))
+        assert [a["status"] for a in rig.stub.acks()] == ["applied"]
+        assert rig.stub.last_capability["inference"] == {"supported": False, "mode": "disabled"}
+        assert rig.events.events == []
     finally:
         manager.request_stop()
         thread.join(30)
     assert box.get("result") == 0
 
 
-def test_a_missing_backend_setting_is_a_clear_config_error(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
-) -> None:
-    settings = node_settings(inference_backend=None)
+def test_a_missing_backend_setting_is_a_clear_config_error(rig: Rig) -> None:
+    settings = rig.settings(inference_backend=None)
     with pytest.raises(ConfigError, match="inference_backend is not set.*'none'"):
-        run_node(settings, plugin_manager=plugin_manager, handle_signals=False)
-    assert stub.calls == []
+        rig.run(settings)
+    assert rig.stub.calls == []
 
 
-def test_unknown_plugin_names_list_the_registered_ones(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
-) -> None:
+def test_unknown_plugin_names_list_the_registered_ones(rig: Rig) -> None:
     with pytest.raises(ConfigError, match=r"unknown sandbox runtime 'dockr'.*registered: .*podman"):
-        run_node(node_settings(sandbox_runtime="dockr"), plugin_manager=plugin_manager, handle_signals=False)
+        rig.run(rig.settings(sandbox_runtime="dockr"))
     with pytest.raises(ConfigError, match=r"unknown inference backend 'olama'.*registered: broken, .*stub"):
-        run_node(node_settings(inference_backend="olama"), plugin_manager=plugin_manager, handle_signals=False)
-    assert stub.calls == []
+        rig.run(rig.settings(inference_backend="olama"))
+    assert rig.stub.calls == []
 
 
-def test_a_missing_psk_is_a_clear_config_error(stub: StubOrchestrator, node_settings: Any, plugin_manager: Any) -> None:
+def test_a_missing_psk_is_a_clear_config_error(rig: Rig) -> None:
     with pytest.raises(ConfigError, match="NODE_REGISTRATION_PSK is required"):
-        run_node(node_settings(node_psk=None), plugin_manager=plugin_manager, handle_signals=False)
-    assert stub.calls == []
+        rig.run(rig.settings(node_psk=None))
+    assert rig.stub.calls == []
 
 
-def test_a_rejected_psk_stops_start_up_without_leaking_it(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_rejected_psk_stops_start_up_without_leaking_it(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = node_settings(node_psk="a-wrong-psk-never-logged")
-    assert run_node(settings, plugin_manager=plugin_manager, handle_signals=False) == 1
+    settings = rig.settings(node_psk="a-wrong-psk-never-logged")
+    assert rig.run(settings) == 1
     assert "registration failed: HTTP 401 Invalid registration PSK" in caplog.text
     assert "a-wrong-psk-never-logged" not in caplog.text
-    assert stub.calls_to("GET", CONFIG_PATH) == []
+    assert rig.stub.calls_to("GET", CONFIG_PATH) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{settings.worker_listen_port}/healthz", timeout=5)
 
 
-def test_a_config_of_an_unsupported_version_is_acknowledged_failed(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any, events: BackendEvents
-) -> None:
-    stub.config_version_payload = 2
-    assert run_node(node_settings(), plugin_manager=plugin_manager, handle_signals=False) == 1
-    acks = stub.acks()
+def test_a_config_of_an_unsupported_version_is_acknowledged_failed(rig: Rig) -> None:
+    rig.stub.config_version_payload = 2
+    assert rig.run(rig.settings()) == 1
+    acks = rig.stub.acks()
     assert [a["status"] for a in acks] == ["failed"]
     assert acks[0]["error"]["type"] == "unsupported_config_version"
-    assert events.events == []  # no backend, no Worker API
-    assert stub.calls_to("POST", REPORT_PATH) == []
+    assert rig.events.events == []  # no backend, no Worker API
+    assert rig.stub.calls_to("POST", REPORT_PATH) == []
 
 
 def test_an_unreachable_orchestrator_ends_start_up_after_the_readiness_timeout(
-    node_settings: Any, plugin_manager: Any, caplog: pytest.LogCaptureFixture
+    rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = node_settings(orchestrator_url=f"http://127.0.0.1:{free_port()}", readiness_timeout=1.5)
+    settings = rig.settings(orchestrator_url=f"http://127.0.0.1:{free_port()}", readiness_timeout=1.5)
     began = time.monotonic()
-    assert run_node(settings, plugin_manager=plugin_manager, handle_signals=False) == 1
+    assert rig.run(settings) == 1
     assert 1.0 <= time.monotonic() - began < 10
     assert "not reachable after 1.5 s" in caplog.text
 
@@ -212,12 +222,10 @@ def test_cynode_node_serve_reports_config_errors_with_exit_2(tmp_path: Path) -> 
     assert "configuration error: inference_backend is not set" in proc.stderr
 
 
-def test_stopping_the_node_cancels_running_jobs_then_exits_0(
-    stub: StubOrchestrator, node_settings: Any, plugin_manager: Any
-) -> None:
-    settings = node_settings(inference_backend="none")
-    manager, thread, box = start_manager(settings, plugin_manager)
-    assert stub.wait_for(lambda: stub.calls_to("POST", REPORT_PATH))
+def test_stopping_the_node_cancels_running_jobs_then_exits_0(rig: Rig) -> None:
+    settings = rig.settings(inference_backend="none")
+    manager, thread, box = rig.start(settings)
+    assert rig.stub.wait_for(lambda: rig.stub.calls_to("POST", REPORT_PATH))
     base = f"http://127.0.0.1:{settings.worker_listen_port}"
     job_thread, job_box = run_in_thread(
         lambda: requests.post(
@@ -229,7 +237,7 @@ def test_stopping_the_node_cancels_running_jobs_then_exits_0(
     )
     executor = manager.executor
     assert executor is not None
-    assert stub.wait_for(lambda: executor.running_jobs == 1, timeout=10)
+    assert rig.stub.wait_for(lambda: executor.running_jobs == 1, timeout=10)
     began = time.monotonic()
     manager.request_stop()
     thread.join(30)

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 from metrics_samples import families_of, value
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body
 
 from cynode_core.contract import InferenceBackend
-from cynode_core.logs import make_handler
 from node_agent.inference_proxy import UnixHTTPConnection
 from node_agent.metrics import LastLine, NodeMetrics
 
@@ -37,22 +33,8 @@ def scrape(worker: Worker) -> dict[str, Any]:
     return families_of(resp.text)
 
 
-@pytest.fixture
-def node_json_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
-    """The node agent's log lines as ``CYNODE_LOG_FORMAT=json`` writes them."""
-    stream = io.StringIO()
-    handler = make_handler("json", stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    caplog.set_level(logging.INFO, logger="node_agent")
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
-
-
 def test_a_podman_job_is_counted_timed_and_logged_with_the_orchestrators_request_id(
-    worker: Worker, node_json_lines: io.StringIO
+    worker: Worker, json_log_lines: io.StringIO
 ) -> None:
     body = job_body(["sh", "-c", "echo hello"])
     resp = requests.post(
@@ -92,7 +74,7 @@ def test_a_podman_job_is_counted_timed_and_logged_with_the_orchestrators_request
     assert value(families, "cynode_node_http_requests_total", status="401", **run_route) == 1
     assert value(families, "cynode_node_http_request_duration_seconds_count", **run_route) == 3
 
-    lines = [json.loads(line) for line in node_json_lines.getvalue().splitlines()]
+    lines = [json.loads(line) for line in json_log_lines.getvalue().splitlines()]
     mine = [line for line in lines if line["request_id"] == "req-from-orchestrator"]
     executor_lines = [line for line in mine if line["logger"] == "node_agent.executor"]
     assert executor_lines, lines

@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.loopback import PeerHandler, serving
 
 from wire import targets
 
 WORKER_TOKEN = "wire-worker-token-0123456789abcdef"
 
 
-class _FakeNodeHandler(BaseHTTPRequestHandler):
+class _FakeNodeHandler(PeerHandler):
     """A node's Worker API as far as the orchestrator calls it while the scenarios run:
     ``GET /readyz`` (its readiness probe) and ``POST ...:cancel``. Never recorded."""
 
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/readyz":
-            self._answer(200, b"ready", "text/plain; charset=utf-8")
+            self.answer(200, b"ready", "text/plain; charset=utf-8")
         else:
-            self._answer(404, b"", "text/plain")
+            self.answer(404, b"", "text/plain")
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer(200, b'{"version": 1, "canceled": true}\n', "application/json")
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, b'{"version": 1, "canceled": true}\n', "application/json")
 
 
 @pytest.fixture
 def fake_node_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeNodeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_FakeNodeHandler) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 NODE_SLUG = "wire-node-01"
@@ -52,6 +53,16 @@ def ack(config_version: str, status: str = "applied", **changes: Any) -> dict[st
     }
     body.update(changes)
     return body
+
+
+def bound(rec: Any, method: str, path: str, **fixed: Any) -> Callable[..., Any]:
+    """``rec`` for one endpoint, its method, path and some keywords (the token) fixed:
+    ``send(step, query="", **more)``, the query string (``"?limit=2"``) appended to the path."""
+
+    def send(step: str, query: str = "", **more: Any) -> Any:
+        return rec(step, method, path + query, **fixed, **more)
+
+    return send
 
 
 def login(rec: Any, handle: str, password: str, step: str = "", ip: str = "10.0.0.1") -> dict[str, Any]:
@@ -106,44 +117,27 @@ def control_plane(rec: Any, orch: Any, node_url: str) -> None:
     rec("config: a user's access token -> 401", "GET", config, token=user_token)
     got = rec("config: GET -> 200", "GET", config, token=node_jwt)
     version = got.json()["config_version"]
-    rec("config: ack version 2 -> 400", "POST", config, token=node_jwt, json_body=ack(version, version=2))
-    rec(
-        "config: ack of another slug -> 400",
-        "POST",
-        config,
-        token=node_jwt,
-        json_body=ack(version, node_slug="someone-else"),
-    )
-    rec("config: ack status unknown -> 400", "POST", config, token=node_jwt, json_body=ack(version, "maybe"))
-    rec("config: ack malformed JSON -> 400", "POST", config, token=node_jwt, data="[", content_type=JSON)
+    ack_config = bound(rec, "POST", config, token=node_jwt)
+    ack_config("config: ack version 2 -> 400", json_body=ack(version, version=2))
+    ack_config("config: ack of another slug -> 400", json_body=ack(version, node_slug="someone-else"))
+    ack_config("config: ack status unknown -> 400", json_body=ack(version, "maybe"))
+    ack_config("config: ack malformed JSON -> 400", data="[", content_type=JSON)
     rec("config: ack without token -> 401", "POST", config, json_body=ack(version))
-    rec(
+    ack_config(
         "config: ack failed -> 204",
-        "POST",
-        config,
-        token=node_jwt,
         json_body=ack(version, "failed", error={"type": "apply", "message": "could not apply"}),
     )
-    rec("config: ack applied -> 204", "POST", config, token=node_jwt, json_body=ack(version))
+    ack_config("config: ack applied -> 204", json_body=ack(version))
     rec("config: PUT -> 405", "PUT", config, token=node_jwt, json_body=ack(version))
 
     report = "/v1/nodes/capability"
-    rec("capability: report -> 204", "POST", report, token=node_jwt, json_body=cap)
-    rec(
-        "capability: unknown fields kept -> 204",
-        "POST",
-        report,
-        token=node_jwt,
-        json_body=capability(node_url, future_field={"anything": [1, "two"]}),
+    report_as_node = bound(rec, "POST", report, token=node_jwt)
+    report_as_node("capability: report -> 204", json_body=cap)
+    report_as_node(
+        "capability: unknown fields kept -> 204", json_body=capability(node_url, future_field={"anything": [1, "two"]})
     )
-    rec(
-        "capability: version not a number -> 400",
-        "POST",
-        report,
-        token=node_jwt,
-        json_body=capability(node_url, version="one"),
-    )
-    rec("capability: malformed JSON -> 400", "POST", report, token=node_jwt, data="{", content_type=JSON)
+    report_as_node("capability: version not a number -> 400", json_body=capability(node_url, version="one"))
+    report_as_node("capability: malformed JSON -> 400", data="{", content_type=JSON)
     rec("capability: no token -> 401", "POST", report, json_body=cap)
     rec("capability: a user's access token -> 401", "POST", report, token=user_token, json_body=cap)
     rec("readyz: a dispatchable node answers ready -> 200", "GET", "/readyz")
@@ -237,21 +231,14 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     # -- tasks: create
     tasks = "/v1/tasks"
     tok = admin["access_token"]
-    t1 = rec(
+    create = bound(rec, "POST", tasks, token=tok)
+    t1 = create(
         "create: commands task with a name -> 201",
-        "POST",
-        tasks,
-        token=tok,
         json_body={"prompt": "echo hello", "input_mode": "commands", "task_name": "hello-task"},
     ).json()
-    t2 = rec(
-        "create: prompt task (default mode) -> 201", "POST", tasks, token=tok, json_body={"prompt": "Say hi"}
-    ).json()
-    t3 = rec(
+    t2 = create("create: prompt task (default mode) -> 201", json_body={"prompt": "Say hi"}).json()
+    t3 = create(
         "create: with attachments and the same name -> 201",
-        "POST",
-        tasks,
-        token=tok,
         json_body={
             "prompt": "ls",
             "input_mode": "script",
@@ -261,41 +248,34 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
             "attachments": [" a.txt ", "a.txt"],
         },
     ).json()
-    t4 = rec(
+    t4 = create(
         "create: commands with inference -> 201",
-        "POST",
-        tasks,
-        token=tok,
         json_body={"prompt": "sleep 1", "input_mode": "commands", "use_inference": True},
     ).json()
-    rec("create: no prompt -> 400", "POST", tasks, token=tok, json_body={"input_mode": "commands"})
-    rec("create: prompt not a string -> 400 (validation)", "POST", tasks, token=tok, json_body={"prompt": 5})
-    rec("create: bad project_id -> 400", "POST", tasks, token=tok, json_body={"prompt": "x", "project_id": "nope"})
-    rec(
-        "create: unknown project_id -> 400",
-        "POST",
-        tasks,
-        token=tok,
-        json_body={"prompt": "x", "project_id": NO_SUCH_ID},
-    )
-    rec("create: malformed JSON -> 400", "POST", tasks, token=tok, data='{"prompt": "x"', content_type=JSON)
-    rec("create: JSON array -> 400", "POST", tasks, token=tok, data='["x"]', content_type=JSON)
-    rec("create: text/plain -> 415", "POST", tasks, token=tok, data="echo hi", content_type="text/plain")
-    rec("create: body over the limit -> 413", "POST", tasks, token=tok, data=TOO_LARGE, content_type=JSON)
+    create("create: no prompt -> 400", json_body={"input_mode": "commands"})
+    create("create: prompt not a string -> 400 (validation)", json_body={"prompt": 5})
+    create("create: bad project_id -> 400", json_body={"prompt": "x", "project_id": "nope"})
+    create("create: unknown project_id -> 400", json_body={"prompt": "x", "project_id": NO_SUCH_ID})
+    create("create: malformed JSON -> 400", data='{"prompt": "x"', content_type=JSON)
+    create("create: JSON array -> 400", data='["x"]', content_type=JSON)
+    create("create: text/plain -> 415", data="echo hi", content_type="text/plain")
+    create("create: body over the limit -> 413", data=TOO_LARGE, content_type=JSON)
     rec("create: no token -> 401", "POST", tasks, json_body={"prompt": "x"})
-    rec("create: NUL character -> 400", "POST", tasks, token=tok, json_body={"prompt": "a\u0000b"})
+    create("create: NUL character -> 400", json_body={"prompt": "a\u0000b"})
 
     # -- tasks: list and read (all four queued)
-    rec("list -> 200", "GET", tasks, token=tok)
-    rec("list: limit 2 -> next_offset/next_cursor", "GET", tasks + "?limit=2", token=tok)
-    rec("list: cursor 2", "GET", tasks + "?limit=2&cursor=2", token=tok)
-    rec("list: status queued", "GET", tasks + "?status=queued", token=tok)
-    rec("list: bad limit -> 400", "GET", tasks + "?limit=abc", token=tok)
-    rec("list: limit 0 -> 400", "GET", tasks + "?limit=0", token=tok)
-    rec("list: unknown status -> 400", "GET", tasks + "?status=sleeping", token=tok)
+    list_tasks = bound(rec, "GET", tasks, token=tok)
+    list_tasks("list -> 200")
+    list_tasks("list: limit 2 -> next_offset/next_cursor", "?limit=2")
+    list_tasks("list: cursor 2", "?limit=2&cursor=2")
+    list_tasks("list: status queued", "?status=queued")
+    list_tasks("list: bad limit -> 400", "?limit=abc")
+    list_tasks("list: limit 0 -> 400", "?limit=0")
+    list_tasks("list: unknown status -> 400", "?status=sleeping")
     rec("list: alice sees none of admin's", "GET", tasks, token=alice["access_token"])
     rec("list: no token -> 401", "GET", tasks)
     one = f"{tasks}/{t1['id']}"
+    logs_of_one = bound(rec, "GET", one + "/logs", token=tok)
     rec("get: by id -> 200", "GET", one, token=tok)
     rec("get: by name -> 200 (the newest of that name)", "GET", tasks + "/hello-task", token=tok)
     rec("get: unknown id -> 404", "GET", f"{tasks}/{NO_SUCH_ID}", token=tok)
@@ -304,7 +284,7 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     rec("get: no token -> 401", "GET", one)
     rec("get: POST -> 405", "POST", one, token=tok, json_body={})
     rec("result: queued -> 200", "GET", one + "/result", token=tok)
-    rec("logs: queued -> 200, empty", "GET", one + "/logs", token=tok)
+    logs_of_one("logs: queued -> 200, empty")
 
     # -- dispatch, played with the dispatcher's SQL: t1 completes, t2 fails, t3 is canceled while running
     make_node_dispatchable(rec, orch, node_url)
@@ -314,10 +294,10 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     orch.store_result(job1, job_result(job_ids(job1), "completed", 0, "hello\n", ""))
     rec("get: completed -> 200", "GET", one, token=tok)
     rec("result: completed -> 200", "GET", one + "/result", token=tok)
-    rec("logs: completed, all -> 200", "GET", one + "/logs", token=tok)
-    rec("logs: stdout only", "GET", one + "/logs?stream=stdout", token=tok)
-    rec("logs: stderr only", "GET", one + "/logs?stream=stderr", token=tok)
-    rec("logs: unknown stream", "GET", one + "/logs?stream=both", token=tok)
+    logs_of_one("logs: completed, all -> 200")
+    logs_of_one("logs: stdout only", "?stream=stdout")
+    logs_of_one("logs: stderr only", "?stream=stderr")
+    logs_of_one("logs: unknown stream", "?stream=both")
     rec("logs: unknown id -> 404", "GET", f"{tasks}/{NO_SUCH_ID}/logs", token=tok)
     rec("result: unknown id -> 404", "GET", f"{tasks}/{NO_SUCH_ID}/result", token=tok)
     rec("result: no token -> 401", "GET", one + "/result")
@@ -338,8 +318,8 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     rec("cancel: another user's task -> 404", "POST", two + "/cancel", token=alice["access_token"])
     rec("cancel: no token -> 401", "POST", two + "/cancel")
     rec("cancel: GET -> 405", "GET", two + "/cancel", token=tok)
-    rec("list: after dispatch -> 200", "GET", tasks, token=tok)
-    rec("list: status canceled", "GET", tasks + "?status=canceled", token=tok)
+    list_tasks("list: after dispatch -> 200")
+    list_tasks("list: status canceled", "?status=canceled")
 
     # -- admin: revoke sessions
     revoke = f"/v1/users/{alice_id}/revoke_sessions"
@@ -387,6 +367,7 @@ def run_body(command: list[str] | None = None, **sandbox: Any) -> dict[str, Any]
 
 def worker_api(rec: Any, worker: Any) -> None:
     run, tok = "/v1/worker/jobs:run", worker.token
+    run_job = bound(rec, "POST", run, token=tok)
     rec("readyz: starting -> 503", "GET", "/readyz")
     worker.mark_ready()
     rec("readyz -> 200", "GET", "/readyz")
@@ -394,56 +375,26 @@ def worker_api(rec: Any, worker: Any) -> None:
     rec("metrics -> 200 (families only)", "GET", "/metrics", body_filter=metric_families)
 
     hello = run_body(["sh", "-c", 'echo "hello $GREETING"; echo "job $CYNODE_JOB_ID"'], env={"GREETING": "wire"})
-    rec("run: completed -> 200", "POST", run, token=tok, json_body=hello)
-    rec("run: same job again -> 200, the stored result", "POST", run, token=tok, json_body=hello)
-    rec(
-        "run: non-zero exit -> 200, failed",
-        "POST",
-        run,
-        token=tok,
-        json_body=run_body(["sh", "-c", "echo out; echo err >&2; exit 3"]),
+    run_job("run: completed -> 200", json_body=hello)
+    run_job("run: same job again -> 200, the stored result", json_body=hello)
+    run_job("run: non-zero exit -> 200, failed", json_body=run_body(["sh", "-c", "echo out; echo err >&2; exit 3"]))
+    run_job(
+        "run: output needing escapes -> 200", json_body=run_body(["printf", 'caf\u00e9 "q" \\\\ \\t \\001 \u2603\\n'])
     )
-    rec(
-        "run: output needing escapes -> 200",
-        "POST",
-        run,
-        token=tok,
-        json_body=run_body(["printf", 'caf\u00e9 "q" \\\\ \\t \\001 \u2603\\n']),
-    )
-    rec("run: timeout -> 200, timeout", "POST", run, token=tok, json_body=run_body(["sleep", "30"], timeout_seconds=1))
-    rec(
-        "run: use_inference without a backend -> 200, note",
-        "POST",
-        run,
-        token=tok,
-        json_body=run_body(["true"], use_inference=True),
-    )
+    run_job("run: timeout -> 200, timeout", json_body=run_body(["sleep", "30"], timeout_seconds=1))
+    run_job("run: use_inference without a backend -> 200, note", json_body=run_body(["true"], use_inference=True))
 
     rec("run: no token -> 401", "POST", run, json_body=run_body())
     rec("run: wrong token -> 401", "POST", run, token="wrong", json_body=run_body())
     rec("run: lower-case scheme -> 401", "POST", run, headers={"Authorization": f"bearer {tok}"}, json_body=run_body())
-    rec("run: malformed JSON -> 400", "POST", run, token=tok, data="{", content_type=JSON)
-    rec("run: JSON array -> 400", "POST", run, token=tok, data="[]", content_type=JSON)
-    rec(
-        "run: no command -> 400",
-        "POST",
-        run,
-        token=tok,
-        json_body={**run_body(), "sandbox": {"image": "", "command": []}},
-    )
-    rec("run: version 2 -> 400", "POST", run, token=tok, json_body={**run_body(), "version": 2})
-    rec("run: no ids -> 400", "POST", run, token=tok, json_body={"version": 1, "sandbox": {"command": ["true"]}})
-    rec(
-        "run: ids not UUIDs -> 400", "POST", run, token=tok, json_body={**run_body(), "task_id": "t-1", "job_id": "j-1"}
-    )
-    rec(
-        "run: timeout_seconds a string -> 400",
-        "POST",
-        run,
-        token=tok,
-        json_body=run_body(["true"], timeout_seconds="1"),
-    )
-    rec("run: body over the limit -> 413", "POST", run, token=tok, data=TOO_LARGE, content_type=JSON)
+    run_job("run: malformed JSON -> 400", data="{", content_type=JSON)
+    run_job("run: JSON array -> 400", data="[]", content_type=JSON)
+    run_job("run: no command -> 400", json_body={**run_body(), "sandbox": {"image": "", "command": []}})
+    run_job("run: version 2 -> 400", json_body={**run_body(), "version": 2})
+    run_job("run: no ids -> 400", json_body={"version": 1, "sandbox": {"command": ["true"]}})
+    run_job("run: ids not UUIDs -> 400", json_body={**run_body(), "task_id": "t-1", "job_id": "j-1"})
+    run_job("run: timeout_seconds a string -> 400", json_body=run_body(["true"], timeout_seconds="1"))
+    run_job("run: body over the limit -> 413", data=TOO_LARGE, content_type=JSON)
     rec("run: GET -> 405", "GET", run, token=tok)
     rec("unknown route -> 404", "GET", "/v1/worker/jobs", token=tok)
 
@@ -457,7 +408,7 @@ def worker_api(rec: Any, worker: Any) -> None:
     while not started.exists():  # its container runs: the cancel will kill it (not stop it before the start)
         assert time.monotonic() < deadline, "the sleeping job never started"
         time.sleep(0.05)
-    rec("run: no free slot -> 503", "POST", run, token=tok, json_body=run_body())
+    run_job("run: no free slot -> 503", json_body=run_body())
     cancel = f"/v1/worker/jobs/{sleeper['job_id']}:cancel"
     rec("cancel: running job -> 200, canceled", "POST", cancel, token=tok)
     finish()

@@ -48,10 +48,6 @@ class JobStatus(StrEnum):
     CANCELED = "canceled"
     LEASE_EXPIRED = "lease_expired"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in JOB_TERMINAL
-
 
 class RunStatus(StrEnum):
     """How a run on a node ended (``RunJobResponse.status``)."""

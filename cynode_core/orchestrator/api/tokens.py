@@ -104,37 +104,42 @@ class CurrentNode:
     slug: str
 
 
-def require_user(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Let through only a valid access token of a live session of an active user."""
+def _guard(
+    token_type: str, admit: Callable[[dict[str, Any]], None]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view decorator: a valid bearer token of ``token_type``, then ``admit(claims)`` (raises to refuse)."""
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        claims = verify(bearer_token(), "access")
-        if claims is None:
-            raise NotAuthenticated(INVALID_TOKEN)
-        user_id, family_id = _uuid_claim(claims, "user_id"), _uuid_claim(claims, "sid")
-        with _cynode().db.session() as session:
-            user = live_user(session, user_id, family_id)
-            if user is None:
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            claims = verify(bearer_token(), token_type)
+            if claims is None:
                 raise NotAuthenticated(INVALID_TOKEN)
-            g.current_user = CurrentUser(user.id, user.handle, family_id)
-        return view(*args, **kwargs)
+            admit(claims)
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-def require_node(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Let through only a valid node token."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        claims = verify(bearer_token(), "node")
-        if claims is None:
+def _admit_user(claims: dict[str, Any]) -> None:
+    user_id, family_id = _uuid_claim(claims, "user_id"), _uuid_claim(claims, "sid")
+    with _cynode().db.session() as session:
+        user = live_user(session, user_id, family_id)
+        if user is None:
             raise NotAuthenticated(INVALID_TOKEN)
-        g.current_node = CurrentNode(_uuid_claim(claims, "node_id"), str(claims.get("node_slug", "")))
-        return view(*args, **kwargs)
+        g.current_user = CurrentUser(user.id, user.handle, family_id)
 
-    return wrapper
+
+def _admit_node(claims: dict[str, Any]) -> None:
+    g.current_node = CurrentNode(_uuid_claim(claims, "node_id"), str(claims.get("node_slug", "")))
+
+
+# Let through only a valid access token of a live session of an active user.
+require_user = _guard("access", _admit_user)
+# Let through only a valid node token.
+require_node = _guard("node", _admit_node)
 
 
 def current_user() -> CurrentUser:

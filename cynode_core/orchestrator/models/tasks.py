@@ -27,6 +27,11 @@ from cynode_core.orchestrator.db import Base, new_id
 from cynode_core.orchestrator.models.auth import TimestampMixin
 
 
+def _single_column_indexes(table: str, *columns: str) -> tuple[Index, ...]:
+    """``idx_<table>_<column>`` on each column."""
+    return tuple(Index(f"idx_{table}_{column}", column) for column in columns)
+
+
 def _in(column: str, values: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
@@ -46,12 +51,7 @@ class Task(TimestampMixin, Base):
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint(_in("status", TaskStatus), name="status"),
-        Index("idx_tasks_created_by", "created_by"),
-        Index("idx_tasks_project_id", "project_id"),
-        Index("idx_tasks_plan_id", "plan_id"),
-        Index("idx_tasks_status", "status"),
-        Index("idx_tasks_closed", "closed"),
-        Index("idx_tasks_created_at", "created_at"),
+        *_single_column_indexes("tasks", "created_by", "project_id", "plan_id", "status", "closed", "created_at"),
         Index("idx_tasks_owner_created", "created_by", "created_at"),
         Index("idx_tasks_owner_summary", "created_by", "summary"),
     )
@@ -85,10 +85,7 @@ class Job(TimestampMixin, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(_in("status", JobStatus), name="status"),
-        Index("idx_jobs_task_id", "task_id"),
-        Index("idx_jobs_node_id", "node_id"),
-        Index("idx_jobs_status", "status"),
-        Index("idx_jobs_created_at", "created_at"),
+        *_single_column_indexes("jobs", "task_id", "node_id", "status", "created_at"),
         Index("idx_jobs_lease_id", "lease_id", postgresql_where=text("lease_id IS NOT NULL")),
         Index("idx_jobs_lease_expires_at", "lease_expires_at", postgresql_where=text("lease_expires_at IS NOT NULL")),
         Index("idx_jobs_queue", "created_at", "id", postgresql_where=text("status = 'queued'")),

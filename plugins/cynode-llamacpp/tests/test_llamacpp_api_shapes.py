@@ -25,63 +25,57 @@ import datetime as dt
 import re
 from typing import Any
 
-from llamacpp_http import MODEL, Call
+from llamacpp_http import MODEL, Call, generate
 
 Shape = dict[str, tuple[Any, bool]]
 
+
+def required(**kinds: type) -> Shape:
+    """Fields a response must carry, each of the given type."""
+    return {name: (kind, True) for name, kind in kinds.items()}
+
+
+def optional(**kinds: type) -> Shape:
+    """Fields a response may leave out; when present they have the given type."""
+    return {name: (kind, False) for name, kind in kinds.items()}
+
+
 # docs/api.md, "Generate request (Streaming)": each streamed object.
-GENERATE_CHUNK: Shape = {
-    "model": (str, True),
-    "created_at": (str, True),
-    "response": (str, True),
-    "done": (bool, True),
-}
+GENERATE_CHUNK = required(model=str, created_at=str, response=str, done=bool)
 # docs/api.md: "The final response in the stream also includes additional data about the generation"
 # (total_duration ... eval_duration, context); done_reason as in the "with suffix" example.
-METRICS: Shape = {
-    "total_duration": (int, True),
-    "load_duration": (int, True),
-    "prompt_eval_count": (int, True),
-    "prompt_eval_duration": (int, True),
-    "eval_count": (int, True),
-    "eval_duration": (int, True),
-}
-GENERATE_FINAL: Shape = {**GENERATE_CHUNK, "done_reason": (str, True), "context": (list, True), **METRICS}
+METRICS = required(
+    total_duration=int,
+    load_duration=int,
+    prompt_eval_count=int,
+    prompt_eval_duration=int,
+    eval_count=int,
+    eval_duration=int,
+)
+GENERATE_FINAL = GENERATE_CHUNK | required(done_reason=str, context=list) | METRICS
 # docs/api.md, "Request (Raw Mode)": "raw mode will not return a context".
-GENERATE_FINAL_RAW: Shape = {k: v for k, v in GENERATE_FINAL.items() if k != "context"}
+GENERATE_FINAL_RAW = {k: v for k, v in GENERATE_FINAL.items() if k != "context"}
 # docs/api.md, "Load a model" (generate): a single object, empty response, done.
-GENERATE_LOAD: Shape = {**GENERATE_CHUNK, "done_reason": (str, False)}
+GENERATE_LOAD = GENERATE_CHUNK | optional(done_reason=str)
 
 # docs/api.md, "Chat Request (Streaming)": message {role, content} ("images" only for images).
-MESSAGE: Shape = {"role": (str, True), "content": (str, True), "images": (list, False)}
-CHAT_CHUNK: Shape = {"model": (str, True), "created_at": (str, True), "message": (dict, True), "done": (bool, True)}
+MESSAGE = required(role=str, content=str) | optional(images=list)
+CHAT_CHUNK = required(model=str, created_at=str, message=dict, done=bool)
 # docs/api.md, chat "Final response" / "Chat request (No streaming)"; done_reason as in the
 # "Structured outputs" example.
-CHAT_FINAL: Shape = {**CHAT_CHUNK, "done_reason": (str, True), **METRICS}
-CHAT_LOAD: Shape = {**CHAT_CHUNK, "done_reason": (str, True)}
+CHAT_FINAL = CHAT_CHUNK | required(done_reason=str) | METRICS
+CHAT_LOAD = CHAT_CHUNK | required(done_reason=str)
 
 # docs/api.md "List Local Models" and docs.ollama.com/api/tags.
-TAGS: Shape = {"models": (list, True)}
-TAG: Shape = {
-    "name": (str, True),
-    "model": (str, True),
-    "modified_at": (str, True),
-    "size": (int, True),
-    "digest": (str, True),
-    "details": (dict, True),
-}
+TAGS = required(models=list)
+TAG = required(name=str, model=str, modified_at=str, size=int, digest=str, details=dict)
 # docs/api.md "List Running Models" shows the full details object (parent_model included).
-DETAILS: Shape = {
-    "parent_model": (str, False),
-    "format": (str, True),
-    "family": (str, True),
-    "families": (list, True),
-    "parameter_size": (str, True),
-    "quantization_level": (str, True),
-}
+DETAILS = optional(parent_model=str) | required(
+    format=str, family=str, families=list, parameter_size=str, quantization_level=str
+)
 # docs.ollama.com/api-reference/get-version: VersionResponse.
-VERSION: Shape = {"version": (str, True)}
-ERROR: Shape = {"error": (str, True)}
+VERSION = required(version=str)
+ERROR = required(error=str)
 
 
 def problems(obj: object, shape: Shape, where: str = "") -> list[str]:
@@ -157,11 +151,7 @@ def test_generate_streaming_shapes(call: Call) -> None:
 
 
 def test_generate_non_streaming_shape(call: Call) -> None:
-    final = call(
-        "POST",
-        "/api/generate",
-        {"model": MODEL, "prompt": "Why is the sky blue?", "stream": False, "options": {"num_predict": 8}},
-    ).json()
+    final = generate(call, "Why is the sky blue?", options={"num_predict": 8}).json()
     assert_shape(final, GENERATE_FINAL)
     assert final["done"] is True and final["response"]  # "if not streamed, this will contain the full response"
     assert final["done_reason"] in ("stop", "length")
@@ -169,11 +159,7 @@ def test_generate_non_streaming_shape(call: Call) -> None:
 
 
 def test_generate_raw_and_load_shapes(call: Call) -> None:
-    raw = call(
-        "POST",
-        "/api/generate",
-        {"model": MODEL, "prompt": "Why is the sky blue?", "raw": True, "stream": False, "options": {"num_predict": 4}},
-    ).json()
+    raw = generate(call, "Why is the sky blue?", raw=True, options={"num_predict": 4}).json()
     assert_shape(raw, GENERATE_FINAL_RAW)
     load = call("POST", "/api/generate", {"model": MODEL}).json()
     assert_shape(load, GENERATE_LOAD)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
-import json
 import shutil
 import socket
 import time
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from cynode_llamacpp.backend import LlamaCppBackend
 from cynode_llamacpp.model_file import bundled_model
-from llamacpp_http import MODEL, http_call
+from llamacpp_http import MODEL, generate, http_call, long_stream
 
 from cynode_core.contract import InferenceBackend, InferenceUnavailable
 from cynode_core.plugin_manager import get_plugin_manager
@@ -113,12 +113,8 @@ def test_an_operator_gguf_is_served_under_the_configured_name(tmp_path: Path, ll
     backend.start()
     try:
         assert backend.models() == ["tiny:1b"]
-        reply = http_call(
-            backend.base_url,
-            "POST",
-            "/api/generate",
-            {"model": "tiny:1b", "prompt": "Hello", "stream": False, "options": {"num_predict": 2}},
-        )
+        call = functools.partial(http_call, backend.base_url)
+        reply = generate(call, "Hello", model="tiny:1b", options={"num_predict": 2})
         assert reply.status == 200 and reply.json()["eval_count"] == 2
         assert not (tmp_path / "models").exists()  # the bundled model is not assembled when a path is given
     finally:
@@ -138,16 +134,8 @@ def test_a_taken_port_is_a_clear_failure(llamacpp_home: Path) -> None:
 def test_stop_during_a_stream_ends_it_and_frees_the_model(llamacpp_home: Path) -> None:
     backend = LlamaCppBackend.from_options({"home": str(llamacpp_home)})
     backend.start()
-    url = urlsplit(backend.base_url)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        connection.request(
-            "POST",
-            "/api/generate",
-            body=json.dumps({"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 3000}}),
-        )
-        response = connection.getresponse()
-        assert json.loads(response.readline())["done"] is False
+    with long_stream(backend.base_url, num_predict=3000) as (response, first):
+        assert first["done"] is False
         started = time.monotonic()
         backend.stop()
         assert time.monotonic() - started < 10
@@ -155,6 +143,4 @@ def test_stop_during_a_stream_ends_it_and_frees_the_model(llamacpp_home: Path) -
         with contextlib.suppress(OSError, http.client.HTTPException):
             rest = response.read()
         assert b'"done": true' not in rest  # cut short, never reported as finished
-    finally:
-        connection.close()
     assert backend.base_url == ""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import threading
-from urllib.parse import urlsplit
 
 from cynode_llamacpp.backend import LlamaCppBackend
-from llamacpp_http import MODEL, Call
+from llamacpp_http import MODEL, Call, connect, generate, long_stream
 
 GREEDY = {"temperature": 0}
 
@@ -36,16 +34,7 @@ def test_tags_list_the_served_model(call: Call, backend: LlamaCppBackend) -> Non
 
 
 def test_generate_without_streaming_is_one_object_with_counts(call: Call) -> None:
-    reply = call(
-        "POST",
-        "/api/generate",
-        {
-            "model": MODEL,
-            "prompt": "The capital of France is",
-            "stream": False,
-            "options": {**GREEDY, "num_predict": 16},
-        },
-    )
+    reply = generate(call, "The capital of France is", options={**GREEDY, "num_predict": 16})
     assert reply.status == 200 and reply.content_type == "application/json; charset=utf-8"
     body = reply.json()
     assert body["done"] is True and body["done_reason"] == "length"
@@ -56,16 +45,7 @@ def test_generate_without_streaming_is_one_object_with_counts(call: Call) -> Non
 
 
 def test_completion_prompt_gives_real_text(call: Call) -> None:
-    body = call(
-        "POST",
-        "/api/generate",
-        {
-            "model": MODEL,
-            "prompt": "The capital of France is",
-            "stream": False,
-            "options": {**GREEDY, "num_predict": 12},
-        },
-    ).json()
+    body = generate(call, "The capital of France is", options={**GREEDY, "num_predict": 12}).json()
     words = re.findall(r"[A-Za-z]{2,}", body["response"])
     assert len(words) >= 4, body["response"]
     assert "France" in body["response"] or "Paris" in body["response"]
@@ -128,11 +108,7 @@ def test_unknown_model_is_404_like_ollama(call: Call) -> None:
 
 
 def test_model_names_compare_as_ollama_compares_them(call: Call) -> None:
-    reply = call(
-        "POST",
-        "/api/generate",
-        {"model": "Gemma3:270M", "prompt": "Hi", "stream": False, "options": {"num_predict": 1}},
-    )
+    reply = generate(call, "Hi", model="Gemma3:270M", options={"num_predict": 1})
     assert reply.status == 200 and reply.json()["model"] == "Gemma3:270M"  # echoed as sent
     assert call("POST", "/api/generate", {"model": "gemma3", "prompt": "Hi"}).status == 404  # gemma3:latest
 
@@ -166,29 +142,15 @@ def test_bad_requests_are_400_with_an_error(call: Call) -> None:
 
 
 def test_stop_strings_cut_the_answer(call: Call) -> None:
-    body = call(
-        "POST",
-        "/api/generate",
-        {
-            "model": MODEL,
-            "prompt": "The capital of France is",
-            "stream": False,
-            "options": {**GREEDY, "num_predict": 40, "stop": ["."]},
-        },
-    ).json()
+    body = generate(call, "The capital of France is", options={**GREEDY, "num_predict": 40, "stop": ["."]}).json()
     assert body["done_reason"] == "stop"
     assert "." not in body["response"] and body["response"].strip()
 
 
 def test_seed_makes_sampling_repeatable(call: Call) -> None:
-    request = {
-        "model": MODEL,
-        "prompt": "My favourite animal is",
-        "stream": False,
-        "options": {"temperature": 1.0, "seed": 1234, "num_predict": 16},
-    }
-    first = call("POST", "/api/generate", request).json()["response"]
-    second = call("POST", "/api/generate", request).json()["response"]
+    seeded = {"temperature": 1.0, "seed": 1234, "num_predict": 16}
+    first = generate(call, "My favourite animal is", options=seeded).json()["response"]
+    second = generate(call, "My favourite animal is", options=seeded).json()["response"]
     assert first == second
 
 
@@ -206,28 +168,11 @@ def test_empty_prompt_and_empty_messages_load_the_model(call: Call) -> None:
 
 
 def test_raw_prompt_has_no_context_and_context_continues(call: Call) -> None:
-    raw = call(
-        "POST",
-        "/api/generate",
-        {"model": MODEL, "prompt": "One, two,", "raw": True, "stream": False, "options": {**GREEDY, "num_predict": 4}},
-    ).json()
+    four = {**GREEDY, "num_predict": 4}
+    raw = generate(call, "One, two,", raw=True, options=four).json()
     assert "context" not in raw and raw["response"]
-    first = call(
-        "POST",
-        "/api/generate",
-        {"model": MODEL, "prompt": "One, two,", "stream": False, "options": {**GREEDY, "num_predict": 4}},
-    ).json()
-    follow = call(
-        "POST",
-        "/api/generate",
-        {
-            "model": MODEL,
-            "prompt": " and",
-            "context": first["context"],
-            "stream": False,
-            "options": {**GREEDY, "num_predict": 4},
-        },
-    ).json()
+    first = generate(call, "One, two,", options=four).json()
+    follow = generate(call, " and", context=first["context"], options=four).json()
     assert follow["prompt_eval_count"] == len(first["context"]) + 1  # the old context plus " and"
 
 
@@ -242,9 +187,7 @@ def test_requests_queue_on_the_model_lock(call: Call) -> None:
     results: list[int] = []
 
     def ask() -> None:
-        reply = call(
-            "POST", "/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 8}}
-        )
+        reply = generate(call, "Hello", options={"num_predict": 8})
         results.append(reply.json()["eval_count"])
 
     threads = [threading.Thread(target=ask) for _ in range(3)]
@@ -256,25 +199,14 @@ def test_requests_queue_on_the_model_lock(call: Call) -> None:
 
 
 def test_a_client_leaving_mid_stream_frees_the_model(backend: LlamaCppBackend, call: Call) -> None:
-    parts = urlsplit(backend.base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    connection.request(
-        "POST",
-        "/api/generate",
-        body=json.dumps({"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 2000}}),
-    )
-    response = connection.getresponse()
-    assert json.loads(response.readline())["done"] is False
-    connection.close()  # hang up after the first token
-    reply = call(
-        "POST", "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}
-    )
+    with long_stream(backend.base_url, num_predict=2000) as (_, first):  # hangs up after the first token
+        assert first["done"] is False
+    reply = generate(call, "Hi", options={"num_predict": 2})
     assert reply.status == 200 and reply.json()["eval_count"] == 2
 
 
 def test_keep_alive_connection_serves_several_requests(backend: LlamaCppBackend) -> None:
-    parts = urlsplit(backend.base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection = connect(backend.base_url, timeout=30)
     try:
         for _ in range(2):
             connection.request(
