@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import percentile, report
+from node_agent.inference_policy import InferencePolicy
 from node_agent.inference_proxy import InferenceProxy, UnixHTTPConnection
 
 BODY = {
@@ -58,7 +59,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="cynode-bench-llama-"))
     backend = create_backend({"home": str(home)})
     backend.start()
-    proxy = InferenceProxy(home / "proxy" / "bench", backend.base_url)
+    proxy = InferenceProxy(home / "proxy" / "bench", backend.base_url, policy=InferencePolicy(tuple(backend.models())))
     proxy.start()
     proxy.wait_ready()
     host, port = backend.base_url.removeprefix("http://").rsplit(":", 1)

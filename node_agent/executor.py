@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cynode_core.contract import SandboxOutcome, SandboxRuntime
 from cynode_core.contract.errors import CynodeError, JobNotStarted, NotFound, Unavailable
 from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
+from node_agent.inference_policy import InferencePolicy
 from node_agent.job_inference import JobInference
 from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, stopped_note, utc_now
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
@@ -133,12 +135,16 @@ class JobExecutor:
             caps.append(self._max_job_timeout)
         return min(caps)
 
-    def set_inference_backend(self, base_url: str | None) -> None:
+    def set_inference_backend(self, base_url: str | None, models: Sequence[str]) -> None:
         """Give ``use_inference`` jobs a proxy to this loopback Ollama-API URL (``None``: no backend).
 
-        The node manager calls it once its inference backend has started.
+        Jobs may name only ``models`` (the first is the default) and get the
+        node's option bounds (``node_agent.inference_policy``). The node
+        manager calls it once its inference backend has started.
         """
-        self.inference.set_backend(base_url)
+        settings = self._settings
+        policy = InferencePolicy(tuple(models), settings.inference_max_ctx, settings.inference_max_predict)
+        self.inference.set_backend(base_url, policy)
 
     @property
     def inference_backend_url(self) -> str | None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from node_agent.inference_policy import InferencePolicy
 from node_agent.metrics import NodeMetrics
 from node_agent.proxy_handler import ProxyHandler
 
@@ -127,6 +128,7 @@ class InferenceProxy:
         socket_dir: Path,
         upstream_url: str,
         *,
+        policy: InferencePolicy,
         name: str = "",
         max_body_bytes: int = MAX_BODY_BYTES,
         request_timeout: float = REQUEST_TIMEOUT,
@@ -137,6 +139,8 @@ class InferenceProxy:
         # Request counts, latency and backend-reported tokens go here (node_agent.metrics).
         self.metrics = metrics
         self.upstream_url = upstream_url
+        # What a job may ask of the backend (node_agent.inference_policy).
+        self.policy = policy
         self.name = name or self.socket_dir.name
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout

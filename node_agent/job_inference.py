@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cynode_core.contract import SandboxOutcome
 from cynode_core.contract.job import RunStatus
+from node_agent.inference_policy import InferencePolicy
 from node_agent.inference_proxy import READY_TIMEOUT, InferenceProxy, ProxyError, loopback_upstream
 from node_agent.metrics import NodeMetrics
 
@@ -42,14 +43,16 @@ class JobInference:
         self.metrics = metrics
         self.ready_timeout = READY_TIMEOUT
         self._backend_url: str | None = None
+        self._policy = InferencePolicy(models=())
 
     @property
     def backend_url(self) -> str | None:
         return self._backend_url
 
-    def set_backend(self, base_url: str | None) -> None:
-        """Proxy to this loopback Ollama-API URL from now on (``None``: the node has no backend)."""
+    def set_backend(self, base_url: str | None, policy: InferencePolicy) -> None:
+        """Proxy to this loopback Ollama-API URL from now on, under ``policy`` (``None``: the node has no backend)."""
         self._backend_url = base_url.rstrip("/") if base_url else None
+        self._policy = policy
         if self._backend_url is not None:
             try:
                 loopback_upstream(self._backend_url)
@@ -71,7 +74,9 @@ class JobInference:
             )
             return JobProxy(stderr_note=NO_INFERENCE_NOTE.encode())
         try:
-            proxy = InferenceProxy(self.proxy_root / key, self._backend_url, name=key, metrics=self.metrics)
+            proxy = InferenceProxy(
+                self.proxy_root / key, self._backend_url, policy=self._policy, name=key, metrics=self.metrics
+            )
             proxy.start()
         except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 (wire_contract.md#inference-proxy)
             log.warning("job %s: inference proxy did not start: %s", key, exc)

@@ -40,6 +40,7 @@ from node_agent.client import ControlPlaneClient, OrchestratorUnreachable
 from node_agent.control_session import ControlSession, StartupError, StopRequested
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
+from node_agent.inference_policy import node_models
 from node_agent.node_config import NodeConfig
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
@@ -302,8 +303,10 @@ class NodeManager:
         log.info("inference backend %s answers at %s with %d model(s)", name, self.backend.base_url, len(models))
         backend = self.backend
         assert self.executor is not None
-        # From now on use_inference jobs get a per-job proxy to it (docs/wire_contract.md#inference-proxy).
-        self.executor.set_inference_backend(backend.base_url)
+        # From now on use_inference jobs get a per-job proxy to it (docs/wire_contract.md#inference-proxy),
+        # which lets them name the configured model(s), else those the backend serves now.
+        allowed = node_models((options.get("model"), options.get("selected_model")), models)
+        self.executor.set_inference_backend(backend.base_url, allowed)
         self.readiness.add_probe(f"inference backend {name}", backend_probe(backend))
 
     # ---------------------------------------------------------------- shutdown

@@ -4,15 +4,19 @@ The request side: the body is read within its limit (10 MiB by default;
 over it, 413 plain ``request body too large`` and nothing reaches the
 backend), the path must be one of ``ALLOWED_ENDPOINTS`` with its method,
 and only a few harmless headers are passed on; no credentials are added.
+A body that names a model is pinned to the node's policy first
+(``inference_policy``: its models, no ``keep_alive``, bounded options); a
+refusal there is answered in Ollama's own error shape, ``{"error": ...}``.
 The response side: the backend's answer is relayed as it arrives, chunk by
 chunk, so NDJSON streaming works, within the request's 120 s. The proxy's
-own answers are ``text/plain``. The server and its socket are
+other answers are ``text/plain``. The server and its socket are
 ``inference_proxy``'s.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import socket
 import time
@@ -20,7 +24,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from cynode_core.contract.errors import InvalidInput, NotPermitted
 from cynode_core.http_chunked import BadChunkedBody, ChunkedBodyTooLarge, read_chunked
+from node_agent.inference_policy import InferencePolicy, pin_request
 from node_agent.metrics import LastLine, NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,8 @@ class ProxyView(Protocol):
     def request_timeout(self) -> float: ...
     @property
     def metrics(self) -> NodeMetrics | None: ...
+    @property
+    def policy(self) -> InferencePolicy: ...
 
 
 class ServerView(Protocol):
@@ -154,6 +162,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             return
         if self.command != allowed:
             self._reply(405, "method not allowed", {"Allow": allowed})
+            return
+        try:
+            body = pin_request(path, body, proxy.policy)
+        except (InvalidInput, NotPermitted) as exc:
+            log.info("job %s: inference proxy refused a %s body: %s", proxy.name, path, exc.detail)
+            # Ollama's error shape, so a job's Ollama client reads it like the backend's own.
+            error = json.dumps({"error": exc.detail}).encode()
+            self._send(403 if isinstance(exc, NotPermitted) else 400, error, "application/json; charset=utf-8")
             return
         self._forward(path, body, deadline)
 
@@ -291,9 +307,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
     # -- replies and logging --------------------------------------------------
 
     def _reply(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
-        body = text.encode()
+        self._send(status, text.encode(), "text/plain; charset=utf-8", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -28,6 +28,7 @@ from cynode_core.settings import (
     secret_setting,
     setting,
 )
+from node_agent.inference_policy import DEFAULT_MAX_CTX, DEFAULT_MAX_PREDICT
 
 INFERENCE_NONE = "none"
 
@@ -215,6 +216,16 @@ class NodeSettings:
         parse=parse_optional_str,
         yaml_keys=("inference.model",),
         help="model to serve; unset: the orchestrator's selected_model or the backend default",
+    )
+    inference_max_ctx: int = setting(
+        DEFAULT_MAX_CTX,
+        parse=parse_positive_int,
+        help="largest options.num_ctx a job may ask the backend for (a larger one is lowered to it)",
+    )
+    inference_max_predict: int = setting(
+        DEFAULT_MAX_PREDICT,
+        parse=parse_positive_int,
+        help="largest options.num_predict a job may ask the backend for (a larger one is lowered to it)",
     )
     capability_report_interval: float = setting(
         60.0, parse=parse_duration, env=("CAPABILITY_REPORT_INTERVAL",), help="period of capability reports"

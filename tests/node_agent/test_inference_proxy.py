@@ -37,6 +37,7 @@ from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, make_set
 
 from cynode_core.contract import InferenceBackend, SandboxRuntime
 from cynode_core.orchestrator.services.prompt_job import PROMPT_SCRIPT
+from node_agent.inference_policy import InferencePolicy
 from node_agent.inference_proxy import (
     MAX_BODY_BYTES,
     SANDBOX_PROXY_URL,
@@ -50,6 +51,8 @@ from node_agent.job_inference import NO_INFERENCE_NOTE
 
 PYTHON_IMAGE = "localhost/cynode-sandbox:python"
 PROMPT = "The capital of France is"
+# What proxies in front of the stand-in let jobs ask for: its one model, the default bounds.
+STAND_IN_POLICY = InferencePolicy(models=("stand-in:latest",))
 
 
 # ------------------------------------------------------------------ the stand-in
@@ -80,7 +83,13 @@ class StandInOllama:
             def _record(self) -> bytes:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 stand_in.requests.append(
-                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body_len": len(body)}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body_len": len(body),
+                        "body": body,
+                    }
                 )
                 return body
 
@@ -146,7 +155,7 @@ def stand_in() -> Iterator[StandInOllama]:
 @pytest.fixture
 def stand_in_proxy(stand_in: StandInOllama, tmp_path: Path) -> Iterator[InferenceProxy]:
     """A proxy in front of the STAND-IN."""
-    with InferenceProxy(tmp_path / "proxy" / str(uuid.uuid4()), stand_in.url) as proxy:
+    with InferenceProxy(tmp_path / "proxy" / str(uuid.uuid4()), stand_in.url, policy=STAND_IN_POLICY) as proxy:
         proxy.wait_ready()
         yield proxy
 
@@ -157,7 +166,8 @@ def stand_in_proxy(stand_in: StandInOllama, tmp_path: Path) -> Iterator[Inferenc
 @pytest.fixture
 def real_proxy(real_backend: InferenceBackend, tmp_path: Path) -> Iterator[InferenceProxy]:
     """A proxy in front of the REAL backend."""
-    with InferenceProxy(tmp_path / "proxy" / str(uuid.uuid4()), real_backend.base_url) as proxy:
+    policy = InferencePolicy(tuple(real_backend.models()))
+    with InferenceProxy(tmp_path / "proxy" / str(uuid.uuid4()), real_backend.base_url, policy=policy) as proxy:
         proxy.wait_ready()
         yield proxy
 
@@ -284,7 +294,7 @@ def test_proxy_overhead_per_request_is_small(real_proxy: InferenceProxy, real_ba
 
 def test_healthz_socket_mode_and_removal(stand_in: StandInOllama, tmp_path: Path) -> None:
     socket_dir = tmp_path / "state" / "proxy" / str(uuid.uuid4())
-    proxy = InferenceProxy(socket_dir, stand_in.url)
+    proxy = InferenceProxy(socket_dir, stand_in.url, policy=STAND_IN_POLICY)
     proxy.start()
     try:
         proxy.wait_ready()
@@ -403,8 +413,8 @@ def test_a_body_over_10_mib_is_413_and_never_reaches_the_backend(
         conn.close()
     assert stand_in.requests == []
 
-    # Exactly at the cap is fine.
-    head, tail = b'{"stream": false, "pad": "', b'"}'
+    # Exactly at the cap is fine (a body the policy leaves byte for byte as it is).
+    head, tail = b'{"model":"stand-in:latest","stream":false,"pad":"', b'"}'
     exact = head + b"z" * (MAX_BODY_BYTES - len(head) - len(tail)) + tail
     status, _, _ = call(stand_in_proxy, "POST", "/api/generate", exact)
     assert status == 200
@@ -433,6 +443,46 @@ def test_no_credentials_or_hop_headers_are_forwarded(stand_in_proxy: InferencePr
     assert seen["headers"]["User-Agent"] == "job/1"
 
 
+def test_model_calls_are_pinned_to_the_nodes_policy(stand_in: StandInOllama, tmp_path: Path) -> None:
+    """STAND-IN records each body it gets: the pinned one; refused calls never reach it.
+
+    The rules themselves are test_inference_policy.py's; this is the proxy applying them.
+    """
+    policy = InferencePolicy(models=("stand-in:latest",), max_ctx=2048, max_predict=64)
+    with InferenceProxy(tmp_path / "p", stand_in.url, policy=policy) as proxy:
+        asked = {
+            "model": "Stand-In",
+            "prompt": PROMPT,
+            "stream": False,
+            "keep_alive": 0,
+            "options": {"num_ctx": 131072, "num_predict": 100000, "temperature": 0},
+        }
+        status, _, body = call(proxy, "POST", "/api/generate", json.dumps(asked).encode())
+        assert (status, json.loads(body)["response"]) == (200, "Paris (stand-in)")
+        [seen] = stand_in.requests
+        assert json.loads(seen["body"]) == {
+            "model": "stand-in:latest",
+            "prompt": PROMPT,
+            "stream": False,
+            "options": {"num_ctx": 2048, "num_predict": 64, "temperature": 0},
+        }
+        assert seen["headers"]["Content-Length"] == str(len(seen["body"]))
+
+        refusals = [
+            ("/api/chat", {"model": "llama3:70b", "messages": []}, 403, "is not served to jobs on this node"),
+            ("/api/show", {"name": "llama3"}, 403, "is not served to jobs on this node"),
+            ("/api/generate", {"options": {"num_predict": -1}}, 400, "options.num_predict must be at least 1"),
+            ("/api/embed", ["not", "an", "object"], 400, "request body must be a JSON object"),
+            ("/api/generate", {"model": "stand-in", "KEEP_ALIVE": 0}, 400, "must be spelt keep_alive"),
+        ]
+        for path, refused, expected, words in refusals:
+            status, headers, body = call(proxy, "POST", path, json.dumps(refused).encode())
+            assert status == expected, (path, body)
+            assert headers["Content-Type"] == "application/json; charset=utf-8"
+            assert words in json.loads(body)["error"]
+        assert len(stand_in.requests) == 1  # none of them reached the backend
+
+
 def test_concurrent_requests_of_one_job_are_served_at_once(
     stand_in_proxy: InferenceProxy, stand_in: StandInOllama
 ) -> None:
@@ -452,7 +502,7 @@ def test_concurrent_requests_of_one_job_are_served_at_once(
 
 
 def test_a_backend_slower_than_the_request_timeout_is_504(stand_in: StandInOllama, tmp_path: Path) -> None:
-    with InferenceProxy(tmp_path / "p", stand_in.url, request_timeout=0.5) as proxy:
+    with InferenceProxy(tmp_path / "p", stand_in.url, policy=STAND_IN_POLICY, request_timeout=0.5) as proxy:
         start = time.monotonic()
         status, _, body = call(proxy, "POST", "/api/generate", b'{"stream": false, "sleep": 3}')
         assert (status, body) == (504, b"inference backend timed out")
@@ -460,7 +510,7 @@ def test_a_backend_slower_than_the_request_timeout_is_504(stand_in: StandInOllam
 
 
 def test_a_stream_that_outlives_the_timeout_is_cut(stand_in: StandInOllama, tmp_path: Path) -> None:
-    with InferenceProxy(tmp_path / "p", stand_in.url, request_timeout=1.0) as proxy:
+    with InferenceProxy(tmp_path / "p", stand_in.url, policy=STAND_IN_POLICY, request_timeout=1.0) as proxy:
         conn = UnixHTTPConnection(proxy.socket_path, timeout=10)
         conn.request("POST", "/api/generate", body=b'{"stream": true}')
         response = conn.getresponse()
@@ -477,7 +527,7 @@ def test_a_backend_that_is_down_is_502(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with InferenceProxy(tmp_path / "p", f"http://127.0.0.1:{port}") as proxy:
+    with InferenceProxy(tmp_path / "p", f"http://127.0.0.1:{port}", policy=STAND_IN_POLICY) as proxy:
         proxy.wait_ready()  # health is the proxy's own, not the backend's
         status, _, body = call(proxy, "GET", "/api/tags")
         assert (status, body) == (502, b"inference backend unavailable")
@@ -510,7 +560,7 @@ def test_close_cuts_streams_in_flight(stand_in_proxy: InferenceProxy) -> None:
 )
 def test_only_a_loopback_http_backend_is_accepted(url: str, tmp_path: Path) -> None:
     with pytest.raises(ProxyError):
-        InferenceProxy(tmp_path / "p", url)
+        InferenceProxy(tmp_path / "p", url, policy=STAND_IN_POLICY)
     assert not (tmp_path / "p").exists()
 
 
@@ -544,9 +594,9 @@ sys.stdout.flush()
 def inference_worker(start_worker: WorkerFactory) -> Any:
     """A Worker API whose executor proxies use_inference jobs to the given backend URL."""
 
-    def start(base_url: str) -> Worker:
+    def start(base_url: str, models: tuple[str, ...] = STAND_IN_POLICY.models) -> Worker:
         worker = start_worker(inference_backend="llamacpp")
-        worker.executor.set_inference_backend(base_url)
+        worker.executor.set_inference_backend(base_url, models)
         return worker
 
     return start
@@ -563,7 +613,7 @@ def test_a_sandbox_job_gets_a_real_model_answer_over_the_socket_with_no_network(
     real_model: str,
 ) -> None:
     """REAL backend, real Podman, the python image, the prompt task's own script."""
-    worker = inference_worker(real_backend.base_url)
+    worker = inference_worker(real_backend.base_url, (real_model,))
     port = backend_port(real_backend.base_url)
     script = SANDBOX_CHECKS + "\nsys.argv = sys.argv[:1]\n" + PROMPT_SCRIPT
     body = job_body(
@@ -683,7 +733,7 @@ def test_a_proxy_left_by_a_crashed_agent_is_removed_at_start(start_worker: Worke
 
 
 def test_connections_over_the_cap_wait_for_a_free_slot(stand_in: StandInOllama, tmp_path: Path) -> None:
-    with InferenceProxy(tmp_path / "p", stand_in.url, max_connections=2) as proxy:
+    with InferenceProxy(tmp_path / "p", stand_in.url, policy=STAND_IN_POLICY, max_connections=2) as proxy:
         held = [connect_unix(proxy.socket_path, 5) for _ in range(2)]  # two idle connections fill the cap
         thread, box = run_in_thread(lambda: call(proxy, "GET", "/api/tags", timeout=10))
         thread.join(0.5)

@@ -100,7 +100,7 @@ def test_tokens_and_latency_of_inference_through_a_jobs_proxy_on_the_real_backen
     start_worker: WorkerFactory, real_backend: InferenceBackend, real_model: str
 ) -> None:
     worker = start_worker(inference_backend="llamacpp")
-    worker.executor.set_inference_backend(real_backend.base_url)
+    worker.executor.set_inference_backend(real_backend.base_url, (real_model,))
     # The proxy a use_inference job gets, started by the executor itself.
     started = worker.executor.inference.for_job(str(uuid.uuid4()))
     proxy = started.proxy
