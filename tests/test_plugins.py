@@ -201,3 +201,50 @@ def test_the_default_scheduler_can_be_blocked_and_replaced() -> None:
     )
     assert "last-candidate" in plugin_names(pm) and DEFAULT_SCHEDULER not in plugin_names(pm)
     assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-c"
+
+
+def test_the_orchestrator_names_its_plugins_and_their_versions_at_start(
+    orchestrator, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    from cynode_core.orchestrator.process import log_plugins
+
+    caplog.set_level("INFO", logger="cynode_core.orchestrator.process")
+    log_plugins(orchestrator.app)
+    lines = {record.getMessage() for record in caplog.records}
+    assert {
+        "plugin least-loaded: built in",
+        "plugin two-step-claim: built in",
+        "plugin local-accounts: built in",
+    } <= lines
+    assert f"plugin podman: cynode-podman {version('cynode-podman')}" in lines
+
+
+def test_the_dispatcher_always_claims_through_the_claim_hook_and_defers_to_a_scheduler_plugin() -> None:
+    from cynode_core.orchestrator.dispatch import placement
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def claim_in_one_statement(self, sql: str) -> None:
+            self.calls.append("one statement")
+
+        def claim_with(self, select_node: Any) -> None:
+            self.calls.append("two steps")
+
+    def claims(*extra: tuple[object, str]) -> list[str]:
+        pm = get_plugin_manager(
+            [(LeastLoaded(), DEFAULT_SCHEDULER), (placement.TwoStepClaim(), placement.PLUGIN_NAME), *extra],
+            extra_specs=[placement],
+            load_entry_points=False,
+        )
+        queue = Recorder()
+        assert pm.hook.cynode_claim_job(queue=queue, select_node=pm.hook.cynode_select_node) is not None
+        return queue.calls
+
+    # Alone, the built-in scheduler claims with its own one-statement rule.
+    assert claims() == ["one statement"]
+    # With another node chooser, it defers and the two-step claim asks the hook.
+    assert claims((LastCandidate(), "last-candidate")) == ["two steps"]
