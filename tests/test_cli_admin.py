@@ -1,4 +1,4 @@
-"""``cynode admin user …`` and ``cynode admin node list`` on a real database.
+"""``cynode admin user …`` and ``cynode admin node list``/``set-url`` on a real database.
 
 The commands run through click's CliRunner with ``CYNODE_DATABASE_URL`` set
 to the test's own database; their effect is checked through the running
@@ -129,6 +129,26 @@ def test_node_list_shows_a_registered_node_and_its_ack(cynode, api: ApiClient, o
     assert (
         node.jwt not in table.output and node.worker_token not in table.output
     )  # no node JWT, no Worker API token in the listing
+
+
+def test_node_set_url_takes_only_a_url_a_node_could_report(cynode, api: ApiClient, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    register(api, orchestrator.secrets.psk, NodeHandle("node-url", "http://127.0.0.1:12090"))
+
+    def url() -> str:
+        return str(json.loads(cynode("admin", "node", "list", "--json").stdout)[0]["url"])
+
+    for refused, why in [
+        ("http://8.8.8.8:12090", "outside the networks nodes may use"),
+        ("http://admin:pw@127.0.0.1:12091", "must not carry a user name or password"),
+        ("http://127.0.0.1:12091/?x=1", "must not carry a query or fragment"),
+    ]:
+        result = cynode("admin", "node", "set-url", "node-url", refused)
+        assert result.exit_code != 0 and why in result.output, (refused, result.output)
+        assert url() == "http://127.0.0.1:12090"
+    assert cynode("admin", "node", "set-url", "node-url", "http://10.0.0.7:12091/").exit_code == 0
+    assert url() == "http://10.0.0.7:12091"
+    assert cynode("admin", "node", "set-url", "node-url").exit_code == 0
+    assert url() == "http://127.0.0.1:12090"
 
 
 def test_the_real_command_lists_users(database_url: str, tmp_path: Path, orchestrator) -> None:  # type: ignore[no-untyped-def]

@@ -168,10 +168,11 @@ def node_summary(row: Any) -> dict[str, Any]:
 @click.argument("slug")
 @click.argument("url", required=False)
 def admin_node_set_url(slug: str, url: str | None) -> None:
-    """Override a node's Worker API URL (no URL: back to what the node reports)."""
+    """Override a node's Worker API URL (no URL: back to what the node reports).
+
+    The URL passes the checks a node's own URL passes (CYNODE_NODE_URL_NETWORKS).
+    """
     from cynode_core.orchestrator.services import nodes
 
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise click.ClickException("the URL must start with http:// or https://")
-    _with_session(lambda s, _r: nodes.set_url_override(s, slug, url.rstrip("/") if url else None))
+    _with_session(lambda s, r: nodes.set_url_override(s, r.settings, slug, url))
     click.echo(f"node {slug}: worker API URL {'set to ' + url if url else 'reset to the reported one'}")

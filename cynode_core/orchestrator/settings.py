@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from pathlib import Path
+from typing import Any
 
 from cynode_core.settings import (
     ConfigError,
@@ -23,6 +25,17 @@ from cynode_core.settings import (
     secret_setting,
     setting,
 )
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Where a node's Worker API may live unless the operator says otherwise:
+# loopback and the private ranges; never link-local (cloud metadata) or public.
+DEFAULT_NODE_URL_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
+def parse_networks(value: Any) -> tuple[IPNetwork, ...]:
+    """CIDRs, comma-separated or a YAML list (``10.0.0.0/8, fc00::/7``)."""
+    return tuple(ipaddress.ip_network(item) for item in parse_list(value))
 
 
 @register_settings_class
@@ -95,6 +108,12 @@ class OrchestratorSettings:
     login_handle_window: float = setting(900.0, parse=parse_duration, help="window of the per-handle limit")
     worker_api_target_url: str | None = setting(
         None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",), help="override of every node's Worker API URL"
+    )
+    node_url_networks: tuple[IPNetwork, ...] = setting(
+        lambda: parse_networks(DEFAULT_NODE_URL_NETWORKS),
+        parse=parse_networks,
+        help="networks a node's Worker API URL must point into (CIDRs; a host name must resolve inside them); "
+        f"default {', '.join(DEFAULT_NODE_URL_NETWORKS)}",
     )
     dispatcher_enabled: bool = setting(
         True, parse=parse_bool, env=("DISPATCHER_ENABLED",), help="run dispatcher threads"

@@ -14,19 +14,11 @@ import logging
 import threading
 from typing import Any
 
-import requests
 from sqlalchemy import text
 
+from cynode_core.orchestrator.node_client import probe_readyz
+
 log = logging.getLogger(__name__)
-
-PROBE_TIMEOUT = 2.0
-
-
-def probe(url: str) -> bool:
-    try:
-        return requests.get(f"{url.rstrip('/')}/readyz", timeout=PROBE_TIMEOUT).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 class NodeMonitor:
@@ -44,7 +36,7 @@ class NodeMonitor:
                 )
             ).all()
         for node_id, slug, status, url in rows:
-            ok = probe(url)
+            ok, _ = probe_readyz(url)
             key = str(node_id)
             self.failures[key] = 0 if ok else self.failures.get(key, 0) + 1
             new_status = None

@@ -18,6 +18,7 @@ from ulid import ULID
 from cynode_core.contract.errors import InvalidInput, NotAuthenticated, NotFound
 from cynode_core.orchestrator.models import Job, Node, NodeCapability
 from cynode_core.orchestrator.services import audit
+from cynode_core.orchestrator.services.node_urls import checked_worker_url
 from cynode_core.orchestrator.services.secrets import TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
@@ -38,10 +39,12 @@ def new_config_version() -> str:
     return str(ULID())
 
 
-def _reported_url(capability: dict[str, Any]) -> str | None:
+def _reported_url(capability: dict[str, Any], settings: OrchestratorSettings) -> str | None:
+    """The node's own ``worker_api.base_url`` once it passes ``services.node_urls``; None when it names none."""
     worker_api = capability.get("worker_api")
     if isinstance(worker_api, dict) and isinstance(worker_api.get("base_url"), str):
-        return worker_api["base_url"].strip().rstrip("/") or None
+        url = worker_api["base_url"].strip().rstrip("/")
+        return checked_worker_url(url, settings.node_url_networks) if url else None
     return None
 
 
@@ -51,16 +54,16 @@ def _slots(capability: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
-def _apply_capability(session: Session, node: Node, capability: dict[str, Any], settings: OrchestratorSettings) -> None:
+def _apply_capability(
+    session: Session, node: Node, capability: dict[str, Any], reported_url: str | None, settings: OrchestratorSettings
+) -> None:
     now = dt.datetime.now(dt.UTC)
     session.add(NodeCapability(node_id=node.id, capability_snapshot=capability, reported_at=now))
     node.capability_hash = capability_hash(capability)
     node.last_capability_at = now
     node.last_seen_at = now
     node.max_concurrency = _slots(capability)
-    node.worker_api_target_url = (
-        settings.worker_api_target_url or node.worker_api_url_override or _reported_url(capability)
-    )
+    node.worker_api_target_url = settings.worker_api_target_url or node.worker_api_url_override or reported_url
 
 
 def register(
@@ -84,6 +87,7 @@ def register(
     slug = node_info.get("node_slug") if isinstance(node_info, dict) else None
     if not isinstance(slug, str) or not slug.strip():
         raise InvalidInput("Node slug is required")
+    reported_url = _reported_url(capability, settings)
     node = session.scalar(select(Node).where(Node.node_slug == slug).with_for_update())
     created = node is None
     if node is None:
@@ -94,7 +98,7 @@ def register(
     node.worker_api_bearer_token = cipher.encrypt(secrets.token_urlsafe(32))
     node.config_version = new_config_version()
     session.flush()
-    _apply_capability(session, node, capability, settings)
+    _apply_capability(session, node, capability, reported_url, settings)
     audit.record(
         session,
         "node_registered" if created else "node_reregistered",
@@ -112,7 +116,7 @@ def report_capability(
     node = session.get(Node, node_id)
     if node is None:
         raise NotFound("Node not found")
-    _apply_capability(session, node, capability, settings)
+    _apply_capability(session, node, capability, _reported_url(capability, settings), settings)
 
 
 def latest_capability(session: Session, node_id: uuid.UUID) -> dict[str, Any]:
@@ -275,12 +279,14 @@ def list_nodes(
     return rows
 
 
-def set_url_override(session: Session, slug: str, url: str | None) -> Node:
+def set_url_override(session: Session, settings: OrchestratorSettings, slug: str, url: str | None) -> Node:
+    """An admin's Worker API URL for a node (checked like a reported one); None: back to the node's own."""
     node = session.scalar(select(Node).where(Node.node_slug == slug))
     if node is None:
         raise NotFound(f"no node {slug!r}")
+    url = checked_worker_url(url, settings.node_url_networks) if url is not None else None
     node.worker_api_url_override = url
-    node.worker_api_target_url = url or _reported_url(latest_capability(session, node.id))
+    node.worker_api_target_url = url or _reported_url(latest_capability(session, node.id), settings)
     return node
 
 

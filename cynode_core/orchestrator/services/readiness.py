@@ -3,7 +3,9 @@
 Ready means: the database answers, its schema is at the newest migration,
 and at least one node is dispatchable (acked ``applied`` for its current
 config version and its own ``/readyz`` answering 200). Node probes are
-cached for a few seconds so a busy ``/readyz`` does not hammer nodes.
+cached for a few seconds so a busy ``/readyz`` does not hammer nodes. The
+answer is the orchestrator's own words: a node's status code, never its
+body, since anyone may read this one.
 """
 
 from __future__ import annotations
@@ -12,16 +14,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cynode_core.orchestrator import migrate
+from cynode_core.orchestrator.node_client import probe_readyz
 from cynode_core.orchestrator.services import nodes
 
-PROBE_TIMEOUT = 2.0
 PROBE_CACHE_SECONDS = 3.0
 
 
@@ -33,7 +34,7 @@ class Check:
 
 
 class NodeProbe:
-    """``GET <worker url>/readyz`` with a short cache per URL."""
+    """``GET <worker url>/readyz`` (``node_client.probe_readyz``) with a short cache per URL."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[float, bool, str]] = {}
@@ -45,11 +46,7 @@ class NodeProbe:
             hit = self._cache.get(url)
         if hit and now - hit[0] < PROBE_CACHE_SECONDS:
             return hit[1], hit[2]
-        try:
-            resp = requests.get(f"{url}/readyz", timeout=PROBE_TIMEOUT)
-            ok, why = resp.status_code == 200, resp.text.strip()[:200]
-        except requests.RequestException as exc:
-            ok, why = False, f"unreachable ({type(exc).__name__})"
+        ok, why = probe_readyz(url)
         with self._lock:
             self._cache[url] = (now, ok, why)
         return ok, why
