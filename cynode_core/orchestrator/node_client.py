@@ -108,7 +108,7 @@ def _run_outcome(resp: requests.Response) -> Outcome:
     try:
         return Outcome(result=RunJobResponse.from_json(body))
     except BadResult as exc:
-        return Outcome(error=str(exc) if "version" in str(exc) else f"worker api returned {exc}", reason="bad_response")
+        return Outcome(error=str(exc), reason="bad_response")
 
 
 def _read_capped(resp: requests.Response, limit: int) -> bytes | None:

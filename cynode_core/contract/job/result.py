@@ -28,7 +28,7 @@ def format_time(moment: dt.datetime) -> str:
 
 
 class BadResult(ValueError):
-    """A node's answer is not a RunJobResponse (wrong version, wrong types)."""
+    """A node's answer is not a RunJobResponse (wrong version, wrong types); the message says which."""
 
 
 @dataclass(frozen=True)
@@ -84,21 +84,21 @@ class RunJobResponse:
     def from_json(cls, body: Any) -> RunJobResponse:
         """Read a node's (or the store's) answer; ``BadResult`` when it is not one."""
         if not isinstance(body, dict):
-            raise BadResult("not a JSON object")
+            raise BadResult("worker response is not a JSON object")
         if body.get("version") != WIRE_VERSION:
             raise BadResult(f"unsupported worker response version: {body.get('version')}")
         exit_code = body.get("exit_code", 0)
         if isinstance(exit_code, bool) or not isinstance(exit_code, int):
-            raise BadResult("exit_code is not an integer")
+            raise BadResult("worker response exit_code is not an integer")
         text = {key: body.get(key) for key in ("task_id", "job_id", "status", "stdout", "stderr")}
         if not all(value is None or isinstance(value, str) for value in text.values()):
-            raise BadResult("a text field is not a string")
+            raise BadResult("worker response has a text field that is not a string")
         times = {key: body.get(key) for key in ("started_at", "ended_at")}
         if not all(value is None or isinstance(value, str) for value in times.values()):
-            raise BadResult("a time is not a string")
+            raise BadResult("worker response has a time that is not a string")
         truncated = body.get("truncated")
         if truncated is not None and not isinstance(truncated, dict):
-            raise BadResult("truncated is not an object")
+            raise BadResult("worker response truncated is not an object")
         return cls(
             task_id=text["task_id"],
             job_id=text["job_id"],

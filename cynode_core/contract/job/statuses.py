@@ -63,6 +63,9 @@ JOB_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCE
 TASK_API_STATUSES = tuple(s.api_value for s in TaskStatus)
 
 
-def sql_list(statuses: frozenset[TaskStatus] | frozenset[JobStatus] | tuple[StrEnum, ...]) -> str:
-    """``('a', 'b')`` for statuses written into SQL text (values are fixed identifiers, never input)."""
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses, key=list(type(next(iter(statuses)))).index)) + ")"
+def sql_list(statuses: frozenset[TaskStatus] | frozenset[JobStatus]) -> str:
+    """``('a', 'b')`` for statuses written into SQL text, in declaration order (fixed identifiers, never input)."""
+    members: list[StrEnum] = list(statuses)
+    declared: list[StrEnum] = list(type(members[0]))
+    ordered = [status for status in declared if status in statuses]
+    return "(" + ", ".join(f"'{status.value}'" for status in ordered) + ")"
