@@ -40,8 +40,8 @@ def test_orchestrator_kill9_with_20_jobs_in_flight(cluster) -> None:  # type: ig
 
 
 def test_node_agent_kill9_mid_job_fails_the_task_with_a_reason(cluster) -> None:  # type: ignore[no-untyped-def]
-    """With its only node dead, the job is retried a bounded number of times, then fails
-    with the dispatch error; the node monitor takes the node out of dispatch."""
+    """With its only node dead, the job is retried a bounded number of times (or until no
+    ready node is left), then fails with the dispatch error; the monitor takes the node out."""
     orch = cluster.orchestrator(lease_seconds="3", max_attempts="3", node_probe_interval="1").start().wait_healthy()
     node = cluster.node("node-01", orch).start().wait_ready()
     api = cluster.admin(orch)
@@ -53,7 +53,10 @@ def test_node_agent_kill9_mid_job_fails_the_task_with_a_reason(cluster) -> None:
     result = api.wait_result(task, ("completed", "failed"), timeout=30)
     assert result["status"] == "failed"
     error = json.loads(result["jobs"][0]["result"])["error"]
-    assert "worker api call failed" in error and "after 3 attempts" in error
+    # Two honest endings, whichever comes first: the retries run out, or the node monitor
+    # has already taken the dead node out and no ready node is left to take the retry.
+    assert "worker api call failed" in error
+    assert "after 3 attempts" in error or "no ready node took the retry" in error, error
     assert time.monotonic() - started < 30
     with psycopg.connect(cluster.env["CYNODE_DATABASE_URL"]) as conn:
         wait_until(
