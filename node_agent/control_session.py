@@ -1,6 +1,6 @@
 """The node's standing with the control plane (docs/wire_contract.md#control-plane).
 
-Registration (retried while the orchestrator answers 5xx or not at all),
+Registration (retried while the orchestrator answers 5xx, 429 or not at all),
 the node configuration, config acks, the periodic capability reports, and
 registering again when the node JWT is refused, which brings a new Worker
 API token and a new ``config_version`` to ack. The start-up sequence that
@@ -70,7 +70,8 @@ class ControlSession:
                 self.client.register(self._psk, self._capability())
                 return
             except ControlPlaneError as exc:
-                transient = isinstance(exc, OrchestratorUnreachable) or (exc.status or 0) >= 500
+                # 429: the orchestrator's per-address registration limit, over within a minute.
+                transient = isinstance(exc, OrchestratorUnreachable) or (exc.status or 0) >= 500 or exc.status == 429
                 if not transient or time.monotonic() + delay > deadline:
                     raise StartupError(str(exc)) from exc
                 log.warning("%s; retrying in %g s", exc, delay)

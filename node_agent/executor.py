@@ -32,7 +32,7 @@ from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_resp
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
 from node_agent.metrics import NodeMetrics
 from node_agent.recovery import settle_interrupted_jobs
-from node_agent.sandbox_spec import build_sandbox_spec
+from node_agent.sandbox_spec import build_sandbox_spec, sandbox_owner
 from node_agent.settings import NodeSettings
 from node_agent.workspace import Workspaces
 
@@ -88,7 +88,9 @@ class JobExecutor:
     ) -> None:
         self._runtime = runtime
         self._settings = settings
-        self._workspaces = Workspaces(settings.resolved_workspace_root, keep=settings.keep_workspaces)
+        self._workspaces = Workspaces(
+            settings.resolved_workspace_root, keep=settings.keep_workspaces, quota_mb=settings.workspace_quota_mb
+        )
         self._store = store or JobStore(settings.resolved_state_dir / "jobs")
         self._lock = threading.Lock()
         self._active: dict[str, _ActiveJob] = {}
@@ -105,6 +107,7 @@ class JobExecutor:
             self._workspaces,
             self.inference.proxy_root,
             retention_seconds=settings.job_result_retention,
+            owner=sandbox_owner(settings),
         )
 
     # ------------------------------------------------------------------ limits
@@ -171,6 +174,8 @@ class JobExecutor:
             owner = job is None
             if job is None:
                 record = self._store.get_finished(key)
+                if record is not None and record.result is None:  # its cancel came first: it never starts
+                    record = self._store.close_unstarted(key, request.task_id, request.job_id)
                 if record is not None and record.result is not None:
                     log.info("job %s: repeated dispatch answered from the stored result", key)
                     return record.result
@@ -306,15 +311,17 @@ class JobExecutor:
 
         ``canceled`` is true when the job was (or had already been) stopped
         by a cancel, false when it had finished on its own first. Raises
-        ``NotFound`` for an unknown job. ``note`` ends the canceled job's
-        ``stderr``. Waits up to ``CANCEL_WAIT_SECONDS`` for the container
-        to be stopped.
+        ``NotFound`` for a job the node has not run, which then never
+        starts here. ``note`` ends the canceled job's ``stderr``. Waits up
+        to ``CANCEL_WAIT_SECONDS`` for the container to be stopped.
         """
         key = job_id.lower()
-        stopper = None
-        with self._lock:
+        stopper, record = None, None
+        with self._lock:  # with run()'s check: a job is either running here, or its cancel is kept
             job = self._active.get(key)
-            if job is not None:
+            if job is None:
+                record = self._store.keep_cancel(key)
+            else:
                 if not job.cancel_requested:
                     job.cancel_requested, job.cancel_note = True, note
                 if job.handed_to_runtime and job.stopper is None and not job.sandbox_ended.is_set():
@@ -323,9 +330,8 @@ class JobExecutor:
                     )
                     job.stopper.start()
                 stopper = job.stopper
-        if job is None:
-            record = self._store.get_finished(key)
-            if record is None:
+        if record is not None:
+            if record.result is None:
                 raise NotFound("Job not found")
             return CancelResponse(job_id, record.canceled)
         log.info("job %s: cancel requested", key)

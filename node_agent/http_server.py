@@ -17,14 +17,15 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 
+from cynode_core.http_limits import answer_in_problems, server_options
+
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[..., Any]
 
-# waitress answers bodies over its own cap with a plain-text 413 before the
-# app sees them; keep that cap far above the Worker API's (10 MiB at most)
-# so the app's problem+json 413 is what clients get, yet bounded.
-WAITRESS_MAX_BODY = 64 * 1024 * 1024
+# The Worker API takes bodies of 10 MiB at most (the node's settings and
+# config can only lower that); an orchestrator served here takes the same.
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
 class BackgroundServer:
@@ -32,10 +33,20 @@ class BackgroundServer:
 
     The socket is bound in the constructor, so a port in use fails there
     (``OSError``), before anything is reported as started. ``port`` 0 picks
-    a free port; ``port`` tells which.
+    a free port; ``port`` tells which. waitress stops reading a body over
+    ``max_body`` bytes and lets ``app`` answer it (cynode_core.http_limits).
     """
 
-    def __init__(self, app: WsgiApp, *, host: str, port: int, threads: int, name: str = "worker-api") -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        name: str = "worker-api",
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
         self._map: dict[int, Any] = {}
         self.app = app
         self._server = waitress.create_server(
@@ -45,9 +56,10 @@ class BackgroundServer:
             port=port,
             threads=threads,
             ident="cynode",
-            max_request_body_size=WAITRESS_MAX_BODY,
             asyncore_use_poll=True,
+            **server_options(max_body),
         )
+        answer_in_problems(self._server, self._map)
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
         self._name = name
 

@@ -6,10 +6,16 @@ the finished result (``state: finished``). Finished records stay in memory
 so a dispatch retried after an agent restart is answered from the record
 instead of running the job a second time. Files are mode 0600: a job's
 output may hold whatever the job printed.
+
+A cancel for a job the node has not seen leaves a finished, canceled record
+without a result (:meth:`JobStore.keep_cancel`): the job's ``jobs:run``,
+should it still come, is answered as canceled and never starts
+(:meth:`JobStore.close_unstarted`; docs/wire_contract.md#worker-cancel).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from cynode_core.contract.job import RunJobResponse
+from node_agent.job_result import interrupted_response, utc_now
 
 log = logging.getLogger(__name__)
 
 STATE_RUNNING = "running"
 STATE_FINISHED = "finished"
+# The stderr of a job whose cancel came first.
+NOT_STARTED_NOTE = "[cynode] job canceled before it started: its cancel reached the node first\n"
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,27 @@ class JobStore:
         """Note on disk that a job started, so a crash leaves a trace (see ``recover``)."""
         self._write(self._path(job_key), JobRecord(job_key, task_id, STATE_RUNNING))
 
+    def keep_cancel(self, job_key: str) -> JobRecord:
+        """A cancel of ``job_key``: its finished record, or else a new one without a result that stops it ever starting.
+
+        The caller serialises this with its own check of the running jobs.
+        """
+        record = self.get_finished(job_key)
+        if record is None:
+            record = JobRecord(job_key, "", STATE_FINISHED, canceled=True)
+            self.save_finished(record)
+            log.info("job %s: canceled before it came; it will not start here", job_key)
+        return record
+
+    def close_unstarted(self, job_key: str, task_id: str, job_id: str) -> JobRecord:
+        """The answer to a ``jobs:run`` whose cancel came first: failed, -1, not started; kept as its result."""
+        # The answer of a job that did not run here, with its own note.
+        interrupted = interrupted_response(task_id, job_id, utc_now())
+        result = dataclasses.replace(interrupted, stderr=NOT_STARTED_NOTE)
+        record = JobRecord(job_key, task_id, STATE_FINISHED, canceled=True, result=result)
+        self.save_finished(record)
+        return record
+
     def save_finished(self, record: JobRecord) -> None:
         """Keep a finished record; a disk failure is logged, the memory copy still answers."""
         self._remember(record.job_id, record)
@@ -137,6 +167,43 @@ class JobStore:
                     pass
         return interrupted
 
+    def prune_finished(self, *, retention_seconds: float) -> int:
+        """Delete finished records written more than ``retention_seconds`` ago; return how many.
+
+        A running record stays whatever its age (it is the trace a crash
+        recovery needs), and so does a file that does not parse.
+        """
+        cutoff = time.time() - retention_seconds
+        pruned = 0
+        for path in self._files():
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            record = self._read(path)
+            if record is None or record.state != STATE_FINISHED:
+                continue
+            with self._lock:
+                self._memory.pop(record.job_id, None)
+            try:
+                path.unlink()
+                pruned += 1
+            except FileNotFoundError:
+                pass
+        return pruned
+
+    def prune_periodically(self, retention_seconds: float, interval: float, stop: threading.Event) -> None:
+        """Call :meth:`prune_finished` every ``interval`` seconds until ``stop`` is set."""
+        while not stop.wait(interval):
+            try:
+                pruned = self.prune_finished(retention_seconds=retention_seconds)
+            except OSError as exc:
+                log.warning("pruning job records failed: %s", exc)
+                continue
+            if pruned:
+                log.info("dropped %d finished job record(s) older than %g s", pruned, retention_seconds)
+
     def _files(self) -> Iterator[Path]:
         return (p for p in self._dir.glob("*.json") if p.is_file())
 
@@ -172,3 +239,21 @@ class JobStore:
             except FileNotFoundError:
                 pass
             raise
+
+
+def start_pruning(
+    directory: Path, retention_seconds: float, interval: float, stop: threading.Event
+) -> threading.Thread | None:
+    """A thread dropping the finished records under ``directory`` past their retention (none if ``interval`` <= 0).
+
+    It has a store of its own on the directory: the executor's memory cache
+    (the most recent ``memory_limit`` results) is bounded already.
+    """
+    if interval <= 0:
+        return None
+    store = JobStore(directory)
+    thread = threading.Thread(
+        target=store.prune_periodically, args=(retention_seconds, interval, stop), name="job-records-prune", daemon=True
+    )
+    thread.start()
+    return thread

@@ -4,7 +4,10 @@ Start-up follows docs/wire_contract.md#node-startup, in order; each failure
 is fatal (log it, stop what was started, exit non-zero):
 
 1. validate the settings (PSK, inference backend choice, plugin names) and
-   log the plugins found, with their versions;
+   log the plugins found, with their versions; build the sandbox runtime and
+   settle what a killed predecessor left (``recovery``: its containers, by
+   label, and workspaces are removed, its jobs recorded as failed), so
+   nothing of it runs on while the orchestrator is awaited;
 2. wait for the orchestrator's ``/readyz`` (200 or 503 = reachable);
 3. start-up checks: the sandbox runtime runs the configured image, the
    workspace root is writable, an inference service already answering for
@@ -41,6 +44,7 @@ from node_agent.control_session import ControlSession, StartupError, StopRequest
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.inference_policy import node_models
+from node_agent.job_store import start_pruning
 from node_agent.node_config import NodeConfig
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
@@ -138,11 +142,15 @@ class NodeManager:
             stop=self._stop,
         )
 
+        # What a killed predecessor left goes first: its jobs' containers may still run.
+        self.runtime = self._build_runtime(runtime_factory)
+        self.executor = JobExecutor(self.runtime, settings)
+
         # 2. Wait for the orchestrator.
         self._wait_for_orchestrator()
 
         # 3. Start-up checks.
-        self.runtime = self._check_runtime(runtime_factory)
+        self._check_runtime(self.runtime)
         self._check_workspace_root()
         if backend_factory is not None:
             self._existing_inference = existing_inference_service(backend_factory, settings.inference_options())
@@ -150,7 +158,6 @@ class NodeManager:
                 log.info(
                     "an inference service already answers at %s; it is used, none is started", self._existing_inference
                 )
-        self.executor = JobExecutor(self.runtime, settings)
 
         # 4. Register.
         session.register(settings.readiness_timeout)
@@ -180,6 +187,13 @@ class NodeManager:
             daemon=True,
         )
         self._reporter.start()
+        # Finished job records past their retention go while the node runs too, not only at start.
+        start_pruning(
+            settings.resolved_state_dir / "jobs",
+            settings.job_result_retention,
+            settings.job_result_prune_interval,
+            self._stop,
+        )
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -207,20 +221,22 @@ class NodeManager:
             raise StartupError(f"waiting for the orchestrator: {exc}") from exc
         log.info("orchestrator reachable")
 
-    def _check_runtime(self, factory: Callable[[dict[str, object]], SandboxRuntime]) -> SandboxRuntime:
+    def _build_runtime(self, factory: Callable[[dict[str, object]], SandboxRuntime]) -> SandboxRuntime:
         settings = self.settings
         self._check_stop()
         try:
-            runtime = factory(settings.runtime_options())
+            return factory(settings.runtime_options())
         except Exception as exc:
             raise StartupError(f"sandbox runtime {settings.sandbox_runtime!r} could not be set up: {exc}") from exc
-        self.runtime = runtime  # so shutdown closes it even when the check fails
+
+    def _check_runtime(self, runtime: SandboxRuntime) -> None:
+        settings = self.settings
+        self._check_stop()
         log.info("checking sandbox runtime %s with image %s", runtime.name, settings.sandbox_image)
         try:
             runtime.check(settings.sandbox_image)
         except Exception as exc:
             raise StartupError(f"sandbox runtime {runtime.name!r} cannot run {settings.sandbox_image}: {exc}") from exc
-        return runtime
 
     def _check_workspace_root(self) -> None:
         root = self.settings.resolved_workspace_root
@@ -277,6 +293,7 @@ class NodeManager:
                 host=settings.worker_listen_host,
                 port=settings.worker_listen_port,
                 threads=settings.job_slots * 2 + 4,
+                max_body=settings.max_request_bytes,  # refused by the server before it is read
             )
         except OSError as exc:
             self._session.fail_config(

@@ -41,6 +41,15 @@ def build_sandbox_env(request: RunJobRequest) -> dict[str, str]:
     return env
 
 
+def sandbox_owner(settings: NodeSettings) -> str:
+    """The mark on this node's containers: its state directory, absolute, unique to one node on a host.
+
+    The node's restart sweeps what carries it (``node_agent.recovery``);
+    nodes sharing one container service never sweep each other's jobs.
+    """
+    return str(settings.resolved_state_dir.resolve())
+
+
 def build_sandbox_spec(
     request: RunJobRequest,
     settings: NodeSettings,
@@ -74,4 +83,5 @@ def build_sandbox_spec(
         cpus=settings.sandbox_cpus,
         read_only_root=True,
         mounts=tuple(mounts),
+        owner=sandbox_owner(settings),
     )

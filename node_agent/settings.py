@@ -9,6 +9,7 @@ implementation's (CyNodeAI's) environment names are accepted as aliases.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from cynode_core.settings import (
 from node_agent.inference_policy import DEFAULT_MAX_CTX, DEFAULT_MAX_PREDICT
 
 INFERENCE_NONE = "none"
+# Sandbox limits that apply unless configured otherwise (docs/deployment.md#sandbox-limits).
+DEFAULT_SANDBOX_CPUS = 1.0
+DEFAULT_WORKSPACE_QUOTA_MB = 1024
 
 
 def _one_of(value: object, allowed: tuple[str, ...]) -> str:
@@ -38,6 +42,22 @@ def _one_of(value: object, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise ValueError(f"must be one of {', '.join(allowed)}")
     return text
+
+
+def parse_cpus(value: object) -> float | None:
+    """A CPU count; '' or 0 means no limit."""
+    text = str(value).strip()
+    cpus = float(text) if text else 0.0
+    if not math.isfinite(cpus) or cpus < 0:
+        raise ValueError("must be a number of CPUs, 0 or more")
+    return cpus or None
+
+
+def parse_non_negative_int(value: object) -> int:
+    number = parse_int(value)
+    if number < 0:
+        raise ValueError("cannot be negative")
+    return number
 
 
 def parse_aliases(value: object) -> dict[str, str]:
@@ -181,6 +201,11 @@ class NodeSettings:
         help="host parent of per-job workspaces; unset: <state_dir>/sandbox_mounts",
     )
     keep_workspaces: bool = setting(False, parse=parse_bool, help="keep each job's workspace after the job")
+    workspace_quota_mb: int = setting(
+        DEFAULT_WORKSPACE_QUOTA_MB,
+        parse=parse_non_negative_int,
+        help="size of each job's /workspace in MiB, a file system of its own (needs root; 0 = no quota)",
+    )
     default_timeout_seconds: int = setting(
         3600,
         parse=parse_positive_int,
@@ -197,7 +222,9 @@ class NodeSettings:
     sandbox_memory: str | None = setting("512m", parse=parse_optional_str, help="memory limit per job ('' = none)")
     sandbox_pids: int = setting(256, parse=parse_int, help="pids limit per job (0 = none)")
     sandbox_cpus: float | None = setting(
-        None, parse=lambda v: float(v) if str(v).strip() else None, help="CPU limit per job (unset = none)"
+        DEFAULT_SANDBOX_CPUS,
+        parse=parse_cpus,
+        help="CPU limit per job, in CPUs (a CFS quota; 0 or '' = none)",
     )
     inference_backend: str | None = setting(
         None,
@@ -232,6 +259,9 @@ class NodeSettings:
     )
     job_result_retention: float = setting(
         7 * 86400.0, parse=parse_duration, help="how long finished job results stay on disk for retried dispatches"
+    )
+    job_result_prune_interval: float = setting(
+        3600.0, parse=parse_duration, help="how often a running node drops finished job results past their retention"
     )
     shutdown_grace: float = setting(
         15.0, parse=parse_duration, help="how long shutdown waits for cancelled jobs to end"

@@ -22,6 +22,7 @@ from flask import Flask, Response, request
 
 from cynode_core.contract.errors import InvalidInput, NotAuthenticated, TooLarge
 from cynode_core.contract.job import RunJobRequest, is_uuid
+from cynode_core.http_limits import decode_json_body
 from cynode_core.http_metrics import metrics_response
 from cynode_core.http_problems import install_problem_handlers
 from cynode_core.http_request_ids import install_request_id
@@ -91,8 +92,8 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
         if len(data) > cap:
             raise TooLarge(TOO_LARGE_DETAIL)
         try:
-            return json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
+            return decode_json_body(data)
+        except ValueError as exc:
             raise InvalidInput("Invalid request body") from exc
 
     @app.get("/healthz")

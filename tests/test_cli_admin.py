@@ -159,3 +159,21 @@ def test_the_real_command_lists_users(database_url: str, tmp_path: Path, orchest
     finally:
         proc.stop()
     assert {"admin", "system"} <= {row["handle"] for row in json.loads(proc.output[proc.output.index("[") :])}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_handle_failures": 2}])
+def test_unlock_ends_the_slow_down_of_an_account(cynode, api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+    cynode("admin", "user", "add", "hank", "--password", "hank-pass")
+    # Eight failures from eight addresses, then one from 10.6.6.6: the wait doubles per failure past two.
+    for i in range(8):
+        assert api.login("hank", "wrong", ip=f"10.6.0.{i}").status_code == 401
+    assert api.login("hank", "wrong", ip="10.6.6.6").status_code == 401
+    slowed = api.login("hank", "hank-pass", ip="10.6.6.6")
+    assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) > 60
+
+    result = cynode("admin", "user", "unlock", "hank")
+    assert result.exit_code == 0 and "user hank unlocked" in result.output
+    assert api.login("hank", "hank-pass", ip="10.6.6.6").status_code == 200
+
+    unknown = cynode("admin", "user", "unlock", "nobody")
+    assert unknown.exit_code != 0 and "no user 'nobody'" in unknown.output

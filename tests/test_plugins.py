@@ -227,6 +227,7 @@ def test_the_dispatcher_always_claims_through_the_claim_hook_and_defers_to_a_sch
     class Recorder:
         def __init__(self) -> None:
             self.calls: list[str] = []
+            self.settings = load_settings(OrchestratorSettings, environ={})
 
         def claim_in_one_statement(self, sql: str) -> None:
             self.calls.append("one statement")

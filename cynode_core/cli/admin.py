@@ -76,6 +76,16 @@ def admin_user_enable(handle: str) -> None:
     click.echo(f"user {handle} enabled")
 
 
+@admin_user.command("unlock")
+@click.argument("handle")
+def admin_user_unlock(handle: str) -> None:
+    """Let every address try a user's password again at once (ends the slow-down after failed logins)."""
+    from cynode_core.orchestrator.services import accounts
+
+    _with_session(lambda s, _r: accounts.unlock(s, handle))
+    click.echo(f"user {handle} unlocked")
+
+
 @admin_user.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def admin_user_list(as_json: bool) -> None:

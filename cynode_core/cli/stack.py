@@ -4,6 +4,10 @@ The orchestrator process owns the embedded database; each node is a
 ``cynode node serve`` process with its own port and state directory. Stopping
 (SIGINT/SIGTERM) stops the nodes first, so they cancel their jobs and remove
 their containers, then the orchestrator, which stops the database.
+
+Each child runs under a lifeline watcher (:mod:`cynode_core.lifeline`): if
+this process dies without stopping them (SIGKILL, a crash), the watchers end
+them, and they in turn end their database and Podman services the same way.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from cynode_core import lifeline
 from cynode_core.orchestrator.services.secrets import NODE_PSK_FILE, resolve_secrets
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
@@ -42,6 +48,8 @@ class Stack:
     log_dir: Path | None = None
     progress: object = print
     children: list[Child] = field(default_factory=list)
+    # Set (e.g. by a signal handler) to give up waiting for the children to start.
+    interrupted: threading.Event = field(default_factory=threading.Event)
 
     @property
     def gateway_url(self) -> str:
@@ -57,14 +65,14 @@ class Stack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str], health_url: str) -> Child:
         log_dir = self.log_dir or (self.settings.home / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cynode_core", *args],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log_dir / f"{name}.log", "ab") as log_file:  # the child holds its own descriptor
+            proc = lifeline.spawn(
+                [sys.executable, "-m", "cynode_core", *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         child = Child(name, proc, health_url)
         self.children.append(child)
         return child
@@ -107,6 +115,8 @@ class Stack:
     def _wait(self, child: Child, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.interrupted.is_set():
+                raise StackError(f"interrupted while waiting for {child.name}")
             self.check_alive()
             try:
                 if requests.get(child.health_url, timeout=2).status_code == 200:
@@ -114,7 +124,7 @@ class Stack:
                     return
             except requests.RequestException:
                 pass
-            time.sleep(0.2)
+            self.interrupted.wait(0.2)
         raise StackError(f"{child.name} was not ready within {timeout:.0f} s ({child.health_url})")
 
     def check_alive(self) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -28,7 +28,29 @@ DEMO_PROXY_COMMAND = (
 
 
 def _progress(text: str) -> None:
-    click.echo(f"==> {text}", err=True)
+    _say(f"==> {text}")
+
+
+def _say(text: str) -> None:
+    """A line on stderr that never fails: a reader that went away must not stop ``up`` from stopping.
+
+    After a broken pipe (``cynode up 2>&1 | head``) or a closed terminal (EIO),
+    stderr is pointed at /dev/null, so later lines and the interpreter's final
+    flush are dropped quietly instead of raising.
+    """
+    try:
+        click.echo(text, err=True)
+    except OSError:
+        _silence(sys.stderr)
+
+
+def _silence(stream: TextIO) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 @click.command()
@@ -40,20 +62,20 @@ def _progress(text: str) -> None:
     help="inference backend of the local nodes: llamacpp (embedded model), ollama (existing server) or none",
 )
 def up(nodes: int, inference: str) -> None:
-    """Run embedded PostgreSQL, the orchestrator and local nodes until Ctrl-C."""
+    """Run embedded PostgreSQL, the orchestrator and local nodes until Ctrl-C (or SIGTERM, or a hang-up)."""
     stack = Stack(orchestrator_settings(), nodes=nodes, inference_backend=inference, progress=_progress)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    # The children end with this process whatever kills it (lifeline watchers, see Stack);
+    # these signals stop them in order: nodes first, then the orchestrator and its database.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stack.interrupted.set())
     try:
         stack.start()
-        click.echo(
-            f"cynode is up: gateway {stack.gateway_url}, control plane {stack.control_url}; Ctrl-C stops it", err=True
-        )
-        while not stop.wait(1.0):
+        _say(f"cynode is up: gateway {stack.gateway_url}, control plane {stack.control_url}; Ctrl-C stops it")
+        while not stack.interrupted.wait(1.0):
             stack.check_alive()
     except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
+        if not stack.interrupted.is_set():
+            raise click.ClickException(str(exc)) from exc
     finally:
         _progress("stopping")
         stack.stop()

@@ -78,7 +78,10 @@ class SandboxSpec:
 
     ``env`` already holds the ``CYNODE_*`` variables the node injects;
     ``workspace_dir`` is the host directory to mount at ``/workspace``.
-    A value of ``None`` for a limit means "no limit".
+    A value of ``None`` for a limit means "no limit". ``owner`` marks the
+    container as this node's (the node's state directory): a runtime with
+    ``sweep`` (:class:`SweepingRuntime`) labels the container with it, so the
+    node, started again, finds what it left; an empty owner marks nothing.
     """
 
     job_id: str
@@ -96,6 +99,7 @@ class SandboxSpec:
     cpus: float | None = None
     read_only_root: bool = True
     mounts: Sequence[Mount] = ()
+    owner: str = ""
 
 
 @dataclass
@@ -141,6 +145,35 @@ class SandboxRuntime(Protocol):
 
     def close(self) -> None:
         """Release what the runtime holds (sockets, service processes)."""
+
+
+@dataclass(frozen=True)
+class LeftoverJob:
+    """A job whose container a sweep removed, as the container's labels name it."""
+
+    job_id: str
+    task_id: str
+
+
+@runtime_checkable
+class SweepingRuntime(SandboxRuntime, Protocol):
+    """A sandbox runtime that can also remove what an earlier process of the node left (optional).
+
+    A node agent that was killed leaves its jobs' containers running. At
+    start the node calls ``sweep`` with its ``owner`` before it takes any job;
+    a runtime without ``sweep`` gets ``cancel`` for the jobs the node's own
+    records name, and nothing else is found.
+    """
+
+    def sweep(self, owner: str) -> list[LeftoverJob]:
+        """Stop and remove every container marked with ``owner``, in any state; return their jobs.
+
+        Asks the container service, never this object's memory: the
+        containers were made by another process. Containers of other owners,
+        or unmarked ones, are left alone. Raise ``ValueError`` for an empty
+        ``owner`` and ``RuntimeUnavailable`` when a container could not be
+        removed (after trying the others).
+        """
 
 
 @runtime_checkable

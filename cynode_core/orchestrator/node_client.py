@@ -2,22 +2,30 @@
 
 Run and cancel carry the node's bearer token and the task's request id; a
 run's outcome is classified here (transport errors retryable, 503 busy,
-anything but a 200 ``RunJobResponse`` final) so the dispatcher only decides
-what to do next (docs/wire_contract.md#worker-run-job). A node is not
-trusted further than its answer: no call follows a redirect, and no more
-than :data:`MAX_ANSWER_BYTES` of a body is ever read (decisions.md Dispatch 8).
+anything but a 200 ``RunJobResponse`` final; a call lost after it went out
+may have left the job running) so the dispatcher only decides what to do
+next (docs/wire_contract.md#worker-run-job). A cancel is delivered until the
+node answers it (:func:`deliver_cancel`). A node is not trusted further
+than its answer: no call follows a redirect, and no more than
+:data:`MAX_ANSWER_BYTES` of a body is ever read (decisions.md Dispatch 8).
 """
 
 from __future__ import annotations
 
+import contextvars
+import enum
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from cynode_core.contract.job import BadResult, RunJobRequest, RunJobResponse
 from cynode_core.logs import REQUEST_ID_HEADER
+from cynode_core.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,10 @@ class Outcome:
     node_down: bool = False
     # Why no result came (a metrics label): unreachable, timeout, transport, http_status, bad_response, busy.
     reason: str = ""
+    # The call was lost after it went out (reset, timeout, answer cut off): the node may be running the job.
+    maybe_running: bool = False
+    # The node's host refused the connection: nothing listens on the Worker API port.
+    refused: bool = False
 
 
 _session = requests.Session()
@@ -78,11 +90,43 @@ def run_job(node: NodeEndpoint, request: RunJobRequest, timeout: float, request_
             retryable=True,
             node_down=True,
             reason="unreachable",
+            maybe_running=not _never_sent(exc),
+            refused=_refused(exc),
         )
     except requests.Timeout:
-        return Outcome(error="worker api call failed: timeout", retryable=True, reason="timeout")
+        return Outcome(error="worker api call failed: timeout", retryable=True, reason="timeout", maybe_running=True)
+    except requests.exceptions.ChunkedEncodingError as exc:  # the node was answering: it has the result
+        error = f"worker api call failed: {type(exc).__name__}"
+        return Outcome(error=error, retryable=True, reason="transport", maybe_running=True)
     except requests.RequestException as exc:
         return Outcome(error=f"worker api call failed: {type(exc).__name__}", reason="transport")
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """Whether the connection failed before the request could go out (refused, or no connection in time)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _refused(exc: requests.ConnectionError) -> bool:
+    """Whether the host answered the connection attempt with a refusal (not a timeout, not a reset)."""
+    cause = exc.args[0] if exc.args else None
+    reason = cause.reason if isinstance(cause, MaxRetryError) else None
+    if not isinstance(reason, NewConnectionError):
+        return False
+    inner = reason.__cause__ or reason.__context__
+    return isinstance(inner, ConnectionRefusedError)
+
+
+def run_timeout(settings: OrchestratorSettings, job_timeout: int = 0) -> float:
+    """How long a jobs:run call waits: the job's timeout (0: the default) plus the margin (decisions.md Dispatch 7).
+
+    It is also how long a node may go on running a job after a call of it
+    went out: the node ends the job on its own timeout.
+    """
+    return (job_timeout or settings.job_timeout_seconds) + settings.dispatch_http_margin
 
 
 def _run_outcome(resp: requests.Response) -> Outcome:
@@ -124,11 +168,22 @@ def _read_capped(resp: requests.Response, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def cancel_job(node: NodeEndpoint, job_id: str, request_id: str | None = None) -> bool:
-    """Ask a node to stop a job; False (logged) when the node could not be reached or refused.
+class CancelAnswer(enum.Enum):
+    """What came of a cancel (docs/wire_contract.md#worker-cancel)."""
 
-    Only the status counts: the body is never read.
-    """
+    STOPPED = "stopped"  # 200: the node stopped the job, or it had ended
+    NOT_STARTED = "not_started"  # 404: the node has not had the job, and now never starts it
+    REFUSED = "refused"  # any other status
+    UNREACHABLE = "unreachable"  # no answer
+
+    @property
+    def reached(self) -> bool:
+        """The node answered for the job: from now on it does not run it."""
+        return self in (CancelAnswer.STOPPED, CancelAnswer.NOT_STARTED)
+
+
+def cancel_job(node: NodeEndpoint, job_id: str, request_id: str | None = None) -> CancelAnswer:
+    """Ask a node once to stop a job; a refusal is logged. Only the status counts: the body is never read."""
     try:
         with _session.post(
             f"{node.url.rstrip('/')}/v1/worker/jobs/{job_id}:cancel",
@@ -139,12 +194,46 @@ def cancel_job(node: NodeEndpoint, job_id: str, request_id: str | None = None) -
         ) as resp:
             status = resp.status_code
     except requests.RequestException as exc:
-        log.warning("could not reach node to cancel job %s: %s", job_id, type(exc).__name__)
-        return False
-    if status != 200:
-        log.warning("node answered %s to the cancel of job %s", status, job_id)
-        return False
-    return True
+        log.debug("could not reach node to cancel job %s: %s", job_id, type(exc).__name__)
+        return CancelAnswer.UNREACHABLE
+    if status == 200:
+        return CancelAnswer.STOPPED
+    if status == 404:
+        return CancelAnswer.NOT_STARTED
+    log.warning("node answered %s to the cancel of job %s", status, job_id)
+    return CancelAnswer.REFUSED
+
+
+def deliver_cancel(node: NodeEndpoint, job_id: str, *, within: float, request_id: str | None = None) -> CancelAnswer:
+    """Ask a node to stop a job until it answers, for at most ``within`` seconds (0.5 s apart, doubling to 10 s)."""
+    deadline, delay = time.monotonic() + within, 0.5
+    while True:
+        answer = cancel_job(node, job_id, request_id)
+        if answer is not CancelAnswer.UNREACHABLE:
+            return answer
+        if time.monotonic() + delay > deadline:
+            log.warning("job %s: the node did not answer its cancel within %.0f s", job_id, within)
+            return answer
+        if delay == 0.5:
+            log.warning("job %s: the node cannot be reached to cancel it; trying again", job_id)
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def cancel_in_background(
+    node: NodeEndpoint, job_id: str, *, within: float, request_id: str | None = None
+) -> threading.Thread:
+    """:func:`deliver_cancel` in a daemon thread that keeps the caller's log context."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run,
+        args=(deliver_cancel, node, job_id),
+        kwargs={"within": within, "request_id": request_id},
+        name=f"cancel-{job_id}",
+        daemon=True,
+    )
+    thread.start()
+    return thread
 
 
 def probe_readyz(url: str) -> tuple[bool, str]:

@@ -75,6 +75,7 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
     """Serve the app on the gateway and control-plane addresses until SIGINT/SIGTERM."""
     from waitress.server import create_server
 
+    from cynode_core.http_limits import answer_in_problems, server_options
     from cynode_core.orchestrator.app import create_app
 
     app = create_app(resources.settings, resources.db, resources.secrets)
@@ -87,15 +88,20 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
     )
     # Idle keep-alive connections are closed after two minutes, and up to
     # http_connections stay open, so a crowd of clients queues instead of hanging.
+    # waitress stops reading a body past the app's cap (the app answers it: cynode_core.http_limits).
+    socket_map: dict[int, Any] = {}
     server: Any = create_server(
         app,
+        map=socket_map,
         listen=listen,
         threads=settings.http_threads,
         connection_limit=settings.http_connections,
         channel_timeout=120,
         backlog=1024,
         ident="cynode",
+        **server_options(settings.max_request_bytes),
     )
+    answer_in_problems(server, socket_map)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -151,9 +157,10 @@ def log_plugins(app: Any) -> None:
 
 
 def start_background(app: Any, stop: threading.Event) -> list[threading.Thread]:
-    """The dispatcher's and the node monitor's threads (none when the dispatcher is disabled)."""
+    """The dispatcher's and node monitor's threads (none when the dispatcher is off), and the retention sweeper."""
     from cynode_core.orchestrator.dispatch.dispatcher import start_workers
     from cynode_core.orchestrator.dispatch.node_monitor import start_monitor
+    from cynode_core.orchestrator.services.retention import start_sweeper
 
     state = app.extensions["cynode"]
-    return start_workers(state, stop) + start_monitor(state, stop)
+    return start_workers(state, stop) + start_monitor(state, stop) + start_sweeper(state, stop)

@@ -33,6 +33,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_NODE_URL_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
+# Whose X-Forwarded-For counts (with trust_forwarded_for): a proxy on this host.
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+
+
 def parse_networks(value: Any) -> tuple[IPNetwork, ...]:
     """CIDRs, comma-separated or a YAML list (``10.0.0.0/8, fc00::/7``)."""
     return tuple(ipaddress.ip_network(item) for item in parse_list(value))
@@ -97,15 +101,39 @@ class OrchestratorSettings:
         help="login attempts per client address per minute",
     )
     trust_forwarded_for: bool = setting(
-        False, parse=parse_bool, help="take the client address from X-Forwarded-For / X-Real-IP (behind a proxy)"
+        False,
+        parse=parse_bool,
+        help="take the client address from X-Forwarded-For / X-Real-IP when the peer is in trusted_proxies",
+    )
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        lambda: parse_networks(DEFAULT_TRUSTED_PROXIES),
+        parse=parse_networks,
+        help="proxies whose X-Forwarded-For is believed (CIDRs); the client is the rightmost address outside them; "
+        f"default {', '.join(DEFAULT_TRUSTED_PROXIES)}",
+    )
+    refresh_rate_per_minute: int = setting(
+        60, parse=parse_positive_int, help="token refresh attempts per client address per minute"
+    )
+    register_rate_per_minute: int = setting(
+        60, parse=parse_positive_int, help="node registration attempts per client address per minute"
     )
     token_key: str | None = secret_setting(
         help="Fernet key for node tokens at rest; unset: generated under CYNODE_HOME"
     )
     login_handle_failures: int = setting(
-        10, parse=parse_positive_int, help="failed logins per handle before throttling"
+        10,
+        parse=parse_positive_int,
+        help="failed logins per account after which the addresses that failed must wait (2 s, doubling per failure)",
     )
-    login_handle_window: float = setting(900.0, parse=parse_duration, help="window of the per-handle limit")
+    login_handle_window: float = setting(
+        900.0, parse=parse_duration, help="window counting failed logins (per account and per address)"
+    )
+    login_source_failures: int = setting(
+        100, parse=parse_positive_int, help="failed logins per client address and window before it gets 429"
+    )
+    login_slowdown_max: float = setting(
+        300.0, parse=parse_duration, help="longest wait for an address that keeps failing on one account"
+    )
     worker_api_target_url: str | None = setting(
         None, parse=parse_optional_str, env=("WORKER_API_TARGET_URL",), help="override of every node's Worker API URL"
     )
@@ -137,12 +165,54 @@ class OrchestratorSettings:
     )
     lease_seconds: float = setting(30.0, parse=parse_duration, help="job lease length, renewed while a node runs it")
     max_attempts: int = setting(3, parse=parse_positive_int, help="dispatch attempts before a job fails")
+    dispatch_fence_seconds: float = setting(
+        0.0,
+        parse=parse_duration,
+        help="how long a job stays bound to a node that stopped answering mid-job before another node may get it "
+        "(0 = until the job's own timeout plus dispatch_http_margin has passed since its last call)",
+    )
+    max_queued_per_user: int = setting(
+        1000, parse=parse_positive_int, help="queued jobs one user may have; creating another is 429 with Retry-After"
+    )
+    max_running_per_user: int = setting(
+        0, parse=parse_int, help="running jobs one user may have at once (0 = no cap); the rest wait in the queue"
+    )
     job_timeout_seconds: int = setting(3600, parse=parse_positive_int, help="default job timeout sent to nodes")
     task_image: str = setting(
         "alpine:latest", help="sandbox image of command tasks (nodes may alias it to a local image)"
     )
     prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
+    retention_interval: float = setting(
+        60.0,
+        parse=parse_duration,
+        help="how often the orchestrators delete rows past their retention and fold the task counters "
+        "(one of them per interval; 0 = never)",
+    )
+    retention_batch_rows: int = setting(
+        1000, parse=parse_positive_int, help="rows the retention sweep deletes per transaction"
+    )
+    audit_retention: float = setting(
+        90 * 86400.0, parse=parse_duration, help="age past which auth audit rows are deleted (0 = keep)"
+    )
+    rate_limit_retention: float = setting(
+        86400.0,
+        parse=parse_duration,
+        help="rate-limit counters whose window started longer ago are deleted (never before the longest window)",
+    )
+    refresh_session_retention: float = setting(
+        7 * 86400.0,
+        parse=parse_duration,
+        help="refresh sessions expired for longer are deleted; a revoked one is kept until it has expired (0 = keep)",
+    )
+    capability_retention: float = setting(
+        86400.0,
+        parse=parse_duration,
+        help="capability snapshots older than this are deleted, except each node's newest (0 = keep)",
+    )
+    capability_snapshots_kept: int = setting(
+        10, parse=parse_positive_int, help="newest capability snapshots of each node kept whatever their age"
+    )
     disable_plugins: list[str] = setting(list, parse=parse_list, help="plugin names not to load")
     log_level: str = log_level_setting()
     log_format: str = log_format_setting()
@@ -153,6 +223,8 @@ class OrchestratorSettings:
                 f"JWT secret is too short: {len(self.jwt_secret.encode())} bytes, at least 32 are required "
                 "(CYNODE_JWT_SECRET / JWT_SECRET)"
             )
+        if self.max_running_per_user < 0:
+            raise ConfigError(f"max_running_per_user must be 0 (no cap) or more, got {self.max_running_per_user}")
         for name in ("public_url", "worker_api_target_url"):
             value = getattr(self, name)
             if value is not None and not re.match(r"^https?://[^/\s]+", value):

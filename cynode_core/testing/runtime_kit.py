@@ -15,7 +15,9 @@ conftest), best built once per module since a runtime may start a service::
 The image (fixture ``sandbox_image``, default ``localhost/cynode-sandbox:busybox``
 or ``$CYNODE_SANDBOX_IMAGE``) needs busybox-like tools: sh, env, id, ls,
 find, nc, wget, sleep, head, tr. Override :meth:`SandboxRuntimeContract.job_containers`
-for a runtime that is not Podman-based.
+for a runtime that is not Podman-based. A runtime with the optional ``sweep``
+(:class:`~cynode_core.contract.SweepingRuntime`) is held to it too; for one
+without it that case is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from typing import Any
 
 import pytest
 
-from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxRuntime, SandboxSpec
+from cynode_core.contract import (
+    LeftoverJob,
+    RuntimeUnavailable,
+    SandboxOutcome,
+    SandboxRuntime,
+    SandboxSpec,
+    SweepingRuntime,
+)
 
 DEFAULT_SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
 MISSING_IMAGE = "localhost/cynode-no-such-image:missing"
@@ -101,6 +110,14 @@ class SandboxRuntimeContract:
             check=True,
         )
         return done.stdout.split()
+
+    def wait_for_containers(self, specs: list[SandboxSpec], timeout: float = 30.0) -> None:
+        """Until every spec's job has a container (``job_containers``)."""
+        deadline = time.monotonic() + timeout
+        while any(not self.job_containers(spec.job_id) for spec in specs):
+            if time.monotonic() > deadline:
+                pytest.fail(f"no container within {timeout:g} s for some of {[spec.job_id for spec in specs]}")
+            time.sleep(0.2)
 
     def run_ok(self, runtime: SandboxRuntime, spec: SandboxSpec) -> SandboxOutcome:
         """Run ``spec`` and require ``completed``, showing stderr otherwise."""
@@ -199,6 +216,41 @@ class SandboxRuntimeContract:
         with pytest.raises(RuntimeUnavailable):
             runtime.check(MISSING_IMAGE)
         assert isinstance(runtime.version(), str) and runtime.version()
+
+    # -- sweep (an optional member, checked when the runtime has it) --------------
+
+    def test_sweep_removes_the_containers_of_its_owner_and_no_other(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        if not isinstance(runtime, SweepingRuntime):
+            pytest.skip(f"{runtime.name!r} has no sweep (optional): a restarted node stops only the jobs it recorded")
+        mine, theirs = f"kit-node-{uuid.uuid4()}", f"kit-node-{uuid.uuid4()}"
+        specs = [sandbox_spec_factory(["sleep", "600"], timeout_seconds=120, owner=o) for o in (mine, mine, theirs)]
+        outcomes: dict[str, SandboxOutcome] = {}
+        workers = [threading.Thread(target=lambda s=s: outcomes.__setitem__(s.job_id, runtime.run(s))) for s in specs]
+        for worker in workers:
+            worker.start()
+        try:
+            self.wait_for_containers(specs)
+            time.sleep(0.5)  # past the start: a sweep must also stop a running job
+            swept = runtime.sweep(mine)
+            assert sorted(swept, key=lambda j: j.job_id) == sorted(
+                (LeftoverJob(s.job_id, s.task_id) for s in specs[:2]), key=lambda j: j.job_id
+            )
+            for spec, worker in zip(specs[:2], workers[:2], strict=True):
+                worker.join(15)
+                assert not worker.is_alive(), "run() did not return after its container was swept"
+                assert outcomes[spec.job_id].status == "failed" and self.job_containers(spec.job_id) == []
+            assert workers[2].is_alive() and self.job_containers(specs[2].job_id), "another owner's job was swept"
+            assert runtime.sweep(mine) == []
+            with pytest.raises(ValueError):
+                runtime.sweep("")
+        finally:
+            deadline = time.monotonic() + 30
+            while workers[2].is_alive() and time.monotonic() < deadline and not runtime.cancel(specs[2].job_id):
+                time.sleep(0.2)
+            workers[2].join(15)
+        assert self.job_containers(specs[2].job_id) == []
 
     # -- isolation --------------------------------------------------------------
 

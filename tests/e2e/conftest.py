@@ -12,6 +12,8 @@ import pytest
 from harness.api import ApiClient
 from harness.processes import SANDBOX_IMAGE, CynodeProcess, Node, Orchestrator, orchestrator_environ
 
+from node_agent.quota_mount import unmount
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _podman_present() -> None:
@@ -65,11 +67,27 @@ class Cluster:
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=20)
-        # A node killed with SIGKILL leaves its Podman service (own session) behind.
+        # Belt and braces: a node's Podman service dies with its agent (lifeline), but a
+        # test must not leak one if that ever breaks.
         from cynode_podman.service import _stop_leftover
 
         for pid_file in self.tmp.glob("home-*/**/service.pid"):
             _stop_leftover(pid_file)
+        # A node killed and never restarted leaves its jobs' workspace quota mounts;
+        # the next start of that node would unmount them, the test ends instead.
+        for target in mounts_under(self.tmp):
+            unmount(target)
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points below ``root``, deepest first (octal escapes of /proc/self/mounts decoded)."""
+    prefix = str(root.resolve()) + "/"
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        point = line.split(" ")[1].encode().decode("unicode_escape")
+        if point.startswith(prefix):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 @pytest.fixture

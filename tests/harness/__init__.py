@@ -9,6 +9,6 @@
 - ``nodes``: a node played by the test against the control plane (register, fetch config, ack).
 - ``worker``: a real Worker API on loopback over a scripted sandbox runtime, recording every call.
 - ``postgres``: the PostgreSQL server of a test session.
-- ``loopback``: a standard-library HTTP server on a loopback port for a peer the test plays, and a TCP
-  listener that counts the connections it gets.
+- ``loopback``: a standard-library HTTP server on a loopback port for a peer the test plays, a TCP
+  listener that counts the connections it gets, and a TCP proxy that resets connections on demand.
 """

@@ -242,7 +242,7 @@ class WorkerNode:
         environ["wsgi.input"] = io.BytesIO(raw)
         try:
             body: Any = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the stack
             body = raw.decode(errors="replace")
         call = Call(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), dict(EnvironHeaders(environ)), body)
         with self._lock:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -13,7 +11,7 @@ from marshmallow import fields
 
 from cynode_core.contract.errors import InvalidInput
 from cynode_core.orchestrator.api import Blueprint
-from cynode_core.orchestrator.api.http import client_info
+from cynode_core.orchestrator.api.http import client_info, per_source_limit
 from cynode_core.orchestrator.api.schemas_common import RequestSchema
 from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, verify
 from cynode_core.orchestrator.services import auth
@@ -54,19 +52,6 @@ def _pair_body(pair: auth.IssuedPair) -> dict[str, Any]:
     }
 
 
-def count_login_attempt(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Apply the per-address limit before the body is read (so malformed bodies count)."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = _state()
-        with state.db.session() as session:
-            auth.check_ip_limit(session, state.settings, client_info())
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 @blp.route("/login")
 class Login(MethodView):
     @blp.operation(
@@ -78,7 +63,7 @@ class Login(MethodView):
             429: "Too many attempts for this address or user",
         },
     )
-    @count_login_attempt
+    @per_source_limit(auth.check_login_source)
     @blp.arguments(LoginSchema)
     def post(self, body: dict[str, str]) -> dict[str, Any]:
         """Log in with a handle and password."""
@@ -97,8 +82,13 @@ class Refresh(MethodView):
     @blp.operation(
         200,
         TokenPairSchema,
-        errors={400: "Malformed body or no refresh token", 401: "Invalid, expired, rotated or revoked refresh token"},
+        errors={
+            400: "Malformed body or no refresh token",
+            401: "Invalid, expired, rotated or revoked refresh token",
+            429: "Too many refresh attempts from this address",
+        },
     )
+    @per_source_limit(auth.check_refresh_source)
     @blp.arguments(RefreshSchema)
     def post(self, body: dict[str, str]) -> dict[str, Any]:
         """Exchange a refresh token for a new pair (the old one stops working)."""

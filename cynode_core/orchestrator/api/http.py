@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 from webargs import core
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
+from cynode_core.http_limits import decode_json_body
 from cynode_core.http_problems import problem_response
-from cynode_core.orchestrator.services.auth import ClientInfo
+from cynode_core.orchestrator.services.audit import ClientInfo
+from cynode_core.orchestrator.settings import IPNetwork, OrchestratorSettings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +30,7 @@ def is_json_mimetype(mimetype: str) -> bool:
 
 
 class JsonBodyParser(FlaskParser):
-    """Bodies are JSON or nothing: another content type is 415, not silently ignored."""
+    """Bodies are JSON (read by ``decode_json_body``) or nothing: another content type is 415, not ignored."""
 
     def _raw_load_json(self, req: Any) -> Any:
         data = req.get_data(cache=True)
@@ -30,7 +38,7 @@ class JsonBodyParser(FlaskParser):
             return core.missing
         if req.mimetype and not is_json_mimetype(req.mimetype):
             raise UnsupportedMediaType()  # answered with the JSON-only detail
-        return core.parse_json(data)
+        return decode_json_body(data)
 
 
 def install_request_guards(app: Flask) -> None:
@@ -45,18 +53,71 @@ def client_info() -> ClientInfo:
     return ClientInfo(ip=client_address(), user_agent=request.headers.get("User-Agent"))
 
 
+def _ip(text: str) -> IPAddress | None:
+    """An address as a proxy writes it: bare, ``[v6]`` or with a port (``1.2.3.4:5``, ``[v6]:5``)."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _trusted(address: IPAddress | None, proxies: tuple[IPNetwork, ...]) -> bool:
+    return address is not None and any(address in network for network in proxies)
+
+
 def client_address() -> str | None:
-    """The caller's address; ``X-Forwarded-For`` only when the operator trusts a proxy."""
+    """The caller's address (docs/wire_contract.md#login-throttling).
+
+    The TCP peer, unless ``trust_forwarded_for`` is on and the peer is one of
+    ``trusted_proxies``: then ``X-Forwarded-For`` (every header line, as one
+    list) is read from the right, past the trusted proxies, and the first
+    address outside them is the client; when every hop is trusted, the
+    leftmost. An entry that is not an address stops the walk at the proxy
+    that wrote it. Without the header, ``X-Real-IP`` from a trusted proxy.
+    """
     settings = current_app.extensions["cynode"].settings
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first[:64]
-        real = request.headers.get("X-Real-IP", "").strip()
-        if real:
-            return real[:64]
-    return request.remote_addr
+    peer = request.remote_addr
+    proxies = settings.trusted_proxies
+    if not settings.trust_forwarded_for or not _trusted(_ip(peer or ""), proxies):
+        return peer
+    hops = [hop for line in request.headers.getlist("X-Forwarded-For") for hop in line.split(",") if hop.strip()]
+    if not hops:
+        real = _ip(request.headers.get("X-Real-IP", ""))
+        return str(real) if real is not None else peer
+    client = _ip(peer or "")
+    for hop in reversed(hops):
+        address = _ip(hop)
+        if address is None:
+            break
+        client = address
+        if not _trusted(address, proxies):
+            break
+    return str(client) if client is not None else peer
+
+
+def per_source_limit(
+    check: Callable[[Session, OrchestratorSettings, ClientInfo], None],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view decorator: ``check`` the caller's address (429 past a limit) before the body is read."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = current_app.extensions["cynode"]
+            with state.db.session() as session:
+                check(session, state.settings, client_info())
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def install_database_outage_handlers(app: Flask) -> None:

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from cynode_core.orchestrator.api import Blueprint
-from cynode_core.orchestrator.api.http import client_address
+from cynode_core.orchestrator.api.http import client_address, per_source_limit
 from cynode_core.orchestrator.api.schemas_common import IncludeUnknownSchema, RequestSchema, rfc3339
 from cynode_core.orchestrator.api.tokens import current_node, node_token
 from cynode_core.orchestrator.services import nodes
@@ -77,6 +77,8 @@ class Register(MethodView):
     @blp.alt_response(200, schema=BootstrapSchema, description="Known node registered again (token rotated)")
     @blp.alt_response(400, description="Malformed body, unsupported capability version or no node slug")
     @blp.alt_response(401, description="Invalid registration PSK")
+    @blp.alt_response(429, description="Too many registration attempts from this address")
+    @per_source_limit(nodes.check_register_source)
     @blp.arguments(RegistrationSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Register a node with the pre-shared key; answers its node JWT and endpoints."""
@@ -85,8 +87,9 @@ class Register(MethodView):
             node, created = nodes.register(
                 session, state.settings, state.cipher, body["psk"], body["capability"], client_ip=client_address()
             )
-            node_id, slug = node.id, node.node_slug
-        token, expires_at = node_token(node_id, slug)
+            node_id, slug, jwt_id = node.id, node.node_slug, node.node_jwt_id
+        assert jwt_id is not None
+        token, expires_at = node_token(node_id, slug, jwt_id)
         base = _public_url()
         payload = {
             "version": 1,

@@ -135,7 +135,11 @@ class Tasks(MethodView):
     @blp.operation(
         201,
         TaskSchema,
-        errors={400: "Malformed body, no prompt or bad project_id", 413: "Body over the size limit"},
+        errors={
+            400: "Malformed body, no prompt or bad project_id",
+            413: "Body over the size limit",
+            429: "Too many of the caller's jobs queued (CYNODE_MAX_QUEUED_PER_USER); see Retry-After",
+        },
         bearer="user",
     )
     @blp.arguments(CreateTaskSchema)

@@ -3,7 +3,9 @@
 Three token types, told apart by the ``token_type`` claim: ``access`` (user
 routes), ``refresh`` (only ``/v1/auth/refresh``) and ``node`` (control
 plane). Access and refresh tokens carry ``sid``, the session family, checked
-against the database on every request so logout and revocation bite at once.
+against the database on every request so logout and revocation bite at once;
+a node token's ``jti`` must be the one its node's row keeps from the latest
+registration, checked the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 
 from cynode_core.contract.errors import NotAuthenticated
 from cynode_core.orchestrator.services.auth import IssuedPair, live_user
+from cynode_core.orchestrator.services.nodes import node_jwt_current
 
 MISSING_HEADER = "Missing authorization header"
 INVALID_TOKEN = "Invalid or expired token"
@@ -49,11 +52,12 @@ class FlaskTokenIssuer:
         return IssuedPair(access, refresh, now + dt.timedelta(seconds=settings.refresh_token_ttl))
 
 
-def node_token(node_id: uuid.UUID, node_slug: str) -> tuple[str, dt.datetime]:
+def node_token(node_id: uuid.UUID, node_slug: str, jwt_id: uuid.UUID) -> tuple[str, dt.datetime]:
+    """A node JWT whose ``jti`` is the registration's ``jwt_id`` (the one its row keeps)."""
     ttl = _cynode().settings.node_token_ttl
     token = create_access_token(
         identity=str(node_id),
-        additional_claims={"token_type": "node", "node_id": str(node_id), "node_slug": node_slug},
+        additional_claims={"token_type": "node", "node_id": str(node_id), "node_slug": node_slug, "jti": str(jwt_id)},
         expires_delta=dt.timedelta(seconds=ttl),
     )
     return token, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
@@ -133,7 +137,11 @@ def _admit_user(claims: dict[str, Any]) -> None:
 
 
 def _admit_node(claims: dict[str, Any]) -> None:
-    g.current_node = CurrentNode(_uuid_claim(claims, "node_id"), str(claims.get("node_slug", "")))
+    node_id, jwt_id = _uuid_claim(claims, "node_id"), _uuid_claim(claims, "jti")
+    with _cynode().db.session() as session:
+        if not node_jwt_current(session, node_id, jwt_id):
+            raise NotAuthenticated(INVALID_TOKEN)
+    g.current_node = CurrentNode(node_id, str(claims.get("node_slug", "")))
 
 
 # Let through only a valid access token of a live session of an active user.

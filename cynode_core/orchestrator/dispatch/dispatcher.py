@@ -4,10 +4,13 @@ PostgreSQL is the coordination engine. A claim is ``SELECT ... FOR UPDATE
 SKIP LOCKED`` plus a lease (``lease_id``, ``lease_expires_at``) renewed
 while the node runs the job; any number of dispatcher threads, in any number
 of orchestrator processes, share the queue without a protocol of their own.
-An expired lease (its dispatcher died) puts the job back, preferring the same
-node, and the Worker API's idempotency by ``job_id`` keeps it from running
-twice; after ``max_attempts`` the job fails with the reason. ``LISTEN/NOTIFY``
-wakes idle workers at once; polling is the fallback.
+A job runs on one node at most once at a time: a call lost after it went
+out keeps the job on its node, asked again under the same ``job_id``
+(``fence``), and a job whose lease expired (its dispatcher died) is taken
+over on its node (``JobQueue.adopt_expired``); the Worker API's idempotency
+by ``job_id`` answers such repeats with the original run. After
+``max_attempts`` the job fails with the reason. ``LISTEN/NOTIFY`` wakes idle
+workers at once; polling is the fallback.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import psycopg
 
 from cynode_core.logs import log_context
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.dispatch.fence import hold_on_node, retry_delay
 from cynode_core.orchestrator.dispatch.queue import CandidateCache, JobQueue, SuspectNodes
 from cynode_core.orchestrator.dispatch.store import (
     fail_job,
@@ -32,7 +36,7 @@ from cynode_core.orchestrator.dispatch.store import (
     requeue,
     store_result,
 )
-from cynode_core.orchestrator.node_client import run_job
+from cynode_core.orchestrator.node_client import Outcome, cancel_in_background, run_job, run_timeout
 from cynode_core.orchestrator.services.task_events import task_finished
 from cynode_core.orchestrator.services.tasks import NOTIFY_CHANNEL
 
@@ -58,10 +62,12 @@ class Dispatcher:
             suspects=self.suspects,
         )
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # start() hands the process's
 
     # -- threads --------------------------------------------------------------
 
     def start(self, stop: threading.Event) -> list[threading.Thread]:
+        self._stop = stop
         threads = [
             threading.Thread(target=self._listen, args=(stop,), name="dispatch-listen", daemon=True),
             threading.Thread(target=self._renew_loop, args=(stop,), name="dispatch-lease", daemon=True),
@@ -97,17 +103,22 @@ class Dispatcher:
         return attempt.job if attempt is not None else None
 
     def _work(self, stop: threading.Event) -> None:
-        last_recover = 0.0
+        last_recover, adopting = 0.0, False
         while not stop.is_set():
             try:
                 if time.monotonic() - last_recover > min(self.settings.lease_seconds / 3, 2.0):
-                    last_recover = time.monotonic()
+                    last_recover, adopting = time.monotonic(), True
                     exhausted = recover_expired_leases(self.state.db, self.settings)
                     if exhausted:
                         self.state.metrics.dispatch_failures.labels("lease_exhausted").inc(len(exhausted))
                     for task_id in exhausted:
                         task_finished(self.state, task_id)
-                claimed = self.claim()
+                # Jobs whose dispatcher died first, one after the other until none is left.
+                adopted = self.queue.adopt_expired() if adopting else None
+                adopting = adopted is not None
+                if adopted is not None:
+                    log.info("job %s: its lease expired; asking its node again", adopted.job_id)
+                claimed = adopted or self.claim()
                 if claimed is None:
                     self._sleep(stop, self.settings.dispatch_poll_interval)
                     continue
@@ -152,21 +163,33 @@ class Dispatcher:
         with log_context(job.request_id, task_id=str(job.task_id), job_id=str(job.job_id), node=str(job.node_id)):
             self._run(job)
 
+    def _call(self, job: ClaimedJob) -> Outcome:
+        timeout = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
+        outcome = run_job(job.node, job.request, timeout, request_id=job.request_id)
+        if outcome.node_down:
+            # Other nodes go first for a while; the node monitor takes it out if readyz fails too.
+            self.suspects.add(job.node_id)
+        return outcome
+
     def _run(self, job: ClaimedJob) -> None:
         with self._lock:
             self._inflight[job.job_id] = job.lease_id
         started = time.perf_counter()
+        node_may_run = False
         try:
-            outcome = run_job(
-                job.node,
-                job.request,
-                (job.request.sandbox.timeout_seconds or self.settings.job_timeout_seconds)
-                + self.settings.dispatch_http_margin,
-                request_id=job.request_id,
-            )
+            first = self._call(job)
+            held: Outcome | None = first
+            if first.maybe_running:  # the node may be running the job: it stays there (see fence)
+                fenced = hold_on_node(
+                    self.state.db, self.settings, self._stop, job, first, self._call, self.queue.with_current_node
+                )
+                job, held, node_may_run = fenced.job, fenced.outcome, fenced.node_may_run
         finally:
             with self._lock:
                 self._inflight.pop(job.job_id, None)
+        if held is None:
+            return  # canceled meanwhile (the cancel went to the node), or this process is stopping
+        outcome = held
         elapsed = time.perf_counter() - started
         self.state.metrics.observe_dispatch(
             (outcome.result.status or "") if outcome.result is not None else None,
@@ -176,16 +199,20 @@ class Dispatcher:
         )
         if outcome.result is not None:
             log.info("job %s: node answered %s in %.2f s", job.job_id, outcome.result.status, elapsed)
-        if outcome.node_down:
-            # Other nodes go first for a while; the node monitor takes it out if readyz fails too.
-            self.suspects.add(job.node_id)
+        if node_may_run:
+            # The job leaves a node that never said it stopped: that node is told, until it answers
+            # or has surely ended the job on its own timeout.
+            window = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
+            cancel_in_background(job.node, str(job.job_id), within=window, request_id=job.request_id)
         if outcome.result is not None:
             finished = store_result(self.state.db, job, outcome.result)
         elif outcome.retry_busy:
-            requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error, keep_node=False)
+            requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error)
             finished = False
         elif outcome.retryable and job.attempts < self.settings.max_attempts:
-            delay = min(0.5 * 2 ** (job.attempts - 1), 10.0)
+            # After a fence waited out, at once; after a refusal (or any other retry), with backoff,
+            # so the node monitor can take a dead node out before the next claim.
+            delay = 0.0 if node_may_run and not outcome.refused else retry_delay(job.attempts)
             log.info(
                 "job %s: %s; retry %d/%d in %.1fs",
                 job.job_id,
@@ -194,7 +221,7 @@ class Dispatcher:
                 self.settings.max_attempts,
                 delay,
             )
-            requeue(self.state.db, job, delay=delay, count_attempt=True, error=outcome.error, keep_node=False)
+            requeue(self.state.db, job, delay=delay, count_attempt=True, error=outcome.error)
             finished = False
         else:
             error = outcome.error if not outcome.retryable else f"{outcome.error} (after {job.attempts} attempts)"

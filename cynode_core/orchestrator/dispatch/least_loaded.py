@@ -9,30 +9,30 @@ chooses nodes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from cynode_core import hookimpl
 from cynode_core.contract import JobInfo, NodeCandidate
+from cynode_core.orchestrator.dispatch.fair_order import picked_job_ctes, record_turn
 from cynode_core.orchestrator.dispatch.placement import ClaimAttempt
 from cynode_core.orchestrator.dispatch.queue import JobQueue
 
 PLUGIN_NAME = "least-loaded"
 
-# Pick, place and take in one statement. The slot count is a snapshot; the
-# node itself refuses work beyond its slots (503) and such a job goes back
-# to the queue without using an attempt. Nodes that just refused a
-# connection (suspects) go last; a job retried after a lost lease prefers
-# the node it was on (that node answers a repeat from its stored result).
-CLAIM_SQL = """
-    WITH j AS (
-        SELECT id, task_id, payload, attempts, node_id FROM jobs
-        WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-        ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1
-    ), cand AS (
-        SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token,
-               n.max_concurrency - (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running') AS free
+# Pick, place and take in one statement. The job is the first in fair order
+# (dispatch/fair_order.py) that this claimer can lock. The slot count is a
+# snapshot; the node itself refuses work beyond its slots (503) and such a
+# job goes back to the queue without using an attempt. Nodes that just
+# refused a connection (suspects) go last; a job retried after a lost lease
+# prefers the node it was on (that node answers a repeat from its stored
+# result). The owner's turn is recorded only when the job was taken.
+_PLACE_AND_TAKE = """
+    , cand AS (
+        SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token, n.max_concurrency - c.running AS free
         FROM nodes n
+        CROSS JOIN LATERAL (SELECT count(*) AS running FROM jobs r WHERE r.node_id = n.id AND r.status = 'running') c
         WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
           AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
           AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
@@ -47,11 +47,25 @@ CLAIM_SQL = """
         RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts
     ), t AS (
         UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
-    )
+    ),"""
+
+_RETURN = """
     SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token,
            (SELECT request_id FROM tasks WHERE tasks.id = u.task_id)
     FROM u, pick
 """
+
+
+@functools.lru_cache(maxsize=8)
+def claim_sql(max_running_per_user: int) -> str:
+    """The one-statement claim, with the per-user running cap (0: none) written into it."""
+    return (
+        "WITH RECURSIVE "
+        + picked_job_ctes(max_running_per_user)
+        + _PLACE_AND_TAKE
+        + record_turn("EXISTS (SELECT 1 FROM u)")
+        + _RETURN
+    )
 
 
 class LeastLoaded:
@@ -69,4 +83,4 @@ class LeastLoaded:
     def cynode_claim_job(self, queue: JobQueue, select_node: Any) -> ClaimAttempt | None:
         if any(impl.plugin is not self for impl in select_node.get_hookimpls()):
             return None  # another plugin chooses nodes: the two-step claim asks it
-        return ClaimAttempt(queue.claim_in_one_statement(CLAIM_SQL))
+        return ClaimAttempt(queue.claim_in_one_statement(claim_sql(queue.settings.max_running_per_user)))

@@ -47,7 +47,7 @@ def cynode_claim_job(queue: JobQueue, select_node: Any) -> ClaimAttempt | None:
 
 
 class TwoStepClaim:
-    """Pick the oldest due job, ask ``cynode_select_node`` for its node, take it there."""
+    """Pick the next due job in fair order across users, ask ``cynode_select_node`` for its node, take it there."""
 
     @hookimpl(trylast=True)
     def cynode_claim_job(self, queue: JobQueue, select_node: Any) -> ClaimAttempt:

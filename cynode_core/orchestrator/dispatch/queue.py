@@ -11,6 +11,7 @@ and the lease that fences every later write.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from cynode_core.contract import JobInfo, NodeCandidate
 from cynode_core.contract.job import RunJobRequest, SandboxRequest, UnusablePayload, payload_from_storage
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.dispatch.fair_order import two_step_pick
 from cynode_core.orchestrator.dispatch.store import fail_unusable
 from cynode_core.orchestrator.node_client import NodeEndpoint
 from cynode_core.orchestrator.services.nodes import HEARTBEAT_TIMEOUT, list_nodes
@@ -33,13 +35,6 @@ from cynode_core.orchestrator.settings import OrchestratorSettings
 
 SelectNode = Callable[..., NodeCandidate | None]
 
-
-_PICK = text(
-    "SELECT id, task_id, payload, attempts, node_id, (SELECT request_id FROM tasks WHERE tasks.id = jobs.task_id) "
-    "FROM jobs "
-    "WHERE status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-    "ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1"
-)
 
 # Lock the chosen node, recount its running jobs and take the job in one round
 # trip; the job is taken only while the node has a free slot.
@@ -62,6 +57,30 @@ _TAKE = text(
     SELECT n.worker_api_target_url, n.worker_api_bearer_token, (SELECT count(*) FROM u) FROM n
     """
 )
+
+
+# Take over the oldest expired lease, on the job's own node.
+_ADOPT = """
+    WITH j AS (
+        SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now() AND attempts < %(max)s
+        ORDER BY lease_expires_at, id FOR UPDATE SKIP LOCKED LIMIT 1
+    ), u AS (
+        UPDATE jobs SET lease_id = %(lease)s, lease_owner = %(owner)s, attempts = jobs.attempts + 1,
+            lease_expires_at = now() + make_interval(secs => %(secs)s), last_error = 'lease expired', updated_at = now()
+        FROM j WHERE jobs.id = j.id
+        RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.node_id
+    )
+    SELECT u.id, u.task_id, u.payload, u.attempts, u.node_id, n.worker_api_target_url, n.worker_api_bearer_token,
+           (SELECT request_id FROM tasks WHERE tasks.id = u.task_id)
+    FROM u LEFT JOIN nodes n ON n.id = u.node_id AND coalesce(n.worker_api_target_url, '') <> ''
+"""
+
+# An adopted job whose node cannot be called: back to the queue, for any node, the attempt not counted.
+_RELEASE = """
+    UPDATE jobs SET status = 'queued', node_id = NULL, lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        next_attempt_at = now(), attempts = attempts - 1, updated_at = now()
+    WHERE id = %(id)s AND lease_id = %(lease)s AND status = 'running' RETURNING id
+"""
 
 
 class ClaimConnection:
@@ -231,6 +250,10 @@ class JobQueue:
                 "suspects": self.suspects.current(),
             },
         )
+        return self._from_row(row, lease_id)
+
+    def _from_row(self, row: tuple | None, lease_id: uuid.UUID) -> ClaimedJob | None:
+        """A claimed ``job id, task id, payload, attempts, node id, URL, stored token, request id`` row."""
         if row is None:
             return None
         job_id, task_id, payload, attempts, node_id, url, stored_token, request_id = row
@@ -242,10 +265,49 @@ class JobQueue:
             return None
         return self._claimed(job_id, task_id, sandbox, lease_id, attempts, node_id, (url, stored_token), request_id)
 
+    def with_current_node(self, job: ClaimedJob) -> ClaimedJob:
+        """``job`` with its node's Worker API URL and token as they are now.
+
+        A node that registered again since the claim (say, after a restart) has
+        a new token: a job asked for again on it must not carry the old one.
+        """
+        with self.db.session() as session:
+            row = session.execute(
+                text("SELECT worker_api_target_url, worker_api_bearer_token FROM nodes WHERE id = :id"),
+                {"id": job.node_id},
+            ).first()
+        if row is None or not row[0] or row[1] is None:
+            return job  # the node left: the call fails and the fence decides
+        return dataclasses.replace(job, node=NodeEndpoint(row[0], self._token(row[1])))
+
+    def adopt_expired(self) -> ClaimedJob | None:
+        """Take over a job whose lease expired (its dispatcher died), on the node it was sent to.
+
+        The node may still be running it: it is asked again under the same
+        ``job_id`` (its idempotency answers with that run), never handed to
+        another node. A job whose node can no longer be called goes back to
+        the queue. One more attempt is counted; ``recover_expired_leases``
+        fails the job once the attempts are used up.
+        """
+        lease_id = uuid.uuid4()
+        row = self._claim_connection().execute(
+            _ADOPT,
+            {
+                "lease": lease_id,
+                "owner": self.owner,
+                "secs": self.settings.lease_seconds,
+                "max": self.settings.max_attempts,
+            },
+        )
+        if row is not None and (row[5] is None or row[6] is None):  # the node left, or has no Worker API now
+            self._claim_connection().execute(_RELEASE, {"id": row[0], "lease": lease_id})
+            return None
+        return self._from_row(row, lease_id)
+
     def claim_with(self, select_node: SelectNode) -> ClaimedJob | None:
-        """Pick the oldest due job, let ``select_node(job=, candidates=)`` place it, take it there."""
+        """Pick the next due job in fair order, let ``select_node(job=, candidates=)`` place it, take it there."""
         with self.db.engine.begin() as conn:
-            row = conn.execute(_PICK).first()
+            row = conn.execute(text(two_step_pick(self.settings.max_running_per_user))).first()
             if row is None:
                 return None
             job_id, task_id, payload, attempts, preferred, request_id = row

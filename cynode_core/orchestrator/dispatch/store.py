@@ -1,14 +1,17 @@
-"""The dispatcher's writes after a claim: store a result, fail, requeue, renew leases, recover.
+"""The dispatcher's writes after a claim: store a result, fail, requeue, count a call, renew leases, recover.
 
 Every write that ends a job is guarded by its ``lease_id`` and
 ``status = 'running'``: a dispatcher that lost its lease, or a job canceled
 meanwhile, can never overwrite the job's state (a late result is kept in
 ``result`` only). Results are stored as jsonb objects in the job contract's
-codec (``cynode_core.contract.job``).
+codec (``cynode_core.contract.job``). A job whose lease expired is left
+``running`` on its node for a dispatcher to take over
+(``JobQueue.adopt_expired``), never put back in the queue for any node.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -95,18 +98,32 @@ def fail_job(db: Database, job: ClaimedJob, message: str) -> bool:
     return bool(updated)
 
 
-def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool, error: str, keep_node: bool) -> None:
+def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool, error: str) -> None:
+    """Put a job back in the queue for any node: its node never got it, said it does not run it, or was fenced off."""
     with db.session() as session:
         session.execute(
             text(
                 "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, "
                 "next_attempt_at = now() + make_interval(secs => :d), last_error = :e, updated_at = now(), "
-                f"attempts = attempts - {0 if count_attempt else 1}"
-                + ("" if keep_node else ", node_id = NULL")
-                + " WHERE id = :id AND lease_id = :lease AND status = 'running'"
+                f"attempts = attempts - {0 if count_attempt else 1}, node_id = NULL "
+                "WHERE id = :id AND lease_id = :lease AND status = 'running'"
             ),
             {"d": delay, "e": error, "id": job.job_id, "lease": job.lease_id},
         )
+
+
+def take_attempt(db: Database, job: ClaimedJob, error: str, lease_seconds: float) -> ClaimedJob | None:
+    """Count one more call of a held job to its node (and renew its lease); None when the lease is gone (canceled)."""
+    with db.session() as session:
+        attempts = session.execute(
+            text(
+                "UPDATE jobs SET attempts = attempts + 1, last_error = :e, updated_at = now(), "
+                "lease_expires_at = now() + make_interval(secs => :s) "
+                "WHERE id = :id AND lease_id = :lease AND status = 'running' RETURNING attempts"
+            ),
+            {"e": error, "s": lease_seconds, "id": job.job_id, "lease": job.lease_id},
+        ).scalar()
+    return dataclasses.replace(job, attempts=attempts) if attempts is not None else None
 
 
 def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
@@ -121,16 +138,12 @@ def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
 
 
 def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list[str]:
-    """Requeue jobs whose dispatcher died (same node preferred), or fail them after the attempts."""
+    """Fail jobs whose lease expired once too often, and queued retries no node can take; their task ids.
+
+    A job whose lease expired with attempts left stays with its node for a
+    dispatcher to take over (``JobQueue.adopt_expired``).
+    """
     with db.session() as session:
-        requeued = session.execute(
-            text(
-                "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, "
-                "next_attempt_at = now(), last_error = 'lease expired', updated_at = now() "
-                "WHERE status = 'running' AND lease_expires_at < now() AND attempts < :max RETURNING id"
-            ),
-            {"max": settings.max_attempts},
-        ).all()
         message = f"dispatch attempts exhausted: the lease expired {settings.max_attempts} times without a result"
         failed = session.execute(
             text(
@@ -158,6 +171,4 @@ def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list
         ).all()
         for (task_id,) in [*failed, *stranded]:
             finish_task(session, task_id, TaskStatus.FAILED)
-    for (job_id,) in requeued:
-        log.info("job %s: lease expired, back in the queue", job_id)
     return [str(t) for (t,) in [*failed, *stranded]]

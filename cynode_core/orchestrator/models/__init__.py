@@ -7,12 +7,16 @@ from cynode_core.orchestrator.models.auth import (
     RefreshSession,
     User,
 )
+from cynode_core.orchestrator.models.dispatch import DispatchTurn
+from cynode_core.orchestrator.models.maintenance import MaintenanceRun, TaskStatusCount
 from cynode_core.orchestrator.models.nodes import Node, NodeCapability
 from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
 
 __all__ = [
     "AuthAuditLog",
+    "DispatchTurn",
     "Job",
+    "MaintenanceRun",
     "Node",
     "NodeCapability",
     "PasswordCredential",
@@ -21,5 +25,6 @@ __all__ = [
     "RefreshSession",
     "Task",
     "TaskArtifact",
+    "TaskStatusCount",
     "User",
 ]

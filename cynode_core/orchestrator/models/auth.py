@@ -56,6 +56,7 @@ class RefreshSession(TimestampMixin, Base):
         Index("idx_refresh_sessions_active_expires", "is_active", "expires_at"),
         Index("idx_refresh_sessions_token_hash", "refresh_token_hash", unique=True),
         Index("idx_refresh_sessions_family", "family_id", "is_active"),
+        Index("idx_refresh_sessions_expires_at", "expires_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -91,10 +92,11 @@ class AuthAuditLog(Base):
 class RateLimitCounter(Base):
     """A fixed-window counter shared by every orchestrator on the database.
 
-    Keys look like ``login-ip:<address>`` or ``login-handle:<handle>``.
+    Keys name the limit and what it counts, e.g. ``login-ip:<address>`` (services/rate_limits).
     """
 
     __tablename__ = "rate_limit_counters"
+    __table_args__ = (Index("idx_rate_limit_counters_window_start", "window_start"),)
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -33,6 +33,8 @@ class Node(TimestampMixin, Base):
     worker_api_target_url: Mapped[str | None] = mapped_column(Text)
     worker_api_url_override: Mapped[str | None] = mapped_column(Text)
     worker_api_bearer_token: Mapped[str | None] = mapped_column(Text)
+    # The ``jti`` of the node JWT of the latest registration; older node JWTs are refused.
+    node_jwt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     config_ack_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     config_ack_status: Mapped[str | None] = mapped_column(Text)
     config_ack_error: Mapped[str | None] = mapped_column(Text)
@@ -48,7 +50,7 @@ class NodeCapability(Base):
 
     __tablename__ = "node_capabilities"
     __table_args__ = (
-        Index("idx_node_capabilities_node_id", "node_id"),
+        Index("idx_node_capabilities_node_reported", "node_id", "reported_at"),
         Index("idx_node_capabilities_reported_at", "reported_at"),
     )
 

@@ -26,6 +26,9 @@ from cynode_core.contract.job import JobStatus, TaskStatus
 from cynode_core.orchestrator.db import Base, new_id
 from cynode_core.orchestrator.models.auth import TimestampMixin
 
+# The owner of jobs whose task has no creator (jobs.owner_id is never NULL).
+NO_OWNER = uuid.UUID(int=0)
+
 
 def _single_column_indexes(table: str, *columns: str) -> tuple[Index, ...]:
     """``idx_<table>_<column>`` on each column."""
@@ -90,10 +93,15 @@ class Job(TimestampMixin, Base):
         Index("idx_jobs_lease_expires_at", "lease_expires_at", postgresql_where=text("lease_expires_at IS NOT NULL")),
         Index("idx_jobs_queue", "created_at", "id", postgresql_where=text("status = 'queued'")),
         Index("idx_jobs_running_node", "node_id", postgresql_where=text("status = 'running'")),
+        # The fair claim walks owners of queued jobs and counts each owner's running ones (dispatch/fair_order.py).
+        Index("idx_jobs_queue_owner", "owner_id", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("idx_jobs_running_owner", "owner_id", postgresql_where=text("status = 'running'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     task_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"))
+    # Whose share of the dispatch the job takes: its task's creator, the nil UUID for a task without one.
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, server_default=text(f"'{NO_OWNER}'"), default=NO_OWNER)
     node_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("nodes.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"), default="queued")
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

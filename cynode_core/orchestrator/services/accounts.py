@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from cynode_core.contract import Identity
 from cynode_core.contract.errors import Conflict, NotFound
 from cynode_core.orchestrator.models import PasswordCredential, RefreshSession, User
-from cynode_core.orchestrator.services import audit
+from cynode_core.orchestrator.services import audit, rate_limits
 from cynode_core.orchestrator.services.passwords import HASH_ALG, hash_password
 from cynode_core.private_files import write_private
 
@@ -81,6 +81,21 @@ def set_active(session: Session, handle: str, active: bool) -> User:
     user.is_active = active
     if not active:
         revoke_sessions(session, user.id, reason="user disabled")
+    return user
+
+
+def unlock(session: Session, handle: str) -> User:
+    """End the slow-down of a user's failed logins for every address (``cynode admin user unlock``)."""
+    user = get_by_handle(session, handle)
+    cleared = rate_limits.unlock(session, handle)
+    audit.record(
+        session,
+        "account_unlocked",
+        success=True,
+        user_id=user.id,
+        subject_handle=handle,
+        reason=f"{cleared} failed-login counters cleared",
+    )
     return user
 
 

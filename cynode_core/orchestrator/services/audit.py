@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from cynode_core.orchestrator.models import AuthAuditLog
+from cynode_core.orchestrator.services import throttle
+
+# A throttle that refuses a flood writes one audit row per key and window, not one per request.
+THROTTLED_AUDIT_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who sent a request, as the audit log records it."""
+
+    ip: str | None
+    user_agent: str | None
 
 
 def record(
@@ -31,4 +44,21 @@ def record(
             user_agent=user_agent[:512] if user_agent else user_agent,
             reason=reason,
         )
+    )
+
+
+def record_throttled(
+    session: Session, throttle_key: str, event_type: str, client: ClientInfo, *, subject_handle: str | None = None
+) -> None:
+    """Audit a request refused by the throttle ``throttle_key``: the first refusal of each window only."""
+    if throttle.take(session, f"audit:{throttle_key}", limit=1, window=THROTTLED_AUDIT_WINDOW) is None:
+        return
+    record(
+        session,
+        event_type,
+        success=False,
+        subject_handle=subject_handle,
+        ip_address=client.ip,
+        user_agent=client.user_agent,
+        reason="rate limited",
     )

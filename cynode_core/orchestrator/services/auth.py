@@ -21,16 +21,11 @@ import pluggy
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from cynode_core.contract.errors import NotAuthenticated, RateLimited, Unavailable
+from cynode_core.contract.errors import NotAuthenticated, Unavailable
 from cynode_core.orchestrator.models import PasswordCredential, RefreshSession, User
-from cynode_core.orchestrator.services import accounts, audit, throttle
+from cynode_core.orchestrator.services import accounts, audit, rate_limits
+from cynode_core.orchestrator.services.audit import ClientInfo
 from cynode_core.orchestrator.settings import OrchestratorSettings
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    ip: str | None
-    user_agent: str | None
 
 
 @dataclass(frozen=True)
@@ -93,19 +88,21 @@ def password_check_slot(settings: OrchestratorSettings) -> Iterator[None]:
         slot.release()
 
 
-def check_ip_limit(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
-    """Count a login attempt for the client address; 429 past the per-minute limit."""
-    key = f"login-ip:{client.ip or 'unknown'}"
-    if throttle.take(session, key, limit=settings.login_rate_per_minute, window=60) is None:
-        wait = throttle.retry_after(session, key, window=60)
-        raise _audit_and_refuse(
-            session,
-            RateLimited("Too many login attempts", retry_after=wait),
-            "login_failure",
-            client,
-            reason="rate limited",
-        )
-    session.commit()
+def check_login_source(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
+    """Count a login attempt for the client address; 429 past its limits (services/rate_limits)."""
+    rate_limits.check_login_source(session, settings, client)
+
+
+def check_refresh_source(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
+    """Count a refresh attempt for the client address; 429 past the per-minute limit."""
+    rate_limits.count_attempt(
+        session,
+        rate_limits.REFRESH_ATTEMPTS,
+        settings.refresh_rate_per_minute,
+        "Too many refresh attempts",
+        "refresh_failure",
+        client,
+    )
 
 
 def login(
@@ -117,25 +114,17 @@ def login(
     password: str,
     client: ClientInfo,
 ) -> IssuedPair:
-    """Authenticate through the ``cynode_authenticate`` hook and open a session family."""
-    handle_key = f"login-handle:{handle}"
-    wait = throttle.is_full(
-        session, handle_key, limit=settings.login_handle_failures, window=settings.login_handle_window
-    )
-    if wait is not None:
-        raise _audit_and_refuse(
-            session,
-            RateLimited("Too many failed logins for this user", retry_after=wait),
-            "login_failure",
-            client,
-            subject_handle=handle,
-            reason="rate limited",
-        )
+    """Authenticate through the ``cynode_authenticate`` hook and open a session family.
+
+    An address that has been failing on this account may have to wait first
+    (429); other addresses never do (services/rate_limits).
+    """
+    rate_limits.check_account(session, settings, handle, client)
     identity = pm.hook.cynode_authenticate(handle=handle, password=password)
     user = accounts.user_for_identity(session, identity) if identity is not None else None
     if user is None or not user.is_active:
         reason, user_id = _failure_reason(session, handle, identity is not None)
-        throttle.bump(session, handle_key, window=settings.login_handle_window)
+        rate_limits.record_failure(session, settings, handle, client)
         raise _audit_and_refuse(
             session,
             NotAuthenticated("Invalid credentials"),
@@ -145,6 +134,7 @@ def login(
             reason=reason,
             user_id=user_id,
         )
+    rate_limits.record_success(session, handle, client)
     pair = _start_session(session, issuer, user, uuid.uuid4())
     audit.record(
         session,

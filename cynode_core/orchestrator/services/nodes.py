@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from ulid import ULID
 
 from cynode_core.contract.errors import InvalidInput, NotAuthenticated, NotFound
 from cynode_core.orchestrator.models import Job, Node, NodeCapability
-from cynode_core.orchestrator.services import audit
+from cynode_core.orchestrator.services import audit, rate_limits
+from cynode_core.orchestrator.services.audit import ClientInfo
 from cynode_core.orchestrator.services.node_urls import checked_worker_url
 from cynode_core.orchestrator.services.secrets import TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
 
 ACK_STATUSES = ("applied", "failed")
 
@@ -75,7 +79,12 @@ def register(
     *,
     client_ip: str | None,
 ) -> tuple[Node, bool]:
-    """Create or re-register a node; a re-registration rotates its Worker API token."""
+    """Create or re-register a node; a re-registration rotates its Worker API token.
+
+    Every registration names a new node JWT id (``node_jwt_id``): the JWT of
+    the previous registration of the slug stops working at once, whoever
+    registers (docs/decisions.md, Orchestrator 17).
+    """
     assert settings.node_psk is not None
     if not psk_matches(psk, settings.node_psk):
         audit.record(session, "node_register", success=False, ip_address=client_ip, reason="invalid psk")
@@ -93,6 +102,9 @@ def register(
     if node is None:
         node = Node(node_slug=slug)
         session.add(node)
+    else:
+        _warn_if_live(node, settings, client_ip)
+    node.node_jwt_id = uuid.uuid4()
     node.status = "active"
     # A fresh token means a fresh configuration the node must fetch and ack again.
     node.worker_api_bearer_token = cipher.encrypt(secrets.token_urlsafe(32))
@@ -105,9 +117,41 @@ def register(
         success=True,
         subject_handle=slug,
         ip_address=client_ip,
-        reason=None if created else "worker api token rotated",
+        reason=None if created else "previous node token revoked; worker api token rotated",
     )
     return node, created
+
+
+def _warn_if_live(node: Node, settings: OrchestratorSettings, client_ip: str | None) -> None:
+    """Say so in the log when a slug that was reporting lately is registered again (a restart, or not)."""
+    if node.last_seen_at is None:
+        return
+    silent = (dt.datetime.now(dt.UTC) - node.last_seen_at).total_seconds()
+    if silent < settings.node_heartbeat_timeout:
+        log.warning(
+            "node %s registered again from %s while live (last heard %.0f s ago); its previous node token is revoked",
+            node.node_slug,
+            client_ip or "an unknown address",
+            silent,
+        )
+
+
+def node_jwt_current(session: Session, node_id: uuid.UUID, jwt_id: uuid.UUID) -> bool:
+    """False when ``jwt_id`` is not the node's latest registration; a node without a row passes (its route 404s)."""
+    current = session.execute(select(Node.node_jwt_id).where(Node.id == node_id)).first()
+    return current is None or current[0] == jwt_id
+
+
+def check_register_source(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
+    """Count a registration attempt for the client address; 429 past the per-minute limit."""
+    rate_limits.count_attempt(
+        session,
+        rate_limits.REGISTER_ATTEMPTS,
+        settings.register_rate_per_minute,
+        "Too many registration attempts",
+        "node_register",
+        client,
+    )
 
 
 def report_capability(

@@ -7,9 +7,7 @@ commit), so a task is never half-created and never waits for a poll.
 
 from __future__ import annotations
 
-import contextvars
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +25,12 @@ from cynode_core.contract.job import (
     result_from_storage,
 )
 from cynode_core.orchestrator.models import Job, Node, Project, Task, TaskArtifact
-from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_job
+from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_in_background, run_timeout
 from cynode_core.orchestrator.services.nodes import worker_token
 from cynode_core.orchestrator.services.prompt_job import prompt_payload
 from cynode_core.orchestrator.services.secrets import TokenCipher
 from cynode_core.orchestrator.services.task_events import task_finished
+from cynode_core.orchestrator.services.task_limits import check_queue_room
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 NOTIFY_CHANNEL = "cynode_jobs"
@@ -124,8 +123,10 @@ def create_task(
             raise InvalidInput("Invalid project_id")
     else:
         project_id = default_project(session, user_id)
-    # Names are unique per user: serialise this user's creates on their row.
+    # One create per user at a time, on every orchestrator: the queue limit
+    # and the unique name count what the previous create wrote.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"task-name:{user_id}"})
+    check_queue_room(session, settings, user_id)
     name = _unique_name(session, user_id, new.task_name)
     task = Task(
         created_by=user_id,
@@ -144,7 +145,9 @@ def create_task(
         if path and len(path) <= MAX_ATTACHMENT_LEN and path not in kept:
             kept.append(path)
             session.add(TaskArtifact(task_id=task.id, path=path, storage_ref=""))
-    session.add(Job(task_id=task.id, status=JobStatus.QUEUED, payload=job_payload(settings, new).to_json()))
+    session.add(
+        Job(task_id=task.id, owner_id=user_id, status=JobStatus.QUEUED, payload=job_payload(settings, new).to_json())
+    )
     session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
     session.flush()
     return TaskWithAttachments(task, kept)
@@ -221,7 +224,12 @@ class CancelTarget:
 
 
 def cancel(session: Session, cipher: TokenCipher, task: Task) -> list[CancelTarget]:
-    """Mark the task and its open jobs canceled; return the running jobs a node must stop."""
+    """Mark the task and its open jobs canceled; return the jobs a node must stop.
+
+    That is every open job that was sent to a node (``node_id``): a job the
+    dispatcher holds on a node it lost contact with keeps that node until
+    the node has said it does not run it (decisions.md Dispatch 9).
+    """
     session.execute(
         update(Task)
         .where(Task.id == task.id, Task.status.not_in(TASK_TERMINAL))
@@ -246,25 +254,16 @@ def cancel(session: Session, cipher: TokenCipher, task: Task) -> list[CancelTarg
 
 
 def cancel_task(state: Any, task: Task, request_id: str | None) -> None:
-    """Cancel a task: in the database at once, then on the nodes running its jobs (in the background).
+    """Cancel a task: in the database at once, then on the nodes holding its jobs (in the background).
 
-    ``state`` is the orchestrator's (``db``, ``cipher``, ``pm``). The nodes
-    hear of it under ``request_id``; plugins get ``cynode_task_finished``.
+    ``state`` is the orchestrator's (``db``, ``cipher``, ``pm``,
+    ``settings``). The node a job was sent to hears of it under
+    ``request_id``, also when it is out of reach for now: the cancel is sent
+    again until it answers, for as long as it may still run the job
+    (decisions.md Dispatch 9). Plugins get ``cynode_task_finished``.
     """
     with state.db.session() as session:
         targets = cancel(session, state.cipher, session.merge(task))
-    if targets:
-        # A copy of the caller's context: the thread's log lines keep its request id.
-        context = contextvars.copy_context()
-        threading.Thread(
-            target=context.run,
-            args=(_stop_on_nodes, targets, request_id),
-            name=f"cancel-{task.id}",
-            daemon=True,
-        ).start()
-    task_finished(state, str(task.id))
-
-
-def _stop_on_nodes(targets: list[CancelTarget], request_id: str | None) -> None:
     for target in targets:
-        cancel_job(target.node, str(target.job_id), request_id)
+        cancel_in_background(target.node, str(target.job_id), within=run_timeout(state.settings), request_id=request_id)
+    task_finished(state, str(task.id))

@@ -9,15 +9,31 @@ from cynode_core.contract import SandboxSpec
 
 LABEL_TASK_ID = "cynodeai.task_id"
 LABEL_JOB_ID = "cynodeai.job_id"
+LABEL_NODE = "cynodeai.node"  # the spec's owner: whose leftovers a sweep removes
 WORKSPACE = "/workspace"
 NAME_PREFIX = "cynode-job-"
 _CPU_PERIOD = 100_000  # podman-py ignores nano_cpus; a CFS quota per period does the same
 _UNSAFE_NAME = re.compile(r"[^a-zA-Z0-9_.-]")
+# conmon's k8s-file log puts "<35-byte timestamp> stdout F " before each line of a job's.
+K8S_LINE_OVERHEAD = 45
+LOG_SIZE_FLOOR = 1024 * 1024
+LOG_SIZE_CEILING = 256 * 1024 * 1024
 
 
 def container_name(job_id: str) -> str:
     """The container name of a job (characters Podman refuses become ``_``)."""
     return NAME_PREFIX + _UNSAFE_NAME.sub("_", job_id)
+
+
+def log_size_max(max_output_bytes: int) -> int:
+    """The size cap of a job's container log, from the cap on each of its streams.
+
+    Room for both streams' caps even as lines of one byte each (the worst
+    case of the per-line overhead), within 1 MiB to 256 MiB. Podman starts a
+    new log file past it; the runtime reads the first one (see ``output``).
+    """
+    wanted = 2 * (K8S_LINE_OVERHEAD + 1) * max(max_output_bytes, 0)
+    return min(max(wanted, LOG_SIZE_FLOOR), LOG_SIZE_CEILING)
 
 
 def create_options(spec: SandboxSpec) -> dict[str, Any]:
@@ -29,7 +45,11 @@ def create_options(spec: SandboxSpec) -> dict[str, Any]:
         mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
     options: dict[str, Any] = {
         "name": container_name(spec.job_id),
-        "labels": {LABEL_TASK_ID: spec.task_id, LABEL_JOB_ID: spec.job_id},
+        "labels": {
+            LABEL_TASK_ID: spec.task_id,
+            LABEL_JOB_ID: spec.job_id,
+            **({LABEL_NODE: spec.owner} if spec.owner else {}),
+        },
         "environment": dict(spec.env),
         "user": spec.user,
         # Every Phase 1 policy, known or not, is deny-all: no interface but lo.
@@ -43,7 +63,8 @@ def create_options(spec: SandboxSpec) -> dict[str, Any]:
         # Podman copies proxy variables from the service's environment otherwise.
         "use_config_proxy": False,
         # Logs are read after the exit; k8s-file keeps them regardless of journald.
-        "log_config": {"Type": "k8s-file"},
+        # Its size cap keeps a job that floods its output from filling the disk.
+        "log_config": {"Type": "k8s-file", "Config": {"size": log_size_max(spec.max_output_bytes)}},
     }
     # None means "no limit" (SandboxSpec); without an explicit -1 Podman applies
     # its own default (2048 from containers.conf), so "no limits" would not be.

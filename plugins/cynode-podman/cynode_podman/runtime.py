@@ -1,9 +1,10 @@
 """``PodmanRuntime``: one hardened container per job through podman-py on the REST socket.
 
-Per job: create, start, wait, logs, remove — five calls on one shared client.
+Per job: create, init, start, wait, remove — five calls on one shared client.
 ``wait`` polls every 10 ms instead of Podman's 250 ms default, and its HTTP
-read timeout is the job timeout, so no timer thread is needed. Logs are read
-once the container stopped (Podman keeps them in a k8s-file log).
+read timeout is the job timeout, so no timer thread is needed. The output is
+read once the container stopped, from its size-capped k8s-file log, opened
+between init and start (see ``output``).
 
 The runtime keeps no record of cancellation: ``cancel`` kills the job's
 container, found by its name, if it is running, and the node (the one
@@ -19,15 +20,16 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import requests
 from podman import PodmanClient
 from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
-from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxSpec
-from cynode_podman.container_config import container_name, create_options
-from cynode_podman.output import CappedBuffer, read_frames
+from cynode_core.contract import LeftoverJob, RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
+from cynode_podman.output import CappedBuffer, log_was_cut, open_log, read_frames, read_k8s_log
 from cynode_podman.service import PodmanService
 
 EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
@@ -162,6 +164,39 @@ class PodmanRuntime:
             return False
         return True
 
+    def sweep(self, owner: str) -> list[LeftoverJob]:
+        """Kill and remove every container labelled ``cynodeai.node=<owner>``, in any state; return their jobs.
+
+        Podman's label filter finds them, not this object's memory: a node
+        calls it at start for what its killed predecessor left. The kill
+        comes first, since a removal would first wait out the stop timeout
+        of a job that ignores SIGTERM.
+        """
+        if not owner:
+            raise ValueError("a sweep needs the owner its containers are labelled with")
+        try:
+            # One "key=value" string: podman-py passes a list here on as is, which matches nothing.
+            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={owner}"})
+        except APIError as exc:
+            raise RuntimeUnavailable(f"podman service at {self._url()} cannot list containers: {exc}") from exc
+        swept, failed = [], []
+        for container in found:
+            labels = container.labels or {}
+            _kill(container)
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as exc:
+                failed.append(f"{container.name}: {_explain(exc)}")
+                continue
+            swept.append(LeftoverJob(labels.get(LABEL_JOB_ID, ""), labels.get(LABEL_TASK_ID, "")))
+        if failed:
+            raise RuntimeUnavailable(
+                f"podman could not remove {len(failed)} leftover container(s): {'; '.join(failed)}"
+            )
+        return swept
+
     def close(self) -> None:
         """Close the client and stop the private service, if any. Idempotent."""
         with self._lock:
@@ -193,23 +228,23 @@ class PodmanRuntime:
         self, client: PodmanClient, container: Container, spec: SandboxSpec, started_at: dt.datetime
     ) -> SandboxOutcome:
         """Start the container, wait for its end (or timeout) and read its capped output."""
+        log: BinaryIO | None = None
         try:
-            container.start()
-        except APIError as exc:
-            message = _explain(exc)
-            code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
-            return _runtime_failure(code, f"cannot start the container: {message}", started_at)
-        container_started_at = _now()
-        exit_code, timed_out = self._wait(container, spec.timeout_seconds)
-        stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
-        response = client.api.get(
-            f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True
-        )
-        try:
-            response.raise_for_status()
-            read_frames(response.raw, stdout, stderr)
+            try:
+                # init runs conmon, which opens the log: it is opened here before the job can write to it.
+                container.init()
+                log = open_log(_log_path(container))
+                container.start()
+            except APIError as exc:
+                message = _explain(exc)
+                code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
+                return _runtime_failure(code, f"cannot start the container: {message}", started_at)
+            container_started_at = _now()
+            exit_code, timed_out = self._wait(container, spec.timeout_seconds)
+            stdout, stderr = self._read_output(client, container, log, spec.max_output_bytes)
         finally:
-            response.close()  # stops the transfer when both caps were reached early
+            if log is not None:
+                log.close()
         return SandboxOutcome(
             status="timeout" if timed_out else "completed" if exit_code == 0 else "failed",
             exit_code=-1 if timed_out else exit_code,
@@ -221,6 +256,27 @@ class PodmanRuntime:
             ended_at=_now(),
             container_started_at=container_started_at,
         )
+
+    def _read_output(
+        self, client: PodmanClient, container: Container, log: BinaryIO | None, cap: int
+    ) -> tuple[CappedBuffer, CappedBuffer]:
+        """The job's capped stdout and stderr: from its log file, else through Podman's logs endpoint."""
+        stdout, stderr = CappedBuffer(cap), CappedBuffer(cap)
+        if log is not None:
+            read_k8s_log(log, stdout, stderr)
+            if log_was_cut(log):
+                # Output past the log's cap was dropped unread, of either stream.
+                stdout.truncated = stderr.truncated = True
+            return stdout, stderr
+        response = client.api.get(
+            f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True
+        )
+        try:
+            response.raise_for_status()
+            read_frames(response.raw, stdout, stderr)
+        finally:
+            response.close()  # stops the transfer when both caps were reached early
+        return stdout, stderr
 
     def _create(self, client: PodmanClient, spec: SandboxSpec) -> Container:
         """Create the job's container, replacing a stale one of the same name.
@@ -265,6 +321,13 @@ class PodmanRuntime:
 
     def _url(self) -> str:
         return self._socket_url or (self._service.url if self._service else "<not started>")
+
+
+def _log_path(container: Container) -> str | None:
+    """Where conmon writes the container's k8s-file log (from the inspect data of its creation)."""
+    config = (container.attrs.get("HostConfig") or {}).get("LogConfig") or {}
+    path = config.get("Path")
+    return str(path) if path else None
 
 
 def _kill(container: Container) -> None:

@@ -1,4 +1,16 @@
-"""A private ``podman system service`` for one node, started and stopped by the runtime."""
+"""A private ``podman system service`` for one node, started and stopped by the runtime.
+
+The service and the containers it starts end with the node agent, however
+the agent ends. The service runs under a lifeline watcher
+(:mod:`cynode_core.lifeline`) that adopts the ``conmon`` process Podman
+leaves behind for each container (conmon outlives the service, and keeps
+its container running). When the agent ends, or the service is stopped,
+the watcher runs ``python -m cynode_podman.service remove-containers``,
+which removes every container whose conmon it adopted (``podman rm -f``),
+then ends the service and whatever is left. Containers of other nodes on
+the same host are not touched: only this service's conmons are children of
+this watcher.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +19,13 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
+from cynode_core import lifeline
 from cynode_core.contract import RuntimeUnavailable
 
 # Podman needs runc and lowered rlimits on our machines (see ENVIRONMENT.md);
@@ -100,20 +114,23 @@ class PodmanService:
         if len(self.socket_path) > _MAX_SOCKET_PATH:
             self._socket_dir = tempfile.mkdtemp(prefix="cynode-podman-")
             self.socket_path = os.path.join(self._socket_dir, "podman.sock")
-        # A service left by a node agent that was SIGKILLed (it runs in its own
-        # session, so it outlives the agent) is stopped before a new one starts.
+        # A service whose agent died while its watcher could not act (both killed
+        # at once) is stopped before a new one starts.
         _stop_leftover(self.run_dir / "service.pid")
         # A socket file left by a killed service would make the bind fail.
         Path(self.socket_path).unlink(missing_ok=True)
         log_path = self.run_dir / "service.log"
         self._log = open(log_path, "ab")  # noqa: SIM115 - held open for the service's whole life
-        self._proc = subprocess.Popen(
+        # In a session of its own (a Ctrl-C meant for the node must not kill it mid-job),
+        # under a watcher that ends it, and its containers, when this process ends.
+        self._proc = lifeline.spawn(
             [podman, "system", "service", "--time=0", self.url],
+            cleanup=[sys.executable, "-m", __name__, "remove-containers"],
+            adopt_orphans=True,
             env=service_env(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
-            start_new_session=True,  # a Ctrl-C meant for the node must not kill it mid-job
         )
         (self.run_dir / "service.pid").write_text(str(self._proc.pid))
         atexit.register(self.stop)
@@ -132,12 +149,7 @@ class PodmanService:
         atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            lifeline.stop(proc, grace=10)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -172,3 +184,41 @@ def _stop_leftover(pid_file: Path) -> None:
     except Exception:  # noqa: BLE001 - gone already, not ours, or will not die: nothing more to do here
         pass
     pid_file.unlink(missing_ok=True)
+
+
+def adopted_containers(watcher: int) -> list[str]:
+    """The ids of the containers whose ``conmon`` is a child of ``watcher`` (``conmon -c <id>``)."""
+    ids = []
+    for _pid, argv in lifeline.children(watcher):
+        if argv and os.path.basename(argv[0]) == "conmon" and "-c" in argv[:-1]:
+            ids.append(argv[argv.index("-c") + 1])
+    return ids
+
+
+def remove_containers(watcher: int) -> list[str]:
+    """Kill and remove the containers of the service under ``watcher``; their ids.
+
+    The local ``podman`` command does it, not the service's socket: it works
+    whether the service still answers or has already ended.
+    """
+    ids = adopted_containers(watcher)
+    podman = shutil.which("podman", path=service_env()["PATH"])
+    if ids and podman:
+        subprocess.run(
+            [podman, "rm", "--force", "--time", "0", "--ignore", *ids],
+            env=service_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=50,
+            check=False,
+        )
+    return ids
+
+
+if __name__ == "__main__":
+    # The lifeline cleanup of a private service: this process is the watcher's child.
+    if sys.argv[1:] != ["remove-containers"]:
+        sys.exit("usage: python -m cynode_podman.service remove-containers")
+    removed = remove_containers(os.getppid())
+    if removed:
+        print(f"cynode-podman: removed {len(removed)} container(s) left running: {' '.join(removed)}", flush=True)

@@ -2,18 +2,20 @@
 
 A job is one ``podman run --rm`` with the hardening flags the contract
 demands; a timeout or a cancel is a ``podman kill``. Nothing is held
-between jobs.
+between jobs. It has the contract's optional ``sweep``: the containers a
+node's earlier process left are found by their ``cynodeai.node`` label.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import threading
 from typing import IO
 
-from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_core.contract import LeftoverJob, RuntimeUnavailable, SandboxOutcome, SandboxSpec
 
 CONTAINERS_CONF = "/etc/cynode/containers.conf"
 
@@ -86,6 +88,7 @@ class PodmanCliRuntime:
             "--label",
             f"cynodeai.job_id={spec.job_id}",
         ]
+        argv += ["--label", f"cynodeai.node={spec.owner}"] if spec.owner else []
         argv += ["--read-only"] if spec.read_only_root else []
         argv += [f"--pids-limit={spec.pids_limit}"] if spec.pids_limit else []
         argv += [f"--memory={spec.memory_limit}"] if spec.memory_limit else []
@@ -136,6 +139,24 @@ class PodmanCliRuntime:
             self._canceled[job_id] = True
         self._podman("kill", f"cynode-cli-{job_id}")
         return True
+
+    def sweep(self, owner: str) -> list[LeftoverJob]:
+        """Kill and remove every container labelled ``cynodeai.node=<owner>``; the jobs they ran."""
+        if not owner:
+            raise ValueError("sweep needs an owner")
+        listed = self._podman("ps", "-a", "--filter", f"label=cynodeai.node={owner}", "--format", "json")
+        if listed.returncode != 0:
+            raise RuntimeUnavailable(f"podman ps failed: {listed.stderr.strip()}")
+        found = json.loads(listed.stdout or "[]")
+        if not found:
+            return []
+        ids = [entry["Id"] for entry in found]
+        self._podman("kill", *ids)  # some may have exited already: rm below is what counts
+        removed = self._podman("rm", "-f", "--ignore", *ids)
+        if removed.returncode != 0:
+            raise RuntimeUnavailable(f"podman rm failed: {removed.stderr.strip()}")
+        labels = [entry.get("Labels") or {} for entry in found]
+        return [LeftoverJob(label.get("cynodeai.job_id", ""), label.get("cynodeai.task_id", "")) for label in labels]
 
     def version(self) -> str:
         """The podman client version."""

@@ -1,0 +1,70 @@
+"""The body-taking endpoints of each surface, with a valid body each (see ``hostile.Endpoint``)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fuzz.clients import FUZZ_PASSWORD, FUZZ_USER, NODE_SLUG, capability
+from fuzz.hostile import Endpoint
+
+ORCHESTRATOR_ENDPOINTS = [
+    Endpoint("login", "/v1/auth/login", {"handle": FUZZ_USER, "password": FUZZ_PASSWORD, "extra": 1}),
+    Endpoint("refresh", "/v1/auth/refresh", {"refresh_token": "not-a-token", "extra": 1}),
+    Endpoint("logout", "/v1/auth/logout", {"refresh_token": "not-a-token", "extra": 1}, token="user"),
+    Endpoint(
+        "create_task",
+        "/v1/tasks",
+        {
+            "prompt": "echo hi",
+            "input_mode": "commands",
+            "use_inference": False,
+            "task_name": "fuzz",
+            "project_id": "p",
+            "attachments": ["a.txt"],
+            "use_sba": False,
+        },
+        token="user",
+    ),
+    Endpoint("register", "/v1/nodes/register", {"psk": "<psk>", "capability": capability("fuzz-register")}),
+    Endpoint("capability", "/v1/nodes/capability", capability(NODE_SLUG), token="node"),
+    Endpoint(
+        "config_ack",
+        "/v1/nodes/config",
+        {
+            "version": 1,
+            "node_slug": NODE_SLUG,
+            "config_version": "1",
+            "ack_at": "2026-01-01T00:00:00Z",
+            "status": "applied",
+            "error": {"code": "none"},
+        },
+        token="node",
+    ),
+]
+_EXAMPLE_TASK, _EXAMPLE_JOB = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+RUN_JOB = Endpoint(
+    "run_job",
+    "/v1/worker/jobs:run",
+    {
+        "version": 1,
+        "task_id": _EXAMPLE_TASK,
+        "job_id": _EXAMPLE_JOB,
+        "sandbox": {
+            "image": "busybox",
+            "command": ["echo", "hi"],
+            "env": {"A": "b"},
+            "timeout_seconds": 5,
+            "network_policy": "none",
+            "use_inference": False,
+            "job_spec_json": "{}",
+        },
+    },
+    token="worker",
+)
+
+
+def with_fresh_ids(body: bytes) -> bytes:
+    """A run request with new task and job ids: a repeated job_id is answered from the node's record, not run."""
+    for example in (_EXAMPLE_TASK, _EXAMPLE_JOB):
+        body = body.replace(example.encode(), str(uuid.uuid4()).encode())
+    return body
