@@ -25,7 +25,9 @@ PLUGIN_NAME = "least-loaded"
 # (dispatch/fair_order.py) that this claimer can lock. The slot count is a
 # snapshot; the node itself refuses work beyond its slots (503) and such a
 # job goes back to the queue without using an attempt. Nodes that just
-# refused a connection (suspects) go last; a job retried after a lost lease
+# refused a connection (suspects) get no job while any other node is ready,
+# even a full one (the job waits for its slot, as the two-step claim does);
+# a job retried after a lost lease
 # prefers the node it was on (that node answers a repeat from its stored
 # result). The owner's turn is recorded only when the job was taken.
 _PLACE_AND_TAKE = """
@@ -38,6 +40,7 @@ _PLACE_AND_TAKE = """
           AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
     ), pick AS (
         SELECT cand.* FROM cand, j WHERE cand.free > 0
+          AND (cand.id <> ALL(%(suspects)s) OR NOT EXISTS (SELECT 1 FROM cand c WHERE c.id <> ALL(%(suspects)s)))
         ORDER BY (cand.id = ANY(%(suspects)s)) ASC, (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
     ), u AS (
         UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
