@@ -87,7 +87,16 @@ def test_the_watcher_is_driven_like_its_command() -> None:
 def test_children_lists_a_process_s_children() -> None:
     child = subprocess.Popen(["sleep", "30"])
     try:
-        assert (child.pid, ["sleep", "30"]) in lifeline.children(os.getpid())
+        # Right after the fork the child's command line is empty until it has exec'd.
+        wait_until(lambda: (child.pid, ["sleep", "30"]) in lifeline.children(os.getpid()), 10, "sleep in the list")
+        assert all(ppid_of(pid) == os.getpid() for pid, _ in lifeline.children(os.getpid()))
     finally:
         child.kill()
         child.wait()
+
+
+def ppid_of(pid: int) -> int | None:
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
+        return os.getpid()  # ended meanwhile: it was a child
