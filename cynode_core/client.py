@@ -2,13 +2,17 @@
 
 Credentials live in ``$XDG_CONFIG_HOME/cynode/credentials.json`` (mode 0600).
 A 401 on a call triggers one refresh with the stored refresh token, then
-the call is retried once.
+the call is retried once. :meth:`GatewayClient.follow_logs` reads a task's
+server-sent events (docs/wire_contract.md#tasks-logs-follow) and resumes
+after a dropped connection where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,8 @@ import requests
 from cynode_core.private_files import write_private
 
 DEFAULT_URL = "http://127.0.0.1:12080"
+# Reconnections of a log follow in a row without an event in between before it gives up.
+FOLLOW_RECONNECTS = 8
 
 
 def credentials_path() -> Path:
@@ -50,6 +56,43 @@ class Credentials:
             return cls(data["url"], data["access_token"], data["refresh_token"])
         except (OSError, ValueError, KeyError):
             return None
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: its type, its data lines joined, and the stream's last id when it came."""
+
+    event: str
+    data: str
+    id: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def parse_events(chunks: Iterable[bytes]) -> Iterator[ServerEvent]:
+    """The events of a ``text/event-stream`` body arriving in ``chunks`` (comments and ``retry`` skipped)."""
+    pending = b""
+    name, last_id = "", None
+    data: list[str] = []
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line:
+                if data:
+                    yield ServerEvent(name or "message", "\n".join(data), last_id)
+                name, data = "", []
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            elif field == "id" and "\0" not in value:
+                last_id = value
 
 
 class GatewayClient:
@@ -90,6 +133,50 @@ class GatewayClient:
     def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
         """The decoded JSON body of a successful answer; ``ApiError`` for an error answer."""
         return self._decode(self.request(method, path, auth=auth, **kwargs))
+
+    def follow_logs(self, ref: str, *, stream: str = "all", last_event_id: str | None = None) -> Iterator[ServerEvent]:
+        """A task's events as they come, until its ``end`` event (docs/wire_contract.md#tasks-logs-follow).
+
+        A connection that drops (or goes quiet past ``timeout``) is opened
+        again with ``Last-Event-ID``, so no line is lost or repeated; after
+        :data:`FOLLOW_RECONNECTS` failures in a row, ``ApiError``. An error
+        answer (404, 503 ...) is raised as ``ApiError`` at once.
+        """
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                resp = self.request(
+                    "GET",
+                    f"/v1/tasks/{ref}/logs",
+                    params={"follow": "true", "stream": stream},
+                    headers=headers,
+                    stream=True,
+                )
+                with resp:
+                    if resp.status_code != 200:
+                        self._decode(resp)
+                        raise ApiError(resp.status_code, resp.reason or "Error", "not an event stream")
+                    for event in parse_events(resp.iter_content(chunk_size=None)):
+                        failures = 0
+                        last_event_id = event.id or last_event_id
+                        yield event
+                        if event.event == "end":
+                            return
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                error: Exception = exc
+            except ApiError as exc:
+                if exc.status != 0:
+                    raise
+                error = exc
+            else:
+                error = ApiError(0, "Stream ended", "the event stream closed before its end event")
+            failures += 1
+            if failures > FOLLOW_RECONNECTS:
+                raise ApiError(0, "Unreachable", f"following {ref} failed {failures} times ({error})") from error
+            time.sleep(min(0.25 * 2**failures, 5.0))
 
     @staticmethod
     def _decode(resp: requests.Response) -> Any:

@@ -192,13 +192,98 @@ def task_result(url: str | None, as_json: bool, wait: bool, task_ref: str) -> No
     _show_result(_client(url), task_ref, as_json, wait=wait)
 
 
+class StatusLine:
+    """The task's status on stderr: one line redrawn in place on a terminal, a line per change elsewhere."""
+
+    def __init__(self, ref: str):
+        self.ref, self.status = ref, ""
+        self.live = sys.stderr.isatty()
+        self.shown = False  # drawn on the terminal's current line (never over a line printed without its end)
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", nl=False, err=True)
+            self.shown = False
+
+    def draw(self) -> None:
+        if self.live and self.status:
+            click.echo(f"[{self.status}] task {self.ref}", nl=False, err=True)
+            self.shown = True
+
+    def finish(self, status: str) -> None:
+        """The final status, left on its own line."""
+        self.update(status)
+        if self.live:
+            self.clear()
+            click.echo(f"task {self.ref}: {status}", err=True)
+
+    def update(self, status: str) -> None:
+        if status == self.status:
+            return
+        redraw = self.shown or not self.status
+        self.clear()
+        self.status = status
+        if self.live:
+            if redraw:
+                self.draw()
+        else:
+            click.echo(f"task {self.ref}: {status}", err=True)
+
+
+def _follow(client: GatewayClient, ref: str, stream: str, status: StatusLine | None) -> str:
+    """Print the task's lines as they come (stdout lines to stdout, stderr lines to stderr); its final status.
+
+    Ctrl-C stops following (exit 130); the task goes on.
+    """
+    try:
+        for event in client.follow_logs(ref, stream=stream):
+            body = event.json()
+            if event.event in ("stdout", "stderr"):
+                if status is not None:
+                    status.clear()
+                click.echo(body["text"], nl=False, err=event.event == "stderr")
+                if status is not None and body["text"].endswith("\n"):
+                    status.draw()
+            elif event.event == "status" and status is not None:
+                status.update(body["status"])
+            elif event.event == "end":
+                if status is not None:
+                    status.finish(body["status"])
+                return str(body["status"])
+    except KeyboardInterrupt:
+        if status is not None:
+            status.clear()
+        click.echo(f"stopped following; task {ref} goes on", err=True)
+        sys.exit(130)
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return ""
+
+
+@task.command("watch")
+@url_option
+@click.option("--stream", type=click.Choice(["all", "stdout", "stderr"]), default="all")
+@click.argument("task_ref")
+def task_watch(url: str | None, stream: str, task_ref: str) -> None:
+    """Show a task's lines as they come and its status until it ends (Ctrl-C stops watching, not the task)."""
+    final = _follow(_client(url), task_ref, stream, StatusLine(task_ref))
+    if final == "failed":
+        sys.exit(1)
+
+
 @task.command("logs")
 @url_option
 @json_option
 @click.option("--stream", type=click.Choice(["all", "stdout", "stderr"]), default="all")
+@click.option("--follow", "-f", is_flag=True, help="print lines as they come until the task ends (Ctrl-C stops)")
 @click.argument("task_ref")
-def task_logs(url: str | None, as_json: bool, stream: str, task_ref: str) -> None:
-    """Print a task's captured output."""
+def task_logs(url: str | None, as_json: bool, stream: str, follow: bool, task_ref: str) -> None:
+    """Print a task's captured output, or follow it live."""
+    if follow:
+        if as_json:
+            raise click.UsageError("--follow prints lines; it has no --json form")
+        _follow(_client(url), task_ref, stream, None)
+        return
     data = _run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}/logs", params={"stream": stream}))
     if as_json:
         _emit(data, True, "")

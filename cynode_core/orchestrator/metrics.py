@@ -7,7 +7,8 @@ Two kinds of numbers:
 
 - this process's own: HTTP requests and latency (``cynode_http_*``),
   dispatch attempts, failures and round-trip times of the dispatcher
-  threads in this process (``cynode_dispatch_*``, ``cynode_job_duration_seconds``);
+  threads in this process (``cynode_dispatch_*``, ``cynode_job_duration_seconds``),
+  task log followers connected (``cynode_log_followers``);
 - the database's truth, read at scrape time with one cheap query
   (:class:`StateCollector`): tasks by status, queue depth, the age of the
   oldest queued job, nodes by status. Its cost does not grow with the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
@@ -153,6 +154,11 @@ class OrchestratorMetrics:
             ("status",),
             registry=self.registry,
             buckets=JOB_BUCKETS,
+        )
+        self.log_followers = Gauge(
+            "cynode_log_followers",
+            "Task log follow streams (GET /v1/tasks/{id}/logs?follow=true) this process serves now",
+            registry=self.registry,
         )
         for outcome in DISPATCH_OUTCOMES:
             self.dispatch_attempts.labels(outcome)

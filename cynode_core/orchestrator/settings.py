@@ -91,6 +91,15 @@ class OrchestratorSettings:
     )
     http_threads: int = setting(32, parse=parse_positive_int, help="request threads per orchestrator process")
     http_connections: int = setting(1000, parse=parse_positive_int, help="open client connections per process")
+    log_followers: int = setting(
+        16,
+        parse=parse_positive_int,
+        help="task log followers (SSE streams, each holding a request thread) per process, at most half of "
+        "http_threads; more get 503",
+    )
+    log_follow_heartbeat: float = setting(
+        5.0, parse=parse_duration, help="seconds a quiet task log follow waits before sending a keepalive comment"
+    )
     password_checks: int = setting(
         0, parse=parse_int, help="password hashes verified at once (0 = one per CPU); more logins wait, then get 503"
     )

@@ -15,7 +15,7 @@ from marshmallow import fields
 from cynode_core.contract.errors import InvalidInput
 from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
 from cynode_core.logs import current_request_id
-from cynode_core.orchestrator.api import Blueprint
+from cynode_core.orchestrator.api import Blueprint, task_logs
 from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.services import tasks
@@ -232,6 +232,9 @@ class TaskLogs(MethodView):
         stream = query["stream"] or "all"
         with _state().db.session() as session:
             task = _task(session, ref)
+            # follow=true: server-sent events as lines come (api/task_logs.py; not in the OpenAPI document).
+            if task_logs.follow_requested():
+                return task_logs.follow_response(task.id, stream)
             out, err = tasks.logs(tasks.jobs_of(session, task.id), stream)
             return {"task_id": str(task.id), "stdout": out, "stderr": err}
 

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from cynode_core.contract.job import TASK_TERMINAL, DispatchFailure, JobResult, RunJobResponse, TaskStatus, sql_list
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.services import job_output
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ def store_result(db: Database, job: ClaimedJob, result: RunJobResponse) -> bool:
                 {"r": encoded, "id": job.job_id},
             )
             return False
+        # Followers of the task see what the node returned (services/job_output.py).
+        job_output.append(session, job.job_id, "stdout", result.stdout or "", task_id=job.task_id)
+        job_output.append(session, job.job_id, "stderr", result.stderr or "", task_id=job.task_id)
         finish_task(session, job.task_id, status)
     return True
 

@@ -8,6 +8,7 @@ from cynode_core.orchestrator.models.auth import (
     User,
 )
 from cynode_core.orchestrator.models.dispatch import DispatchTurn
+from cynode_core.orchestrator.models.job_output import JobOutput
 from cynode_core.orchestrator.models.maintenance import MaintenanceRun, TaskStatusCount
 from cynode_core.orchestrator.models.nodes import Node, NodeCapability
 from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
@@ -16,6 +17,7 @@ __all__ = [
     "AuthAuditLog",
     "DispatchTurn",
     "Job",
+    "JobOutput",
     "MaintenanceRun",
     "Node",
     "NodeCapability",
