@@ -220,5 +220,6 @@ def build_capability_report(
         "inference": inference_section(
             backend_name, backend, started=backend_started, existing_service=existing_service
         ),
-        "worker_api": {"base_url": settings.advertised_url},
+        # job_reports: this node takes jobs:start and reports back (docs/wire_contract.md#worker-start-job).
+        "worker_api": {"base_url": settings.advertised_url, "job_reports": settings.job_reports},
     }

@@ -230,6 +230,12 @@ class ControlPlaneClient:
             raise ControlPlaneError("config fetch failed: the answer is not a JSON object", status=200)
         return payload
 
+    def report_job(self, job_id: str, report: dict[str, Any]) -> None:
+        """``POST`` a job report to ``<orchestrator>/v1/nodes/jobs/{job_id}/report``; expects 204."""
+        boot = self.bootstrap
+        url = f"{boot.base_url}/v1/nodes/jobs/{job_id}/report"
+        self._call("job report", "POST", url, ok=(204,), json_body=report, token=boot.node_jwt)
+
     def ack_config(self, ack: dict[str, Any]) -> None:
         """``POST`` a ``node_config_ack_v1`` to the bootstrap ``node_config_url``; 204 or 200."""
         boot = self.bootstrap

@@ -56,6 +56,7 @@ class ControlSession:
         self._readiness = readiness
         self._capability = capability
         self._stop = stop
+        self._rejoin_lock = threading.Lock()
 
     # ------------------------------------------------------------- start-up
 
@@ -126,19 +127,35 @@ class ControlSession:
 
     def send_report(self) -> None:
         """One capability report; a refused node JWT means: register again, then report once more."""
-        try:
-            self.client.report_capability(self._capability())
-        except ControlPlaneError as exc:
-            if exc.status != 401:
-                log.warning("%s", exc)
-                return
-            # The node JWT expired (there is no refresh): register again, then retry once.
-            log.info("node JWT refused; registering again")
+        self._with_rejoin("capability report", lambda: self.client.report_capability(self._capability()))
+
+    def report_job(self, job_id: str, report: dict[str, Any]) -> int | None:
+        """Send one job report: 204, the status it was refused with, or None for no answer."""
+        return self._with_rejoin("job report", lambda: self.client.report_job(job_id, report))
+
+    def _with_rejoin(self, what: str, call: Callable[[], None]) -> int | None:
+        """``call`` once more after registering again when the node JWT is refused; the last status."""
+        used = self.client.bootstrap.node_jwt
+        for attempt in (1, 2):
             try:
-                self._rejoin()
-                self.client.report_capability(self._capability())
-            except (ControlPlaneError, StartupError) as retry_exc:
-                log.warning("%s", retry_exc)
+                call()
+                return 204
+            except ControlPlaneError as exc:
+                if exc.status != 401 or attempt == 2 or self.set_worker_token is None:
+                    if what == "capability report" or exc.status == 401:
+                        log.warning("%s", exc)
+                    return exc.status
+            # The node JWT expired (there is no refresh): register again, then retry once. Job
+            # reports refused at the same moment register once, not once per job.
+            with self._rejoin_lock:
+                if self.client.bootstrap.node_jwt == used:
+                    log.info("node JWT refused on a %s; registering again", what)
+                    try:
+                        self._rejoin()
+                    except (ControlPlaneError, StartupError) as exc:
+                        log.warning("%s", exc)
+                        return None
+        return None
 
     def report_loop(self, interval: float) -> None:
         """Report every ``interval`` s until the stop event is set."""

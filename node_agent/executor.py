@@ -2,12 +2,10 @@
 
 The executor holds the node-side rules of a run (docs/wire_contract.md#worker-api):
 the effective timeout and request cap, idempotency by ``job_id`` (with
-``job_store``), slots, and cancellation. It raises domain errors
-(``cynode_core.contract.errors``); the Worker API alone turns them into HTTP.
-Its helpers: ``sandbox_spec`` (what the container is made of), ``workspace``
-(the job's ``/workspace``), ``job_inference`` (the proxy of a
-``use_inference`` job), ``recovery`` (jobs a crash left running) and
-``job_result`` (the response).
+``job_store``), slots, and cancellation; ``run`` answers when the job ends,
+``start`` at once (``jobs:start``). It raises domain errors; the Worker API
+alone turns them into HTTP. Helpers: ``active_job``, ``sandbox_spec``,
+``workspace``, ``job_inference``, ``recovery`` and ``job_result``.
 
 It is the one place that tracks a running job's cancellation: the runtime's
 ``cancel(job_id)`` only stops the job's container if one is running, and
@@ -16,16 +14,17 @@ the executor asks again until one was stopped or the run has ended.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cynode_core.contract import SandboxOutcome, SandboxRuntime
-from cynode_core.contract.errors import CynodeError, JobNotStarted, NotFound, Unavailable
+from cynode_core.contract.errors import CynodeError, NotFound, Unavailable
 from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
+from node_agent.active_job import ActiveJob, JobExecutionError, WorkspaceError
 from node_agent.inference_policy import InferencePolicy
 from node_agent.job_inference import JobInference
 from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, stopped_note, utc_now
@@ -37,6 +36,7 @@ from node_agent.settings import NodeSettings
 from node_agent.workspace import Workspaces
 
 log = logging.getLogger(__name__)
+JobEnd = RunJobResponse | CynodeError  # what ``start`` hands its ``on_end``
 
 # No configuration can raise the request cap above this (docs/wire_contract.md#worker-limits).
 CONTRACT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -44,35 +44,6 @@ CONTRACT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 CANCEL_WAIT_SECONDS = 5.0
 # Between two stop attempts while the container is not running yet: first short, then longer.
 STOP_RETRY_FIRST, STOP_RETRY_MAX = 0.1, 1.0
-
-
-class WorkspaceError(JobNotStarted):
-    """The per-job workspace could not be made (docs/wire_contract.md#worker-run-job-checks)."""
-
-
-class JobExecutionError(JobNotStarted):
-    """The node could not start a job for a reason of its own (docs/wire_contract.md#worker-run-job-checks)."""
-
-
-@dataclass
-class _ActiveJob:
-    """A job this process is running: what repeats and cancels of it wait on and look at.
-
-    Every field but the events is read and written under the executor's lock.
-    """
-
-    task_id: str
-    done: threading.Event = field(default_factory=threading.Event)
-    cancel_requested: bool = False
-    cancel_note: str = CANCEL_NOTE
-    # Set when runtime.run was called; ``sandbox_ended`` once it returned.
-    handed_to_runtime: bool = False
-    sandbox_ended: threading.Event = field(default_factory=threading.Event)
-    # The thread asking the runtime to stop the container, and whether it did.
-    stopper: threading.Thread | None = None
-    container_stopped: bool = False
-    result: RunJobResponse | None = None
-    error: CynodeError | None = None
 
 
 class JobExecutor:
@@ -93,7 +64,7 @@ class JobExecutor:
         )
         self._store = store or JobStore(settings.resolved_state_dir / "jobs")
         self._lock = threading.Lock()
-        self._active: dict[str, _ActiveJob] = {}
+        self._active: dict[str, ActiveJob] = {}
         self._accepting = True
         self._max_request_bytes: int | None = None
         self._max_job_timeout: int | None = None
@@ -113,14 +84,9 @@ class JobExecutor:
     # ------------------------------------------------------------------ limits
 
     def apply_constraints(self, *, max_request_bytes: int | None, max_job_timeout_seconds: int | None) -> None:
-        """Apply the node configuration's ``constraints``; ``None`` or <= 0 = unset.
-
-        See docs/wire_contract.md#worker-limits and #worker-timeout.
-        """
+        """Apply the node configuration's ``constraints``; ``None`` or <= 0 = unset (wire_contract.md#worker-limits)."""
         self._max_request_bytes = max_request_bytes if max_request_bytes and max_request_bytes > 0 else None
-        self._max_job_timeout = (
-            max_job_timeout_seconds if max_job_timeout_seconds and max_job_timeout_seconds > 0 else None
-        )
+        self._max_job_timeout = max_job_timeout_seconds if (max_job_timeout_seconds or 0) > 0 else None
 
     @property
     def max_request_bytes(self) -> int:
@@ -161,30 +127,62 @@ class JobExecutor:
     # -------------------------------------------------------------------- run
 
     def run(self, request: RunJobRequest) -> RunJobResponse:
-        """Run a job once per ``job_id``; return its RunJobResponse.
+        """Run a job once per ``job_id``; return its RunJobResponse (sandbox failures are results).
 
-        Raises ``Unavailable`` when every slot is busy or the node is
-        stopping, and ``JobNotStarted`` (``WorkspaceError``,
-        ``JobExecutionError``) when the node could not start the job.
-        Sandbox failures are results, not exceptions.
+        Raises ``Unavailable`` when every slot is busy or the node is stopping, and
+        ``JobNotStarted`` (``WorkspaceError``, ``JobExecutionError``) when it could not start the job.
         """
+        admitted = self._admit(request)
+        if isinstance(admitted, RunJobResponse):
+            return admitted
+        return self._see_through(request, *admitted)
+
+    def start(self, request: RunJobRequest, on_end: Callable[[JobEnd], None]) -> RunJobResponse | None:
+        """Take a job and return at once: its stored result, or None while it runs (``jobs:start``).
+
+        A thread runs it (or waits for the run in progress), then calls ``on_end`` with the
+        result or the error that kept it from starting. ``Unavailable`` as :meth:`run`.
+        """
+        admitted = self._admit(request)
+        if isinstance(admitted, RunJobResponse):
+            return admitted
+
+        def see_through() -> None:
+            try:
+                on_end(self._see_through(request, *admitted))
+            except CynodeError as exc:
+                on_end(exc)
+
+        # The run's log records keep the request's ids (a thread starts with an empty context).
+        job_context = contextvars.copy_context()
+        threading.Thread(
+            target=job_context.run, args=(see_through,), name=f"job-{request.job_key}", daemon=True
+        ).start()
+        return None
+
+    def _admit(self, request: RunJobRequest) -> RunJobResponse | tuple[ActiveJob, bool]:
+        """The stored result of a job, or its entry among the running and whether this call runs it."""
         key = request.job_key
         with self._lock:
             job = self._active.get(key)
-            owner = job is None
-            if job is None:
-                record = self._store.get_finished(key)
-                if record is not None and record.result is None:  # its cancel came first: it never starts
-                    record = self._store.close_unstarted(key, request.task_id, request.job_id)
-                if record is not None and record.result is not None:
-                    log.info("job %s: repeated dispatch answered from the stored result", key)
-                    return record.result
-                if not self._accepting:
-                    raise Unavailable("Node is shutting down", retry_after=1)
-                if len(self._active) >= self._settings.job_slots:
-                    raise Unavailable("No free job slot on this node", retry_after=1)
-                job = _ActiveJob(task_id=request.task_id)
-                self._active[key] = job
+            if job is not None:
+                return job, False
+            record = self._store.get_finished(key)
+            if record is not None and record.result is None:  # its cancel came first: it never starts
+                record = self._store.close_unstarted(key, request.task_id, request.job_id)
+            if record is not None and record.result is not None:
+                log.info("job %s: repeated dispatch answered from the stored result", key)
+                return record.result
+            if not self._accepting:
+                raise Unavailable("Node is shutting down", retry_after=1)
+            if len(self._active) >= self._settings.job_slots:
+                raise Unavailable("No free job slot on this node", retry_after=1)
+            job = self._active[key] = ActiveJob(task_id=request.task_id)
+            return job, True
+
+    def _see_through(self, request: RunJobRequest, job: ActiveJob, owner: bool) -> RunJobResponse:
+        """Run an admitted job (``owner``), or wait for the run in progress; its result or its error."""
+        key = request.job_key
         if not owner:
             log.info("job %s: repeated dispatch waits for the run in progress", key)
             job.done.wait()
@@ -210,7 +208,7 @@ class JobExecutor:
             job.sandbox_ended.set()  # in case the run never got that far: no stopper waits forever
             job.done.set()
 
-    def _execute(self, request: RunJobRequest, job: _ActiveJob) -> RunJobResponse:
+    def _execute(self, request: RunJobRequest, job: ActiveJob) -> RunJobResponse:
         key = request.job_key
         timeout = self.effective_timeout(request.sandbox.timeout_seconds)
         try:
@@ -255,7 +253,7 @@ class JobExecutor:
         )
         return result
 
-    def _run_in_sandbox(self, request: RunJobRequest, job: _ActiveJob, workspace: Path, timeout: int) -> SandboxOutcome:
+    def _run_in_sandbox(self, request: RunJobRequest, job: ActiveJob, workspace: Path, timeout: int) -> SandboxOutcome:
         key = request.job_key
         with self._lock:
             if job.cancel_requested:
@@ -339,7 +337,7 @@ class JobExecutor:
             stopper.join(CANCEL_WAIT_SECONDS)
         return CancelResponse(job_id, True)
 
-    def _stop_container(self, key: str, job: _ActiveJob) -> None:
+    def _stop_container(self, key: str, job: ActiveJob) -> None:
         """Ask the runtime to stop the job's container until it stopped one or the run ended.
 
         runtime.run may not have created or started the container yet;
@@ -360,7 +358,7 @@ class JobExecutor:
             job.sandbox_ended.wait(delay)
             delay = min(delay * 2, STOP_RETRY_MAX)
 
-    def _stopped_by_cancel(self, job: _ActiveJob) -> bool:
+    def _stopped_by_cancel(self, job: ActiveJob) -> bool:
         """Whether a cancel stopped the job's container (call once ``sandbox_ended`` is set)."""
         with self._lock:
             stopper = job.stopper

@@ -44,6 +44,7 @@ from node_agent.control_session import ControlSession, StartupError, StopRequest
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
 from node_agent.inference_policy import node_models
+from node_agent.job_reports import JobReports
 from node_agent.job_store import start_pruning
 from node_agent.node_config import NodeConfig
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
@@ -285,7 +286,12 @@ class NodeManager:
         self._check_stop()
         self.readiness.set_not_ready("starting: inference backend and config ack pending")
         self.readiness.add_probe(self.runtime.name, runtime_probe(self.runtime, settings.sandbox_image))
-        app = create_worker_app(self.executor, bearer_token=token, readiness=self.readiness)
+        reports = (
+            JobReports(self._session.report_job, self._stop, give_up_after=settings.job_result_retention)
+            if settings.job_reports
+            else None
+        )
+        app = create_worker_app(self.executor, bearer_token=token, readiness=self.readiness, reports=reports)
         try:
             # Enough threads for every slot, a repeat per running job, and health checks.
             server = BackgroundServer(

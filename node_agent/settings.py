@@ -260,6 +260,11 @@ class NodeSettings:
     job_result_retention: float = setting(
         7 * 86400.0, parse=parse_duration, help="how long finished job results stay on disk for retried dispatches"
     )
+    job_reports: bool = setting(
+        True,
+        parse=parse_bool,
+        help="advertise jobs:start: take a job at once and report its progress and end to the control plane",
+    )
     job_result_prune_interval: float = setting(
         3600.0, parse=parse_duration, help="how often a running node drops finished job results past their retention"
     )

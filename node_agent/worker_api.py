@@ -1,8 +1,9 @@
 """The Worker API (docs/wire_contract.md#worker-api): the orchestrator-facing HTTP face of a node.
 
 ``GET /healthz``, ``GET /readyz`` and ``GET /metrics`` (Prometheus text, no
-secrets: see ``node_agent.metrics``) are open; ``POST /v1/worker/jobs:run``
-and our ``POST /v1/worker/jobs/{job_id}:cancel`` need
+secrets: see ``node_agent.metrics``) are open; ``POST /v1/worker/jobs:run``,
+our ``POST /v1/worker/jobs:start`` (the node reports back, ``job_reports``)
+and ``POST /v1/worker/jobs/{job_id}:cancel`` need
 ``Authorization: Bearer <orchestrator_bearer_token>``, compared in constant
 time. The order of checks is docs/wire_contract.md#worker-run-job-checks:
 auth (401), body size (413), JSON (400), then the request's own validation
@@ -28,6 +29,7 @@ from cynode_core.http_problems import install_problem_handlers
 from cynode_core.http_request_ids import install_request_id
 from cynode_core.logs import log_context
 from node_agent.executor import JobExecutor
+from node_agent.job_reports import JobReports
 from node_agent.readiness import Readiness
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,13 @@ def _plain_response(text: str, status: int = 200) -> Response:
     return Response(text, status=status, content_type=_PLAIN)
 
 
-def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Readiness) -> Flask:
+def create_worker_app(
+    executor: JobExecutor, *, bearer_token: str, readiness: Readiness, reports: JobReports | None = None
+) -> Flask:
     """Build the Worker API WSGI app around ``executor``.
+
+    With ``reports`` it also serves ``jobs:start`` (the node reports back
+    through them; docs/wire_contract.md#worker-start-job).
 
     ``bearer_token`` is the node config's ``worker_api.orchestrator_bearer_token``
     (required: a Worker API without a token would run anyone's jobs).
@@ -117,6 +124,27 @@ def create_worker_app(executor: JobExecutor, *, bearer_token: str, readiness: Re
         body = read_json_body()
         with log_context(**_job_ids(body)):
             return _json_response(executor.run(RunJobRequest.from_json(body)).to_json())
+
+    if reports is not None:
+
+        @app.post("/v1/worker/jobs:start")
+        def start_job() -> Response:
+            require_bearer()
+            body = read_json_body()
+            with log_context(**_job_ids(body)):
+                run = RunJobRequest.from_json(body)
+                if run.report is None:
+                    raise InvalidInput("report is required for jobs:start")
+                reports.follow(run)
+                try:
+                    done = executor.start(run, lambda outcome: reports.ended(run.job_key, outcome))
+                except Exception:
+                    reports.forget(run.job_key)
+                    raise
+                if done is not None:
+                    reports.forget(run.job_key)
+                    return _json_response(done.to_json())
+                return _json_response({"version": 1, "job_id": run.job_id, "accepted": True}, 202)
 
     @app.post("/v1/worker/jobs/<job_id>:cancel")
     def cancel_job(job_id: str) -> Response:

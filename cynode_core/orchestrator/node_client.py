@@ -1,4 +1,4 @@
-"""The orchestrator's one client of a node's Worker API: run a job, cancel a job, probe ``/readyz``.
+"""The orchestrator's one client of a node's Worker API: run or start a job, cancel a job, probe ``/readyz``.
 
 Run and cancel carry the node's bearer token and the task's request id; a
 run's outcome is classified here (transport errors retryable, 503 busy,
@@ -30,6 +30,8 @@ from cynode_core.orchestrator.settings import OrchestratorSettings
 log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT = 10.0
+# A jobs:start answers at once (202, or a finished job's stored result).
+START_TIMEOUT = 30.0
 PROBE_TIMEOUT = 2.0
 # The most of a run's answer read from a node. The answer carries stdout and
 # stderr, each capped by the node (256 KiB by default), which JSON escaping
@@ -67,6 +69,10 @@ class Outcome:
     maybe_running: bool = False
     # The node's host refused the connection: nothing listens on the Worker API port.
     refused: bool = False
+    # jobs:start: the node took the job and reports its end to the control plane (202).
+    accepted: bool = False
+    # jobs:start: the node does not serve it (404, 405); it speaks jobs:run only.
+    unsupported: bool = False
 
 
 _session = requests.Session()
@@ -74,15 +80,33 @@ _session = requests.Session()
 
 def run_job(node: NodeEndpoint, request: RunJobRequest, timeout: float, request_id: str | None = None) -> Outcome:
     """POST jobs:run and wait for the run's answer (or the timeout)."""
+    return _post_job(node, "jobs:run", request, timeout, request_id)
+
+
+def start_job(node: NodeEndpoint, request: RunJobRequest, request_id: str | None = None) -> Outcome:
+    """POST jobs:start: the node takes the job and reports back (``accepted``), or answers a finished one at once.
+
+    ``request.report`` carries the lease the node echoes in its reports
+    (docs/wire_contract.md#worker-start-job). A node that does not serve
+    ``jobs:start`` (404, 405) answers ``unsupported``: ask it with jobs:run.
+    """
+    return _post_job(node, "jobs:start", request, START_TIMEOUT, request_id)
+
+
+def _post_job(
+    node: NodeEndpoint, action: str, request: RunJobRequest, timeout: float, request_id: str | None
+) -> Outcome:
     try:
         with _session.post(
-            f"{node.url.rstrip('/')}/v1/worker/jobs:run",
+            f"{node.url.rstrip('/')}/v1/worker/{action}",
             json=request.to_json(),
             headers=node.headers(request_id),
             timeout=(5.0, timeout),
             allow_redirects=False,
             stream=True,
         ) as resp:
+            if action == "jobs:start" and resp.status_code in (202, 404, 405):
+                return Outcome(accepted=True) if resp.status_code == 202 else Outcome(unsupported=True)
             return _run_outcome(resp)
     except requests.ConnectionError as exc:
         return Outcome(

@@ -4,15 +4,18 @@
 - :mod:`.request`: the sandbox request (also the stored job payload) and
   the Worker API's ``RunJobRequest``, decoded and validated at the edge;
 - :mod:`.result`: the node's ``RunJobResponse``, a dispatch failure, the
-  cancel answer, and the stored result's client-facing text.
+  cancel answer, and the stored result's client-facing text;
+- :mod:`.report`: a node's report on a job it was handed with ``jobs:start``.
 
 Each type has ``to_json()`` (a dict in wire order) and ``from_json()``; the
 hops between gateway, database, dispatcher, Worker API and runtime pass these
 objects, and nothing else spells out their keys.
 """
 
+from cynode_core.contract.job.report import JobReport, ReportState
 from cynode_core.contract.job.request import (
     WIRE_VERSION,
+    ReportLease,
     RunJobRequest,
     SandboxRequest,
     UnusablePayload,
@@ -49,7 +52,10 @@ __all__ = [
     "CancelResponse",
     "DispatchFailure",
     "JobResult",
+    "JobReport",
     "JobStatus",
+    "ReportLease",
+    "ReportState",
     "RunJobRequest",
     "RunJobResponse",
     "RunStatus",

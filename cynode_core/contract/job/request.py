@@ -156,13 +156,47 @@ def payload_from_storage(stored: Any) -> SandboxRequest:
 
 
 @dataclass(frozen=True)
+class ReportLease:
+    """What a node that reports back echoes in its job reports (docs/wire_contract.md#worker-start-job).
+
+    ``lease_id`` is the orchestrator's fencing token for this hand-over: a
+    report under any other lease is refused. ``heartbeat_seconds`` is how
+    often the node says the job still runs (each report renews the lease).
+    """
+
+    lease_id: str
+    heartbeat_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lease_id": self.lease_id, "heartbeat_seconds": self.heartbeat_seconds}
+
+    @classmethod
+    def from_json(cls, value: Any) -> ReportLease | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise InvalidInput(INVALID_BODY)
+        lease_id, every = value.get("lease_id"), value.get("heartbeat_seconds")
+        if not isinstance(lease_id, str) or not is_uuid(lease_id):
+            raise InvalidInput("report.lease_id must be a UUID")
+        if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every <= 3600:
+            raise InvalidInput("report.heartbeat_seconds must be a number of seconds between 0 and 3600")
+        return cls(lease_id, float(every))
+
+
+@dataclass(frozen=True)
 class RunJobRequest:
-    """A ``POST /v1/worker/jobs:run`` body (docs/wire_contract.md#worker-run-job)."""
+    """A ``POST /v1/worker/jobs:run`` body (docs/wire_contract.md#worker-run-job).
+
+    ``report`` is set only for ``jobs:start`` (a node that reports back);
+    ``jobs:run`` ignores it.
+    """
 
     task_id: str
     job_id: str
     sandbox: SandboxRequest
     version: int = WIRE_VERSION
+    report: ReportLease | None = None
 
     @property
     def job_key(self) -> str:
@@ -170,12 +204,15 @@ class RunJobRequest:
         return self.job_id.lower()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
             "task_id": self.task_id,
             "job_id": self.job_id,
             "sandbox": self.sandbox.to_json(),
         }
+        if self.report is not None:
+            out["report"] = self.report.to_json()
+        return out
 
     @classmethod
     def from_json(cls, body: Any) -> RunJobRequest:
@@ -188,6 +225,7 @@ class RunJobRequest:
             task_id=read.text("task_id"),
             job_id=read.text("job_id"),
             sandbox=SandboxRequest.from_json(body.get("sandbox")),
+            report=ReportLease.from_json(body.get("report")),
         )
         if not request.sandbox.has_work:
             raise InvalidInput(COMMAND_REQUIRED)

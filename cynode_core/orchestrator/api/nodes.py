@@ -1,8 +1,9 @@
-"""Control plane ``/v1/nodes/*``: registration, capability, config and ack (docs/wire_contract.md#control-plane)."""
+"""Control plane ``/v1/nodes/*``: registration, capability, config, ack, reports (wire_contract.md#control-plane)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import marshmallow as ma
@@ -14,6 +15,7 @@ from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.http import client_address, per_source_limit
 from cynode_core.orchestrator.api.schemas_common import IncludeUnknownSchema, RequestSchema, rfc3339
 from cynode_core.orchestrator.api.tokens import current_node, node_token
+from cynode_core.orchestrator.dispatch.job_reports import take_report
 from cynode_core.orchestrator.services import nodes
 
 blp = Blueprint(
@@ -41,6 +43,16 @@ class ConfigAckSchema(IncludeUnknownSchema):
     ack_at = fields.Raw()
     status = fields.Raw()
     error = fields.Raw()
+
+
+class JobReportSchema(IncludeUnknownSchema):
+    """A node's report on a job it took with jobs:start; decoded by the job contract (``JobReport``)."""
+
+    version = fields.Raw(metadata={"description": "1"})
+    lease_id = fields.Raw(metadata={"description": "the report.lease_id of the jobs:start it answers"})
+    state = fields.Raw(metadata={"description": "running, finished or not_started"})
+    result = fields.Raw(metadata={"description": "the RunJobResponse (finished)"})
+    error = fields.Raw(metadata={"description": "why the node could not start the job (not_started)"})
 
 
 class BootstrapSchema(ma.Schema):
@@ -134,4 +146,18 @@ class Config(MethodView):
         """Acknowledge a configuration version as `applied` or `failed`."""
         with _state().db.session() as session:
             nodes.record_ack(session, current_node().id, body)
+        return Response(status=204)
+
+
+@blp.route("/jobs/<uuid:job_id>/report")
+class JobReportView(MethodView):
+    @blp.operation(
+        204,
+        errors={400: "Malformed report", 409: "The job no longer runs on this node under this lease"},
+        bearer="node",
+    )
+    @blp.arguments(JobReportSchema)
+    def post(self, body: dict[str, Any], job_id: uuid.UUID) -> Response:
+        """Report a job taken with jobs:start: still running (renews its lease), finished, or not started."""
+        take_report(_state(), current_node().id, job_id, body)
         return Response(status=204)

@@ -1,9 +1,10 @@
-"""A claimed job: what the dispatcher holds between the claim and the node's answer."""
+"""A claimed job: what the dispatcher holds between the claim and the node's answer (or a node's report)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from cynode_core.contract.job import RunJobRequest
 from cynode_core.orchestrator.node_client import NodeEndpoint
@@ -28,3 +29,25 @@ class ClaimedJob:
     @property
     def task_id(self) -> uuid.UUID:
         return uuid.UUID(self.request.task_id)
+
+
+class Leased(Protocol):
+    """What the writes that end a job need: the job, its task and the lease that fences them."""
+
+    @property
+    def job_id(self) -> uuid.UUID: ...
+
+    @property
+    def task_id(self) -> uuid.UUID: ...
+
+    @property
+    def lease_id(self) -> uuid.UUID: ...
+
+
+@dataclass(frozen=True)
+class ReportedJob:
+    """A job as a node's report names it: the ends it reports are fenced by its lease like a dispatcher's."""
+
+    job_id: uuid.UUID
+    task_id: uuid.UUID
+    lease_id: uuid.UUID

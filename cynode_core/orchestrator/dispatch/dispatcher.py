@@ -1,5 +1,10 @@
 """The dispatcher: claims queued jobs with leases and runs them on nodes' Worker APIs.
 
+A node that reports back (``jobs:start``, ``dispatch.job_reports``) takes a
+job and answers at once, so a dispatcher thread is busy only for the
+hand-over; a node that speaks only ``jobs:run`` holds a thread for the whole
+run, as before.
+
 PostgreSQL is the coordination engine. A claim is ``SELECT ... FOR UPDATE
 SKIP LOCKED`` plus a lease (``lease_id``, ``lease_expires_at``) renewed
 while the node runs the job; any number of dispatcher threads, in any number
@@ -15,6 +20,7 @@ workers at once; polling is the fallback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -25,9 +31,11 @@ from typing import Any
 
 import psycopg
 
+from cynode_core.contract.job import ReportLease
 from cynode_core.logs import log_context
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
 from cynode_core.orchestrator.dispatch.fence import hold_on_node, retry_delay
+from cynode_core.orchestrator.dispatch.job_reports import ReportingNodes
 from cynode_core.orchestrator.dispatch.queue import CandidateCache, JobQueue, SuspectNodes
 from cynode_core.orchestrator.dispatch.store import (
     fail_job,
@@ -36,7 +44,7 @@ from cynode_core.orchestrator.dispatch.store import (
     requeue,
     store_result,
 )
-from cynode_core.orchestrator.node_client import Outcome, cancel_in_background, run_job, run_timeout
+from cynode_core.orchestrator.node_client import Outcome, cancel_in_background, run_job, run_timeout, start_job
 from cynode_core.orchestrator.services.task_events import task_finished
 from cynode_core.orchestrator.services.tasks import NOTIFY_CHANNEL
 
@@ -53,6 +61,7 @@ class Dispatcher:
         self._wake = threading.Condition()
         self._inflight: dict[uuid.UUID, uuid.UUID] = {}
         self.suspects = SuspectNodes()
+        self.reporting = ReportingNodes(state.db)
         self.queue = JobQueue(
             state.db,
             self.settings,
@@ -164,8 +173,18 @@ class Dispatcher:
             self._run(job)
 
     def _call(self, job: ClaimedJob) -> Outcome:
-        timeout = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
-        outcome = run_job(job.node, job.request, timeout, request_id=job.request_id)
+        outcome = Outcome(unsupported=True)
+        if self.reporting.take_start(job.node_id):
+            # The node reports back under this lease; its heartbeats renew it (decisions.md Dispatch 11).
+            lease = ReportLease(str(job.lease_id), max(self.settings.lease_seconds / 3, 0.5))
+            request = dataclasses.replace(job.request, report=lease)
+            outcome = start_job(job.node, request, request_id=job.request_id)
+            if outcome.unsupported:
+                log.info("job %s: its node does not serve jobs:start; asking with jobs:run", job.job_id)
+                self.reporting.run_only(job.node_id)
+        if outcome.unsupported:
+            timeout = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
+            outcome = run_job(job.node, job.request, timeout, request_id=job.request_id)
         if outcome.node_down:
             # Other nodes go first for a while; the node monitor takes it out if readyz fails too.
             self.suspects.add(job.node_id)
@@ -189,6 +208,10 @@ class Dispatcher:
                 self._inflight.pop(job.job_id, None)
         if held is None:
             return  # canceled meanwhile (the cancel went to the node), or this process is stopping
+        if held.accepted:
+            # Its node runs it and reports back: the end is stored by the report, under this lease.
+            log.info("job %s: handed to its node, which reports back", job.job_id)
+            return
         outcome = held
         elapsed = time.perf_counter() - started
         self.state.metrics.observe_dispatch(

@@ -92,7 +92,7 @@ def hold_on_node(
         job = current(taken)
         log.info("job %s: asking its node again (attempt %d/%d)", job.job_id, job.attempts, settings.max_attempts)
         outcome = call(job)
-        if outcome.result is not None:
+        if outcome.result is not None or outcome.accepted:
             return Held(job, outcome, node_may_run=False)
         if outcome.retry_busy:
             # The node runs no such job; a cancel makes sure a lost call of ours never starts it there.

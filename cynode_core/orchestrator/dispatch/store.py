@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from cynode_core.contract.job import TASK_TERMINAL, DispatchFailure, JobResult, RunJobResponse, TaskStatus, sql_list
 from cynode_core.orchestrator.db import Database
-from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob, Leased
 from cynode_core.orchestrator.services import job_output
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
@@ -57,7 +57,7 @@ def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: 
     finish_task(session, task_id, TaskStatus.FAILED)
 
 
-def store_result(db: Database, job: ClaimedJob, result: RunJobResponse) -> bool:
+def store_result(db: Database, job: Leased, result: RunJobResponse) -> bool:
     """Store a node's answer; True when this ended the job (False: canceled or lease lost)."""
     status = TaskStatus.COMPLETED if result.succeeded else TaskStatus.FAILED
     encoded = _encoded(result)
@@ -86,7 +86,7 @@ def store_result(db: Database, job: ClaimedJob, result: RunJobResponse) -> bool:
     return True
 
 
-def fail_job(db: Database, job: ClaimedJob, message: str) -> bool:
+def fail_job(db: Database, job: Leased, message: str) -> bool:
     with db.session() as session:
         updated = session.execute(
             text(
@@ -139,6 +139,19 @@ def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
             ),
             {"s": seconds, "ids": leases},
         )
+
+
+def renew_reported(db: Database, job_id: uuid.UUID, node_id: uuid.UUID, lease_id: uuid.UUID, seconds: float) -> bool:
+    """Renew the lease of a job its node reports running; False when it no longer runs there under that lease."""
+    with db.session() as session:
+        renewed = session.execute(
+            text(
+                "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
+                "WHERE id = :id AND node_id = :node AND lease_id = :lease AND status = 'running'"
+            ),
+            {"s": seconds, "id": job_id, "node": node_id, "lease": lease_id},
+        ).rowcount  # type: ignore[attr-defined]
+    return bool(renewed)
 
 
 def recover_expired_leases(db: Database, settings: OrchestratorSettings) -> list[str]:

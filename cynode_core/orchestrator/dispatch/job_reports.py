@@ -1,0 +1,103 @@
+"""Jobs handed over with ``jobs:start``: which nodes take them, and the reports those nodes send back.
+
+A node that advertises ``worker_api.job_reports`` in its capability takes a
+job with ``jobs:start`` and answers at once; the dispatcher thread is then
+free (decisions.md Dispatch 11). The node reports to the control plane
+(``POST /v1/nodes/jobs/{job_id}/report``, docs/wire_contract.md#node-job-report):
+``running`` reports renew the job's lease, the end report stores the result.
+Every report is fenced like a dispatcher's own writes: it counts only while
+the job runs on the reporting node under the lease the report names. A late
+report (the job was taken over, canceled or ended meanwhile) is refused with
+409 and logged, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from cynode_core.contract.errors import Conflict
+from cynode_core.contract.job import JobReport, ReportState
+from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.dispatch.claimed_job import ReportedJob
+from cynode_core.orchestrator.dispatch.store import fail_job, renew_reported, store_result
+from cynode_core.orchestrator.services.nodes import latest_capability
+from cynode_core.orchestrator.services.task_events import task_finished
+
+log = logging.getLogger(__name__)
+
+LATE_REPORT = "the job no longer runs on this node under this lease"
+
+
+class ReportingNodes:
+    """Whether a node takes ``jobs:start``, from its latest capability report, re-read at most every ``ttl`` s."""
+
+    def __init__(self, db: Database, ttl: float = 5.0):
+        self.db = db
+        self.ttl = ttl
+        self._known: dict[uuid.UUID, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def take_start(self, node_id: uuid.UUID) -> bool:
+        with self._lock:
+            known = self._known.get(node_id)
+        if known is not None and time.monotonic() - known[1] < self.ttl:
+            return known[0]
+        with self.db.session() as session:
+            worker_api = latest_capability(session, node_id).get("worker_api")
+        takes = isinstance(worker_api, dict) and worker_api.get("job_reports") is True
+        with self._lock:
+            self._known[node_id] = (takes, time.monotonic())
+        return takes
+
+    def run_only(self, node_id: uuid.UUID) -> None:
+        """The node answered that it does not serve ``jobs:start``: ask it with ``jobs:run`` for a while."""
+        with self._lock:
+            self._known[node_id] = (False, time.monotonic())
+
+
+def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) -> None:
+    """Act on one report of ``node_id`` on ``job_id``; ``Conflict`` (logged) when it comes too late."""
+    report = JobReport.from_json(body)
+    lease_id = uuid.UUID(report.lease_id)
+    with state.db.session() as session:
+        row = session.execute(
+            text(
+                "SELECT task_id, node_id, extract(epoch FROM now() - coalesce(started_at, now())) "
+                "FROM jobs WHERE id = :id"
+            ),
+            {"id": job_id},
+        ).first()
+    if row is None or row[1] != node_id:
+        _refuse(job_id, node_id, report, "the job is not this node's")
+    job = ReportedJob(job_id, row[0], lease_id)
+    if report.state is ReportState.RUNNING:
+        if not renew_reported(state.db, job_id, node_id, lease_id, state.settings.lease_seconds):
+            _refuse(job_id, node_id, report, LATE_REPORT)
+        return
+    if report.state is ReportState.FINISHED:
+        assert report.result is not None
+        if not store_result(state.db, job, report.result):
+            _refuse(job_id, node_id, report, LATE_REPORT)
+        state.metrics.observe_dispatch(report.result.status or "", "", float(row[2]), will_retry=False)
+        log.info("job %s: its node reported %s", job_id, report.result.status)
+    elif not fail_job(state.db, job, f"the node could not start the job: {report.error}"):
+        _refuse(job_id, node_id, report, LATE_REPORT)
+    task_finished(state, str(job.task_id))
+
+
+def _refuse(job_id: uuid.UUID, node_id: uuid.UUID, report: JobReport, why: str) -> None:
+    log.warning(
+        "job %s: %s report of node %s under lease %s refused: %s",
+        job_id,
+        report.state.value,
+        node_id,
+        report.lease_id,
+        why,
+    )
+    raise Conflict(f"Report refused: {why}")
