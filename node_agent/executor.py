@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cynode_core.contract import SandboxOutcome, SandboxRuntime
+from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
 from cynode_core.contract.errors import CynodeError, NotFound, Unavailable
 from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
 from node_agent.active_job import ActiveJob, JobExecutionError, WorkspaceError
@@ -72,6 +72,8 @@ class JobExecutor:
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self.metrics.watch_slots(lambda: self.running_jobs, lambda: self._settings.job_slots)
         self.inference = JobInference(settings.resolved_state_dir / "proxy", self.metrics)
+        # A job's live output sink by job key (JobReports.output_for for jobs:start; none for jobs:run).
+        self.output_for: Callable[[str], OutputSink | None] = lambda _key: None
         settle_interrupted_jobs(
             self._store,
             runtime,
@@ -271,6 +273,7 @@ class JobExecutor:
                 workspace=workspace,
                 timeout=timeout,
                 proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
+                on_output=self.output_for(key),
             )
             with self._lock:
                 if job.cancel_requested:  # came while the proxy started

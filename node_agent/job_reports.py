@@ -10,11 +10,14 @@ taken over, and whoever holds it now asks the node again, which answers from
 its job store). Any orchestrator of the database takes a report.
 
 A job asked for again under a new lease (``jobs:start`` after a take-over)
-reports under the newest one from then on.
+reports under the newest one from then on. While a followed job runs, its
+output goes to the control plane as it is printed (``node_agent.live_output``);
+the end report follows the last of it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -22,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cynode_core.contract import OutputSink
 from cynode_core.contract.errors import CynodeError
-from cynode_core.contract.job import JobReport, ReportLease, ReportState, RunJobRequest, RunJobResponse
+from cynode_core.contract.job import JobReport, ReportLease, ReportState, RunJobRequest, RunJobResponse, report_time
+from node_agent.live_output import LiveOutput
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +44,15 @@ class _Followed:
     job_id: str
     lease: ReportLease
     next_beat: float
+    live: LiveOutput | None = None
 
 
 class JobReports:
     """The jobs this node reports on, their leases, the heartbeat thread and the end reports."""
 
-    def __init__(self, send: Send, stop: threading.Event, *, give_up_after: float) -> None:
+    def __init__(self, send: Send, stop: threading.Event, *, give_up_after: float, output_cap: int = 0) -> None:
         self._send = send
+        self._output_cap = output_cap
         self._stop = stop
         self._give_up_after = give_up_after
         self._lock = threading.Lock()
@@ -63,6 +70,20 @@ class JobReports:
                 self._thread = threading.Thread(target=self._beat, name="job-heartbeats", daemon=True)
                 self._thread.start()
 
+    def output_for(self, job_key: str) -> OutputSink | None:
+        """The ``on_output`` of a followed job's sandbox: its output goes to the control plane live."""
+        with self._lock:
+            followed = self._jobs.get(job_key)
+            if followed is None or self._output_cap <= 0:
+                return None
+            job_id = followed.job_id
+
+            def send(report: JobReport) -> int | None:
+                return self._send(job_id, report.to_json())
+
+            followed.live = LiveOutput(job_key, followed.lease.lease_id, send, self._output_cap)
+            return followed.live.feed
+
     def forget(self, job_key: str) -> None:
         """Stop following a job that did not start here (answered at once, or refused)."""
         with self._lock:
@@ -75,7 +96,11 @@ class JobReports:
         if followed is None:
             return  # another waiter of the same run reported it already
         if isinstance(outcome, RunJobResponse):
-            report = JobReport(followed.lease.lease_id, ReportState.FINISHED, result=outcome)
+            ended_at = report_time(dt.datetime.now(dt.UTC))
+            streamed = followed.live is not None and followed.live.finish(outcome)
+            report = JobReport(
+                followed.lease.lease_id, ReportState.FINISHED, result=outcome, ended_at=ended_at, streamed=streamed
+            )
         else:
             report = JobReport(followed.lease.lease_id, ReportState.NOT_STARTED, error=str(outcome) or "not started")
         self._deliver(followed.job_id, report)

@@ -287,7 +287,12 @@ class NodeManager:
         self.readiness.set_not_ready("starting: inference backend and config ack pending")
         self.readiness.add_probe(self.runtime.name, runtime_probe(self.runtime, settings.sandbox_image))
         reports = (
-            JobReports(self._session.report_job, self._stop, give_up_after=settings.job_result_retention)
+            JobReports(
+                self._session.report_job,
+                self._stop,
+                give_up_after=settings.job_result_retention,
+                output_cap=settings.max_output_bytes,
+            )
             if settings.job_reports
             else None
         )

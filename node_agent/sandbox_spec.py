@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cynode_core.contract import Mount, SandboxSpec
+from cynode_core.contract import Mount, OutputSink, SandboxSpec
 from cynode_core.contract.job import RunJobRequest
 from node_agent.inference_proxy import SANDBOX_PROXY_URL, SANDBOX_SOCKET_DIR
 from node_agent.settings import NodeSettings
@@ -57,8 +57,12 @@ def build_sandbox_spec(
     workspace: Path,
     timeout: int,
     proxy_socket_dir: Path | None = None,
+    on_output: OutputSink | None = None,
 ) -> SandboxSpec:
-    """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one."""
+    """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one.
+
+    ``on_output`` takes the job's output as it is printed (a job handed over with ``jobs:start``).
+    """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
     if proxy_socket_dir is not None:
@@ -84,4 +88,5 @@ def build_sandbox_spec(
         read_only_root=True,
         mounts=tuple(mounts),
         owner=sandbox_owner(settings),
+        on_output=on_output,
     )

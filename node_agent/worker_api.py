@@ -126,6 +126,7 @@ def create_worker_app(
             return _json_response(executor.run(RunJobRequest.from_json(body)).to_json())
 
     if reports is not None:
+        executor.output_for = reports.output_for
 
         @app.post("/v1/worker/jobs:start")
         def start_job() -> Response:

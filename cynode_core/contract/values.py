@@ -63,6 +63,10 @@ class TaskEvent:
     created_by: str | None
 
 
+# ``on_output(stream, data)`` of a SandboxSpec: a job's output as it is printed.
+OutputSink = Callable[[str, bytes], None]
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host directory bind-mounted into a sandbox."""
@@ -82,6 +86,16 @@ class SandboxSpec:
     container as this node's (the node's state directory): a runtime with
     ``sweep`` (:class:`SweepingRuntime`) labels the container with it, so the
     node, started again, finds what it left; an empty owner marks nothing.
+
+    ``on_output``, when set, asks for the job's output while it runs: the
+    runtime calls it with ``(stream, data)`` (``"stdout"`` or ``"stderr"``,
+    the bytes printed since its last call, in order per stream) from a
+    thread of its own, until ``run`` returns; the bytes given over a run
+    are the start of the outcome's ``stdout`` and ``stderr`` (the node
+    sends the rest from the outcome). A call may block: the runtime then
+    reads the job's output later, never past its caps. A runtime that cannot
+    follow output ignores it; the node then sends the output when the job
+    ended (docs/plugins.md).
     """
 
     job_id: str
@@ -100,6 +114,7 @@ class SandboxSpec:
     read_only_root: bool = True
     mounts: Sequence[Mount] = ()
     owner: str = ""
+    on_output: OutputSink | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

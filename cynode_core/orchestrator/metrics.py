@@ -8,22 +8,35 @@ Two kinds of numbers:
 - this process's own: HTTP requests and latency (``cynode_http_*``),
   dispatch attempts, failures and round-trip times of the dispatcher
   threads in this process (``cynode_dispatch_*``, ``cynode_job_duration_seconds``),
-  task log followers connected (``cynode_log_followers``);
+  task log followers connected (``cynode_log_followers``), the report
+  latency of jobs handed over with ``jobs:start``
+  (``cynode_job_report_latency_seconds``: the node's end time of the job,
+  its end report's ``ended_at`` (milliseconds; else the result's, whole
+  seconds), to the moment this process stored the result and the task
+  became terminal; a node clock ahead of ours counts as 0);
 - the database's truth, read at scrape time with one cheap query
   (:class:`StateCollector`): tasks by status, queue depth, the age of the
-  oldest queued job, nodes by status. Its cost does not grow with the
+  oldest queued job, nodes by status, running jobs per node. Its cost does not grow with the
   number of finished tasks or jobs (tests/test_metrics_scan.py). Several orchestrators share one
   database, so every one of them reports the same values; aggregate them
-  with ``max``, not ``sum``.
+  with ``max``, not ``sum``. One database gauge is this process's own:
+  ``cynode_jobs_running_dispatched``, the running jobs whose lease this
+  process's dispatcher holds (``lease_owner``): those its threads wait on
+  and those it handed over with ``jobs:start`` (the node's reports renew
+  the lease, they do not change its owner; a take-over by another
+  orchestrator moves the job to that one). Sum it over orchestrators.
 
 ``/metrics`` needs no token, like ``/healthz``: it holds counts, durations,
-status names and URL rules only — no user, task, node or token value.
+status names, URL rules and node slugs (the name an operator gave a node;
+nodes are few) only — no user, task or token value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,6 +50,7 @@ from cynode_core.orchestrator.models.nodes import NODE_STATUSES
 
 log = logging.getLogger(__name__)
 
+REPORT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 # Outcomes of one dispatch attempt (a Worker API call).
 DISPATCH_OUTCOMES = ("completed", "failed", "busy", "retry", "error")
@@ -48,7 +62,9 @@ STATE_QUERY_TIMEOUT_MS = 2000
 # One round trip for every database gauge, none of which reads more rows as
 # finished tasks pile up: task counts are the sums of task_status_counts
 # (kept by triggers on tasks, folded by the retention sweep), the queue part
-# reads the partial index idx_jobs_queue only, and nodes are few.
+# reads the partial index idx_jobs_queue only, nodes are few, and the
+# running-job counts read the partial index idx_jobs_running_node (running
+# jobs only; a node holds at most its slots of them).
 _STATE_SQL = text(
     """
     SELECT 'task' AS kind, status AS key, sum(n)::float8 AS value FROM task_status_counts GROUP BY status
@@ -60,72 +76,103 @@ _STATE_SQL = text(
                coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest
         FROM jobs WHERE status = 'queued'
     ) s CROSS JOIN LATERAL (VALUES ('depth', s.depth), ('oldest', s.oldest)) AS q(k, v)
+    UNION ALL
+    SELECT 'running_node', n.node_slug,
+           (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running')::float8
+    FROM nodes n
+    UNION ALL
+    SELECT 'running_owner', '', count(*)::float8 FROM jobs
+    WHERE status = 'running' AND node_id IS NOT NULL AND lease_owner = CAST(:owner AS text)
     """
 )
 
 
+@dataclass
+class _State:
+    """What one scrape read from the database."""
+
+    tasks: dict[str, float] = field(default_factory=dict)
+    nodes: dict[str, float] = field(default_factory=dict)
+    running_per_node: dict[str, float] = field(default_factory=dict)
+    depth: float = 0.0
+    oldest: float = 0.0
+    running_dispatched: float = 0.0
+
+    def add(self, kind: str, key: str, value: float) -> None:
+        if kind == "task":
+            status = TaskStatus(key).api_value
+            self.tasks[status] = self.tasks.get(status, 0.0) + value
+        elif kind == "node":
+            self.nodes[key] = value
+        elif kind == "running_node":
+            self.running_per_node[key] = value
+        elif kind == "running_owner":
+            self.running_dispatched = value
+        elif key == "depth":
+            self.depth = value
+        else:
+            self.oldest = value
+
+
 class StateCollector(Collector):
-    """Gauges computed from PostgreSQL at scrape time: tasks, queue, nodes, and whether the read worked."""
+    """Gauges computed from PostgreSQL at scrape time: tasks, queue, nodes, running jobs, whether the read worked.
+
+    ``owner`` is the ``lease_owner`` this process's dispatcher writes (None while it has none).
+    """
 
     def __init__(self, db: Database):
         self.db = db
+        self.owner: str | None = None
 
     def describe(self) -> Iterable[Metric]:
         # Registration asks for the names; answering here keeps it from querying the database.
-        return list(self._families({}, {}, 0.0, 0.0, up=True))
+        return list(self._families(_State(), up=True))
 
     def collect(self) -> Iterable[Metric]:
-        tasks: dict[str, float] = {}
-        nodes: dict[str, float] = {}
-        depth = oldest = 0.0
+        state = _State()
         try:
             with self.db.engine.connect() as conn:
                 conn.execute(text(f"SET LOCAL statement_timeout = {STATE_QUERY_TIMEOUT_MS}"))
-                rows = conn.execute(_STATE_SQL).all()
+                rows = conn.execute(_STATE_SQL, {"owner": self.owner}).all()
                 conn.rollback()
         except Exception as exc:  # noqa: BLE001 - a scrape reports the database as down instead of failing
             log.warning("metrics: database state query failed (%s)", type(exc).__name__)
-            yield from self._families({}, {}, 0.0, 0.0, up=False, with_state=False)
+            yield from self._families(state, up=False, with_state=False)
             return
         for kind, key, value in rows:
-            if kind == "task":
-                status = TaskStatus(key).api_value
-                tasks[status] = tasks.get(status, 0.0) + value
-            elif kind == "node":
-                nodes[key] = value
-            elif key == "depth":
-                depth = value
-            else:
-                oldest = value
-        yield from self._families(tasks, nodes, depth, oldest, up=True)
+            state.add(kind, key, value)
+        yield from self._families(state, up=True)
 
     @staticmethod
-    def _families(
-        tasks: dict[str, float],
-        nodes: dict[str, float],
-        depth: float,
-        oldest: float,
-        *,
-        up: bool,
-        with_state: bool = True,
-    ) -> Iterator[Metric]:
+    def _families(state: _State, *, up: bool, with_state: bool = True) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "cynode_db_up", "1 when the database state query of this scrape succeeded, else 0", value=1.0 if up else 0.0
         )
         if not with_state:
             return
         family = GaugeMetricFamily("cynode_tasks", "Tasks in the database by status", labels=("status",))
-        for status in dict.fromkeys((*TASK_API_STATUSES, *tasks)):
-            family.add_metric((status,), tasks.get(status, 0.0))
+        for status in dict.fromkeys((*TASK_API_STATUSES, *state.tasks)):
+            family.add_metric((status,), state.tasks.get(status, 0.0))
         yield family
-        yield GaugeMetricFamily("cynode_queue_depth", "Jobs waiting to be dispatched (status queued)", value=depth)
         yield GaugeMetricFamily(
-            "cynode_queue_oldest_job_age_seconds", "Age of the oldest queued job (0 when none)", value=oldest
+            "cynode_queue_depth", "Jobs waiting to be dispatched (status queued)", value=state.depth
+        )
+        yield GaugeMetricFamily(
+            "cynode_queue_oldest_job_age_seconds", "Age of the oldest queued job (0 when none)", value=state.oldest
         )
         family = GaugeMetricFamily("cynode_nodes", "Registered nodes by status", labels=("status",))
-        for status in dict.fromkeys((*NODE_STATUSES, *nodes)):
-            family.add_metric((status,), nodes.get(status, 0.0))
+        for status in dict.fromkeys((*NODE_STATUSES, *state.nodes)):
+            family.add_metric((status,), state.nodes.get(status, 0.0))
         yield family
+        family = GaugeMetricFamily("cynode_node_jobs_running", "Running jobs on each registered node", labels=("node",))
+        for slug, count in sorted(state.running_per_node.items()):
+            family.add_metric((slug,), count)
+        yield family
+        yield GaugeMetricFamily(
+            "cynode_jobs_running_dispatched",
+            "Running jobs whose lease this process's dispatcher holds (waited on or handed over with jobs:start)",
+            value=state.running_dispatched,
+        )
 
 
 class OrchestratorMetrics:
@@ -160,11 +207,28 @@ class OrchestratorMetrics:
             "Task log follow streams (GET /v1/tasks/{id}/logs?follow=true) this process serves now",
             registry=self.registry,
         )
+        self.report_latency = Histogram(
+            "cynode_job_report_latency_seconds",
+            "From a job's end on its node (its end report's ended_at) to its result stored by this process, "
+            "for jobs handed over with jobs:start",
+            registry=self.registry,
+            buckets=REPORT_BUCKETS,
+        )
         for outcome in DISPATCH_OUTCOMES:
             self.dispatch_attempts.labels(outcome)
         for reason in FAILURE_REASONS:
             self.dispatch_failures.labels(reason)
-        self.registry.register(StateCollector(db))
+        self.state = StateCollector(db)
+        self.registry.register(self.state)
+
+    def own_leases(self, owner: str) -> None:
+        """Count the running jobs leased to ``owner`` (this process's dispatcher) as this process's."""
+        self.state.owner = owner
+
+    def observe_report(self, ended: dt.datetime | None) -> None:
+        """One stored end report: the time since the node's end of the job (nothing when the node sent none)."""
+        if ended is not None:
+            self.report_latency.observe(max(0.0, (dt.datetime.now(dt.UTC) - ended).total_seconds()))
 
     def observe_dispatch(self, result_status: str | None, reason: str, seconds: float, *, will_retry: bool) -> None:
         """Count one Worker API call: its outcome, why it got no result, and its round trip if a job ran."""

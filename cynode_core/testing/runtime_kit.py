@@ -91,6 +91,8 @@ def sh(script: str) -> list[str]:
 class SandboxRuntimeContract:
     """The behaviour every sandbox runtime must show (node_contract.md sections 5.3-5.5 and 6)."""
 
+    # True for a runtime that calls SandboxSpec.on_output while the job runs (not only at its end).
+    follows_output = False
     # Variables a runtime or image may add besides spec.env (Podman adds the first five).
     allowed_extra_env = frozenset({"PATH", "HOME", "HOSTNAME", "TERM", "container", "PWD", "SHLVL", "_"})
 
@@ -168,6 +170,25 @@ class SandboxRuntimeContract:
         assert outcome.stdout == b"a" * len(outcome.stdout)
         assert (outcome.stderr, outcome.stderr_truncated) == (b"small\n", False)
         assert peak < 4 * cap + 2 * 1024 * 1024, f"peak Python memory {peak} bytes for a 10 MB output"
+
+    def test_followed_output_is_the_start_of_the_outcome(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        given: list[tuple[float, str, bytes]] = []
+        spec = sandbox_spec_factory(
+            sh("echo one; sleep 1; echo two >&2; sleep 1; echo three"),
+            on_output=lambda stream, data: given.append((time.monotonic(), stream, data)),
+        )
+        outcome = self.run_ok(runtime, spec)
+        returned, calls = time.monotonic(), len(given)
+        for stream, full in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            assert full.startswith(b"".join(data for _, s, data in given if s == stream)), (stream, given)
+        time.sleep(0.3)
+        assert len(given) == calls, "on_output was called after run returned"
+        if self.follows_output:
+            assert (outcome.stdout, outcome.stderr) == (b"one\nthree\n", b"two\n")
+            first = next(when for when, _, data in given if data.startswith(b"one"))
+            assert returned - first > 1.0, "the first line was given only at the end"
 
     def test_missing_image_is_a_failed_outcome(
         self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory

@@ -1,10 +1,9 @@
 """Following a task that a real node runs in Podman, through both orchestrators of one database.
 
-Until the node reports output while a job runs (issue 12, item 2), its
-lines reach the job output table when the job ends (``store_result``); what
-this shows is the whole path from a real container to a follower on an
-orchestrator that did not dispatch the job, and to ``cynode task logs
---follow``.
+The node sends the lines while the job runs (``output`` reports; their
+timing is tests/e2e/test_live_output.py); what this shows is the whole path
+from a real container to a follower on an orchestrator that did not
+dispatch the job, and to ``cynode task logs --follow``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,14 @@ hops between gateway, database, dispatcher, Worker API and runtime pass these
 objects, and nothing else spells out their keys.
 """
 
-from cynode_core.contract.job.report import JobReport, ReportState
+from cynode_core.contract.job.report import (
+    MAX_OUTPUT_BATCH,
+    OUTPUT_CUT_MARKER,
+    JobReport,
+    OutputPiece,
+    ReportState,
+    report_time,
+)
 from cynode_core.contract.job.request import (
     WIRE_VERSION,
     ReportLease,
@@ -64,6 +71,10 @@ __all__ = [
     "Truncation",
     "UnusablePayload",
     "format_time",
+    "MAX_OUTPUT_BATCH",
+    "OUTPUT_CUT_MARKER",
+    "OutputPiece",
+    "report_time",
     "is_uuid",
     "payload_from_storage",
     "result_from_storage",

@@ -258,4 +258,5 @@ def start_workers(state: Any, stop: threading.Event) -> list[threading.Thread]:
         return []
     dispatcher = Dispatcher(state)
     state.dispatcher = dispatcher
+    state.metrics.own_leases(dispatcher.owner)
     return dispatcher.start(stop)

@@ -4,7 +4,9 @@ A node that advertises ``worker_api.job_reports`` in its capability takes a
 job with ``jobs:start`` and answers at once; the dispatcher thread is then
 free (decisions.md Dispatch 11). The node reports to the control plane
 (``POST /v1/nodes/jobs/{job_id}/report``, docs/wire_contract.md#node-job-report):
-``running`` reports renew the job's lease, the end report stores the result.
+``running`` reports renew the job's lease, ``output`` reports append what the
+job printed to the task's log as it runs (followers see it at once), the end
+report stores the result.
 Every report is fenced like a dispatcher's own writes: it counts only while
 the job runs on the reporting node under the lease the report names. A late
 report (the job was taken over, canceled or ended meanwhile) is refused with
@@ -25,7 +27,7 @@ from cynode_core.contract.errors import Conflict
 from cynode_core.contract.job import JobReport, ReportState
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ReportedJob
-from cynode_core.orchestrator.dispatch.store import fail_job, renew_reported, store_result
+from cynode_core.orchestrator.dispatch.store import fail_job, renew_reported, store_output, store_result
 from cynode_core.orchestrator.services.nodes import latest_capability
 from cynode_core.orchestrator.services.task_events import task_finished
 
@@ -76,15 +78,20 @@ def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) ->
     if row is None or row[1] != node_id:
         _refuse(job_id, node_id, report, "the job is not this node's")
     job = ReportedJob(job_id, row[0], lease_id)
+    if report.state is ReportState.OUTPUT:
+        if not store_output(state.db, job, node_id, report.output):
+            _refuse(job_id, node_id, report, LATE_REPORT)
+        return
     if report.state is ReportState.RUNNING:
         if not renew_reported(state.db, job_id, node_id, lease_id, state.settings.lease_seconds):
             _refuse(job_id, node_id, report, LATE_REPORT)
         return
     if report.state is ReportState.FINISHED:
         assert report.result is not None
-        if not store_result(state.db, job, report.result):
+        if not store_result(state.db, job, report.result, append_output=not report.streamed):
             _refuse(job_id, node_id, report, LATE_REPORT)
         state.metrics.observe_dispatch(report.result.status or "", "", float(row[2]), will_retry=False)
+        state.metrics.observe_report(report.ended())
         log.info("job %s: its node reported %s", job_id, report.result.status)
     elif not fail_job(state.db, job, f"the node could not start the job: {report.error}"):
         _refuse(job_id, node_id, report, LATE_REPORT)

@@ -15,11 +15,21 @@ import dataclasses
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
 
-from cynode_core.contract.job import TASK_TERMINAL, DispatchFailure, JobResult, RunJobResponse, TaskStatus, sql_list
+from cynode_core.contract.job import (
+    OUTPUT_CUT_MARKER,
+    TASK_TERMINAL,
+    DispatchFailure,
+    JobResult,
+    OutputPiece,
+    RunJobResponse,
+    TaskStatus,
+    sql_list,
+)
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob, Leased
 from cynode_core.orchestrator.services import job_output
@@ -57,8 +67,11 @@ def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: 
     finish_task(session, task_id, TaskStatus.FAILED)
 
 
-def store_result(db: Database, job: Leased, result: RunJobResponse) -> bool:
-    """Store a node's answer; True when this ended the job (False: canceled or lease lost)."""
+def store_result(db: Database, job: Leased, result: RunJobResponse, *, append_output: bool = True) -> bool:
+    """Store a node's answer; True when this ended the job (False: canceled or lease lost).
+
+    ``append_output=False``: the node sent the output already (``output`` reports), followers have it.
+    """
     status = TaskStatus.COMPLETED if result.succeeded else TaskStatus.FAILED
     encoded = _encoded(result)
     with db.session() as session:
@@ -79,10 +92,33 @@ def store_result(db: Database, job: Leased, result: RunJobResponse) -> bool:
                 {"r": encoded, "id": job.job_id},
             )
             return False
-        # Followers of the task see what the node returned (services/job_output.py).
-        job_output.append(session, job.job_id, "stdout", result.stdout or "", task_id=job.task_id)
-        job_output.append(session, job.job_id, "stderr", result.stderr or "", task_id=job.task_id)
+        if append_output:
+            # Followers of the task see what the node returned (services/job_output.py).
+            job_output.append(session, job.job_id, "stdout", result.stdout or "", task_id=job.task_id)
+            job_output.append(session, job.job_id, "stderr", result.stderr or "", task_id=job.task_id)
         finish_task(session, job.task_id, status)
+    return True
+
+
+def store_output(db: Database, job: Leased, node_id: uuid.UUID, pieces: Sequence[OutputPiece]) -> bool:
+    """Append output a node sent while its job runs; False when the job no longer runs there under the lease.
+
+    The job row is read ``FOR SHARE``: the end report's update waits for this
+    append, so a task's output never follows its terminal status.
+    """
+    with db.session() as session:
+        held = session.execute(
+            text(
+                "SELECT 1 FROM jobs WHERE id = :id AND node_id = :node AND lease_id = :lease "
+                "AND status = 'running' FOR SHARE"
+            ),
+            {"id": job.job_id, "node": node_id, "lease": job.lease_id},
+        ).first()
+        if held is None:
+            return False
+        for piece in pieces:
+            text_ = piece.data + (OUTPUT_CUT_MARKER if piece.cut else "")
+            job_output.append(session, job.job_id, piece.stream, text_, task_id=job.task_id)
     return True
 
 

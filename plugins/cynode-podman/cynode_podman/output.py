@@ -4,7 +4,8 @@ Two sources, both read in chunks with bytes past the cap dropped as they
 arrive, so memory stays at the caps plus one chunk whatever the job prints:
 
 - the container's k8s-file log, read straight from the file conmon writes
-  (:func:`open_log` before the job starts, :func:`read_k8s_log` after it);
+  (:func:`open_log` before the job starts, :class:`LogTail` while it runs
+  and after it);
 - Podman's logs endpoint (:func:`read_frames`), when that file cannot be
   opened: frames of an 8-byte header (stream id, length) and a body.
 
@@ -17,11 +18,19 @@ of its streams are marked truncated (:func:`log_was_cut`).
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import threading
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+log = logging.getLogger(__name__)
+
 _HEADER = struct.Struct(">BxxxL")
+# A running job's log is read this often, at most this much per read, for SandboxSpec.on_output.
+FOLLOW_INTERVAL = 0.15
+FOLLOW_READ_LIMIT = 256 * 1024
 _CHUNK = 64 * 1024
 _STDERR = 2
 # A k8s-file line: "<timestamp> stdout F <text>"; conmon writes lines of at
@@ -104,19 +113,45 @@ def log_was_cut(log: BinaryIO) -> bool:
         return True
 
 
+class LogTail:
+    """Reads a k8s-file log as it grows, whole lines only, into ``stdout`` and ``stderr``.
+
+    :meth:`read` takes what the file holds now (or at most ``limit`` bytes of
+    it) and answers the bytes it newly kept per stream; a line not yet ended
+    waits for the next read. Called while the job runs, it follows the
+    output; called once after the end, it reads it all.
+    """
+
+    def __init__(self, log: BinaryIO, stdout: CappedBuffer, stderr: CappedBuffer) -> None:
+        self.log = log
+        self.stdout = stdout
+        self.stderr = stderr
+        self._pending = b""
+
+    def read(self, limit: int | None = None) -> list[tuple[str, bytes]]:
+        """Read on to the end of the file (or ``limit`` bytes); ``[(stream, newly kept bytes)]``."""
+        kept = len(self.stdout.data), len(self.stderr.data)
+        taken = 0
+        while not (self.stdout.truncated and self.stderr.truncated):
+            if limit is not None and taken >= limit:
+                break
+            chunk = self.log.read(_CHUNK)
+            if not chunk:
+                break
+            taken += len(chunk)
+            block = self._pending + chunk
+            end = block.rfind(b"\n") + 1
+            self._pending = block[end:]
+            if len(self._pending) > _MAX_LOG_LINE:
+                self._pending = b""
+            _feed_lines(block[:end], self.stdout, self.stderr)
+        news = [("stdout", bytes(self.stdout.data[kept[0] :])), ("stderr", bytes(self.stderr.data[kept[1] :]))]
+        return [(stream, data) for stream, data in news if data]
+
+
 def read_k8s_log(log: BinaryIO, stdout: CappedBuffer, stderr: CappedBuffer) -> None:
     """Demultiplex a k8s-file log into ``stdout`` and ``stderr`` until it ends or both are full."""
-    pending = b""
-    while not (stdout.truncated and stderr.truncated):
-        chunk = log.read(_CHUNK)
-        if not chunk:
-            return
-        block = pending + chunk
-        end = block.rfind(b"\n") + 1
-        pending = block[end:]
-        if len(pending) > _MAX_LOG_LINE:
-            pending = b""
-        _feed_lines(block[:end], stdout, stderr)
+    LogTail(log, stdout, stderr).read()
 
 
 def _feed_lines(block: bytes, stdout: CappedBuffer, stderr: CappedBuffer) -> None:
@@ -135,3 +170,40 @@ def _feed_lines(block: bytes, stdout: CappedBuffer, stderr: CappedBuffer) -> Non
         if not target.truncated:
             # "F" ends a line of the job's (the log line's newline is its own); "P" is a piece of one.
             target.feed(text + b"\n" if tag == _FULL_LINE else text)
+
+
+class LogFollower:
+    """A thread handing a running job's new output to ``sink`` every :data:`FOLLOW_INTERVAL` s.
+
+    ``sink`` may block (the node sending a batch): the log is then read
+    later, never faster than the sink takes it; what conmon writes meanwhile
+    waits in the file, up to its size cap.
+    """
+
+    def __init__(self, tail: LogTail, sink: Callable[[str, bytes], None]) -> None:
+        self.tail = tail
+        self._sink = sink
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="job-output", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading (idempotent)."""
+        self._stop.set()
+        self._thread.join()
+
+    def finish(self) -> None:
+        """Stop, then read and hand over the rest of the log (in the caller's thread)."""
+        self.stop()
+        self._emit(self.tail.read())
+
+    def _follow(self) -> None:
+        while not self._stop.wait(FOLLOW_INTERVAL):
+            self._emit(self.tail.read(FOLLOW_READ_LIMIT))
+
+    def _emit(self, news: list[tuple[str, bytes]]) -> None:
+        for stream, data in news:
+            try:
+                self._sink(stream, data)
+            except Exception:  # noqa: BLE001 - the node's sink failing must not fail the job
+                log.exception("job output sink failed")

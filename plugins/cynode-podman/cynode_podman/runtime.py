@@ -3,8 +3,9 @@
 Per job: create, init, start, wait, remove — five calls on one shared client.
 ``wait`` polls every 10 ms instead of Podman's 250 ms default, and its HTTP
 read timeout is the job timeout, so no timer thread is needed. The output is
-read once the container stopped, from its size-capped k8s-file log, opened
-between init and start (see ``output``).
+read from its size-capped k8s-file log, opened between init and start (see
+``output``): once the container stopped, and, when the spec asks for it
+(``on_output``), every 150 ms while it runs by a thread of the job's.
 
 The runtime keeps no record of cancellation: ``cancel`` kills the job's
 container, found by its name, if it is running, and the node (the one
@@ -29,7 +30,7 @@ from podman.errors import APIError, ImageNotFound, NotFound
 
 from cynode_core.contract import LeftoverJob, RuntimeUnavailable, SandboxOutcome, SandboxSpec
 from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
-from cynode_podman.output import CappedBuffer, log_was_cut, open_log, read_frames, read_k8s_log
+from cynode_podman.output import CappedBuffer, LogFollower, LogTail, log_was_cut, open_log, read_frames
 from cynode_podman.service import PodmanService
 
 EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
@@ -229,6 +230,7 @@ class PodmanRuntime:
     ) -> SandboxOutcome:
         """Start the container, wait for its end (or timeout) and read its capped output."""
         log: BinaryIO | None = None
+        follower: LogFollower | None = None
         try:
             try:
                 # init runs conmon, which opens the log: it is opened here before the job can write to it.
@@ -240,9 +242,18 @@ class PodmanRuntime:
                 code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
                 return _runtime_failure(code, f"cannot start the container: {message}", started_at)
             container_started_at = _now()
+            tail = None
+            if log is not None:
+                tail = LogTail(log, CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes))
+                if spec.on_output is not None:
+                    follower = LogFollower(tail, spec.on_output)
             exit_code, timed_out = self._wait(container, spec.timeout_seconds)
-            stdout, stderr = self._read_output(client, container, log, spec.max_output_bytes)
+            if follower is not None:
+                follower.finish()
+            stdout, stderr = self._read_output(client, container, tail, spec)
         finally:
+            if follower is not None:
+                follower.stop()
             if log is not None:
                 log.close()
         return SandboxOutcome(
@@ -258,16 +269,16 @@ class PodmanRuntime:
         )
 
     def _read_output(
-        self, client: PodmanClient, container: Container, log: BinaryIO | None, cap: int
+        self, client: PodmanClient, container: Container, tail: LogTail | None, spec: SandboxSpec
     ) -> tuple[CappedBuffer, CappedBuffer]:
-        """The job's capped stdout and stderr: from its log file, else through Podman's logs endpoint."""
-        stdout, stderr = CappedBuffer(cap), CappedBuffer(cap)
-        if log is not None:
-            read_k8s_log(log, stdout, stderr)
-            if log_was_cut(log):
+        """The job's capped stdout and stderr: from its log file (the rest of it), else Podman's logs endpoint."""
+        if tail is not None:
+            tail.read()
+            if log_was_cut(tail.log):
                 # Output past the log's cap was dropped unread, of either stream.
-                stdout.truncated = stderr.truncated = True
-            return stdout, stderr
+                tail.stdout.truncated = tail.stderr.truncated = True
+            return tail.stdout, tail.stderr
+        stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
         response = client.api.get(
             f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True
         )

@@ -13,6 +13,8 @@ from cynode_core.testing import SandboxRuntimeContract
 class TestPodmanRuntimeContract(SandboxRuntimeContract):
     """Every contract case, on the session's Podman service."""
 
+    follows_output = True
+
     @pytest.fixture
     def runtime(self, podman_runtime: PodmanRuntime, job_container_ids: Callable[[str], list[str]]) -> PodmanRuntime:
         # Leftovers are looked up through the runtime's own client, not the CLI.

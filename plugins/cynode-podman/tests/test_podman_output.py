@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 
-from cynode_podman.output import CappedBuffer, read_frames
+from cynode_podman.output import CappedBuffer, LogTail, read_frames
 
 
 def _frame(stream: int, data: bytes) -> bytes:
@@ -37,3 +37,18 @@ def test_a_cut_stream_ends_quietly() -> None:
     stdout, stderr = CappedBuffer(100), CappedBuffer(100)
     read_frames(io.BytesIO(_frame(1, b"whole") + _frame(1, b"cut")[:10]), stdout, stderr)
     assert bytes(stdout.data) == b"wholecu"
+
+
+def test_a_growing_log_is_read_in_whole_lines_and_only_what_was_kept_is_new(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ctr.log"
+    path.write_bytes(b"")
+    with open(path, "rb") as log, open(path, "ab", buffering=0) as conmon:
+        tail = LogTail(log, CappedBuffer(10), CappedBuffer(100))
+        assert tail.read() == []
+        conmon.write(b"2026-12-07T00:00:00Z stdout F one\n2026-12-07T00:00:00Z stderr P par")
+        assert tail.read() == [("stdout", b"one\n")]  # the unended log line waits
+        conmon.write(b"t\n2026-12-07T00:00:01Z stdout F two-and-more\n")
+        assert tail.read() == [("stdout", b"two-an"), ("stderr", b"part")]
+        conmon.write(b"2026-12-07T00:00:02Z stdout F past the cap\n")
+        assert tail.read() == []
+    assert tail.stdout.truncated and bytes(tail.stdout.data) == b"one\ntwo-an"
