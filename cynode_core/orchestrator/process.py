@@ -81,50 +81,66 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
     app = create_app(resources.settings, resources.db, resources.secrets)
     log_plugins(app)
     settings = resources.settings
-    listen = (
-        settings.gateway_listen
-        if settings.gateway_listen == settings.control_listen
-        else (f"{settings.gateway_listen} {settings.control_listen}")
-    )
-    # Idle keep-alive connections are closed after two minutes, and up to
-    # http_connections stay open, so a crowd of clients queues instead of hanging.
-    # waitress stops reading a body past the app's cap (the app answers it: cynode_core.http_limits).
-    socket_map: dict[int, Any] = {}
-    server: Any = create_server(
-        app,
-        map=socket_map,
-        listen=listen,
-        threads=settings.http_threads,
-        connection_limit=settings.http_connections,
-        channel_timeout=120,
-        backlog=1024,
-        ident="cynode",
-        **server_options(settings.max_request_bytes),
-    )
-    answer_in_problems(server, socket_map)
+    # Two servers, each with its own threads, when the addresses differ: a node's job
+    # reports must never queue behind user requests (a login may wait 25 s for a
+    # password slot). Idle keep-alive connections are closed after two minutes, and
+    # up to http_connections stay open, so a crowd of clients queues instead of
+    # hanging. waitress stops reading a body past the app's cap (cynode_core.http_limits).
+    listens = [(settings.gateway_listen, settings.http_threads)]
+    if settings.control_listen != settings.gateway_listen:
+        listens.append((settings.control_listen, settings.control_threads))
+    servers: list[Any] = []
+    for listen, threads in listens:
+        socket_map: dict[int, Any] = {}
+        server = create_server(
+            app,
+            map=socket_map,
+            listen=listen,
+            threads=threads,
+            connection_limit=settings.http_connections,
+            channel_timeout=120,
+            backlog=1024,
+            ident="cynode",
+            **server_options(settings.max_request_bytes),
+        )
+        answer_in_problems(server, socket_map)
+        servers.append(server)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
-        server.close()
+        for server in servers:
+            server.close()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     workers = start_background(app, stop)
     log.info("gateway on http://%s, control plane on http://%s", settings.gateway_listen, settings.control_listen)
     if on_ready:
         on_ready()
+    extra = [
+        threading.Thread(target=_run, args=(server, stop), name="control-plane-http", daemon=True)
+        for server in servers[1:]
+    ]
+    for thread in extra:
+        thread.start()
     try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        if not stop.is_set():
-            raise
+        _run(servers[0], stop)
     finally:
         stop.set()
         for worker in workers:
             worker.join(timeout=10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run(server: Any, stop: threading.Event) -> None:
+    """Serve until the server is closed; an error while stopping is the stop."""
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        if not stop.is_set():
+            raise
 
 
 def dispatch_only(resources: ServerResources) -> None:

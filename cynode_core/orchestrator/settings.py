@@ -90,6 +90,11 @@ class OrchestratorSettings:
         help="request body cap (bytes)",
     )
     http_threads: int = setting(32, parse=parse_positive_int, help="request threads per orchestrator process")
+    control_threads: int = setting(
+        8,
+        parse=parse_positive_int,
+        help="request threads of the control plane, apart from the gateway's, so node reports never wait behind users",
+    )
     http_connections: int = setting(1000, parse=parse_positive_int, help="open client connections per process")
     log_followers: int = setting(
         16,
