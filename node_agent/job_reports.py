@@ -63,9 +63,13 @@ class JobReports:
         """Report on ``request``'s job under its lease from now on (a newer lease replaces the one before)."""
         assert request.report is not None
         with self._lock:
-            self._jobs[request.job_key] = _Followed(
-                request.job_id, request.report, time.monotonic() + request.report.heartbeat_seconds
-            )
+            followed = self._jobs.get(request.job_key)
+            if followed is not None:  # asked for again while it runs: the newest lease, the same live output
+                followed.lease = request.report
+            else:
+                self._jobs[request.job_key] = _Followed(
+                    request.job_id, request.report, time.monotonic() + request.report.heartbeat_seconds
+                )
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="job-heartbeats", daemon=True)
                 self._thread.start()
@@ -76,13 +80,13 @@ class JobReports:
             followed = self._jobs.get(job_key)
             if followed is None or self._output_cap <= 0:
                 return None
-            job_id = followed.job_id
+            job = followed
 
             def send(report: JobReport) -> int | None:
-                return self._send(job_id, report.to_json())
+                return self._send(job.job_id, report.to_json())
 
-            followed.live = LiveOutput(job_key, followed.lease.lease_id, send, self._output_cap)
-            return followed.live.feed
+            job.live = LiveOutput(job_key, lambda: job.lease.lease_id, send, self._output_cap)
+            return job.live.feed
 
     def forget(self, job_key: str) -> None:
         """Stop following a job that did not start here (answered at once, or refused)."""

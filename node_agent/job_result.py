@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from cynode_core.contract import SandboxOutcome
-from cynode_core.contract.job import RunJobResponse, RunStatus, Truncation, format_time
+from cynode_core.contract.job import RunJobResponse, RunStatus, Truncation, format_time, without_nul
 
 CANCEL_NOTE = "[cynode] job canceled: the node stopped its container on request\n"
 SHUTDOWN_NOTE = "[cynode] job canceled: the node agent is shutting down and stopped its container\n"
@@ -57,7 +57,7 @@ def cap_output(data: bytes, limit: int, already_truncated: bool = False) -> tupl
         truncated = True
     if truncated:
         data = _drop_partial_tail(data)
-    text = data.decode("utf-8", errors="replace")
+    text = without_nul(data.decode("utf-8", errors="replace"))
     encoded = text.encode("utf-8")
     if len(encoded) > limit:
         # The cut prefix is valid UTF-8 except possibly its tail, which "ignore" drops.

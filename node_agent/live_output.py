@@ -16,7 +16,10 @@ each stream the node capped; it answers whether the control plane has every
 byte of the result's output, which the end report says (``output_streamed``)
 so that the orchestrator does not append it again. After a batch that was
 not taken (no answer, refused), nothing more is sent live: :meth:`finish`
-sends the rest from the first byte not taken.
+sends the rest from the first byte not taken. Every piece names its offset in
+its stream, so a batch the control plane stored but whose answer was lost is
+not stored twice when sent again. Reports go under the job's newest lease (a
+job asked for again after a take-over keeps its live output).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cynode_core.contract.job import (
     ReportState,
     RunJobResponse,
     Truncation,
+    without_nul,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ SendReport = Callable[[JobReport], "int | None"]
 class LiveOutput:
     """The live output of one job handed over with ``jobs:start``."""
 
-    def __init__(self, job_key: str, lease_id: str, send: SendReport, cap: int) -> None:
+    def __init__(self, job_key: str, lease_id: Callable[[], str], send: SendReport, cap: int) -> None:
         self._job_key = job_key
         self._lease_id = lease_id
         self._send = send
@@ -63,9 +67,9 @@ class LiveOutput:
             room = self._cap - self._taken[stream]
             data = data[: max(room, 0)]
             self._taken[stream] += len(data)
-            text = self._decoders[stream].decode(data)
+            text = without_nul(self._decoders[stream].decode(data))
             for start in range(0, len(text), MAX_OUTPUT_BATCH):
-                if not self._post([OutputPiece(stream, text[start : start + MAX_OUTPUT_BATCH])]):
+                if not self._post([self._piece(stream, text[start : start + MAX_OUTPUT_BATCH])]):
                     self._live = False
                     return
 
@@ -79,14 +83,15 @@ class LiveOutput:
                 ("stdout", result.stdout or "", cut.stdout),
                 ("stderr", result.stderr or "", cut.stderr),
             ):
-                sent = self._sent[stream]
+                sent = len(self._sent[stream])
                 # A note the node put in front of the output (a canceled job's) leaves the sent part as it is.
-                tail = final[len(sent) :] if final.startswith(sent) else ""
+                tail = final[sent:] if final.startswith(self._sent[stream]) else ""
                 rest += [
-                    OutputPiece(stream, tail[i : i + MAX_OUTPUT_BATCH]) for i in range(0, len(tail), MAX_OUTPUT_BATCH)
+                    OutputPiece(stream, tail[i : i + MAX_OUTPUT_BATCH], offset=sent + i)
+                    for i in range(0, len(tail), MAX_OUTPUT_BATCH)
                 ]
                 if was_cut:
-                    rest.append(OutputPiece(stream, "", cut=True))
+                    rest.append(OutputPiece(stream, "", cut=True, offset=sent + len(tail)))
             batch: list[OutputPiece] = []
             for piece in rest:
                 if batch and sum(len(p.data) for p in batch) + len(piece.data) > MAX_OUTPUT_BATCH:
@@ -96,8 +101,11 @@ class LiveOutput:
                 batch.append(piece)
             return not batch or self._post(batch)
 
+    def _piece(self, stream: str, data: str) -> OutputPiece:
+        return OutputPiece(stream, data, offset=len(self._sent[stream]))
+
     def _post(self, pieces: list[OutputPiece]) -> bool:
-        status = self._send(JobReport(self._lease_id, ReportState.OUTPUT, output=tuple(pieces)))
+        status = self._send(JobReport(self._lease_id(), ReportState.OUTPUT, output=tuple(pieces)))
         if status == 204:
             for piece in pieces:
                 self._sent[piece.stream] += piece.data

@@ -135,3 +135,56 @@ def test_output_reports_are_fenced_marked_where_cut_and_not_appended_again(api: 
         ("stdout", "o\n"),
         ("stdout", OUTPUT_CUT_MARKER),
     ]
+
+
+def test_a_batch_sent_again_is_stored_once_and_the_end_report_adds_only_what_was_not_streamed(
+    api: ApiClient, orchestrator: Any
+) -> None:
+    """A node whose output report was stored but whose answer was lost sends it again: no line twice."""
+    node = NodeHandle("node-again", "http://127.0.0.1:9")
+    register(api, orchestrator.secrets.psk, node)
+    fetch_config(api, node)
+    api.login("admin", orchestrator.secrets.admin_password, expect=200)
+    task = api.create_command("echo again")
+    job, lease = run_on(orchestrator, task, "node-again", "test")
+
+    def output(*pieces: dict[str, Any]) -> int:
+        sent = {"version": 1, "lease_id": lease, "state": "output", "output": list(pieces)}
+        return api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code
+
+    assert output({"stream": "stdout", "data": "one\n", "offset": 0}) == 204
+    assert output({"stream": "stdout", "data": "one\n", "offset": 0}) == 204  # the same batch again
+    assert output({"stream": "stdout", "data": "one\ntwo\n", "offset": 0}) == 204  # again, with more
+    assert (
+        output({"stream": "stderr", "data": "warn\n", "offset": 0}, {"stream": "stdout", "data": "", "offset": 8})
+        == 204
+    )
+    assert output({"stream": "stderr", "data": "nul\x00\n", "offset": 5}) == 204  # stored as U+FFFD
+    assert output({"stream": "stdout", "data": "x", "offset": -1}) == 400
+    assert output({"stream": "stdout", "data": "x", "offset": True}) == 400
+    assert output({"stream": "stdout", "data": "x", "offset": 2**41}) == 400
+    # The end report without output_streamed: only "three\n" is new, and stdout was cut there.
+    result = {
+        "version": 1,
+        "status": "completed",
+        "exit_code": 0,
+        "stdout": "one\ntwo\nthree\n",
+        "stderr": "warn\n",
+        "truncated": {"stdout": True, "stderr": False},
+    }
+    sent = {"version": 1, "lease_id": lease, "state": "finished", "result": result}
+    assert api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code == 204
+
+    with orchestrator.db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT seq, stream, data FROM job_output WHERE job_id = :id ORDER BY seq"), {"id": job}
+        ).all()
+    assert [tuple(r)[1:] for r in rows] == [
+        ("stdout", "one\n"),
+        ("stdout", "two\n"),
+        ("stderr", "warn\n"),
+        ("stderr", "nul\ufffd\n"),
+        ("stdout", "three\n"),
+        ("stdout", OUTPUT_CUT_MARKER),
+    ]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]

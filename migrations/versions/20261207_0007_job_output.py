@@ -6,7 +6,8 @@ server-sent event and a follower resumes after it (docs/wire_contract.md,
 following a task). Writers number rows under a per-task lock held to commit,
 so rows become visible in ``seq`` order. A trigger tells followers when a
 task's status changes (it starts, it ends), on the same channel the writers
-notify.
+notify. ``job_output_marks`` counts how much of each stream of a job's run
+on a node is stored, so a piece a node sends again adds only what is new.
 
 Revision ID: 0007
 Revises: 0006
@@ -48,6 +49,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("task_id", "seq", name=op.f("pk_job_output")),
     )
     op.create_index("idx_job_output_job_id", "job_output", ["job_id"])
+    op.create_table(
+        "job_output_marks",
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("node_id", sa.Uuid(), nullable=False),
+        sa.Column("stream", sa.Text(), nullable=False),
+        sa.Column("chars", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("cut", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.CheckConstraint("stream IN ('stdout', 'stderr')", name=op.f("ck_job_output_marks_stream")),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_output_marks_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("job_id", "node_id", "stream", name=op.f("pk_job_output_marks")),
+    )
     op.execute(_NOTIFY_FUNCTION)
     op.execute(
         "CREATE TRIGGER cynode_task_status_changed AFTER UPDATE OF status ON tasks FOR EACH ROW "
@@ -58,5 +72,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER cynode_task_status_changed ON tasks")
     op.execute("DROP FUNCTION cynode_notify_task_status()")
+    op.drop_table("job_output_marks")
     op.drop_index("idx_job_output_job_id", table_name="job_output")
     op.drop_table("job_output")

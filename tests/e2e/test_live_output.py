@@ -94,3 +94,29 @@ def test_a_flood_is_capped_with_the_marker_and_the_node_stays_healthy(cluster) -
     started = time.monotonic()
     after = admin.wait_result(admin.create_command("echo still-here"), timeout=30)
     assert after["status"] == "completed" and time.monotonic() - started < 15
+
+
+def test_a_job_printing_nul_bytes_ends_with_its_output_on_either_path(cluster) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL text holds no NUL: the node shows one as U+FFFD, as it shows invalid UTF-8, and the job ends."""
+    orch = cluster.orchestrator().start().wait_healthy()
+    admin = cluster.admin(orch)
+    for reports in ("true", "false"):  # jobs:start with live output, then the synchronous jobs:run
+        node = cluster.node(f"node-reports-{reports}", orch, job_reports=reports).start().wait_ready()
+        task = admin.create_command(r"printf 'a\000b\n'; printf 'c\000\n' >&2")
+        result = admin.wait_result(task, timeout=60)
+        assert result["status"] == "completed", result
+        stored = json.loads(result["jobs"][0]["result"])
+        assert (stored["stdout"], stored["stderr"]) == ("a\ufffdb\n", "c\ufffd\n")
+        logs = admin.request("GET", f"/v1/tasks/{task}/logs")
+        assert logs.status_code == 200 and logs.json()["stdout"] == "a\ufffdb\n", logs.text
+        tap = EventTap(orch.gateway, admin.token, task)  # the task's log, as followers read it
+        try:
+            got = [tap.next(timeout=10)[1] for _ in range(3)]
+        finally:
+            tap.close()
+        assert sorted((e.event, e.json().get("text")) for e in got[:2]) == [
+            ("stderr", "c\ufffd\n"),
+            ("stdout", "a\ufffdb\n"),
+        ]
+        assert got[2].event == "end"
+        node.stop()

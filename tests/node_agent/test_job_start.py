@@ -62,12 +62,12 @@ def start_node(podman_runtime: SandboxRuntime, tmp_path: Path) -> Iterator[Calla
     stop = threading.Event()
     servers: list[BackgroundServer] = []
 
-    def start(**overrides: Any) -> StartWorker:
+    def start(output_cap: int = 0, **overrides: Any) -> StartWorker:
         settings = make_settings(tmp_path / "home", **overrides)
         control = ControlPlane()
         readiness = Readiness(cache_seconds=0)
         readiness.mark_ready()
-        reports = JobReports(control.send, stop, give_up_after=30.0)
+        reports = JobReports(control.send, stop, give_up_after=30.0, output_cap=output_cap)
         app = create_worker_app(
             JobExecutor(podman_runtime, settings), bearer_token=WORKER_TOKEN, readiness=readiness, reports=reports
         )
@@ -106,15 +106,23 @@ def test_the_node_takes_the_job_at_once_and_reports_it_running_then_ended(node: 
     assert again.json() == end[0]["result"]
 
 
-def test_a_job_asked_again_while_it_runs_reports_under_the_new_lease(node: StartWorker) -> None:
-    body = job_body(["sh", "-c", "sleep 3; echo once"])
+def test_a_job_asked_again_while_it_runs_reports_under_the_new_lease(start_node: Callable[..., StartWorker]) -> None:
+    node = start_node(output_cap=65536)
+    body = job_body(["sh", "-c", "echo before; sleep 3; echo once"])
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     assert node.start(body, first).status_code == 202
-    wait_until(lambda: node.control.of(body["job_id"], "running"), 30, "a running report")
+    wait_until(lambda: node.control.of(body["job_id"], "output"), 30, "the first output report")
     assert node.start(body, second).status_code == 202  # the same run, not a second one
     end = wait_until(lambda: node.control.of(body["job_id"], "finished"), 60, "the end report")
     assert [e["lease_id"] for e in end] == [second]
-    assert end[0]["result"]["stdout"] == "once\n"
+    assert end[0]["result"]["stdout"] == "before\nonce\n"
+    # The live output went on under the new lease, and the end says the control plane has all of it.
+    pieces = [(r["lease_id"], p) for r in node.control.of(body["job_id"], "output") for p in r["output"]]
+    assert pieces == [
+        (first, {"stream": "stdout", "data": "before\n", "offset": 0}),
+        (second, {"stream": "stdout", "data": "once\n", "offset": 7}),
+    ]
+    assert end[0]["output_streamed"] is True
     time.sleep(0.7)  # no heartbeat after the end
     beats = node.control.of(body["job_id"], "running")
     assert beats[-1]["lease_id"] == second

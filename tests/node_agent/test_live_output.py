@@ -33,7 +33,7 @@ def result(stdout: str, stderr: str = "", *, cut: bool = False) -> RunJobRespons
 
 def test_output_is_sent_as_printed_capped_in_batches_and_the_end_adds_the_cut_mark() -> None:
     sent = Recorder()
-    live = LiveOutput("job", LEASE, sent, cap=MAX_OUTPUT_BATCH + 10)
+    live = LiveOutput("job", lambda: LEASE, sent, cap=MAX_OUTPUT_BATCH + 10)
     live.feed("stdout", "é".encode()[:1])  # half a character waits for its other half
     live.feed("stdout", "é".encode()[1:] + b"\n")
     live.feed("stderr", b"x" * (MAX_OUTPUT_BATCH + 100))
@@ -47,17 +47,34 @@ def test_output_is_sent_as_printed_capped_in_batches_and_the_end_adds_the_cut_ma
 
 def test_after_a_batch_is_not_taken_the_end_sends_the_rest_once() -> None:
     sent = Recorder(204, None)
-    live = LiveOutput("job", LEASE, sent, cap=1000)
+    live = LiveOutput("job", lambda: LEASE, sent, cap=1000)
     live.feed("stdout", b"one\n")
     live.feed("stdout", b"two\n")  # no answer: nothing more is sent live
     live.feed("stdout", b"three\n")
     assert len(sent.reports) == 2
     assert live.finish(result("one\ntwo\nthree\n")) is True
     assert [d for _, d, _ in sent.pieces()] == ["one\n", "two\n", "two\nthree\n"]
+    # Each piece names where it starts in its stream: "two\n" sent twice is stored once.
+    assert [p.offset for r in sent.reports for p in r.output] == [0, 4, 4]
 
 
 def test_an_end_not_taken_says_the_output_was_not_all_streamed() -> None:
     sent = Recorder(409)
-    live = LiveOutput("job", LEASE, sent, cap=1000)
+    live = LiveOutput("job", lambda: LEASE, sent, cap=1000)
     assert live.finish(result("late\n")) is False
     assert live.finish(result("")) is True  # nothing left to send
+
+
+def test_pieces_go_under_the_newest_lease_and_the_cut_mark_names_the_end_of_its_stream() -> None:
+    sent, lease = Recorder(), ["lease-1"]
+    live = LiveOutput("job", lambda: lease[0], sent, cap=6)
+    live.feed("stdout", b"abc")
+    lease[0] = "lease-2"  # the job was asked for again under a new lease while it runs
+    live.feed("stdout", b"defgh")
+    assert live.finish(result("abcdef", cut=True)) is True
+    assert [r.lease_id for r in sent.reports] == ["lease-1", "lease-2", "lease-2"]
+    assert [(p.data, p.offset, p.cut) for r in sent.reports for p in r.output] == [
+        ("abc", 0, False),
+        ("def", 3, False),
+        ("", 6, True),
+    ]

@@ -39,6 +39,7 @@ from cynode_core.contract.job.result import (
     format_time,
     result_from_storage,
     result_text,
+    without_nul,
 )
 from cynode_core.contract.job.statuses import (
     JOB_TERMINAL,
@@ -80,4 +81,5 @@ __all__ = [
     "result_from_storage",
     "result_text",
     "sql_list",
+    "without_nul",
 ]

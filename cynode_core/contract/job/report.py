@@ -24,7 +24,7 @@ from typing import Any
 
 from cynode_core.contract.errors import InvalidInput
 from cynode_core.contract.job.request import INVALID_BODY, WIRE_VERSION, is_uuid
-from cynode_core.contract.job.result import BadResult, RunJobResponse
+from cynode_core.contract.job.result import BadResult, RunJobResponse, without_nul
 
 
 class ReportState(enum.StrEnum):
@@ -37,20 +37,30 @@ class ReportState(enum.StrEnum):
 OUTPUT_STREAMS = ("stdout", "stderr")
 # At most this much output text in one ``output`` report (the node sends bigger batches in parts).
 MAX_OUTPUT_BATCH = 64 * 1024
+# The largest ``offset`` of an output piece (far beyond any node's output cap).
+MAX_OUTPUT_OFFSET = 2**40
 # Followers see this line where a stream reached the node's output cap.
 OUTPUT_CUT_MARKER = "[cynode: output cut here: the stream reached the node's output cap]\n"
 
 
 @dataclass(frozen=True)
 class OutputPiece:
-    """Text a job printed on one stream; ``cut``: the stream reached its cap here, nothing follows."""
+    """Text a job printed on one stream; ``cut``: the stream reached its cap here, nothing follows.
+
+    ``offset``: how many characters of the stream the run printed before
+    ``data``, so the orchestrator stores a piece sent twice only once (None:
+    append after what is stored).
+    """
 
     stream: str
     data: str
     cut: bool = False
+    offset: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"stream": self.stream, "data": self.data}
+        if self.offset is not None:
+            out["offset"] = self.offset
         if self.cut:
             out["cut"] = True
         return out
@@ -59,10 +69,12 @@ class OutputPiece:
     def from_json(cls, body: Any) -> OutputPiece:
         if not isinstance(body, dict) or body.get("stream") not in OUTPUT_STREAMS:
             raise InvalidInput("output: each piece needs a stream, stdout or stderr")
-        data, cut = body.get("data", ""), body.get("cut", False)
+        data, cut, offset = body.get("data", ""), body.get("cut", False), body.get("offset")
         if not isinstance(data, str) or not isinstance(cut, bool):
             raise InvalidInput("output: data must be a string and cut a boolean")
-        return cls(body["stream"], data, cut)
+        if offset is not None and (type(offset) is not int or not 0 <= offset <= MAX_OUTPUT_OFFSET):
+            raise InvalidInput(f"output: offset must be an integer from 0 to {MAX_OUTPUT_OFFSET}")
+        return cls(body["stream"], without_nul(data), cut, offset)
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,7 @@ class JobReport:
         streamed = body.get("output_streamed", False)
         if not isinstance(streamed, bool):
             raise InvalidInput("output_streamed must be a boolean")
-        return cls(lease_id, state, result, error[:1000], ended_at, output, streamed)
+        return cls(lease_id, state, result, without_nul(error[:1000]), ended_at, output, streamed)
 
     def ended(self) -> dt.datetime | None:
         """The node's end time of the job: ``ended_at``, else the result's (whole seconds), else None."""

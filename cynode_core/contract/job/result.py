@@ -104,15 +104,30 @@ class RunJobResponse:
             job_id=text["job_id"],
             status=text["status"],
             exit_code=exit_code,
-            stdout=text["stdout"],
-            stderr=text["stderr"],
+            stdout=without_nul(text["stdout"]),
+            stderr=without_nul(text["stderr"]),
             started_at=times["started_at"],
             ended_at=times["ended_at"],
             truncated=None
             if truncated is None
             else Truncation(bool(truncated.get("stdout")), bool(truncated.get("stderr"))),
-            extras={key: body[key] for key in PASSTHROUGH_KEYS if key in body},
+            extras={key: without_nul(body[key]) for key in PASSTHROUGH_KEYS if key in body},
         )
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL character in its strings shown as U+FFFD, as invalid UTF-8 is.
+
+    PostgreSQL text (and jsonb) cannot hold NUL, and a job may print one; one
+    character for one keeps a stream's character offsets as the node counted them.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

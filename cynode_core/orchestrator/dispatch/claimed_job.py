@@ -43,6 +43,9 @@ class Leased(Protocol):
     @property
     def lease_id(self) -> uuid.UUID: ...
 
+    @property
+    def node_id(self) -> uuid.UUID: ...
+
 
 @dataclass(frozen=True)
 class ReportedJob:
@@ -51,3 +54,4 @@ class ReportedJob:
     job_id: uuid.UUID
     task_id: uuid.UUID
     lease_id: uuid.UUID
+    node_id: uuid.UUID

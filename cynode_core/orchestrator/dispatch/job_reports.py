@@ -77,9 +77,9 @@ def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) ->
         ).first()
     if row is None or row[1] != node_id:
         _refuse(job_id, node_id, report, "the job is not this node's")
-    job = ReportedJob(job_id, row[0], lease_id)
+    job = ReportedJob(job_id, row[0], lease_id, node_id)
     if report.state is ReportState.OUTPUT:
-        if not store_output(state.db, job, node_id, report.output):
+        if not store_output(state.db, job, report.output):
             _refuse(job_id, node_id, report, LATE_REPORT)
         return
     if report.state is ReportState.RUNNING:

@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import text
 
 from cynode_core.contract.job import (
-    OUTPUT_CUT_MARKER,
     TASK_TERMINAL,
     DispatchFailure,
     JobResult,
     OutputPiece,
     RunJobResponse,
     TaskStatus,
+    Truncation,
     sql_list,
 )
 from cynode_core.orchestrator.db import Database
@@ -93,14 +93,20 @@ def store_result(db: Database, job: Leased, result: RunJobResponse, *, append_ou
             )
             return False
         if append_output:
-            # Followers of the task see what the node returned (services/job_output.py).
-            job_output.append(session, job.job_id, "stdout", result.stdout or "", task_id=job.task_id)
-            job_output.append(session, job.job_id, "stderr", result.stderr or "", task_id=job.task_id)
+            # Followers of the task see what the node returned beyond what it streamed (services/job_output.py).
+            cut = result.truncated or Truncation()
+            for stream, data, was_cut in (
+                ("stdout", result.stdout or "", cut.stdout),
+                ("stderr", result.stderr or "", cut.stderr),
+            ):
+                job_output.append_run(
+                    session, job.job_id, job.task_id, job.node_id, stream, data, offset=0, cut=was_cut
+                )
         finish_task(session, job.task_id, status)
     return True
 
 
-def store_output(db: Database, job: Leased, node_id: uuid.UUID, pieces: Sequence[OutputPiece]) -> bool:
+def store_output(db: Database, job: Leased, pieces: Sequence[OutputPiece]) -> bool:
     """Append output a node sent while its job runs; False when the job no longer runs there under the lease.
 
     The job row is read ``FOR SHARE``: the end report's update waits for this
@@ -112,13 +118,21 @@ def store_output(db: Database, job: Leased, node_id: uuid.UUID, pieces: Sequence
                 "SELECT 1 FROM jobs WHERE id = :id AND node_id = :node AND lease_id = :lease "
                 "AND status = 'running' FOR SHARE"
             ),
-            {"id": job.job_id, "node": node_id, "lease": job.lease_id},
+            {"id": job.job_id, "node": job.node_id, "lease": job.lease_id},
         ).first()
         if held is None:
             return False
         for piece in pieces:
-            text_ = piece.data + (OUTPUT_CUT_MARKER if piece.cut else "")
-            job_output.append(session, job.job_id, piece.stream, text_, task_id=job.task_id)
+            job_output.append_run(
+                session,
+                job.job_id,
+                job.task_id,
+                job.node_id,
+                piece.stream,
+                piece.data,
+                offset=piece.offset,
+                cut=piece.cut,
+            )
     return True
 
 

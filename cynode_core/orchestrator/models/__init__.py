@@ -8,7 +8,7 @@ from cynode_core.orchestrator.models.auth import (
     User,
 )
 from cynode_core.orchestrator.models.dispatch import DispatchTurn
-from cynode_core.orchestrator.models.job_output import JobOutput
+from cynode_core.orchestrator.models.job_output import JobOutput, JobOutputMark
 from cynode_core.orchestrator.models.maintenance import MaintenanceRun, TaskStatusCount
 from cynode_core.orchestrator.models.nodes import Node, NodeCapability
 from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
@@ -18,6 +18,7 @@ __all__ = [
     "DispatchTurn",
     "Job",
     "JobOutput",
+    "JobOutputMark",
     "MaintenanceRun",
     "Node",
     "NodeCapability",

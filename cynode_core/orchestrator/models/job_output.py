@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text, Uuid, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Text, Uuid, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cynode_core.orchestrator.db import Base
@@ -33,3 +33,23 @@ class JobOutput(Base):
     stream: Mapped[str] = mapped_column(Text)
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class JobOutputMark(Base):
+    """How much of one stream of a job's run on a node the task's log holds: what a repeated piece skips.
+
+    ``chars`` counts the characters of the stream stored so far (a node's
+    ``output`` piece names the offset it starts at, so a piece sent again
+    after a lost answer adds only what is new); ``cut`` says the cut marker
+    was stored. Keyed by node as well: a job taken over by another node runs
+    again from its first character.
+    """
+
+    __tablename__ = "job_output_marks"
+    __table_args__ = (CheckConstraint(f"stream IN ({', '.join(repr(s) for s in OUTPUT_STREAMS)})", name="stream"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    node_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    stream: Mapped[str] = mapped_column(Text, primary_key=True)
+    chars: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cut: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

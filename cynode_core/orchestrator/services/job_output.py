@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from cynode_core.contract.job import OUTPUT_CUT_MARKER
 from cynode_core.orchestrator.models.job_output import OUTPUT_STREAMS, JobOutput
 
 CHANNEL = "cynode_job_output"
+
 # A line longer than this is stored (and sent) in pieces of this many characters.
 MAX_CHUNK_CHARS = 4096
 
@@ -58,7 +60,7 @@ def append(session: Session, job_id: uuid.UUID, stream: str, data: str, *, task_
         return 0
     if task_id is None:
         task_id = session.execute(text("SELECT task_id FROM jobs WHERE id = :id"), {"id": job_id}).scalar_one()
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"job-output:{task_id}"})
+    _lock_task(session, task_id)
     last = session.execute(
         text("SELECT coalesce(max(seq), 0) FROM job_output WHERE task_id = :t"), {"t": task_id}
     ).scalar_one()
@@ -71,6 +73,52 @@ def append(session: Session, job_id: uuid.UUID, stream: str, data: str, *, task_
     )
     session.execute(text("SELECT pg_notify(:c, :t)"), {"c": CHANNEL, "t": str(task_id)})
     return len(pieces)
+
+
+def append_run(
+    session: Session,
+    job_id: uuid.UUID,
+    task_id: uuid.UUID,
+    node_id: uuid.UUID,
+    stream: str,
+    data: str,
+    *,
+    offset: int | None,
+    cut: bool = False,
+) -> int:
+    """Store ``data`` a job's run on ``node_id`` printed on ``stream`` from character ``offset`` on.
+
+    What the task's log already holds of that run's stream is skipped, so a
+    piece sent again (its answer was lost) or a result whose output was
+    mostly streamed adds only what is new; ``offset`` None appends all of
+    ``data`` after what is stored. ``cut`` adds :data:`OUTPUT_CUT_MARKER` once.
+    How many chunks were stored.
+    """
+    _lock_task(session, task_id)
+    mark = session.execute(
+        text("SELECT chars, cut FROM job_output_marks WHERE job_id = :j AND node_id = :n AND stream = :s"),
+        {"j": job_id, "n": node_id, "s": stream},
+    ).first()
+    stored, was_cut = (mark[0], mark[1]) if mark is not None else (0, False)
+    start = stored if offset is None else offset
+    new = data[max(stored - start, 0) :]
+    end = max(stored, start + len(data))
+    marker = OUTPUT_CUT_MARKER if cut and not was_cut else ""
+    if new == "" and marker == "" and end == stored:
+        return 0
+    session.execute(
+        text(
+            "INSERT INTO job_output_marks (job_id, node_id, stream, chars, cut) VALUES (:j, :n, :s, :c, :cut) "
+            "ON CONFLICT (job_id, node_id, stream) DO UPDATE SET chars = EXCLUDED.chars, cut = EXCLUDED.cut"
+        ),
+        {"j": job_id, "n": node_id, "s": stream, "c": end, "cut": was_cut or cut},
+    )
+    return append(session, job_id, stream, new + marker, task_id=task_id)
+
+
+def _lock_task(session: Session, task_id: uuid.UUID) -> None:
+    """Take the task's writer turn until the transaction ends (taken again by the same session: no wait)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"job-output:{task_id}"})
 
 
 def read_after(session: Session, task_id: uuid.UUID, after: int, limit: int) -> list[OutputChunk]:
