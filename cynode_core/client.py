@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -208,6 +209,20 @@ class GatewayClient:
         self.credentials = Credentials(self.url, tokens["access_token"], tokens["refresh_token"])
         self.credentials.save(self.store)
         return self.credentials
+
+    def create_api_key(self, name: str, expires_in_days: int | None = None) -> dict[str, Any]:
+        """A new personal API key (docs/wire_contract.md#api-keys): the answer holds the key, shown this once."""
+        body: dict[str, Any] = {"name": name}
+        if expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        return dict(self.call("POST", "/v1/auth/api-keys", json=body))
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """The caller's API keys, newest first (never the keys themselves)."""
+        return list(self.call("GET", "/v1/auth/api-keys")["data"])
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self.call("DELETE", f"/v1/auth/api-keys/{quote(key_id, safe='')}")
 
     def logout(self) -> None:
         if self.credentials is not None:

@@ -220,6 +220,11 @@ def build_capability_report(
         "inference": inference_section(
             backend_name, backend, started=backend_started, existing_service=existing_service
         ),
-        # job_reports: this node takes jobs:start and reports back (docs/wire_contract.md#worker-start-job).
-        "worker_api": {"base_url": settings.advertised_url, "job_reports": settings.job_reports},
+        # job_reports: this node takes jobs:start and reports back (docs/wire_contract.md#worker-start-job);
+        # inference_chat: it serves inference:chat (docs/wire_contract.md#worker-inference-chat).
+        "worker_api": {
+            "base_url": settings.advertised_url,
+            "job_reports": settings.job_reports,
+            "inference_chat": True,
+        },
     }

@@ -57,6 +57,9 @@ class BackgroundServer:
             threads=threads,
             ident="cynode",
             asyncore_use_poll=True,
+            # waitress keeps reading a connection while its request runs, so it sees the client
+            # close it and a handler can ask (waitress.client_disconnected; inference_chat does).
+            channel_request_lookahead=1,
             **server_options(max_body),
         )
         answer_in_problems(self._server, self._map)

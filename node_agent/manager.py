@@ -43,6 +43,7 @@ from node_agent.client import ControlPlaneClient, OrchestratorUnreachable
 from node_agent.control_session import ControlSession, StartupError, StopRequested
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
+from node_agent.inference_chat import MAX_CALLS as MAX_CHAT_CALLS
 from node_agent.inference_policy import node_models
 from node_agent.job_reports import JobReports
 from node_agent.job_store import start_pruning
@@ -296,14 +297,20 @@ class NodeManager:
             if settings.job_reports
             else None
         )
-        app = create_worker_app(self.executor, bearer_token=token, readiness=self.readiness, reports=reports)
+        app = create_worker_app(
+            self.executor,
+            bearer_token=token,
+            readiness=self.readiness,
+            reports=reports,
+            inference_timeout=settings.node_inference_timeout_seconds,
+        )
         try:
-            # Enough threads for every slot, a repeat per running job, and health checks.
+            # Enough threads for every slot, a repeat per running job, the inference:chat calls, and health checks.
             server = BackgroundServer(
                 app,
                 host=settings.worker_listen_host,
                 port=settings.worker_listen_port,
-                threads=settings.job_slots * 2 + 4,
+                threads=settings.job_slots * 2 + 4 + MAX_CHAT_CALLS,
                 max_body=settings.max_request_bytes,  # refused by the server before it is read
             )
         except OSError as exc:

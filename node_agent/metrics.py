@@ -9,6 +9,8 @@ The inference numbers come from the per-job proxies: request count and
 latency by endpoint, and the tokens the backend reports in its final JSON
 (``prompt_eval_count``, ``eval_count``), read from the last NDJSON line of a
 stream or the single JSON body as it passes, without holding the stream back.
+The orchestrator's ``inference:chat`` calls (``inference_chat``) are counted
+by status and outcome, and timed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ JOB_OUTCOMES = ("completed", "failed", "timeout", "canceled", "error")
 JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 INFERENCE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# inference:chat calls last up to CYNODE_NODE_INFERENCE_TIMEOUT_SECONDS (300 by default).
+CHAT_BUCKETS = (*INFERENCE_BUCKETS, 300.0, 600.0)
 # The last NDJSON line (or the whole body) kept to read the token counts; a longer one is not counted.
 TOKEN_TAIL_LIMIT = 1024 * 1024
 
@@ -102,6 +106,20 @@ class NodeMetrics:
             ("kind",),
             registry=self.registry,
         )
+        self.inference_chat_calls = Counter(
+            "cynode_node_inference_chat_calls",
+            "inference:chat calls of the orchestrator, by the status answered (499: the client left before "
+            "any answer) and outcome (completed, refused, canceled, timeout, failed)",
+            ("status", "outcome"),
+            registry=self.registry,
+        )
+        self.inference_chat_duration = Histogram(
+            "cynode_node_inference_chat_duration_seconds",
+            "inference:chat call time, body read to last byte relayed, by outcome",
+            ("outcome",),
+            registry=self.registry,
+            buckets=CHAT_BUCKETS,
+        )
         for outcome in JOB_OUTCOMES:
             self.jobs.labels(outcome)
         for kind in ("prompt", "completion"):
@@ -124,6 +142,10 @@ class NodeMetrics:
     def inference_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.inference_requests.labels(endpoint, str(status)).inc()
         self.inference_latency.labels(endpoint).observe(seconds)
+
+    def inference_chat(self, status: int, outcome: str, seconds: float) -> None:
+        self.inference_chat_calls.labels(str(status), outcome).inc()
+        self.inference_chat_duration.labels(outcome).observe(max(seconds, 0.0))
 
     def inference_usage(self, final: bytes) -> None:
         """Count the tokens in the backend's final JSON object (the last NDJSON line, or the whole body)."""

@@ -254,6 +254,11 @@ class NodeSettings:
         parse=parse_positive_int,
         help="largest options.num_predict a job may ask the backend for (a larger one is lowered to it)",
     )
+    node_inference_timeout_seconds: int = setting(
+        300,
+        parse=parse_positive_int,
+        help="longest inference:chat call, request sent to last byte relayed (then 504, or the stream ends)",
+    )
     capability_report_interval: float = setting(
         60.0, parse=parse_duration, env=("CAPABILITY_REPORT_INTERVAL",), help="period of capability reports"
     )

@@ -2,8 +2,9 @@
 
 ``GET /healthz``, ``GET /readyz`` and ``GET /metrics`` (Prometheus text, no
 secrets: see ``node_agent.metrics``) are open; ``POST /v1/worker/jobs:run``,
-our ``POST /v1/worker/jobs:start`` (the node reports back, ``job_reports``)
-and ``POST /v1/worker/jobs/{job_id}:cancel`` need
+our ``POST /v1/worker/jobs:start`` (the node reports back, ``job_reports``),
+``POST /v1/worker/jobs/{job_id}:cancel`` and ``POST /v1/worker/inference:chat``
+(the orchestrator's way to the node's model, ``inference_chat``) need
 ``Authorization: Bearer <orchestrator_bearer_token>``, compared in constant
 time. The order of checks is docs/wire_contract.md#worker-run-job-checks:
 auth (401), body size (413), JSON (400), then the request's own validation
@@ -29,6 +30,7 @@ from cynode_core.http_problems import install_problem_handlers
 from cynode_core.http_request_ids import install_request_id
 from cynode_core.logs import log_context
 from node_agent.executor import JobExecutor
+from node_agent.inference_chat import DEFAULT_TIMEOUT_SECONDS, InferenceChat
 from node_agent.job_reports import JobReports
 from node_agent.readiness import Readiness
 
@@ -53,12 +55,19 @@ def _plain_response(text: str, status: int = 200) -> Response:
 
 
 def create_worker_app(
-    executor: JobExecutor, *, bearer_token: str, readiness: Readiness, reports: JobReports | None = None
+    executor: JobExecutor,
+    *,
+    bearer_token: str,
+    readiness: Readiness,
+    reports: JobReports | None = None,
+    inference_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> Flask:
     """Build the Worker API WSGI app around ``executor``.
 
     With ``reports`` it also serves ``jobs:start`` (the node reports back
-    through them; docs/wire_contract.md#worker-start-job).
+    through them; docs/wire_contract.md#worker-start-job). ``inference:chat``
+    goes to the executor's inference backend, if any, within
+    ``inference_timeout`` seconds (docs/wire_contract.md#worker-inference-chat).
 
     ``bearer_token`` is the node config's ``worker_api.orchestrator_bearer_token``
     (required: a Worker API without a token would run anyone's jobs).
@@ -147,6 +156,15 @@ def create_worker_app(
                     return _json_response(done.to_json())
                 return _json_response({"version": 1, "job_id": run.job_id, "accepted": True}, 202)
 
+    chat = InferenceChat(lambda: executor.inference_backend_url, timeout=inference_timeout, metrics=executor.metrics)
+
+    @app.post("/v1/worker/inference:chat")
+    def inference_chat() -> Response:
+        require_bearer()
+        body = read_json_body()
+        client_gone = request.environ.get("waitress.client_disconnected", _never)
+        return chat.answer(body, client_gone)
+
     @app.post("/v1/worker/jobs/<job_id>:cancel")
     def cancel_job(job_id: str) -> Response:
         require_bearer()
@@ -156,6 +174,10 @@ def create_worker_app(
             return _json_response(executor.cancel(job_id).to_json())
 
     return app
+
+
+def _never() -> bool:
+    return False
 
 
 def _job_ids(body: Any) -> dict[str, str | None]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from cynode_core import hookspec
 from cynode_core.contract.values import (
     Identity,
+    InferenceInfo,
     JobInfo,
     NodeCandidate,
     RegisterBackend,
@@ -59,6 +60,25 @@ def cynode_select_node(job: JobInfo, candidates: Sequence[NodeCandidate]) -> Nod
     plugin: ``least-loaded``, the candidate with the most free slots; while it
     is the only implementation, its own ``cynode_claim_job`` makes the same
     choice inside the claim statement.
+    """
+
+
+@hookspec(firstresult=True)
+def cynode_select_inference_node(request: InferenceInfo, candidates: Sequence[NodeCandidate]) -> NodeCandidate | None:
+    """Choose the node whose model answers a chat request.
+
+    :param request: the model asked for, the user, the context size and the
+        chat calls this orchestrator has open per node.
+    :param candidates: the dispatchable nodes whose latest capability report
+        lists the model and whose Worker API serves ``inference:chat``,
+        ordered by ``node_slug``; a node that just failed this request is
+        left out of the next ask.
+    :returns: one of ``candidates``, or ``None`` to refuse (the request then
+        fails with 503 ``model_unavailable``).
+    Called by: the chat surface, once per attempt of a direct-model or
+    ``cynodeai.pm`` turn. Default plugin: ``least-loaded``, the candidate with
+    the fewest open chat calls, then the most free job slots, then the first
+    by slug.
     """
 
 

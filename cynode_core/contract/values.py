@@ -40,6 +40,20 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class InferenceInfo:
+    """A chat request the orchestrator sends to a node's model, as the scheduler sees it.
+
+    ``in_flight`` counts, per node id, the chat calls this orchestrator has
+    open on that node now; ``context_chars`` is the size of the messages sent.
+    """
+
+    model: str
+    user_id: str
+    context_chars: int = 0
+    in_flight: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NodeCandidate:
     """A dispatchable node as the scheduler sees it."""
 

@@ -197,6 +197,39 @@ class OrchestratorSettings:
     )
     prompt_image: str = setting("python:alpine", help="sandbox image of prompt tasks (needs python3)")
     inference_model: str = setting("gemma3:270m", env=("INFERENCE_MODEL",), help="model name for prompt tasks")
+    chat_extra_models: list[str] = setting(
+        list, parse=parse_list, help="more models GET /v1/models offers when a ready node serves them"
+    )
+    chat_inference_url: str | None = setting(
+        None,
+        parse=parse_optional_str,
+        env=("OLLAMA_BASE_URL", "INFERENCE_URL"),
+        help="an Ollama-compatible base URL chat uses instead of the nodes (unset: the nodes)",
+    )
+    chat_max_concurrent_per_user: int = setting(
+        2, parse=parse_positive_int, help="chat turns one user may have in flight; the next is 429 with Retry-After"
+    )
+    chat_timeout_seconds: float = setting(300.0, parse=parse_duration, help="deadline of one chat turn")
+    chat_max_messages: int = setting(1000, parse=parse_positive_int, help="messages one chat request may carry")
+    chat_max_message_bytes: int = setting(
+        256 * 1024, parse=parse_positive_int, help="UTF-8 bytes of one chat message's text (413 beyond)"
+    )
+    chat_history_messages: int = setting(
+        40, parse=parse_positive_int, help="newest thread messages sent to a model with a chat turn"
+    )
+    chat_history_chars: int = setting(
+        24000, parse=parse_positive_int, help="characters of thread history sent to a model with a chat turn"
+    )
+    chat_stream_holdback_chars: int = setting(
+        256, parse=parse_int, help="streamed text held back for secret redaction (0 = send each delta at once)"
+    )
+    chat_thread_idle_seconds: float = setting(
+        7200.0, parse=parse_duration, help="a (user, project) conversation idle this long starts a new thread"
+    )
+    pma_enabled: bool = setting(True, parse=parse_bool, help="serve the cynodeai.pm chat model")
+    pma_model: str | None = setting(
+        None, parse=parse_optional_str, help="model behind cynodeai.pm (unset: inference_model)"
+    )
     retention_interval: float = setting(
         60.0,
         parse=parse_duration,

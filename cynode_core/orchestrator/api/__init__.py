@@ -22,7 +22,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 View = Callable[..., Any]
 # Who may call a route: its guard and the text of its documented 401.
 GUARDS: dict[str, tuple[Callable[[View], View], str]] = {
-    "user": (require_user, "Missing or invalid access token"),
+    "user": (require_user, "Missing or invalid access token or API key"),
     "node": (require_node, "Missing or invalid node token"),
 }
 
@@ -72,10 +72,10 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_api(api: flask_smorest.Api) -> None:
-    from cynode_core.orchestrator.api import auth, health, metrics, nodes, tasks, users
+    from cynode_core.orchestrator.api import api_keys, auth, chat, health, metrics, nodes, tasks, users
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, metrics, auth, users, tasks, nodes):
+    for module in (health, metrics, auth, api_keys, users, tasks, nodes, chat):
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 

@@ -13,7 +13,7 @@ from cynode_core.contract.errors import InvalidInput
 from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.http import client_info, per_source_limit
 from cynode_core.orchestrator.api.schemas_common import RequestSchema
-from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, verify
+from cynode_core.orchestrator.api.tokens import FlaskTokenIssuer, current_user, login_session_only, verify
 from cynode_core.orchestrator.services import auth
 
 blp = Blueprint("auth", __name__, url_prefix="/v1/auth", description="User login, token refresh and logout")
@@ -103,11 +103,14 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.operation(204, errors={400: "Malformed body"}, bearer="user")
+    @blp.operation(
+        204, errors={400: "Malformed body", 403: "Called with an API key (revoke the key instead)"}, bearer="user"
+    )
+    @login_session_only
     @blp.arguments(LogoutSchema)
     def post(self, body: dict[str, str | None]) -> Response:
         """End the session of this access token (and of the given refresh token)."""
         user = current_user()
         with _state().db.session() as session:
-            auth.logout(session, user.id, user.family_id, body.get("refresh_token"), client_info())
+            auth.logout(session, user.id, user.login_family(), body.get("refresh_token"), client_info())
         return Response(status=204)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cynode_core import hookimpl
-from cynode_core.contract import JobInfo, NodeCandidate
+from cynode_core.contract import InferenceInfo, JobInfo, NodeCandidate
 from cynode_core.orchestrator.dispatch.fair_order import picked_job_ctes, record_turn
 from cynode_core.orchestrator.dispatch.placement import ClaimAttempt
 from cynode_core.orchestrator.dispatch.queue import JobQueue
@@ -80,6 +80,14 @@ class LeastLoaded:
         if not free:
             return None
         return max(free, key=lambda c: (c.free_slots, -candidates.index(c)))
+
+    @hookimpl(trylast=True)
+    def cynode_select_inference_node(
+        self, request: InferenceInfo, candidates: Sequence[NodeCandidate]
+    ) -> NodeCandidate | None:
+        if not candidates:
+            return None
+        return min(candidates, key=lambda c: (request.in_flight.get(c.node_id, 0), -c.free_slots, candidates.index(c)))
 
     # Optional: a plugin manager without the orchestrator's claim hook (the node's, a test's) ignores it.
     @hookimpl(optionalhook=True)

@@ -1,12 +1,14 @@
 """Typed SQLAlchemy 2.0 models; importing this package registers every table."""
 
 from cynode_core.orchestrator.models.auth import (
+    ApiKey,
     AuthAuditLog,
     PasswordCredential,
     RateLimitCounter,
     RefreshSession,
     User,
 )
+from cynode_core.orchestrator.models.chat import ChatAuditLog, ChatMessage, ChatThread
 from cynode_core.orchestrator.models.dispatch import DispatchTurn
 from cynode_core.orchestrator.models.job_output import JobOutput, JobOutputMark
 from cynode_core.orchestrator.models.maintenance import MaintenanceRun, TaskStatusCount
@@ -14,7 +16,11 @@ from cynode_core.orchestrator.models.nodes import Node, NodeCapability
 from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
 
 __all__ = [
+    "ApiKey",
     "AuthAuditLog",
+    "ChatAuditLog",
+    "ChatMessage",
+    "ChatThread",
     "DispatchTurn",
     "Job",
     "JobOutput",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from cynode_core.contract import Identity
 from cynode_core.contract.errors import Conflict, NotFound
 from cynode_core.orchestrator.models import PasswordCredential, RefreshSession, User
-from cynode_core.orchestrator.services import audit, rate_limits
+from cynode_core.orchestrator.services import api_keys, audit, rate_limits
 from cynode_core.orchestrator.services.passwords import HASH_ALG, hash_password
 from cynode_core.private_files import write_private
 
@@ -76,11 +76,12 @@ def get_by_handle(session: Session, handle: str) -> User:
 
 
 def set_active(session: Session, handle: str, active: bool) -> User:
-    """Enable or disable a user; disabling also ends every session at once."""
+    """Enable or disable a user; disabling also ends every session and revokes every API key at once."""
     user = get_by_handle(session, handle)
     user.is_active = active
     if not active:
         revoke_sessions(session, user.id, reason="user disabled")
+        api_keys.revoke_all(session, user.id, reason="user disabled")
     return user
 
 

@@ -336,3 +336,9 @@ def set_url_override(session: Session, settings: OrchestratorSettings, slug: str
 
 def worker_token(cipher: TokenCipher, node: Node) -> str | None:
     return cipher.decrypt(node.worker_api_bearer_token) if node.worker_api_bearer_token else None
+
+
+def worker_tokens(session: Session, cipher: TokenCipher, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The Worker API bearer tokens of the nodes ``ids`` that have one, decrypted."""
+    rows = session.execute(select(Node.id, Node.worker_api_bearer_token).where(Node.id.in_(ids))).all()
+    return {node_id: cipher.decrypt(token) for node_id, token in rows if token}

@@ -7,7 +7,9 @@ the engine's lock; requests queue on it (at most ``max_queue`` waiting, as
 Ollama's ``OLLAMA_MAX_QUEUE``). The generation loop is ours, not
 ``create_completion``, so that the counts and durations Ollama reports
 (prompt and eval, in nanoseconds) are measured, not guessed, and so that
-stop strings are cut the way Ollama cuts them.
+stop strings are cut the way Ollama cuts them. A generation may be
+constrained by a grammar (:mod:`cynode_llamacpp.grammars`), which llama.cpp
+applies before sampling each token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cynode_llamacpp.grammars import grammar_sampler_check
 from cynode_llamacpp.model_loader import ModelInfo, load_model
 from cynode_llamacpp.sampling import Sampling, StopMatcher
 
@@ -129,8 +132,20 @@ class Session:
             return [self._llm.token_bos()] if add_bos else []
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
-    def generate(self, prompt_tokens: Sequence[int], sampling: Sampling, result: GenerationResult) -> Iterator[str]:
-        """Text pieces as they are generated; ``result`` is complete when the iterator ends."""
+    def grammar(self, text: str) -> Any:
+        """``text`` (GBNF, rule ``root``) as a grammar for :meth:`generate`; ``GrammarError`` if llama.cpp refuses it."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        grammar_sampler_check(self._engine._vocab, text)
+        return LlamaGrammar.from_string(text, verbose=False)
+
+    def generate(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, result: GenerationResult, grammar: Any = None
+    ) -> Iterator[str]:
+        """Text pieces as they are generated; ``result`` is complete when the iterator ends.
+
+        ``grammar`` (from :meth:`grammar`), when given, constrains every token.
+        """
         llm = self._llm
         n_ctx = llm.n_ctx()
         tokens = list(prompt_tokens)
@@ -167,6 +182,7 @@ class Session:
             repeat_penalty=sampling.repeat_penalty,
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
+            grammar=grammar,
         )
         try:
             for token in tokens_iter:

@@ -8,7 +8,9 @@ this module serves them. ``stream`` defaults to true and streams NDJSON
 (``application/x-ndjson``, one object per line, the last with ``done: true``
 and the counts); ``stream: false`` answers one JSON object; errors are
 ``{"error": "..."}`` with Ollama's codes (400 bad request, 404 unknown model,
-413 body too large, 503 queue full). The server is a small
+413 body too large, 503 queue full). ``format`` and ``tools`` constrain
+the generation with a grammar (see :mod:`cynode_llamacpp.ollama_bodies`).
+The server is a small
 ``ThreadingHTTPServer`` (HTTP/1.1, keep-alive, chunked streaming); the
 engine's lock makes generations run one at a time.
 """
@@ -28,6 +30,7 @@ from typing import Any
 from cynode_core.http_chunked import BadChunkedBody, ChunkedBodyTooLarge, read_chunked
 from cynode_llamacpp import __version__
 from cynode_llamacpp.engine import EngineBusy, EngineClosed, GenerationResult, LlamaEngine, Session
+from cynode_llamacpp.grammars import GrammarError
 from cynode_llamacpp.ollama_bodies import ApiError, ChatAnswer, ChatRequest, GenerateAnswer, GenerateRequest
 from cynode_llamacpp.prompts import Prompt, PromptError, chat_prompt, generate_prompt
 from cynode_llamacpp.served_model import ServedModel
@@ -227,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"invalid JSON in request body: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "invalid JSON in request body: nested too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, f"request body must be a JSON object, not {type(data).__name__}")
         return data
@@ -272,18 +277,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.api.engine.session() as session:
             try:
-                built = chat_prompt(session, self.api.model.info, request.messages)
+                built = chat_prompt(session, self.api.model.info, request.messages, request.tools)
             except PromptError as exc:
                 raise ApiError(400, str(exc)) from None
             result = GenerationResult()
-            self._answer(session, built, request, ChatAnswer(request.model, result, self._started))
+            answer = ChatAnswer(request.model, result, self._started, request.call_reader())
+            self._answer(session, built, request, answer)
 
     def _answer(self, session: Session, built: Prompt, request: GenerateRequest | ChatRequest, answer: Answer) -> None:
         """Generate from ``built`` into ``answer.result`` and send the answer, streamed or whole."""
         sampling = dataclasses.replace(request.sampling, stop=(*request.sampling.stop, *built.stop))
-        pieces = session.generate(built.tokens, sampling, answer.result)
+        try:
+            grammar = session.grammar(request.grammar) if request.grammar is not None else None
+        except GrammarError as exc:
+            raise ApiError(400, str(exc)) from None
+        pieces = session.generate(built.tokens, sampling, answer.result, grammar)
         if built.strip_leading_space:
             pieces = _lstrip_pieces(pieces)
+        pieces = answer.read(pieces)
         try:
             if not request.stream:
                 text = "".join(pieces)
@@ -311,6 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for text in pieces:
                 write(answer.chunk(text))
+            calls = answer.calls_chunk()
+            if calls is not None:
+                write(calls)
             write(answer.final(""))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client left: generation stops with the iterator

@@ -15,6 +15,14 @@ make it echo the question rather than answer), so:
 
 A GGUF that does carry ``tokenizer.chat_template`` is rendered with it
 (Jinja, as llama-cpp-python renders it), for both endpoints.
+
+Tool calling (:mod:`cynode_llamacpp.tools`) is written into plain messages
+before either rendering: the tools' instructions end the system message (one
+is added first when there is none), an assistant message's ``tool_calls``
+follow its content as ``<tool_call>`` blocks, and a ``tool`` message's content
+becomes a ``<tool_response>`` block. The transcript labels that ``Tool:``; for
+a chat template it is a ``user`` message (consecutive results merged), since
+most templates know no ``tool`` role.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 
 from cynode_llamacpp.engine import Session
 from cynode_llamacpp.model_loader import ModelInfo
+from cynode_llamacpp.tools import ToolCall, ToolError, ToolSet, calls_text, parse_message_calls, result_text
 
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool:")
 _TRANSCRIPT_LABELS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
@@ -46,10 +55,15 @@ class Prompt:
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_name: str | None = None
 
 
 def parse_messages(value: object) -> list[ChatMessage]:
-    """The ``messages`` of a chat request; ``PromptError`` unless a list of ``{role, content}`` objects."""
+    """The ``messages`` of a chat request; ``PromptError`` unless a list of ``{role, content}`` objects.
+
+    An assistant message may carry ``tool_calls``, a ``tool`` message ``tool_name`` (Ollama's fields).
+    """
     if value is None:
         return []
     if not isinstance(value, list):
@@ -65,7 +79,14 @@ def parse_messages(value: object) -> list[ChatMessage]:
             content = ""
         if not isinstance(content, str):
             raise PromptError(f"messages[{index}].content must be a string")
-        messages.append(ChatMessage(role=role, content=content))
+        tool_name = item.get("tool_name")
+        if tool_name is not None and not isinstance(tool_name, str):
+            raise PromptError(f"messages[{index}].tool_name must be a string")
+        try:
+            calls = parse_message_calls(item.get("tool_calls"), f"messages[{index}].tool_calls")
+        except ToolError as exc:
+            raise PromptError(str(exc)) from None
+        messages.append(ChatMessage(role=role, content=content, tool_calls=calls, tool_name=tool_name or None))
     return messages
 
 
@@ -85,8 +106,11 @@ def generate_prompt(
     return Prompt(tokens=session.tokenize(text, add_bos=not text.startswith(info.bos_text or "\0")))
 
 
-def chat_prompt(session: Session, info: ModelInfo, messages: Sequence[ChatMessage]) -> Prompt:
-    """Tokens for ``/api/chat``."""
+def chat_prompt(
+    session: Session, info: ModelInfo, messages: Sequence[ChatMessage], tools: ToolSet | None = None
+) -> Prompt:
+    """Tokens for ``/api/chat``; ``tools``, when given, are described in the system message."""
+    messages = with_tools(messages, tools, template=bool(info.chat_template))
     if info.chat_template:
         text = _render_template(info, messages)
         return Prompt(
@@ -102,6 +126,31 @@ def chat_prompt(session: Session, info: ModelInfo, messages: Sequence[ChatMessag
         stop=TRANSCRIPT_STOPS,
         strip_leading_space=not continuing,
     )
+
+
+def with_tools(messages: Sequence[ChatMessage], tools: ToolSet | None, *, template: bool) -> list[ChatMessage]:
+    """Plain ``{role, content}`` messages: calls and results written out, the tools' instructions added."""
+    plain: list[ChatMessage] = []
+    previous_result = False
+    for message in messages:
+        role, content = message.role, message.content
+        if message.tool_calls:
+            content = "\n".join(part for part in (content, calls_text(message.tool_calls)) if part)
+        is_result = role == "tool"
+        if is_result:
+            content = result_text(content, message.tool_name)
+            if template:
+                role = "user"
+                if previous_result:  # results in a row make one user turn
+                    content = f"{plain.pop().content}\n{content}"
+        previous_result = is_result
+        plain.append(ChatMessage(role, content))
+    if tools is not None:
+        if plain and plain[0].role == "system":
+            plain[0] = ChatMessage("system", f"{plain[0].content}\n\n{tools.instructions()}")
+        else:
+            plain.insert(0, ChatMessage("system", tools.instructions()))
+    return plain
 
 
 def _render_template(info: ModelInfo, messages: Sequence[ChatMessage]) -> str:

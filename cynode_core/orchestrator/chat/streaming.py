@@ -1,0 +1,103 @@
+"""What happens to model text on its way to a client: think tags split off, secrets held back.
+
+:class:`ThinkSplit` separates ``<think>...</think>`` text from the visible
+text, also when a tag is cut across deltas (chat contract 4.3); an
+unterminated ``<think>`` at the end is dropped from the visible text.
+
+:class:`HoldBack` is the streaming redactor (chat contract 5.7): it keeps
+the whole raw text, redacts all of it at each delta, and releases only what
+lies more than ``window`` characters behind the end, so a secret shorter
+than the window is replaced before any byte of it leaves. When a later scan
+changes text already sent, :attr:`HoldBack.amended` is set and the caller
+sends the full redacted text as an amendment.
+"""
+
+from __future__ import annotations
+
+from cynode_core.orchestrator.services.redaction import redact
+
+OPEN, CLOSE = "<think>", "</think>"
+# With a hold-back window, the whole text is scanned again only once this much new text came (or at the end):
+# a scan per token would cost the square of the answer's length.
+SCAN_STEP = 32
+
+
+class ThinkSplit:
+    """Feeds of model text in, ``(visible, thinking)`` pieces out."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._thinking = False
+
+    def feed(self, text: str) -> tuple[str, str]:
+        self._pending += text
+        visible: list[str] = []
+        thinking: list[str] = []
+        while self._pending:
+            tag = CLOSE if self._thinking else OPEN
+            at = self._pending.find(tag)
+            if at >= 0:
+                (thinking if self._thinking else visible).append(self._pending[:at])
+                self._pending = self._pending[at + len(tag) :]
+                self._thinking = not self._thinking
+                continue
+            keep = _partial_tag_tail(self._pending, tag)
+            out = self._pending[: len(self._pending) - keep]
+            (thinking if self._thinking else visible).append(out)
+            self._pending = self._pending[len(out) :]
+            break
+        return "".join(visible), "".join(thinking)
+
+    def finish(self) -> tuple[str, str]:
+        """What is left: a cut tag's start is text again; an unterminated think block stays thinking."""
+        rest, self._pending = self._pending, ""
+        return ("", rest) if self._thinking else (rest, "")
+
+
+def _partial_tag_tail(text: str, tag: str) -> int:
+    """How many characters at the end of ``text`` could be the start of ``tag``."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class HoldBack:
+    """The streaming redactor of one text (visible or thinking) of one turn."""
+
+    def __init__(self, window: int) -> None:
+        self.window = max(window, 0)
+        self.raw = ""
+        self.sent = ""
+        self.kinds: set[str] = set()
+        self.amended = False
+        self._scanned_at = 0
+
+    def feed(self, text: str) -> str:
+        """Take ``text``; what may be sent now."""
+        self.raw += text
+        if self.window >= 2 * SCAN_STEP and len(self.raw) - self._scanned_at < SCAN_STEP:
+            return ""
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        """The rest, once the model ended."""
+        return self._release(final=True)
+
+    @property
+    def redacted(self) -> str:
+        return redact(self.raw).text
+
+    def _release(self, *, final: bool) -> str:
+        self._scanned_at = len(self.raw)
+        scanned = redact(self.raw)
+        self.kinds.update(scanned.kinds)
+        ready = scanned.text if final else scanned.text[: max(len(scanned.text) - self.window, 0)]
+        if not ready.startswith(self.sent):
+            # A secret longer than the window changed text already sent: send on from where it differs
+            # no more; the amendment carries the corrected whole.
+            self.amended = True
+            return ""
+        out = ready[len(self.sent) :]
+        self.sent = ready
+        return out

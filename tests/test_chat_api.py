@@ -1,0 +1,155 @@
+"""The OpenAI-compatible chat surface, driven by the official ``openai`` SDK (issue 13; chat contract 3 to 5).
+
+Real parts: the orchestrator app served over HTTP on loopback, its
+PostgreSQL database, and a real model: the embedded llama.cpp backend with
+the bundled gemma-3-270m, reached through ``CYNODE_CHAT_INFERENCE_URL`` (the
+path through a node's Worker API is tested end to end in tests/e2e). The
+client is the ``openai`` package itself, so every shape asserted here is one
+the SDK really parses.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import requests
+from cynode_llamacpp.backend import LlamaCppBackend
+from cynode_llamacpp.model_file import ensure_bundled_model
+from harness.api import ApiClient
+from sqlalchemy import text
+
+MODEL = "gemma3:270m"
+SEED = {"temperature": 0, "seed": 7, "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]:
+    home = tmp_path_factory.mktemp("llama-home")
+    ensure_bundled_model(home / "models")
+    backend = LlamaCppBackend.from_options(
+        {
+            "home": str(home),
+            "model": None,
+            "selected_model": MODEL,
+            "ollama_url": "http://127.0.0.1:11434",
+            "state_dir": str(home),
+        }
+    )
+    backend.start()
+    yield backend
+    backend.stop()
+
+
+@pytest.fixture
+def settings_overrides(llama: LlamaCppBackend) -> dict[str, Any]:
+    return {"chat_inference_url": llama.base_url, "inference_model": MODEL, "chat_stream_holdback_chars": 16}
+
+
+@pytest.fixture
+def user(api: ApiClient, orchestrator: Any) -> str:
+    api.login("admin", orchestrator.secrets.admin_password, expect=200)
+    return api.token
+
+
+@pytest.fixture
+def sdk(live_orchestrator: str, user: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live_orchestrator}/v1", api_key=user, max_retries=0, timeout=120)
+
+
+def test_models_lists_the_pm_surface_first_then_what_serves(sdk: openai.OpenAI) -> None:
+    models = [m.id for m in sdk.models.list()]
+    assert models == ["cynodeai.pm", MODEL]
+
+
+def test_every_error_is_an_openai_error_object(live_orchestrator: str, user: str) -> None:
+    url = f"{live_orchestrator}/v1/chat/completions"
+    bare = requests.post(url, json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    assert bare.status_code == 401
+    assert bare.json() == {
+        "error": {
+            "message": "Authentication required",
+            "type": "cynodeai_error",
+            "param": None,
+            "code": "authentication_required",
+        }
+    }
+    headers = {"Authorization": f"Bearer {user}"}
+    cases: list[tuple[Any, int, str, str | None]] = [
+        ({"messages": []}, 400, "invalid_request", "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "invalid_request", "messages"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            400,
+            "invalid_request",
+            "messages",
+        ),
+        ({"messages": [{"role": "system", "content": "only a system"}]}, 400, "invalid_request", "messages"),
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, 404, "model_not_found", "model"),
+        ({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "invalid_request", "stream"),
+        ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 413, "request_too_large", "messages"),
+        ([1, 2], 400, "invalid_request", None),
+    ]
+    for body, status, code, param in cases:
+        resp = requests.post(url, json=body, headers=headers, timeout=10)
+        assert resp.status_code == status, (body, resp.text)
+        error = resp.json()["error"]
+        assert (error["code"], error["param"], error["type"]) == (code, param, "cynodeai_error"), resp.text
+    not_json = requests.post(url, data="hi", headers={**headers, "Content-Type": "text/plain"}, timeout=10)
+    assert not_json.status_code == 415 and not_json.json()["error"]["code"] == "unsupported_media_type"
+    bad_project = requests.post(
+        url,
+        json={"messages": [{"role": "user", "content": "x"}]},
+        headers={**headers, "OpenAI-Project": str(uuid.uuid4())},
+        timeout=10,
+    )
+    assert bad_project.status_code == 400 and bad_project.json()["error"]["param"] == "OpenAI-Project"
+
+
+def test_a_direct_completion_whole_and_streamed_agree_and_count_real_tokens(
+    sdk: openai.OpenAI, orchestrator: Any
+) -> None:
+    messages: Any = [{"role": "user", "content": "Name three colors."}]
+    whole = sdk.chat.completions.create(model=MODEL, messages=messages, **SEED)
+    answer = whole.choices[0].message.content
+    assert answer and whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.object == "chat.completion" and whole.model == MODEL and whole.id.startswith("chatcmpl-")
+    assert whole.usage is not None and whole.usage.prompt_tokens > 5 and whole.usage.completion_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+
+    # A new conversation: the same context again, streamed, with the loop OpenAI's docs show.
+    new_thread(orchestrator)
+    pieces = []
+    stream = sdk.chat.completions.create(model=MODEL, messages=messages, stream=True, **SEED)
+    for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content or "")
+    assert "".join(pieces) == answer
+    assert len([p for p in pieces if p]) > 1  # tokens came as they were made, not one piece
+
+
+def new_thread(orchestrator: Any) -> None:
+    """Age every thread past the idle limit, so the next turn starts a new conversation."""
+    with orchestrator.db.engine.begin() as conn:
+        conn.execute(text("UPDATE chat_threads SET last_activity_at = now() - interval '1 day'"))
+
+
+def test_the_pm_surface_answers_streamed_and_the_thread_keeps_the_turns(sdk: openai.OpenAI, orchestrator: Any) -> None:
+    stream = sdk.chat.completions.create(
+        model="cynodeai.pm", messages=[{"role": "user", "content": "Say hello. My password=hunter2"}], stream=True
+    )
+    text_ = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text_.strip()
+    with orchestrator.db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT role, content, metadata FROM chat_messages ORDER BY created_at")).all()
+        audit = conn.execute(text("SELECT outcome, route, model, stream, redaction_kinds FROM chat_audit_log")).all()
+        title = conn.execute(text("SELECT title FROM chat_threads")).scalar_one()
+    assert [r[0] for r in rows] == ["user", "assistant"]
+    assert rows[0][1] == "Say hello. My password: SECRET_REDACTED"  # never the secret
+    assert rows[1][1] == text_ and rows[1][2]["route"] == "pm" and rows[1][2]["model_id"] == "cynodeai.pm"
+    assert title == "Say hello. My password: SECRET_REDACTED"
+    assert [tuple(a) for a in audit] == [("success", "pm", "cynodeai.pm", True, ["password"])]
+    assert "hunter2" not in json.dumps([list(map(str, r)) for r in rows])
