@@ -128,10 +128,10 @@ class InferenceChat:
         if base_url is None:
             record.end(404, REFUSED)
             raise NotFound(NO_BACKEND)
+        call = BackendCall(base_url, self.timeout, client_gone)  # starts nothing yet
         if not self._slots.acquire(blocking=False):
             record.end(503, REFUSED)
             raise Unavailable(BUSY, retry_after=1)
-        call = BackendCall(base_url, self.timeout, client_gone)
         try:
             upstream = call.open(request.body)
         except (OSError, http.client.HTTPException) as exc:
@@ -285,6 +285,8 @@ class Relay:
         self._finish: Callable[[str, int], None] | None = finish
         content_type = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
         self._ndjson = content_type == NDJSON
+        # Whether the body's end is marked (chunked or Content-Length), so that a cut shows as a failure.
+        self._framed = response.chunked or response.length is not None
         self._outcome: str | None = None
         self.sent = 0
         self._chunks = self._relay()
@@ -305,7 +307,7 @@ class Relay:
         except (OSError, http.client.HTTPException) as exc:
             failure = exc
         ended = self._call.ended
-        if ended is None and failure is None:
+        if failure is None and (self._framed or ended is None):  # whole, even if the watcher cut it just after
             self._outcome = COMPLETED
             return
         self._outcome = ended or (TIMEOUT if isinstance(failure, TimeoutError) else FAILED)

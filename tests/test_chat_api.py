@@ -11,6 +11,7 @@ the SDK really parses.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -153,3 +154,82 @@ def test_the_pm_surface_answers_streamed_and_the_thread_keeps_the_turns(sdk: ope
     assert title == "Say hello. My password: SECRET_REDACTED"
     assert [tuple(a) for a in audit] == [("success", "pm", "cynodeai.pm", True, ["password"])]
     assert "hunter2" not in json.dumps([list(map(str, r)) for r in rows])
+
+
+def test_a_response_continues_with_previous_response_id_and_a_foreign_id_is_refused(
+    sdk: openai.OpenAI, orchestrator: Any
+) -> None:
+    first = sdk.responses.create(model=MODEL, input="Remember the word banana.", temperature=0, max_output_tokens=16)
+    assert first.id.startswith("resp_") and first.status == "completed"
+    assert first.output_text and first.output[0].type == "message"
+    second = sdk.responses.create(
+        model=MODEL, input="Which word?", previous_response_id=first.id, temperature=0, max_output_tokens=16
+    )
+    assert second.previous_response_id == first.id
+    with orchestrator.db.engine.connect() as conn:
+        threads = conn.execute(text("SELECT DISTINCT thread_id FROM chat_messages")).all()
+        ids = (
+            conn.execute(
+                text("SELECT metadata->>'response_id' FROM chat_messages WHERE role = 'assistant' ORDER BY created_at")
+            )
+            .scalars()
+            .all()
+        )
+    assert len(threads) == 1 and ids == [first.id, second.id]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(model=MODEL, input="x", previous_response_id="resp_" + "0" * 32)
+    assert refused.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    events = list(sdk.responses.create(model=MODEL, input="Say hi.", stream=True, max_output_tokens=8))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds
+
+
+def test_refused_requests_are_audited_and_a_third_turn_at_once_is_429(
+    live_orchestrator: str, user: str, orchestrator: Any
+) -> None:
+    url = f"{live_orchestrator}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {user}"}
+    assert (
+        requests.post(
+            url, json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}, headers=headers, timeout=10
+        ).status_code
+        == 404
+    )
+    # Two slow streams hold the user's two places; the third is refused at once.
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count to fifty."}],
+        "stream": True,
+        "max_tokens": 400,
+    }
+    held = [requests.post(url, json=body, headers=headers, stream=True, timeout=60) for _ in range(2)]
+    try:
+        for resp in held:
+            assert resp.status_code == 200
+            next(resp.iter_lines())
+        third = requests.post(url, json=body, headers=headers, timeout=10)
+        assert third.status_code == 429 and third.headers["Retry-After"] == "5"
+        assert third.json()["error"]["code"] == "rate_limited"
+    finally:
+        for resp in held:
+            resp.close()  # the client leaves: the turns end as canceled and free their places
+    deadline = time.monotonic() + 30
+    while True:
+        with orchestrator.db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT outcome, error_code FROM chat_audit_log ORDER BY created_at")).all()
+        if len(rows) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    outcomes = sorted(tuple(r) for r in rows)
+    assert outcomes == sorted(
+        [
+            ("error", "model_not_found"),
+            ("error", "rate_limited"),
+            ("canceled", "request_canceled"),
+            ("canceled", "request_canceled"),
+        ]
+    ), outcomes
+    # The places are free again.
+    again = requests.post(url, json={**body, "stream": False, "max_tokens": 4}, headers=headers, timeout=60)
+    assert again.status_code == 200, again.text

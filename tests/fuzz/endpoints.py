@@ -12,6 +12,9 @@ ORCHESTRATOR_ENDPOINTS = [
     Endpoint("refresh", "/v1/auth/refresh", {"refresh_token": "not-a-token", "extra": 1}),
     Endpoint("logout", "/v1/auth/logout", {"refresh_token": "not-a-token", "extra": 1}, token="user"),
     Endpoint(
+        "create_api_key", "/v1/auth/api-keys", {"name": "fuzz key", "expires_in_days": 30, "extra": 1}, token="user"
+    ),
+    Endpoint(
         "create_task",
         "/v1/tasks",
         {

@@ -3,7 +3,8 @@
 The orchestrator's own ``/openapi.json`` (gateway and control plane) is
 fetched from the live server on loopback and given links (below: added to
 the test's copy only, so the published document and its wire golden stay
-as they are): login -> refresh / logout / me, me -> revoke_sessions,
+as they are): login -> refresh / logout / me / create API key, create API
+key -> list / revoke, me -> revoke_sessions,
 create task -> get / result / logs / cancel, list -> first task / next
 page, register -> config / capability, config -> ack. schemathesis then
 runs scenarios of up to ``STEPS`` calls with valid and invalid data (NUL
@@ -50,6 +51,11 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
         "Logout": _link("/v1/auth/logout", "post", requestBody=REFRESH_TOKEN),
         "Me": _link("/v1/users/me", "get"),
         "CreateTask": _link("/v1/tasks", "post"),
+        "CreateApiKey": _link("/v1/auth/api-keys", "post"),
+    },
+    ("/v1/auth/api-keys", "post", "201"): {
+        "ListApiKeys": _link("/v1/auth/api-keys", "get"),
+        "RevokeApiKey": _link("/v1/auth/api-keys/{key_id}", "delete", parameters={"key_id": "$response.body#/id"}),
     },
     ("/v1/auth/refresh", "post", "200"): {
         "RefreshAgain": _link("/v1/auth/refresh", "post", requestBody=REFRESH_TOKEN),

@@ -41,7 +41,11 @@ def test_the_report_has_every_required_key_with_real_values(podman_runtime: Sand
     assert report["sandbox"]["max_concurrency"] == 3
     assert "netns" in report["sandbox"]["features"]
     assert report["inference"] == {"supported": False, "mode": "disabled"}
-    assert report["worker_api"] == {"base_url": "http://worker-07.example:12090", "job_reports": True}
+    assert report["worker_api"] == {
+        "base_url": "http://worker-07.example:12090",
+        "job_reports": True,
+        "inference_chat": True,
+    }
 
 
 @pytest.mark.parametrize(

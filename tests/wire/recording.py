@@ -7,7 +7,8 @@ re-dump), so key order, whitespace, escaping and the trailing newline stay
 part of the record. Placeholders are numbered by first appearance within one
 :class:`Recorder`, so "the id in this answer is the id in that path" is kept:
 
-- JWTs -> ``<jwt:N>``; UUIDs -> ``<uuid:N>``; ULIDs -> ``<ulid:N>``
+- JWTs -> ``<jwt:N>``; personal API keys and their 12-character prefixes
+  (``cyk_...``) -> ``<api-key:N>``; UUIDs -> ``<uuid:N>``; ULIDs -> ``<ulid:N>``
 - RFC 3339 times -> ``<time>`` (the contracts' form ``YYYY-MM-DDTHH:MM:SSZ``);
   any other time form keeps its shape, digits zeroed: ``<time:0000-00-00T00:00:00.000000+00:00>``
 - in response bodies, the value (16+ characters) of any JSON key naming a
@@ -41,6 +42,7 @@ REQUEST_HEADERS = ("Content-Type", "Authorization", "X-Forwarded-For")
 MAX_TEXT_BODY = 64 * 1024
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_API_KEY = re.compile(r"\bcyk_[A-Za-z0-9_-]{8,}")
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
 _TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
@@ -75,6 +77,7 @@ class Normaliser:
         for value in sorted(self.literals, key=len, reverse=True):
             text = text.replace(value, self.literals[value])
         text = _JWT.sub(lambda m: self._number("jwt", m.group()), text)
+        text = _API_KEY.sub(lambda m: self._number("api-key", m.group()), text)
         text = _UUID.sub(lambda m: self._number("uuid", m.group()), text)
         text = _ULID.sub(lambda m: self._number("ulid", m.group()), text)
         return _TIME.sub(_time, text)

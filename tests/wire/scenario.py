@@ -348,6 +348,37 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     rec("refresh: logged-out token -> 401", "POST", refresh, json_body={"refresh_token": pair["refresh_token"]})
     rec("refresh: rotated token replayed -> 401", "POST", refresh, json_body={"refresh_token": second["refresh_token"]})
     rec("logout: without body -> 204", "POST", logout, token=tok)
+    api_keys(rec, orch)
+
+
+def api_keys(rec: Any, orch: Any) -> None:
+    """Personal API keys, on sessions of their own (the ones above have ended)."""
+    admin = login(rec, "admin", orch.admin_password, ip="10.0.0.5")["access_token"]
+    alice = login(rec, "alice", ALICE_PASSWORD, ip="10.0.0.6")["access_token"]
+    keys = "/v1/auth/api-keys"
+    create = bound(rec, "POST", keys, token=admin)
+    made = create("api-keys: create -> 201", json_body={"name": "wire key"}).json()
+    create("api-keys: create expiring in 30 days -> 201", json_body={"name": "expiring", "expires_in_days": 30})
+    create("api-keys: no name -> 400", json_body={})
+    create("api-keys: name over 100 characters -> 400", json_body={"name": "x" * 101})
+    create("api-keys: NUL in the name -> 400", json_body={"name": "a\u0000b"})
+    create("api-keys: expires_in_days 0 -> 400", json_body={"name": "k", "expires_in_days": 0})
+    create("api-keys: expires_in_days a string -> 400 (validation)", json_body={"name": "k", "expires_in_days": "30"})
+    rec("api-keys: create without token -> 401", "POST", keys, json_body={"name": "k"})
+    rec("api-keys: list -> 200", "GET", keys, token=admin)
+    key, one = made["key"], f"{keys}/{made['id']}"
+    rec("me: with an API key -> 200", "GET", "/v1/users/me", token=key)
+    rec("list: with an API key -> 200", "GET", "/v1/tasks", token=key)
+    rec("api-keys: create with an API key -> 403", "POST", keys, token=key, json_body={"name": "successor"})
+    rec("api-keys: list with an API key -> 403", "GET", keys, token=key)
+    rec("logout: with an API key -> 403", "POST", "/v1/auth/logout", token=key)
+    rec("api-keys: another user's key -> 404", "DELETE", one, token=alice)
+    rec("api-keys: unknown id -> 404", "DELETE", f"{keys}/{NO_SUCH_ID}", token=admin)
+    rec("api-keys: revoke -> 204", "DELETE", one, token=admin)
+    rec("api-keys: revoke again -> 204", "DELETE", one, token=admin)
+    rec("me: with a revoked API key -> 401", "GET", "/v1/users/me", token=key)
+    rec("me: a malformed API key -> 401", "GET", "/v1/users/me", token="cyk_bad")
+    rec("api-keys: list after revoke -> 200", "GET", keys, token=admin)
 
 
 # -- the OpenAPI document ------------------------------------------------------------------

@@ -72,10 +72,10 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_api(api: flask_smorest.Api) -> None:
-    from cynode_core.orchestrator.api import api_keys, auth, chat, health, metrics, nodes, tasks, users
+    from cynode_core.orchestrator.api import api_keys, auth, chat, chat_threads, health, metrics, nodes, tasks, users
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, metrics, auth, api_keys, users, tasks, nodes, chat):
+    for module in (health, metrics, auth, api_keys, users, tasks, nodes, chat, chat_threads):
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 

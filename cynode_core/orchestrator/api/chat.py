@@ -1,12 +1,11 @@
-"""The OpenAI-compatible endpoints: ``GET /v1/models`` and ``POST /v1/chat/completions`` (chat contract 3 to 5).
+"""The OpenAI-compatible endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/responses``.
 
 Every error here is an OpenAI error object (``{"error": {...}}``), for every
 status including 401 and 413, not problem+json (chat contract 0). A request
 is checked, its user turn stored and its context built before the answer
-starts; after that, failures of a stream are in-stream errors. A stream is a
-pure OpenAI chunk stream unless the client opts in to the named
-``cynodeai.*`` events with ``X-CyNodeAI-Events: true``; heartbeats are then
-``cynodeai.heartbeat`` events, else SSE comments.
+starts; after that, failures of a stream are in-stream errors
+(``chat.render``). Every authenticated request leaves one
+``chat_audit_log`` row, also when it is refused before the model runs.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response, current_app, request
@@ -30,17 +29,23 @@ from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
 from cynode_core.orchestrator.chat.inference import ModelRouter
+from cynode_core.orchestrator.chat.render import collect, completion_stream, responses_stream
+from cynode_core.orchestrator.chat.responses_wire import (
+    new_message_id,
+    new_response_id,
+    read_responses_request,
+    response_object,
+)
 from cynode_core.orchestrator.chat.turn import Prepared, Turn, prepare
 from cynode_core.orchestrator.chat.wire import (
     PM_MODEL,
-    ToolCall,
-    chunk,
+    ChatRequest,
     completion,
     model_list,
     new_completion_id,
     read_chat_request,
-    usage_chunk,
 )
+from cynode_core.orchestrator.services import chat_threads
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +68,8 @@ def surface() -> ChatSurface:
         if found is None:
             state = extensions["cynode"]
             router = ModelRouter(state.db, state.settings, state.pm.hook.cynode_select_inference_node, state.cipher)
-            found = extensions["cynode_chat"] = ChatSurface(
-                router, TurnGate(state.settings.chat_max_concurrent_per_user)
-            )
+            gate = TurnGate(state.settings.chat_max_concurrent_per_user)
+            found = extensions["cynode_chat"] = ChatSurface(router, gate)
     return found
 
 
@@ -77,6 +81,14 @@ def openai_error(error: ChatError) -> Response:
     return response
 
 
+def _from_http(exc: HTTPException) -> ChatError:
+    code = exc.code or 500
+    named = {413: "request_too_large", 415: "unsupported_media_type", 405: "method_not_allowed"}
+    if code in named:
+        return ChatError(code, named[code], exc.description or named[code].replace("_", " "))
+    return ChatError(code, "invalid_request" if code < 500 else "internal_error", exc.description or "")
+
+
 @blp.errorhandler(CynodeError)
 def _chat_error(exc: CynodeError) -> Response:
     return openai_error(as_chat_error(exc))
@@ -84,14 +96,7 @@ def _chat_error(exc: CynodeError) -> Response:
 
 @blp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
-    code = exc.code or 500
-    if code == 413:
-        return openai_error(ChatError(413, "request_too_large", "Request body too large"))
-    if code == 415:
-        return openai_error(ChatError(415, "unsupported_media_type", "Request body must be JSON"))
-    if code == 405:
-        return openai_error(ChatError(405, "method_not_allowed", "Method not allowed"))
-    return openai_error(ChatError(code, "invalid_request" if code < 500 else "internal_error", exc.description or ""))
+    return openai_error(_from_http(exc))
 
 
 def read_body() -> Any:
@@ -113,6 +118,95 @@ class Models(MethodView):
         return Response(json.dumps(model_list(models)), mimetype="application/json")
 
 
+def _audit_refusal(endpoint: str, error: ChatError, started: float, body: Any) -> None:
+    """The audit row of a request refused before its turn ran (the turn writes its own otherwise)."""
+    model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+    stream = isinstance(body, dict) and body.get("stream") is True
+    try:
+        with current_app.extensions["cynode"].db.session() as session:
+            chat_threads.audit(
+                session,
+                user_id=current_user().id,
+                outcome="error",
+                error_code=error.code,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                request_id=current_request_id(),
+                model=(model or PM_MODEL)[:200],
+                endpoint=endpoint,
+                stream=stream,
+            )
+    except Exception:  # noqa: BLE001 - the refusal is answered either way
+        log.exception("chat audit of a refused request failed")
+
+
+def _serve(
+    endpoint: str,
+    read: Callable[[Any], tuple[ChatRequest, dict[str, Any]]],
+    answer: Callable[[Turn, Prepared, dict[str, Any]], Response],
+) -> Response:
+    """Check, gate, prepare and answer one turn; refusals are audited and answered as OpenAI errors."""
+    state = current_app.extensions["cynode"]
+    chat, user, started, body = surface(), current_user(), time.monotonic(), None
+    try:
+        body = read_body()
+        chat_request, extra = read(body)
+        chat.gate.enter(user.id)
+    except (CynodeError, HTTPException) as exc:
+        error = _from_http(exc) if isinstance(exc, HTTPException) else as_chat_error(exc)
+        _audit_refusal(endpoint, error, started, body)
+        raise error from exc
+    try:
+        prepared = prepare(
+            state.db,
+            state.settings,
+            chat.router,
+            chat_request,
+            user_id=user.id,
+            project_header=request.headers.get("OpenAI-Project"),
+            endpoint=endpoint,
+            request_id=current_request_id(),
+            previous_response_id=extra.get("previous_response_id"),
+            system=extra.get("instructions"),
+        )
+        prepared.extra_metadata.update(extra.get("metadata", {}))
+        turn = Turn(state.db, state.settings, chat.router, prepared)
+        response = answer(turn, prepared, extra)
+    except CynodeError as exc:
+        chat.gate.leave(user.id)
+        error = as_chat_error(exc)
+        if not isinstance(exc, ChatError) or exc.status < 500:
+            _audit_refusal(endpoint, error, started, body)
+        raise error from exc
+    except BaseException:
+        chat.gate.leave(user.id)
+        raise
+    if chat_request.stream:
+        response.call_on_close(lambda: chat.gate.leave(user.id))
+    else:
+        chat.gate.leave(user.id)
+    return response
+
+
+def _named() -> bool:
+    return request.headers.get(EVENTS_HEADER, "").strip().lower() == "true"
+
+
+def _event_stream(body: Iterator[str]) -> Response:
+    def run() -> Iterator[bytes]:
+        try:
+            for text in body:
+                yield text.encode()
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    response = Response(run(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
 @blp.route("/chat/completions")
 class ChatCompletions(MethodView):
     @require_user
@@ -122,119 +216,68 @@ class ChatCompletions(MethodView):
         `model` `cynodeai.pm` (or none) is the project-manager surface; any other model must be one that
         `GET /v1/models` lists. The conversation is kept in the caller's active thread.
         """
-        state = current_app.extensions["cynode"]
-        settings = state.settings
-        chat = surface()
-        user = current_user()
-        body = read_body()
-        chat_request = read_chat_request(
-            body, max_messages=settings.chat_max_messages, max_message_bytes=settings.chat_max_message_bytes
-        )
-        chat.gate.enter(user.id)
-        try:
-            prepared = prepare(
-                state.db,
-                settings,
-                chat.router,
-                chat_request,
-                user_id=user.id,
-                project_header=request.headers.get("OpenAI-Project"),
-                endpoint="chat.completions",
-                request_id=current_request_id(),
+        settings = current_app.extensions["cynode"].settings
+
+        def read(body: Any) -> tuple[ChatRequest, dict[str, Any]]:
+            limits = {"max_messages": settings.chat_max_messages, "max_message_bytes": settings.chat_max_message_bytes}
+            return read_chat_request(body, **limits), {}
+
+        def answer(turn: Turn, prepared: Prepared, _extra: dict[str, Any]) -> Response:
+            model = prepared.request.model
+            if prepared.request.stream:
+                named, usage = _named(), prepared.request.include_usage
+                return _event_stream(completion_stream(turn.events(), model, named=named, include_usage=usage))
+            whole = collect(turn.events())
+            body = completion(
+                new_completion_id(),
+                model,
+                whole.text,
+                whole.finish_reason,
+                whole.usage,
+                tuple(whole.tool_calls),
             )
-        except BaseException:
-            chat.gate.leave(user.id)
-            raise
-        turn = Turn(state.db, settings, chat.router, prepared)
-        if not chat_request.stream:
-            try:
-                return _whole(turn, prepared)
-            finally:
-                chat.gate.leave(user.id)
-        named = request.headers.get(EVENTS_HEADER, "").strip().lower() == "true"
-        return _event_stream(_chunks(turn, prepared, named=named), lambda: chat.gate.leave(user.id))
+            return Response(json.dumps(body), mimetype="application/json")
+
+        return _serve("chat.completions", read, answer)
 
 
-def _whole(turn: Turn, prepared: Prepared) -> Response:
-    text, end = "", None
-    calls: list[ToolCall] = []
-    for event in turn.events():
-        if event.kind == "delta":
-            text += event.text
-        elif event.kind == "tool_calls":
-            calls.extend(event.tool_calls)
-        elif event.kind == "amendment":
-            text = event.text
-        elif event.kind == "error":
-            assert event.error is not None
-            raise event.error
-        elif event.kind == "end":
-            end = event
-    assert end is not None
-    body = completion(new_completion_id(), prepared.request.model, text, end.finish_reason, end.usage, tuple(calls))
-    return Response(json.dumps(body), mimetype="application/json")
+@blp.route("/responses")
+class Responses(MethodView):
+    @require_user
+    def post(self) -> Response:
+        """Answer an OpenAI Responses request (`input` a string or message items); `previous_response_id` continues.
 
+        The answer is OpenAI's `response` object, or its named events with `stream: true`.
+        """
+        settings = current_app.extensions["cynode"].settings
 
-def _sse(data: Any, event: str | None = None) -> str:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _chunks(turn: Turn, prepared: Prepared, *, named: bool) -> Iterator[str]:
-    """The OpenAI chunk stream of a turn (named events only for clients that asked for them)."""
-    cid, model, created = new_completion_id(), prepared.request.model, int(time.time())
-    yield _sse(chunk(cid, model, {"role": "assistant", "content": ""}, created=created))
-    if named:
-        yield _sse({"iteration": 1}, "cynodeai.iteration_start")
-    index = 0
-    for event in turn.events():
-        if event.kind == "delta":
-            yield _sse(chunk(cid, model, {"content": event.text}, created=created))
-        elif event.kind == "thinking" and named:
-            yield _sse({"content": event.text}, "cynodeai.thinking_delta")
-        elif event.kind == "tool_calls":
-            calls = [c.to_openai(index + n) for n, c in enumerate(event.tool_calls)]
-            index += len(calls)
-            yield _sse(chunk(cid, model, {"tool_calls": calls}, created=created))
-        elif event.kind == "heartbeat":
-            if named:
-                yield _sse({"elapsed_s": int(event.elapsed), "status": "processing"}, "cynodeai.heartbeat")
-            else:
-                yield ": heartbeat\n\n"
-        elif event.kind == "amendment" and named:
-            amendment = {
-                "type": "secret_redaction",
-                "content": event.text,
-                "redacted": event.text,
-                "redaction_kinds": list(event.kinds),
-                "scope": "turn",
-                "reason": "secret_redaction",
+        def read(body: Any) -> tuple[ChatRequest, dict[str, Any]]:
+            asked = read_responses_request(body, max_message_bytes=settings.chat_max_message_bytes)
+            response_id = new_response_id()
+            extra = {
+                "previous_response_id": asked.previous_response_id,
+                "instructions": asked.instructions,
+                "response_id": response_id,
+                "metadata": {"response_id": response_id},
             }
-            yield _sse(amendment, "cynodeai.amendment")
-        elif event.kind == "error":
-            assert event.error is not None
-            yield _sse(error_object(event.error, with_param=False))
-            yield "data: [DONE]\n\n"
-            return
-        elif event.kind == "end":
-            yield _sse(chunk(cid, model, {}, event.finish_reason, created=created))
-            if prepared.request.include_usage and event.usage is not None:
-                yield _sse(usage_chunk(cid, model, event.usage, created=created))
-    yield "data: [DONE]\n\n"
+            return asked.chat, extra
 
+        def answer(turn: Turn, prepared: Prepared, extra: dict[str, Any]) -> Response:
+            model, message_id = prepared.request.model, new_message_id()
+            previous, response_id = extra["previous_response_id"], extra["response_id"]
+            if prepared.request.stream:
+                events = responses_stream(turn.events(), model, response_id, message_id, previous, named=_named())
+                return _event_stream(events)
+            whole = collect(turn.events())
+            body = response_object(
+                response_id,
+                model,
+                status="completed",
+                text=whole.text,
+                message_id=message_id,
+                previous=previous,
+                usage=whole.usage,
+            )
+            return Response(json.dumps(body), mimetype="application/json")
 
-def _event_stream(body: Iterator[str], on_close: Any) -> Response:
-    def run() -> Iterator[bytes]:
-        try:
-            for text in body:
-                yield text.encode()
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-            on_close()
-
-    response = Response(run(), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+        return _serve("responses", read, answer)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields
+
+from cynode_core.contract.errors import InvalidInput
 
 
 def rfc3339(value: dt.datetime | None) -> str | None:
@@ -16,6 +19,21 @@ def rfc3339(value: dt.datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def int_param(
+    value: str | None, default: int, low: int, high: int, error: str = "Invalid limit, offset, or cursor"
+) -> int:
+    """A paging parameter: ``default`` when absent, else ASCII digits within ``low..high`` (400 ``error``)."""
+    if value is None or value == "":
+        return default
+    # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") let "--5" through, and int() fails on both.
+    if not re.fullmatch(r"-?[0-9]+", value.strip()):
+        raise InvalidInput(error)
+    number = int(value.strip())
+    if not low <= number <= high:
+        raise InvalidInput(error)
+    return number
 
 
 class Timestamp(fields.Field):

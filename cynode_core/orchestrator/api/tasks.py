@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from cynode_core.contract.errors import InvalidInput
 from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint, task_logs
-from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp
+from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp, int_param
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.services import tasks
 
@@ -118,18 +117,6 @@ def task_body(found: tasks.TaskWithAttachments) -> dict[str, Any]:
     }
 
 
-def _int_param(value: str | None, default: int, low: int, high: int) -> int:
-    if value is None or value == "":
-        return default
-    # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") let "--5" through, and int() fails on both.
-    if not re.fullmatch(r"-?[0-9]+", value.strip()):
-        raise InvalidInput("Invalid limit, offset, or cursor")
-    number = int(value.strip())
-    if not low <= number <= high:
-        raise InvalidInput("Invalid limit, offset, or cursor")
-    return number
-
-
 @blp.route("")
 class Tasks(MethodView):
     @blp.operation(
@@ -169,9 +156,9 @@ class Tasks(MethodView):
     @blp.arguments(ListQuerySchema, location="query")
     def get(self, query: dict[str, Any]) -> Any:
         """My tasks, newest first, optionally of one status."""
-        limit = _int_param(query["limit"], 50, 1, 200)
+        limit = int_param(query["limit"], 50, 1, 200)
         cursor = (query["cursor"] or "").strip()
-        offset = _int_param(cursor, 0, 0, 2**31 - 1) if cursor else _int_param(query["offset"], 0, 0, 2**31 - 1)
+        offset = int_param(cursor, 0, 0, 2**31 - 1) if cursor else int_param(query["offset"], 0, 0, 2**31 - 1)
         status = query["status"]
         if status is not None and status not in TASK_API_STATUSES:
             raise InvalidInput("Invalid status filter; allowed values: " + ", ".join(TASK_API_STATUSES))

@@ -121,7 +121,7 @@ def prepare(
     project_header: str | None,
     endpoint: str,
     request_id: str | None,
-    thread_id: uuid.UUID | None = None,
+    previous_response_id: str | None = None,
     system: str | None = None,
 ) -> Prepared:
     """Check, store the user turn and build the model's context; ``ChatError`` for what the client must fix."""
@@ -140,11 +140,15 @@ def prepare(
         raise invalid("At least one user message is required", "messages")
     with db.session() as session:
         project_id = effective_project(session, user_id, project_header)
+        thread_id = None
+        if previous_response_id is not None:
+            continued = chat_threads.thread_of_response(session, user_id, previous_response_id)
+            thread_id = continued.id if continued is not None else uuid.uuid4()  # unknown: refused below
         if thread_id is None:
             thread = chat_threads.active_thread(session, user_id, project_id, settings.chat_thread_idle_seconds)
         else:
             found = chat_threads.own_thread(session, user_id, thread_id)
-            if found is None:
+            if found is None or found.project_id != project_id:
                 raise invalid("previous_response_id not found or not owned by you", "previous_response_id")
             thread = found
         continuing = request.continues_tool_calls and redacted[-1][0].role != "user"

@@ -69,7 +69,15 @@ def thread_of_response(session: Session, user_id: uuid.UUID, response_id: str) -
 def append_message(
     session: Session, thread: ChatThread, role: str, content: str, metadata: dict[str, Any] | None = None
 ) -> ChatMessage:
-    message = ChatMessage(id=uuid.uuid4(), thread_id=thread.id, role=role, content=content, metadata_=metadata)
+    # clock_timestamp, not now(): messages of one transaction keep the order they were written in.
+    message = ChatMessage(
+        id=uuid.uuid4(),
+        thread_id=thread.id,
+        role=role,
+        content=content,
+        metadata_=metadata,
+        created_at=func.clock_timestamp(),
+    )
     session.add(message)
     session.execute(
         update(ChatThread).where(ChatThread.id == thread.id).values(last_activity_at=func.now(), updated_at=func.now())

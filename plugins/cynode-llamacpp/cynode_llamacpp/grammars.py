@@ -49,7 +49,7 @@ def read_format(value: object) -> dict[str, Any] | None:
         return dict(ANY_OBJECT)
     if isinstance(value, dict):
         return value
-    shown = json.dumps(json.dumps(value, ensure_ascii=False), ensure_ascii=False)
+    shown = json.dumps(json.dumps(value))
     raise GrammarError(f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
 
 
@@ -71,7 +71,8 @@ class GrammarBuilder:
             resolved = self._converter.resolve_refs(copy.deepcopy(dict(schema)), f"{name}:")
             return str(self._converter.visit(resolved, name))
         except (AssertionError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
-            raise GrammarError(f"{error}: {exc}" if str(exc) else error) from None
+            reason = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates stay readable
+            raise GrammarError(f"{error}: {reason}" if reason else error) from None
 
     def rule(self, name: str, body: str) -> str:
         """Add a rule of our own; ``name`` must not be one the converter makes (ours start with ``cy-``)."""
