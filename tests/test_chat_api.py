@@ -22,6 +22,7 @@ import requests
 from cynode_llamacpp.backend import LlamaCppBackend
 from cynode_llamacpp.model_file import ensure_bundled_model
 from harness.api import ApiClient
+from metrics_samples import families_of, value
 from sqlalchemy import text
 
 MODEL = "gemma3:270m"
@@ -130,6 +131,12 @@ def test_a_direct_completion_whole_and_streamed_agree_and_count_real_tokens(
         pieces.append(chunk.choices[0].delta.content or "")
     assert "".join(pieces) == answer
     assert len([p for p in pieces if p]) > 1  # tokens came as they were made, not one piece
+
+    families = families_of(requests.get(f"{sdk.base_url}".removesuffix("/v1/") + "/metrics", timeout=10).text)
+    labels = {"model": MODEL, "node": "-", "route": "direct", "outcome": "success"}
+    assert value(families, "cynode_chat_completions_total", **labels) == 2
+    assert value(families, "cynode_chat_time_to_first_token_seconds_count", route="direct") == 2
+    assert value(families, "cynode_chat_tokens_per_second_count", route="direct") == 2
 
 
 def new_thread(orchestrator: Any) -> None:

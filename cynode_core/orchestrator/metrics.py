@@ -175,6 +175,57 @@ class StateCollector(Collector):
         )
 
 
+# Time to the first token of a chat answer, seconds.
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Tokens a second of a chat answer after its first token.
+RATE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
+
+
+class ChatMetrics:
+    """The chat surface's figures: completions by model, node, route and outcome; first-token time; token rate."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.completions = Counter(
+            "cynode_chat_completions",
+            "Chat turns this process answered (chat completions and responses), by model, node, route "
+            "(pm, direct) and outcome (success, error, canceled, timeout)",
+            ("model", "node", "route", "outcome"),
+            registry=registry,
+        )
+        self.first_token = Histogram(
+            "cynode_chat_time_to_first_token_seconds",
+            "From a chat turn's start to the first token of its model, by route",
+            ("route",),
+            registry=registry,
+            buckets=TTFT_BUCKETS,
+        )
+        self.token_rate = Histogram(
+            "cynode_chat_tokens_per_second",
+            "Completion tokens a second of a chat answer, from its first token to its end, by route",
+            ("route",),
+            registry=registry,
+            buckets=RATE_BUCKETS,
+        )
+
+    def observe(
+        self,
+        *,
+        model: str,
+        node: str,
+        route: str,
+        outcome: str,
+        first_token: float | None,
+        tokens: int,
+        generating: float,
+    ) -> None:
+        """One finished turn; ``first_token`` and ``generating`` in seconds (None: no token came)."""
+        self.completions.labels(model[:100], node or "-", route, outcome).inc()
+        if first_token is not None:
+            self.first_token.labels(route).observe(first_token)
+            if tokens > 1 and generating > 0:
+                self.token_rate.labels(route).observe(tokens / generating)
+
+
 class OrchestratorMetrics:
     """Everything ``/metrics`` of one orchestrator app shows; kept on the app's state."""
 
@@ -218,6 +269,7 @@ class OrchestratorMetrics:
             self.dispatch_attempts.labels(outcome)
         for reason in FAILURE_REASONS:
             self.dispatch_failures.labels(reason)
+        self.chat = ChatMetrics(self.registry)
         self.state = StateCollector(db)
         self.registry.register(self.state)
 

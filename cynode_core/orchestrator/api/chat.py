@@ -29,6 +29,7 @@ from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
 from cynode_core.orchestrator.chat.inference import ModelRouter
+from cynode_core.orchestrator.chat.prepare import Prepared, prepare
 from cynode_core.orchestrator.chat.render import collect, completion_stream, responses_stream
 from cynode_core.orchestrator.chat.responses_wire import (
     new_message_id,
@@ -36,7 +37,7 @@ from cynode_core.orchestrator.chat.responses_wire import (
     read_responses_request,
     response_object,
 )
-from cynode_core.orchestrator.chat.turn import Prepared, Turn, prepare
+from cynode_core.orchestrator.chat.turn import Turn
 from cynode_core.orchestrator.chat.wire import (
     PM_MODEL,
     ChatRequest,
@@ -169,7 +170,7 @@ def _serve(
             system=extra.get("instructions"),
         )
         prepared.extra_metadata.update(extra.get("metadata", {}))
-        turn = Turn(state.db, state.settings, chat.router, prepared)
+        turn = Turn(state.db, state.settings, chat.router, prepared, state.metrics.chat)
         response = answer(turn, prepared, extra)
     except CynodeError as exc:
         chat.gate.leave(user.id)

@@ -20,7 +20,7 @@ from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp, int_param
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.chat.errors import ChatError
-from cynode_core.orchestrator.chat.turn import effective_project
+from cynode_core.orchestrator.chat.prepare import effective_project
 from cynode_core.orchestrator.models.chat import ChatMessage, ChatThread
 from cynode_core.orchestrator.services import chat_threads
 
