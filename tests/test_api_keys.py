@@ -72,6 +72,16 @@ def test_create_list_revoke(alice: ApiClient, orchestrator: Any) -> None:
     assert first["key"] not in everything and first["prefix"] not in everything
 
 
+def test_the_key_is_never_logged(alice: ApiClient, json_log_lines: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="cynode_core")
+    created = new_key(alice, alice.token)
+    assert alice.post("/v1/tasks", token=created["key"], json={"prompt": "x", "input_mode": "commands"}).ok
+    alice.send("DELETE", f"{KEYS}/{created['id']}", token=alice.token)
+    assert alice.get("/v1/tasks", token=created["key"]).status_code == 401
+    assert caplog.records, "nothing was logged: the check below would be empty"
+    assert created["key"] not in json_log_lines.getvalue() + caplog.text
+
+
 def test_expires_in_days_sets_the_end(alice: ApiClient, orchestrator: Any) -> None:
     created = new_key(alice, alice.token, expires_in_days=3650)
     [row] = rows(orchestrator.db, "SELECT created_at, expires_at FROM api_keys WHERE id = :id", id=created["id"])

@@ -20,31 +20,18 @@ import openai
 import pytest
 import requests
 from cynode_llamacpp.backend import LlamaCppBackend
-from cynode_llamacpp.model_file import ensure_bundled_model
 from harness.api import ApiClient
+from harness.llama import MODEL, llama_backend
 from metrics_samples import families_of, value
 from sqlalchemy import text
 
-MODEL = "gemma3:270m"
 SEED = {"temperature": 0, "seed": 7, "max_tokens": 24}
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]:
-    home = tmp_path_factory.mktemp("llama-home")
-    ensure_bundled_model(home / "models")
-    backend = LlamaCppBackend.from_options(
-        {
-            "home": str(home),
-            "model": None,
-            "selected_model": MODEL,
-            "ollama_url": "http://127.0.0.1:11434",
-            "state_dir": str(home),
-        }
-    )
-    backend.start()
-    yield backend
-    backend.stop()
+    with llama_backend(tmp_path_factory.mktemp("llama-home")) as backend:
+        yield backend
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from cynode_core import __version__
-from cynode_core.cli import admin, gateway, orchestrator, tokens, up
+from cynode_core.cli import admin, chat, gateway, orchestrator, tokens, up
 
 CLI_ENTRY_POINTS = "cynode.cli"
 CONTAINERS_CONF = Path("/etc/cynode/containers.conf")
@@ -36,6 +36,7 @@ for command in (
     admin.admin,
     *gateway.COMMANDS,
     *tokens.COMMANDS,
+    *chat.COMMANDS,
     up.up,
     up.demo,
 ):

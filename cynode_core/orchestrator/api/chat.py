@@ -29,7 +29,7 @@ from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
 from cynode_core.orchestrator.chat.inference import ModelRouter
-from cynode_core.orchestrator.chat.prepare import Prepared, prepare
+from cynode_core.orchestrator.chat.prepare import THREAD_HEADER, Prepared, prepare
 from cynode_core.orchestrator.chat.render import collect, completion_stream, responses_stream
 from cynode_core.orchestrator.chat.responses_wire import (
     new_message_id,
@@ -167,6 +167,7 @@ def _serve(
             endpoint=endpoint,
             request_id=current_request_id(),
             previous_response_id=extra.get("previous_response_id"),
+            thread_header=request.headers.get(THREAD_HEADER),
             system=extra.get("instructions"),
         )
         prepared.extra_metadata.update(extra.get("metadata", {}))

@@ -2,10 +2,11 @@
 
 :func:`prepare` does everything that may still be answered with an HTTP
 error: the model check, the project (``OpenAI-Project``), redaction of every
-message, the thread (the active one, or the one ``previous_response_id``
-names), the stored user message, the title, and the model's context: the
-thread's newest messages within the history limits, or the request's own
-messages for a tool round trip, with the system message of the path.
+message, the thread (the active one, the one ``previous_response_id`` names,
+or the one of cynode's ``X-CyNodeAI-Thread`` header), the stored user
+message, the title, and the model's context: the thread's newest messages
+within the history limits, or the request's own messages for a tool round
+trip, with the system message of the path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cynode_core.orchestrator.chat.errors import ChatError, invalid
 from cynode_core.orchestrator.chat.inference import ModelRouter
 from cynode_core.orchestrator.chat.wire import ChatRequest, InMessage
 from cynode_core.orchestrator.db import Database
+from cynode_core.orchestrator.models.chat import ChatThread
 from cynode_core.orchestrator.services import chat_threads
 from cynode_core.orchestrator.services.redaction import redact
 from cynode_core.orchestrator.services.tasks import default_project
@@ -85,6 +87,34 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else {}
 
 
+THREAD_HEADER = "X-CyNodeAI-Thread"
+
+
+def _thread(
+    session: Any,
+    settings: OrchestratorSettings,
+    user_id: uuid.UUID,
+    project_id: uuid.UUID,
+    previous_response_id: str | None,
+    thread_header: str | None,
+) -> ChatThread:
+    """The turn's thread: ``previous_response_id``'s, the ``X-CyNodeAI-Thread`` one, else the active one."""
+    if previous_response_id is not None:
+        found = chat_threads.thread_of_response(session, user_id, previous_response_id)
+        if found is None or found.project_id != project_id:
+            raise invalid("previous_response_id not found or not owned by you", "previous_response_id")
+        return found
+    if thread_header is not None:
+        try:
+            found = chat_threads.own_thread(session, user_id, uuid.UUID(thread_header.strip()))
+        except ValueError:
+            found = None
+        if found is None or found.project_id != project_id:
+            raise invalid(f"{THREAD_HEADER} is not a thread of yours in this project", THREAD_HEADER)
+        return found
+    return chat_threads.active_thread(session, user_id, project_id, settings.chat_thread_idle_seconds)
+
+
 def prepare(
     db: Database,
     settings: OrchestratorSettings,
@@ -96,6 +126,7 @@ def prepare(
     endpoint: str,
     request_id: str | None,
     previous_response_id: str | None = None,
+    thread_header: str | None = None,
     system: str | None = None,
 ) -> Prepared:
     """Check, store the user turn and build the model's context; ``ChatError`` for what the client must fix."""
@@ -114,17 +145,7 @@ def prepare(
         raise invalid("At least one user message is required", "messages")
     with db.session() as session:
         project_id = effective_project(session, user_id, project_header)
-        thread_id = None
-        if previous_response_id is not None:
-            continued = chat_threads.thread_of_response(session, user_id, previous_response_id)
-            thread_id = continued.id if continued is not None else uuid.uuid4()  # unknown: refused below
-        if thread_id is None:
-            thread = chat_threads.active_thread(session, user_id, project_id, settings.chat_thread_idle_seconds)
-        else:
-            found = chat_threads.own_thread(session, user_id, thread_id)
-            if found is None or found.project_id != project_id:
-                raise invalid("previous_response_id not found or not owned by you", "previous_response_id")
-            thread = found
+        thread = _thread(session, settings, user_id, project_id, previous_response_id, thread_header)
         continuing = request.continues_tool_calls and redacted[-1][0].role != "user"
         if not continuing:
             chat_threads.append_message(session, thread, "user", users[-1])
