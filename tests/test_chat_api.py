@@ -82,6 +82,14 @@ def test_every_error_is_an_openai_error_object(live_orchestrator: str, user: str
         ({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "invalid_request", "stream"),
         ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 413, "request_too_large", "messages"),
         ([1, 2], 400, "invalid_request", None),
+        ({"messages": [{"role": "user", "content": "a\x00b"}]}, 400, "invalid_request", "messages"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+            400,
+            "invalid_request",
+            "tools",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 400, "invalid_request", "temperature"),
     ]
     for body, status, code, param in cases:
         resp = requests.post(url, json=body, headers=headers, timeout=10)

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import click
 
+from cynode_core.chat_client import ChatClient
 from cynode_core.cli.common import FINAL_TASK_STATUSES, orchestrator_settings
 from cynode_core.cli.stack import Stack, StackError
 from cynode_core.client import ApiError, GatewayClient
@@ -119,13 +120,30 @@ def demo(command: str, prompt: str) -> None:
             _progress(f"{title}: {body['prompt'][:70]}")
             created = client.call("POST", "/v1/tasks", json=body)
             failures += _show(_wait_result(client, created["id"], timeout=180))
+        failures += _demo_chat(client)
         if failures:
-            raise click.ClickException(f"{failures} demo task(s) did not complete")
+            raise click.ClickException(f"{failures} demo step(s) did not complete")
     except (StackError, ApiError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         _progress("stopping")
         stack.stop()
+
+
+DEMO_CHAT = "Say hello to the team in one short sentence."
+
+
+def _demo_chat(client: GatewayClient) -> int:
+    """A short chat with cynodeai.pm, its tokens printed as they stream in; 1 when no answer came."""
+    _progress(f"chat with cynodeai.pm, streamed (POST /v1/chat/completions): {DEMO_CHAT}")
+    answer = ""
+    for event in ChatClient(client).stream(DEMO_CHAT):
+        if event.kind == "text":
+            answer += event.text
+            click.echo(event.text, nl=False)
+            sys.stdout.flush()
+    click.echo()
+    return 0 if answer.strip() else 1
 
 
 def _show(result: dict) -> int:

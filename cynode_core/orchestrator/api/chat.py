@@ -176,8 +176,7 @@ def _serve(
     except CynodeError as exc:
         chat.gate.leave(user.id)
         error = as_chat_error(exc)
-        if not isinstance(exc, ChatError) or exc.status < 500:
-            _audit_refusal(endpoint, error, started, body)
+        _audit_refusal(endpoint, error, started, body)
         raise error from exc
     except BaseException:
         chat.gate.leave(user.id)

@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from cynode_core.contract import InferenceInfo, NodeCandidate, normalize_model_name
+from cynode_core.contract.job import without_nul
 from cynode_core.orchestrator.chat.errors import ChatError
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.node_client import NodeEndpoint
@@ -65,8 +66,8 @@ class Piece:
         content, thinking = message.get("content"), message.get("thinking")
         calls = message.get("tool_calls")
         return cls(
-            content=content if isinstance(content, str) else "",
-            thinking=thinking if isinstance(thinking, str) else "",
+            content=without_nul(content) if isinstance(content, str) else "",
+            thinking=without_nul(thinking) if isinstance(thinking, str) else "",
             tool_calls=tuple(c for c in calls if isinstance(c, dict)) if isinstance(calls, list) else (),
             done=line.get("done") is True,
             done_reason=str(line.get("done_reason") or ""),

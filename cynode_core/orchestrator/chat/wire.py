@@ -95,6 +95,8 @@ def message_text(content: Any, *, limit: int) -> str | None:
         text = "\n".join(texts)
     else:
         raise invalid("message content must be a string, an array of text parts or null", "messages")
+    if "\x00" in text:
+        raise invalid("message text must not contain NUL characters", "messages")
     if len(text.encode("utf-8", "surrogatepass")) > limit:
         raise ChatError(413, "request_too_large", f"A message is longer than {limit} bytes", param="messages")
     return text

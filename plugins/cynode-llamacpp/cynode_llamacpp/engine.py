@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -130,10 +131,10 @@ class Session:
         """Tokens of ``text``; special-token text (e.g. ``<start_of_turn>``) is parsed, as Ollama's runner does."""
         if not text:
             return [self._llm.token_bos()] if add_bos else []
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._llm.tokenize(_utf8(text), add_bos=add_bos, special=True))
 
     def grammar(self, text: str) -> Any:
-        """``text`` (GBNF, rule ``root``) as a grammar for :meth:`generate`; ``GrammarError`` if llama.cpp refuses it."""
+        """``text`` (GBNF, rule ``root``) as a grammar for :meth:`generate`; ``GrammarError`` if llama.cpp refuses."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
         grammar_sampler_check(self._engine._vocab, text)
@@ -214,6 +215,14 @@ class Session:
             tail = stops.flush() + decoder.decode(b"", final=True)
             if tail:
                 yield tail
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a ``\\ud800`` escape in the request) becomes U+FFFD, as in Go's decoder."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return re.sub("[\ud800-\udfff]", "\ufffd", text).encode("utf-8")
 
 
 def _is_end_of_generation(engine: LlamaEngine, token: int) -> bool:

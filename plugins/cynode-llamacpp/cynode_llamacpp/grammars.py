@@ -106,7 +106,11 @@ def grammar_sampler_check(vocab: Any, grammar: str) -> None:
     """Let llama.cpp parse ``grammar`` once; ``GrammarError`` when it refuses (it would crash a generation)."""
     import llama_cpp
 
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    try:
+        encoded = grammar.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a "\ud800" escape) in a schema's pattern
+        raise GrammarError("the schema holds text that is not valid Unicode") from None
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, encoded, b"root")
     if not sampler:
         raise GrammarError("the schema gives a grammar llama.cpp cannot use (e.g. left recursion)")
     llama_cpp.llama_sampler_free(sampler)

@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), JSON)
+        self._send(status, _json_bytes(payload), JSON)
 
     def _drain_body(self) -> None:
         try:
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
         def write(payload: dict[str, Any]) -> None:
-            line = json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
+            line = _json_bytes(payload) + b"\n"
             self.wfile.write(b"%X\r\n%s\r\n" % (len(line), line) if chunked else line)
             self.wfile.flush()
 
@@ -334,6 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    """UTF-8 JSON; a lone surrogate echoed from a request (an error naming it) is written as its ``\\ud800`` escape."""
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def _lstrip_pieces(pieces: Iterator[str]) -> Iterator[str]:

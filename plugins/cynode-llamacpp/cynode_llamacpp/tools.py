@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cynode_llamacpp.grammars import GrammarBuilder, GrammarError, literal
+from cynode_llamacpp.grammars import GrammarBuilder, literal
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 MAX_NAME = 256
@@ -224,9 +224,12 @@ def _read_blocks(text: str) -> list[ToolCall]:
             call = json.loads(match.group(1))
         except json.JSONDecodeError:
             break
-        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):
+        if not isinstance(call, dict):
             break
-        calls.append(ToolCall(call["name"], call["arguments"]))
+        name, arguments = call.get("name"), call.get("arguments")
+        if not (isinstance(name, str) and isinstance(arguments, dict)):
+            break
+        calls.append(ToolCall(name, arguments))
     return calls
 
 
@@ -247,8 +250,8 @@ def _parse_tools(value: object) -> list[Tool]:
             raise ToolError(f"{where}.function must be an object")
         name, description = function.get("name"), function.get("description") or ""
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        if not _good_name(name):
-            raise ToolError(f"{where}.function.name must be a non-empty string of at most {MAX_NAME} printable characters")
+        if not isinstance(name, str) or not _good_name(name):
+            raise ToolError(f"{where}.function.name must be a printable string of 1 to {MAX_NAME} characters")
         if not isinstance(description, str):
             raise ToolError(f"{where}.function.description must be a string")
         if not isinstance(parameters, dict):
@@ -259,11 +262,9 @@ def _parse_tools(value: object) -> list[Tool]:
     return list(tools.values())
 
 
-def _good_name(name: object) -> bool:
+def _good_name(name: str) -> bool:
     return (
-        isinstance(name, str)
-        and 0 < len(name) <= MAX_NAME
+        0 < len(name) <= MAX_NAME
         and all(unicodedata.category(c)[0] not in "CZ" or c == " " for c in name)
         and name.strip() == name
     )
-

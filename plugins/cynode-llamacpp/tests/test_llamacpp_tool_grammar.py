@@ -130,7 +130,10 @@ def test_the_call_reader_passes_text_on_and_reads_calls() -> None:
     assert read(CallReader(forced=False), "Hello", " there") == ["Hello", " there"]
     assert read(CallReader(forced=False), "<", "b>bold</b>") == ["<b>bold</b>"]  # held only while it may be a call
     reader = CallReader(forced=False)
-    blocks = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>\n<tool_call>\n{"name": "x", "arguments": {}}\n</tool_call>'
+    blocks = (
+        '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "x", "arguments": {}}\n</tool_call>'
+    )
     assert read(reader, " <tool", blocks[5:40], blocks[40:]) == []
     assert reader.take() == [ToolCall("add", {"a": 1}), ToolCall("x", {})] and reader.take() == []
     cut = CallReader(forced=True)
@@ -164,7 +167,11 @@ def test_history_with_calls_and_results_is_parsed_and_written_out() -> None:
                 "content": "",
                 "tool_calls": [
                     {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
-                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}},
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"city": "Rome"}},
+                    },
                 ],
             },
             {"role": "tool", "content": "18 C", "tool_name": "get_weather"},
