@@ -28,6 +28,43 @@ ORCHESTRATOR_ENDPOINTS = [
         },
         token="user",
     ),
+    # No node serves "fuzz-model": a valid body is a 404 model_not_found, so no turn runs.
+    Endpoint(
+        "chat_completions",
+        "/v1/chat/completions",
+        {
+            "model": "fuzz-model",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "tool", "content": "r", "tool_call_id": "c"},
+            ],
+            "stream": False,
+            "temperature": 0.5,
+            "top_p": 1,
+            "max_tokens": 5,
+            "seed": 1,
+            "stop": ["x"],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": "auto",
+            "stream_options": {"include_usage": True},
+        },
+        token="user",
+        openai=True,
+    ),
+    Endpoint(
+        "responses",
+        "/v1/responses",
+        {"model": "fuzz-model", "input": [{"role": "user", "content": "hi"}], "instructions": "x", "stream": False},
+        token="user",
+        openai=True,
+    ),
+    Endpoint("chat_threads", "/v1/chat/threads", {"title": "fuzz", "project_id": None}, token="user"),
     Endpoint("register", "/v1/nodes/register", {"psk": "<psk>", "capability": capability("fuzz-register")}),
     Endpoint("capability", "/v1/nodes/capability", capability(NODE_SLUG), token="node"),
     Endpoint(

@@ -40,6 +40,7 @@ class Endpoint:
     path: str
     example: dict[str, Any]
     token: str = ""  # whose token it takes: "user", "node", "worker" or "" (none)
+    openai: bool = False  # its errors are OpenAI error objects (the chat surface), not problem details
     fields: list[tuple[str, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -188,13 +189,22 @@ def hostile_documents(draw: st.DrawFn) -> bytes:
 # -- the property ------------------------------------------------------------------------
 
 
-def assert_client_error_or_success(resp: requests.Response, elapsed: float, what: str) -> None:
-    """No 5xx; a 4xx is a problem+json document naming its own status; the answer came within the bound."""
+def assert_client_error_or_success(resp: requests.Response, elapsed: float, what: str, *, openai: bool = False) -> None:
+    """No 5xx; a 4xx is an error document of the endpoint's format; the answer came within the bound.
+
+    An OpenAI endpoint answers ``{"error": {"code", "message", "type"}}``, except a body the server
+    itself refused before the app saw it (over the size cap), which is problem details everywhere.
+    """
     assert resp.status_code < 500, f"{what}: {resp.status_code} {resp.text[:500]!r}"
     if resp.status_code >= 400:
-        assert resp.headers.get("Content-Type", "").startswith(PROBLEM), f"{what}: {resp.headers} {resp.text[:200]!r}"
-        problem = resp.json()
-        assert problem["status"] == resp.status_code and problem["type"] and problem["title"], f"{what}: {problem}"
+        content_type = resp.headers.get("Content-Type", "")
+        if openai and content_type.startswith("application/json"):
+            error = resp.json()["error"]
+            assert error["code"] and error["type"] == "cynodeai_error" and "message" in error, f"{what}: {error}"
+        else:
+            assert content_type.startswith(PROBLEM), f"{what}: {resp.headers} {resp.text[:200]!r}"
+            problem = resp.json()
+            assert problem["status"] == resp.status_code and problem["type"] and problem["title"], f"{what}: {problem}"
     assert elapsed < ANSWER_SECONDS, f"{what}: answered in {elapsed:.1f} s"
 
 

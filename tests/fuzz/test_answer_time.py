@@ -104,7 +104,7 @@ def _assert_answer_time_linear(
         def send(fragment: bytes) -> float:
             body = prepare(endpoint.body_with(path, fragment))
             resp, elapsed = post_timed(url, body, headers)
-            assert_client_error_or_success(resp, elapsed, f"{endpoint.name} {len(body)} bytes")
+            assert_client_error_or_success(resp, elapsed, f"{endpoint.name} {len(body)} bytes", openai=endpoint.openai)
             return elapsed
 
         return send

@@ -77,7 +77,8 @@ def _fuzz(endpoint: Endpoint, send: Any) -> None:
     def run(case: tuple[tuple[str, ...], bytes]) -> None:
         path, fragment = case
         resp, elapsed = send(endpoint.body_with(path, fragment))
-        assert_client_error_or_success(resp, elapsed, f"{endpoint.name} {'.'.join(path) or '<body>'}={fragment[:80]!r}")
+        what = f"{endpoint.name} {'.'.join(path) or '<body>'}={fragment[:80]!r}"
+        assert_client_error_or_success(resp, elapsed, what, openai=endpoint.openai)
 
     run()
 

@@ -5,21 +5,45 @@ text, also when a tag is cut across deltas (chat contract 4.3); an
 unterminated ``<think>`` at the end is dropped from the visible text.
 
 :class:`HoldBack` is the streaming redactor (chat contract 5.7): it keeps
-the whole raw text, redacts all of it at each delta, and releases only what
-lies more than ``window`` characters behind the end, so a secret shorter
-than the window is replaced before any byte of it leaves. When a later scan
-changes text already sent, :attr:`HoldBack.amended` is set and the caller
-sends the full redacted text as an amendment.
+the whole raw text, redacts all of it at each delta, and holds back the
+last ``window`` characters only from where a secret could begin: every
+secret pattern starts with one of :data:`TRIGGERS` (compared without case),
+so text before the first trigger in the window, and before the last
+unfinished word, goes out at once, and a secret shorter than the window is
+still replaced before any byte of it leaves (decisions.md Chat 9). When a
+later scan changes text already sent, :attr:`HoldBack.amended` is set and
+the caller sends the full redacted text as an amendment.
 """
 
 from __future__ import annotations
 
-from cynode_core.orchestrator.services.redaction import redact
+from cynode_core.orchestrator.services.redaction import MARK, redact
 
 OPEN, CLOSE = "<think>", "</think>"
-# With a hold-back window, the whole text is scanned again only once this much new text came (or at the end):
-# a scan per token would cost the square of the answer's length.
-SCAN_STEP = 32
+# How every secret pattern of services.redaction begins, lower-cased.
+TRIGGERS = (
+    "-----begin",
+    "eyj",
+    "bearer",
+    "api_key",
+    "api-key",
+    "apikey",
+    "secret",
+    "password",
+    "token",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "cyat_",
+    "cyk_",
+    "akia",
+)
+# The whole text is scanned again once 1/SCAN_SHARE of its length came anew (every delta while it is short, at
+# the end in any case): a scan per token of a long answer would cost the square of its length.
+SCAN_SHARE = 256
 
 
 class ThinkSplit:
@@ -76,7 +100,7 @@ class HoldBack:
     def feed(self, text: str) -> str:
         """Take ``text``; what may be sent now."""
         self.raw += text
-        if self.window >= 2 * SCAN_STEP and len(self.raw) - self._scanned_at < SCAN_STEP:
+        if len(self.raw) - self._scanned_at < len(self.raw) // SCAN_SHARE:
             return ""
         return self._release(final=False)
 
@@ -92,7 +116,12 @@ class HoldBack:
         self._scanned_at = len(self.raw)
         scanned = redact(self.raw)
         self.kinds.update(scanned.kinds)
-        ready = scanned.text if final else scanned.text[: max(len(scanned.text) - self.window, 0)]
+        text = scanned.text
+        if final:
+            ready = text
+        else:
+            floor = max(len(text) - self.window, 0)
+            ready = text[: floor + _safe_prefix(text[floor:])]
         if not ready.startswith(self.sent):
             # A secret longer than the window changed text already sent: send on from where it differs
             # no more; the amendment carries the corrected whole.
@@ -101,3 +130,14 @@ class HoldBack:
         out = ready[len(self.sent) :]
         self.sent = ready
         return out
+
+
+def _safe_prefix(tail: str) -> int:
+    """How much of ``tail`` (the last window of the redacted text) cannot be part of a secret still coming.
+
+    Up to the first place a secret could begin: a trigger, or the last word, which may still grow into one.
+    """
+    lower = tail.replace(MARK, "#" * len(MARK)).lower()
+    first = min((at for at in (lower.find(t) for t in TRIGGERS) if at >= 0), default=len(tail))
+    last_space = max(lower.rfind(" "), lower.rfind("\n"), lower.rfind("\t"))
+    return min(first, last_space + 1)
