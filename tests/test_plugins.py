@@ -17,7 +17,7 @@ from harness.api import ApiClient
 from sqlalchemy import select
 
 from cynode_core import hookimpl
-from cynode_core.contract import Identity, JobInfo, NodeCandidate
+from cynode_core.contract import Identity, InferenceInfo, JobInfo, NodeCandidate
 from cynode_core.orchestrator.app import create_app
 from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAULT_SCHEDULER
 from cynode_core.orchestrator.dispatch.least_loaded import LeastLoaded
@@ -181,6 +181,15 @@ def test_the_default_scheduler_picks_the_least_loaded_node() -> None:
     assert pm.hook.cynode_select_node(job=JOB, candidates=_candidates()).node_slug == "node-a"
     full = [NodeCandidate("id-x", "node-x", max_concurrency=1, running_jobs=1)]
     assert pm.hook.cynode_select_node(job=JOB, candidates=full) is None
+
+
+def test_the_default_chat_node_is_the_one_with_the_fewest_open_calls_then_the_most_free_slots() -> None:
+    pm = get_plugin_manager([(LeastLoaded(), DEFAULT_SCHEDULER)])
+    idle = InferenceInfo(model="m", user_id="u")
+    assert pm.hook.cynode_select_inference_node(request=idle, candidates=_candidates()).node_slug == "node-a"
+    busy_a = InferenceInfo(model="m", user_id="u", in_flight={"id-a": 2, "id-b": 1})
+    assert pm.hook.cynode_select_inference_node(request=busy_a, candidates=_candidates()).node_slug == "node-c"
+    assert pm.hook.cynode_select_inference_node(request=idle, candidates=[]) is None
 
 
 def test_a_scheduler_plugin_replaces_the_default() -> None:

@@ -25,6 +25,7 @@ from cynode_core.contract.errors import CynodeError
 from cynode_core.http_limits import decode_json_body
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint
+from cynode_core.orchestrator.api.chat_docs import CHAT_DOC, RESPONSES_DOC
 from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
@@ -58,6 +59,7 @@ blp = Blueprint(
 )
 
 EVENTS_HEADER = "X-CyNodeAI-Events"
+
 _SURFACE_LOCK = threading.Lock()
 
 
@@ -112,6 +114,7 @@ def read_body() -> Any:
 
 @blp.route("/models")
 class Models(MethodView):
+    @blp.doc(**MODELS_DOC)
     @require_user
     def get(self) -> Response:
         """List the models the caller may chat with: `cynodeai.pm` first, then every model a ready node serves."""
@@ -210,6 +213,7 @@ def _event_stream(body: Iterator[str]) -> Response:
 
 @blp.route("/chat/completions")
 class ChatCompletions(MethodView):
+    @blp.doc(**CHAT_DOC)
     @require_user
     def post(self) -> Response:
         """Answer a chat, whole or streamed (`stream: true`), as OpenAI's `chat.completion` (or its chunks).
@@ -244,6 +248,7 @@ class ChatCompletions(MethodView):
 
 @blp.route("/responses")
 class Responses(MethodView):
+    @blp.doc(**RESPONSES_DOC)
     @require_user
     def post(self) -> Response:
         """Answer an OpenAI Responses request (`input` a string or message items); `previous_response_id` continues.

@@ -22,7 +22,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from cynode_core.contract.errors import Conflict, InvalidInput, NotFound
@@ -78,7 +78,7 @@ def _checked_days(days: int | None) -> int | None:
     return days
 
 
-def _live(now: dt.datetime):  # type: ignore[no-untyped-def]
+def _live(now: dt.datetime) -> ColumnElement[bool]:
     """The condition of a key that still works (its user aside)."""
     return ApiKey.revoked_at.is_(None) & or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
 

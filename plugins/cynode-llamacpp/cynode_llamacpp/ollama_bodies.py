@@ -53,8 +53,7 @@ class GenerateRequest:
     def from_json(cls, data: dict[str, Any], served: ServedModel, default_num_predict: int) -> GenerateRequest:
         model, stream, sampling = _read_common(data, served, default_num_predict)
         try:
-            answer_schema = read_format(data.get("format"))
-            grammar = format_grammar(answer_schema) if answer_schema is not None else None
+            grammar = _grammar(data, None)
         except GrammarError as exc:
             raise ApiError(400, str(exc)) from None
         prompt, system = _optional_str(data, "prompt"), _optional_str(data, "system")
@@ -92,11 +91,7 @@ class ChatRequest:
         try:
             messages = parse_messages(data.get("messages"))
             tools = ToolSet.from_request(data.get("tools"), data.get("tool_choice"))
-            answer_schema = read_format(data.get("format"))
-            if tools is not None:
-                grammar: str | None = tools.grammar(answer_schema)
-            else:
-                grammar = format_grammar(answer_schema) if answer_schema is not None else None
+            grammar = _grammar(data, tools)
         except (PromptError, ToolError, GrammarError) as exc:
             raise ApiError(400, str(exc)) from None
         return cls(model, stream, sampling, messages, tools, grammar)
@@ -218,6 +213,14 @@ def _read_common(data: dict[str, Any], served: ServedModel, default_num_predict:
     except OptionError as exc:
         raise ApiError(400, str(exc)) from None
     return model, stream is not False, sampling
+
+
+def _grammar(data: dict[str, Any], tools: ToolSet | None) -> str | None:
+    """The grammar ``format`` and ``tools`` ask for, if any (``GrammarError`` for a bad schema)."""
+    answer_schema = read_format(data.get("format"))
+    if tools is not None:
+        return tools.grammar(answer_schema)
+    return format_grammar(answer_schema) if answer_schema is not None else None
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:
