@@ -25,7 +25,7 @@ from cynode_core.contract.errors import CynodeError
 from cynode_core.http_limits import decode_json_body
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint
-from cynode_core.orchestrator.api.chat_docs import CHAT_DOC, RESPONSES_DOC
+from cynode_core.orchestrator.api.chat_docs import CHAT_DOC, MODELS_DOC, RESPONSES_DOC
 from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
