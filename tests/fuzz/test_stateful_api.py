@@ -3,8 +3,9 @@
 The orchestrator's own ``/openapi.json`` (gateway and control plane) is
 fetched from the live server on loopback and given links (below: added to
 the test's copy only, so the published document and its wire golden stay
-as they are): login -> refresh / logout / me / create API key, create API
-key -> list / revoke, me -> revoke_sessions,
+as they are): login -> refresh / logout / me / create API key / create
+thread / chat / models, create API key -> list / revoke, create thread ->
+get / messages / rename / list, me -> revoke_sessions,
 create task -> get / result / logs / cancel, list -> first task / next
 page, register -> config / capability, config -> ack. schemathesis then
 runs scenarios of up to ``STEPS`` calls with valid and invalid data (NUL
@@ -52,6 +53,17 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
         "Me": _link("/v1/users/me", "get"),
         "CreateTask": _link("/v1/tasks", "post"),
         "CreateApiKey": _link("/v1/auth/api-keys", "post"),
+        "CreateThread": _link("/v1/chat/threads", "post"),
+        "Chat": _link("/v1/chat/completions", "post"),
+        "Models": _link("/v1/models", "get"),
+    },
+    ("/v1/chat/threads", "post", "201"): {
+        "GetThread": _link("/v1/chat/threads/{thread_id}", "get", parameters={"thread_id": "$response.body#/id"}),
+        "Messages": _link(
+            "/v1/chat/threads/{thread_id}/messages", "get", parameters={"thread_id": "$response.body#/id"}
+        ),
+        "Rename": _link("/v1/chat/threads/{thread_id}", "patch", parameters={"thread_id": "$response.body#/id"}),
+        "ListThreads": _link("/v1/chat/threads", "get"),
     },
     ("/v1/auth/api-keys", "post", "201"): {
         "ListApiKeys": _link("/v1/auth/api-keys", "get"),
@@ -116,14 +128,31 @@ def answered_in_time(ctx: Any, response: Any, case: schemathesis.Case) -> bool |
     return None
 
 
+# The OpenAI-compatible endpoints answer errors as OpenAI error objects (docs/wire_contract.md#chat-errors).
+OPENAI_PATHS = ("/v1/models", "/v1/chat/completions", "/v1/responses")
+
+
 def no_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
-    """``not_a_server_error``, except ``/readyz``'s documented 503 (no node is dispatchable here)."""
+    """``not_a_server_error``, except the documented 503s of a cluster without nodes.
+
+    ``/readyz`` (no node is dispatchable here) and a chat turn's ``model_unavailable`` (no node serves a
+    model here, so ``cynodeai.pm`` cannot answer).
+    """
     if case.operation.path == "/readyz" and response.status_code == 503:
         return None
+    if case.operation.path in OPENAI_PATHS and response.status_code == 503:
+        if response.json()["error"]["code"] == "model_unavailable":
+            return None
     return not_a_server_error(ctx, response, case)
 
 
 def errors_are_problems(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """Every error is problem+json naming its status; on the OpenAI endpoints an OpenAI error object."""
+    if response.status_code >= 400 and case.operation.path in OPENAI_PATHS:
+        error = response.json().get("error")
+        if not isinstance(error, dict) or not error.get("code") or error.get("type") != "cynodeai_error":
+            raise AssertionError(f"{case.operation.label} answered {response.status_code}: {response.text[:200]}")
+        return None
     if response.status_code >= 400 and case.operation.path != "/readyz":
         content_type = response.headers.get("content-type", [""])[0]
         if not content_type.startswith(PROBLEM):
@@ -163,13 +192,16 @@ def hostile_member(body: Any, declared: list[str]) -> st.SearchStrategy[Any]:
 
 
 def declared_members(spec: dict[str, Any]) -> dict[str, list[str]]:
-    """Path -> the property names of its JSON request body (every body here is a ``$ref``'d object)."""
+    """Path -> the property names of its JSON request body (a ``$ref``'d object, or inline on the chat routes)."""
     members = {}
     for path, item in spec["paths"].items():
         for op in (item[verb] for verb in ("post", "put", "patch") if verb in item):
-            ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+            schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            ref = schema.get("$ref")
             if ref:
-                members[path] = list(spec["components"]["schemas"][ref.rsplit("/", 1)[1]].get("properties", {}))
+                schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+            if schema.get("properties"):
+                members[path] = list(schema["properties"])
     return members
 
 
