@@ -31,6 +31,8 @@ from cynode_core.orchestrator.services.retention import (
 
 TABLES = {
     "auth_audit_log": "id",
+    "chat_audit_log": "id",
+    "api_keys": "id",
     "refresh_sessions": "id",
     "rate_limit_counters": "key",
     "node_capabilities": "id",
@@ -66,6 +68,34 @@ def plant(engine: Engine) -> Planted:
 
         planted.doomed["auth_audit_log"] |= audit("100 days") | audit("91 days")
         planted.needed["auth_audit_log"] |= audit("89 days") | audit("1 minute")
+
+        def chat_audit(age: str) -> set[str]:
+            return _ids(
+                conn,
+                "INSERT INTO chat_audit_log (id, outcome, created_at) "
+                "SELECT gen_random_uuid(), 'success', now() - CAST(:age AS interval) "
+                "FROM generate_series(1, 2) RETURNING id",
+                age=age,
+            )
+
+        planted.doomed["chat_audit_log"] |= chat_audit("95 days")
+        planted.needed["chat_audit_log"] |= chat_audit("80 days")
+
+        def api_key(revoked: str | None, expires: str | None) -> set[str]:
+            return _ids(
+                conn,
+                "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, revoked_at, expires_at) "
+                "VALUES (gen_random_uuid(), :u, 'k', 'cyk_x', md5(random()::text), "
+                "now() - CAST(:revoked AS interval), now() - CAST(:expires AS interval)) RETURNING id",
+                u=user_id,
+                revoked=revoked,
+                expires=expires,
+            )
+
+        planted.doomed["api_keys"] |= api_key("100 days", None) | api_key(None, "91 days")
+        # Revoked lately, expired lately, expiring in the future, or live: kept.
+        planted.needed["api_keys"] |= api_key("10 days", None) | api_key(None, "1 day")
+        planted.needed["api_keys"] |= api_key(None, "-30 days") | api_key(None, None)
 
         def session(expires: str, *, active: bool, reason: str | None = None, created: str = "0") -> set[str]:
             return _ids(

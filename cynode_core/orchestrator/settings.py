@@ -240,7 +240,9 @@ class OrchestratorSettings:
         1000, parse=parse_positive_int, help="rows the retention sweep deletes per transaction"
     )
     audit_retention: float = setting(
-        90 * 86400.0, parse=parse_duration, help="age past which auth audit rows are deleted (0 = keep)"
+        90 * 86400.0,
+        parse=parse_duration,
+        help="age past which auth and chat audit rows, and revoked or expired API keys, are deleted (0 = keep)",
     )
     rate_limit_retention: float = setting(
         86400.0,

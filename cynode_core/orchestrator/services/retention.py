@@ -3,7 +3,8 @@
 What goes, each kind in its own batches (``retention_batch_rows`` rows per
 transaction, so a large backlog never holds many row locks for long):
 
-- auth audit rows older than ``audit_retention``;
+- auth and chat audit rows older than ``audit_retention``, and API keys
+  revoked or expired longer ago than that;
 - rate-limit counters whose window started longer ago than
   ``rate_limit_retention`` (and than the longest throttling window, so a
   window still running is never reset);
@@ -52,6 +53,17 @@ _DELETES: dict[str, str] = {
     "auth_audit_log": """
         DELETE FROM auth_audit_log WHERE created_at < now() - make_interval(secs => :age)
         AND id IN (SELECT id FROM auth_audit_log WHERE created_at < now() - make_interval(secs => :age) LIMIT :batch)
+    """,
+    "chat_audit_log": """
+        DELETE FROM chat_audit_log WHERE created_at < now() - make_interval(secs => :age)
+        AND id IN (SELECT id FROM chat_audit_log WHERE created_at < now() - make_interval(secs => :age) LIMIT :batch)
+    """,
+    # A revoked or expired API key is kept as long as audit rows may name it, then goes.
+    "api_keys": """
+        DELETE FROM api_keys WHERE id IN (
+            SELECT id FROM api_keys
+            WHERE least(revoked_at, expires_at) < now() - make_interval(secs => :age) LIMIT :batch
+        )
     """,
     "rate_limit_counters": """
         DELETE FROM rate_limit_counters WHERE window_start < now() - make_interval(secs => :age)
@@ -125,6 +137,8 @@ class RetentionPolicy:
     def ages(self) -> dict[str, float]:
         return {
             "auth_audit_log": self.audit,
+            "chat_audit_log": self.audit,
+            "api_keys": self.audit,
             "rate_limit_counters": self.rate_limits,
             "refresh_sessions": self.refresh_sessions,
             "node_capabilities": self.capabilities,
