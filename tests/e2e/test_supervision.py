@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -188,11 +189,15 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
     task = api.create_command("sleep 300")
     wait_until(lambda: api.call("GET", f"/v1/tasks/{task}")["status"] == "running", 30, "task running")
     container = wait_until(lambda: _containers(f"cynodeai.task_id={task}"), 30, "the job's container")[0]
-    inspect = subprocess.run(
-        ["podman", "inspect", container], env=PODMAN_ENV, capture_output=True, text=True, timeout=30, check=True
-    )
-    state = json.loads(inspect.stdout)[0]["State"]
-    assert state["Running"], state
+
+    def state_of() -> dict[str, Any]:
+        inspect = subprocess.run(
+            ["podman", "inspect", container], env=PODMAN_ENV, capture_output=True, text=True, timeout=30, check=True
+        )
+        return dict(json.loads(inspect.stdout)[0]["State"])
+
+    # The task is "running" once its node took it; its container may still be starting.
+    state = wait_until(lambda: (s := state_of())["Running"] and s, 30, "the job's container to run")
     agent = psutil.Process(node.proc.pid)
     tracked = [*agent.children(recursive=True), psutil.Process(state["ConmonPid"]), psutil.Process(state["Pid"])]
     assert any("system" in _cmdline(p) and "service" in _cmdline(p) for p in tracked), [_cmdline(p) for p in tracked]

@@ -453,5 +453,11 @@ def none_stopped(ctx: dict[str, Any]) -> None:
     worker, job_id = ctx["worker"], job_id_of(ctx, "J1")
     assert worker.executor.running_jobs == 1
     (container_id,) = containers_of(ctx["runtime"], job_id)
+    # A container found just after its creation may still be starting ("created", "initialized"):
+    # it must come to run, never to stop.
+    deadline = time.monotonic() + WAIT
     state = ctx["runtime"].client.containers.get(container_id).attrs["State"]
+    while not state["Running"] and state["Status"] in ("created", "initialized") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = ctx["runtime"].client.containers.get(container_id).attrs["State"]
     assert state["Running"] is True, state

@@ -166,7 +166,8 @@ class Blocker:
         assert line["done"] is False, line
 
     def stop(self) -> None:
-        self.conn.close()  # the backend stops this generation at its next token
+        self.response.close()  # the backend stops this generation at its next token
+        self.conn.close()
 
 
 @pytest.fixture
@@ -343,6 +344,8 @@ def test_a_client_that_leaves_mid_stream_stops_the_backend(node: ChatNode, real_
     assert response.status == 200
     for _ in range(3):
         assert json.loads(response.readline())["done"] is False
+    # The node answers a stream with Connection: close, so the socket is the response's now.
+    response.close()
     conn.close()
     left = time.monotonic()
     # Had the node kept reading, the backend would finish the abandoned generation first:
