@@ -106,9 +106,12 @@ def read_body() -> Any:
     """The request's JSON body, checked as every route's is (415 when it is not JSON)."""
     if request.mimetype and request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise ChatError(415, "unsupported_media_type", "Request body must be JSON")
+    data = request.get_data(cache=False)
+    if not data.strip():
+        raise invalid("Invalid request body")
     try:
-        return decode_json_body(request.get_data(cache=False))
-    except CynodeError as exc:
+        return decode_json_body(data)
+    except ValueError as exc:  # json.JSONDecodeError: not JSON, or a value or shape refused
         raise invalid("Invalid request body") from exc
 
 
