@@ -15,20 +15,30 @@ These tests use the model: run them on a quiet machine.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
+from chat_helpers import (
+    CHAT_PATH,
+    LONG_PROMPT,
+    LONG_TOKENS,
+    NDJSON,
+    Blocker,
+    ChatNode,
+    chat_body,
+    direct,
+    long_body,
+    wait_for,
+    without_timings,
+)
 from harness.processes import free_port
-from metrics_samples import families_of, value
+from metrics_samples import value
 from node_helpers import PROBLEM, WORKER_TOKEN, assert_problem, make_settings
 
 from cynode_core.contract import InferenceBackend, SandboxRuntime
@@ -37,55 +47,6 @@ from node_agent.http_server import BackgroundServer
 from node_agent.inference_chat import MAX_CALLS
 from node_agent.readiness import Readiness
 from node_agent.worker_api import create_worker_app
-
-CHAT_PATH = "/v1/worker/inference:chat"
-NDJSON = "application/x-ndjson"
-# What differs between two runs of one greedy generation: clocks.
-TIMING_KEYS = frozenset({"created_at", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration"})
-# A prompt the base model continues greedily for as long as it may (no "User:" line, no end token):
-# the premise of the long-generation tests, checked by ``long_run``.
-LONG_PROMPT = "Count from 1 to 1000, separated by commas: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
-LONG_TOKENS = 200
-
-
-@dataclass
-class ChatNode:
-    """A running Worker API whose executor has (or has not) an inference backend."""
-
-    url: str
-    executor: JobExecutor
-    threads: int  # the Worker API server's
-
-    def chat(
-        self, body: Any, *, token: str | None = WORKER_TOKEN, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> requests.Response:
-        sent = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        sent.update(headers or {})
-        data = body if isinstance(body, bytes) else json.dumps(body)
-        return requests.post(f"{self.url}{CHAT_PATH}", data=data, headers=sent, timeout=120, **kwargs)
-
-    def open(self, body: Any) -> http.client.HTTPConnection:
-        """A connection with the chat request sent and its answer not read (``getresponse`` or ``close`` it)."""
-        parts = urlsplit(self.url)
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
-        conn.request(
-            "POST",
-            CHAT_PATH,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {WORKER_TOKEN}", "Content-Type": "application/json"},
-        )
-        return conn
-
-    def families(self) -> dict[str, Any]:
-        return families_of(requests.get(f"{self.url}/metrics", timeout=10).text)
-
-    def calls(self, status: int, outcome: str) -> float | None:
-        return value(self.families(), "cynode_node_inference_chat_calls_total", status=str(status), outcome=outcome)
-
-    def all_calls(self) -> float:
-        family = self.families().get("cynode_node_inference_chat_calls")
-        return sum(s.value for s in family.samples if s.name.endswith("_total")) if family is not None else 0.0
-
 
 NodeFactory = Callable[..., ChatNode]
 
@@ -127,49 +88,6 @@ def no_backend_node(start_node: NodeFactory) -> ChatNode:
     return start_node(None)
 
 
-def chat_body(model: str, *, stream: bool, num_predict: int = 8, content: str = "What is 2+2?", **extra: Any) -> dict:
-    return {
-        "model": model,
-        "messages": [{"role": "user", "content": content}],
-        "stream": stream,
-        "options": {"num_predict": num_predict, "temperature": 0, "seed": 7},
-        **extra,
-    }
-
-
-def long_body(model: str) -> dict[str, Any]:
-    return chat_body(model, stream=True, num_predict=LONG_TOKENS, content=LONG_PROMPT)
-
-
-def without_timings(answer: dict[str, Any]) -> dict[str, Any]:
-    return {key: val for key, val in answer.items() if key not in TIMING_KEYS}
-
-
-def direct(backend: InferenceBackend, body: Any) -> requests.Response:
-    """The same call straight at the backend, as the node would make it."""
-    return requests.post(f"{backend.base_url}/api/chat", json=body, timeout=120)
-
-
-class Blocker:
-    """A long stream straight at the backend: while it runs, every other generation waits for the model."""
-
-    def __init__(self, backend: InferenceBackend, model: str) -> None:
-        parts = urlsplit(backend.base_url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
-        self.conn.request("POST", "/api/chat", body=json.dumps(long_body(model)))
-        self.response = self.conn.getresponse()
-        assert self.response.status == 200
-        self.assert_generating()
-
-    def assert_generating(self) -> None:
-        line = json.loads(self.response.readline())
-        assert line["done"] is False, line
-
-    def stop(self) -> None:
-        self.response.close()  # the backend stops this generation at its next token
-        self.conn.close()
-
-
 @pytest.fixture
 def blocker(real_backend: InferenceBackend, real_model: str) -> Iterator[Callable[[], Blocker]]:
     started: list[Blocker] = []
@@ -183,15 +101,9 @@ def blocker(real_backend: InferenceBackend, real_model: str) -> Iterator[Callabl
         one.stop()
 
 
-@dataclass(frozen=True)
-class LongRun:
-    seconds: float
-    answer: dict[str, Any]
-
-
 @pytest.fixture(scope="module")
-def long_run(real_backend: InferenceBackend, real_model: str) -> LongRun:
-    """The premise of the cancellation tests: ``long_body`` runs LONG_TOKENS tokens, for many seconds."""
+def long_run(real_backend: InferenceBackend, real_model: str) -> float:
+    """The premise of the cancellation tests: ``long_body`` runs LONG_TOKENS tokens, for seconds; how many."""
     started = time.monotonic()
     resp = direct(real_backend, {**long_body(real_model), "stream": False})
     seconds = time.monotonic() - started
@@ -199,16 +111,7 @@ def long_run(real_backend: InferenceBackend, real_model: str) -> LongRun:
     answer = resp.json()
     assert answer["done_reason"] == "length" and answer["eval_count"] == LONG_TOKENS, answer
     assert seconds > 4, f"a long generation took only {seconds:.1f} s: raise LONG_TOKENS"
-    return LongRun(seconds, answer)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+    return seconds
 
 
 # ======================================================================== refusals
@@ -338,7 +241,7 @@ def test_a_stream_reaches_the_client_line_by_line_while_the_model_writes(node: C
 # ================================================================ time and departure
 
 
-def test_a_client_that_leaves_mid_stream_stops_the_backend(node: ChatNode, real_model: str, long_run: LongRun) -> None:
+def test_a_client_that_leaves_mid_stream_stops_the_backend(node: ChatNode, real_model: str, long_run: float) -> None:
     conn = node.open(long_body(real_model))
     response = conn.getresponse()
     assert response.status == 200
@@ -349,11 +252,11 @@ def test_a_client_that_leaves_mid_stream_stops_the_backend(node: ChatNode, real_
     conn.close()
     left = time.monotonic()
     # Had the node kept reading, the backend would finish the abandoned generation first:
-    # most of long_run.seconds from now. It serves the next request at once instead.
+    # most of long_run from now. It serves the next request at once instead.
     answer = node.chat(chat_body(real_model, stream=False, num_predict=4))
     waited = time.monotonic() - left
     assert answer.status_code == 200, answer.text
-    assert waited < min(5.0, long_run.seconds / 2), f"the next call waited {waited:.1f} s"
+    assert waited < min(5.0, long_run / 2), f"the next call waited {waited:.1f} s"
     assert wait_for(lambda: node.calls(200, "canceled") == 1, 5), node.families()
 
 

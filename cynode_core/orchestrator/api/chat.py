@@ -162,6 +162,7 @@ def _serve(
         error = _from_http(exc) if isinstance(exc, HTTPException) else as_chat_error(exc)
         _audit_refusal(endpoint, error, started, body)
         raise error from exc
+    turn = None
     try:
         prepared = prepare(
             state.db,
@@ -182,7 +183,8 @@ def _serve(
     except CynodeError as exc:
         chat.gate.leave(user.id)
         error = as_chat_error(exc)
-        _audit_refusal(endpoint, error, started, body)
+        if turn is None:  # refused before its turn ran (a turn audits itself)
+            _audit_refusal(endpoint, error, started, body)
         raise error from exc
     except BaseException:
         chat.gate.leave(user.id)

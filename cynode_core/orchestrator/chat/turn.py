@@ -92,6 +92,7 @@ class Turn:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._response: Any = None
+        self._ended = False  # the end or error event was given
 
     # -- the model, read in a thread of its own so heartbeats and disconnects are seen --------
 
@@ -138,6 +139,7 @@ class Turn:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
                     self.outcome, self.error_code = "timeout", "cynodeai_completion_timeout"
+                    self._ended = True
                     yield Event("error", error=_timeout())
                     return
                 try:
@@ -149,12 +151,13 @@ class Turn:
                     yield from self._finish()
                     return
                 if isinstance(item, ChatError):
-                    self.error_code = item.code
+                    self.error_code, self._ended = item.code, True
                     yield Event("error", error=item)
                     return
                 yield from self._take(item)
         except GeneratorExit:
-            self.outcome, self.error_code = "canceled", "request_canceled"
+            if not self._ended:  # closed before its end or error was given: the client left
+                self.outcome, self.error_code = "canceled", "request_canceled"
             raise
         finally:
             self._stop.set()
@@ -203,7 +206,7 @@ class Turn:
             yield Event("amendment", text=self.visible.redacted, kinds=kinds)
         if self.tool_calls:
             self.finish_reason = "tool_calls"
-        self.outcome = "success"
+        self.outcome, self._ended = "success", True
         yield Event("end", finish_reason=self.finish_reason, usage=self.usage)
 
     # -- what is kept -------------------------------------------------------------------------

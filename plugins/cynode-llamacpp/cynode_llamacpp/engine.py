@@ -24,11 +24,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cynode_llamacpp.grammars import grammar_sampler_check
 from cynode_llamacpp.model_loader import ModelInfo, load_model
 from cynode_llamacpp.sampling import Sampling, StopMatcher
+
+if TYPE_CHECKING:
+    from cynode_llamacpp.constrained import GrammarConstraint
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +135,18 @@ class Session:
             return [self._llm.token_bos()] if add_bos else []
         return list(self._llm.tokenize(_utf8(text), add_bos=add_bos, special=True))
 
-    def grammar(self, text: str) -> Any:
+    def grammar(self, text: str) -> GrammarConstraint:
         """``text`` (GBNF, rule ``root``) as a grammar for :meth:`generate`; ``GrammarError`` if llama.cpp refuses."""
-        from llama_cpp.llama_grammar import LlamaGrammar
+        from cynode_llamacpp.constrained import GrammarConstraint
 
-        grammar_sampler_check(self._engine._vocab, text)
-        return LlamaGrammar.from_string(text, verbose=False)
+        return GrammarConstraint(self._engine._vocab, text)
 
     def generate(
-        self, prompt_tokens: Sequence[int], sampling: Sampling, result: GenerationResult, grammar: Any = None
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: Sampling,
+        result: GenerationResult,
+        grammar: GrammarConstraint | None = None,
     ) -> Iterator[str]:
         """Text pieces as they are generated; ``result`` is complete when the iterator ends.
 
@@ -160,6 +165,8 @@ class Session:
         result.tokens = tokens
         if limit <= 0:
             result.done_reason = "length"
+            if grammar is not None:
+                grammar.close()
             return
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -183,7 +190,7 @@ class Session:
             repeat_penalty=sampling.repeat_penalty,
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
-            grammar=grammar,
+            logits_processor=None if grammar is None else [grammar],
         )
         try:
             for token in tokens_iter:
@@ -194,6 +201,8 @@ class Session:
                 if _is_end_of_generation(self._engine, token):
                     result.done_reason = "stop"
                     break
+                if grammar is not None:
+                    grammar.accept(token)
                 generated.append(token)
                 text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
                 if text:
@@ -205,6 +214,8 @@ class Session:
                     break
         finally:
             tokens_iter.close()
+            if grammar is not None:
+                grammar.close()
             end = time.perf_counter_ns()
             first = first or end
             result.prompt_eval_duration = max(first - started, 1)

@@ -8,9 +8,10 @@ things differ from the port:
 
 - a string may not hold raw control characters (``json.loads`` refuses
   them), as in llama.cpp's own converter; the port allows them;
-- a schema the port cannot convert, or whose grammar llama.cpp then refuses
-  (:func:`grammar_sampler_check`), is a :class:`GrammarError` (HTTP 400)
-  rather than an exception from deep inside the converter.
+- a schema the port cannot convert is a :class:`GrammarError` (HTTP 400)
+  rather than an exception from deep inside the converter; so is one whose
+  grammar llama.cpp then refuses
+  (:class:`~cynode_llamacpp.constrained.GrammarConstraint`).
 
 Whitespace between JSON tokens is at most one space (the port's rule), so a
 small model cannot run away in blank lines.
@@ -100,20 +101,6 @@ def format_grammar(schema: Mapping[str, Any]) -> str:
     """The grammar of an answer that is one JSON value valid under ``schema`` (Ollama's ``format``)."""
     builder = GrammarBuilder()
     return builder.build(builder.schema(schema, "cy-format", error="invalid JSON schema in format"))
-
-
-def grammar_sampler_check(vocab: Any, grammar: str) -> None:
-    """Let llama.cpp parse ``grammar`` once; ``GrammarError`` when it refuses (it would crash a generation)."""
-    import llama_cpp
-
-    try:
-        encoded = grammar.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (a "\ud800" escape) in a schema's pattern
-        raise GrammarError("the schema holds text that is not valid Unicode") from None
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, encoded, b"root")
-    if not sampler:
-        raise GrammarError("the schema gives a grammar llama.cpp cannot use (e.g. left recursion)")
-    llama_cpp.llama_sampler_free(sampler)
 
 
 def _check_sizes(schema: Mapping[str, Any]) -> None:

@@ -98,7 +98,7 @@ class ChatRequest:
 
     def call_reader(self) -> CallReader | None:
         """What reads the model's tool calls from its answer, when it was given tools."""
-        return CallReader(forced=self.tools.forced is not None) if self.tools is not None else None
+        return CallReader(forced=self.tools.forced) if self.tools is not None else None
 
     def load_answer(self) -> dict[str, Any]:
         """What Ollama answers a request with no messages: it loads the model (ours always is)."""

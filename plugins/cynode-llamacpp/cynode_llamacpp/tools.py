@@ -7,7 +7,9 @@ object (the Hermes / Qwen 2.5 convention, which tool-tuned models know)::
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call>
 
-one block per call, blocks separated by a newline. The grammar
+one block per call, back to back (with a newline allowed between blocks, a
+base model that wants a new line after its call was made to write call after
+call until ``num_predict``; without, it ends). The grammar
 (:meth:`ToolSet.grammar`) lets the answer be either such blocks, each with a
 tool's name and arguments valid under that tool's ``parameters`` schema, or
 an answer that does not start with ``<`` (plain text, or the ``format``
@@ -72,7 +74,7 @@ class ToolCall:
 
 def calls_text(calls: Sequence[ToolCall]) -> str:
     """An assistant turn's calls as the model writes them."""
-    return "\n".join(call.block() for call in calls)
+    return "".join(call.block() for call in calls)
 
 
 def result_text(content: str, tool_name: str | None) -> str:
@@ -83,41 +85,44 @@ def result_text(content: str, tool_name: str | None) -> str:
 
 @dataclass(frozen=True)
 class ToolSet:
-    """A chat request's tools and how it lets the model use them (``forced``: ``None``, ``"*"`` or a name)."""
+    """A chat request's tools and how it lets the model use them: freely, ``required``, or only the ``named`` one."""
 
     tools: tuple[Tool, ...]
-    forced: str | None = None
+    required: bool = False
+    named: str | None = None
 
     @classmethod
     def from_request(cls, tools: object, tool_choice: object) -> ToolSet | None:
         """Read ``tools`` (Ollama's shape) and our ``tool_choice``; ``None`` when the model gets no tools."""
         parsed = _parse_tools(tools)
-        if tool_choice is None or tool_choice == "auto":
-            forced = None
-        elif tool_choice == "none":
+        required, named = False, None
+        if tool_choice == "none":
             return None
-        elif tool_choice == "required":
-            forced = "*"
+        if tool_choice == "required":
+            required = True
         elif isinstance(tool_choice, Mapping) and isinstance(tool_choice.get("function"), Mapping):
-            forced = tool_choice["function"].get("name")
-            if tool_choice.get("type", "function") != "function" or not isinstance(forced, str):
+            named = tool_choice["function"].get("name")
+            if tool_choice.get("type", "function") != "function" or not isinstance(named, str):
                 raise ToolError('tool_choice must be "auto", "none", "required" or {"type": "function", ...}')
-            if forced not in {tool.name for tool in parsed}:
-                raise ToolError(f"tool_choice names {json.dumps(forced)}, which is not one of the tools")
-        else:
+            if named not in {tool.name for tool in parsed}:
+                raise ToolError(f"tool_choice names {json.dumps(named)}, which is not one of the tools")
+        elif tool_choice is not None and tool_choice != "auto":
             raise ToolError('tool_choice must be "auto", "none", "required" or {"type": "function", ...}')
         if not parsed:
-            if forced is not None:
+            if required:
                 raise ToolError("tool_choice asks for a tool call but the request has no tools")
             return None
-        return cls(tuple(parsed), forced)
+        return cls(tuple(parsed), required, named)
+
+    @property
+    def forced(self) -> bool:
+        """The answer must be tool calls."""
+        return self.required or self.named is not None
 
     @property
     def callable(self) -> tuple[Tool, ...]:
         """The tools the model may call now."""
-        if self.forced in (None, "*"):
-            return self.tools
-        return tuple(tool for tool in self.tools if tool.name == self.forced)
+        return tuple(tool for tool in self.tools if self.named in (None, tool.name))
 
     def instructions(self) -> str:
         """What the model is told, as (the end of) the system message."""
@@ -130,10 +135,10 @@ class ToolSet:
             CALL_CLOSE,
             "Tool results come back in <tool_response> blocks.",
         ]
-        if self.forced == "*":
+        if self.named is not None:
+            lines.append(f"You must call the tool {self.named} now.")
+        elif self.required:
             lines.append("You must call a tool now.")
-        elif self.forced is not None:
-            lines.append(f"You must call the tool {self.forced} now.")
         else:
             lines.append("If no tool is needed, answer in plain text.")
         return "\n".join(lines)
@@ -148,8 +153,8 @@ class ToolSet:
             prefix = literal('{"name": ' + json.dumps(tool.name, ensure_ascii=False) + ', "arguments": ')
             calls.append(builder.rule(f"cy-tool{index}", f'{prefix} {arguments} "}}"'))
         builder.rule("cy-call", f"{literal(CALL_OPEN + chr(10))} ({' | '.join(calls)}) {literal(chr(10) + CALL_CLOSE)}")
-        builder.rule("cy-calls", '" "? cy-call ("\\n" cy-call)*')
-        if self.forced is not None:
+        builder.rule("cy-calls", '" "? cy-call+')
+        if self.forced:
             return builder.build("cy-calls")
         if answer_schema is not None:
             answer = builder.schema(answer_schema, "cy-format", error="invalid JSON schema in format")

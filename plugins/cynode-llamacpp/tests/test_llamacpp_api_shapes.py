@@ -10,6 +10,9 @@ The expected shapes below are written from Ollama's own documentation:
 - docs.ollama.com/api/tags and docs.ollama.com/api-reference/get-version
   (the OpenAPI pages: ``ListResponse`` with ``model`` next to ``name``, and
   ``VersionResponse``);
+- docs/api.md "Chat request (with tools)": the answer's ``message`` has
+  ``tool_calls``, each ``{"function": {"name", "arguments"}}`` with the
+  arguments as an object (``api.ToolCall`` in ``api/types.go``);
 - Ollama's server code for what the examples leave implicit: errors are
   ``{"error": "..."}`` (``gin.H{"error": ...}`` in ``server/routes.go``), the
   final chat object still carries ``message`` (``api.ChatResponse.Message``
@@ -59,7 +62,10 @@ GENERATE_FINAL_RAW = {k: v for k, v in GENERATE_FINAL.items() if k != "context"}
 GENERATE_LOAD = GENERATE_CHUNK | optional(done_reason=str)
 
 # docs/api.md, "Chat Request (Streaming)": message {role, content} ("images" only for images).
-MESSAGE = required(role=str, content=str) | optional(images=list)
+MESSAGE = required(role=str, content=str) | optional(images=list, tool_calls=list)
+# docs/api.md, "Chat request (with tools)".
+TOOL_CALL = required(function=dict)
+TOOL_FUNCTION = required(name=str, arguments=dict)
 CHAT_CHUNK = required(model=str, created_at=str, message=dict, done=bool)
 # docs/api.md, chat "Final response" / "Chat request (No streaming)"; done_reason as in the
 # "Structured outputs" example.
@@ -205,6 +211,37 @@ def test_chat_non_streaming_and_load_shapes(call: Call) -> None:
     load = call("POST", "/api/chat", {"model": MODEL, "messages": []}).json()
     assert_shape(load, CHAT_LOAD)
     assert load["done_reason"] == "load"  # docs/api.md, chat "Load a model"
+
+
+def test_chat_tool_call_shapes(call: Call) -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the weather in Toronto?"}],
+        "tools": [weather],
+        "tool_choice": "required",  # our extension: the example's answer is a call, so force one
+        "options": {"temperature": 0, "num_predict": 48},
+    }
+    whole = call("POST", "/api/chat", {**body, "stream": False}).json()
+    streamed = call("POST", "/api/chat", body).lines()
+    assert_shape(whole, CHAT_FINAL)
+    for message in (whole["message"], *(line["message"] for line in streamed)):
+        assert_shape(message, MESSAGE)
+    [with_calls] = [line for line in streamed if "tool_calls" in line["message"]]
+    assert_shape(with_calls, CHAT_CHUNK)
+    for calls in (whole["message"]["tool_calls"], with_calls["message"]["tool_calls"]):
+        assert calls
+        for tool_call in calls:
+            assert_shape(tool_call, TOOL_CALL)
+            assert_shape(tool_call["function"], TOOL_FUNCTION)
+    assert whole["message"]["content"] == "" and streamed[-1]["done"] is True
 
 
 def test_error_shapes_and_status_codes(call: Call) -> None:

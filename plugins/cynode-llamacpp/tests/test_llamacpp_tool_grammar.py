@@ -77,13 +77,15 @@ def test_unsupported_schemas_are_grammar_errors(schema: dict[str, object]) -> No
 
 def test_tools_and_tool_choice_are_read() -> None:
     tools = ToolSet.from_request([WEATHER, ADD], None)
-    assert tools is not None and [t.name for t in tools.tools] == ["get_weather", "add"] and tools.forced is None
+    assert tools is not None and [t.name for t in tools.tools] == ["get_weather", "add"] and not tools.forced
     assert ToolSet.from_request([WEATHER], "none") is None  # as if no tools were given
     assert ToolSet.from_request(None, "auto") is None and ToolSet.from_request([], None) is None
     required = ToolSet.from_request([WEATHER, ADD], "required")
-    assert required is not None and required.forced == "*" and len(required.callable) == 2
+    assert required is not None and required.forced and len(required.callable) == 2
     named = ToolSet.from_request([WEATHER, ADD], {"type": "function", "function": {"name": "add"}})
-    assert named is not None and [t.name for t in named.callable] == ["add"]
+    assert named is not None and named.forced and [t.name for t in named.callable] == ["add"]
+    star = ToolSet.from_request([{"function": {"name": "*"}}, ADD], {"function": {"name": "*"}})
+    assert star is not None and [t.name for t in star.callable] == ["*"]  # a name, not a wildcard
 
 
 @pytest.mark.parametrize(
@@ -183,7 +185,7 @@ def test_history_with_calls_and_results_is_parsed_and_written_out() -> None:
     assert [m.role for m in transcript] == ["system", "user", "assistant", "tool", "tool"]
     assert transcript[0].content.startswith("Be brief.\n\nYou can call these tools.")
     assert transcript[2].content == (
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
     )
     assert transcript[3].content == '<tool_response name="get_weather">\n18 C\n</tool_response>'

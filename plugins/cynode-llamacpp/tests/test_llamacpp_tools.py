@@ -84,6 +84,15 @@ def test_format_json_gives_an_object(call: Call) -> None:
     assert not unconstrained["response"].lstrip().startswith("{")  # the grammar made the difference
 
 
+def test_the_grammar_holds_where_the_model_would_never_go(call: Call) -> None:
+    reply = generate(
+        call, "The capital of France is", format={"enum": ["zqxjv"]}, options={**GREEDY, "num_predict": 16}
+    )
+    assert (
+        reply.json()["response"].strip() == '"zqxjv"'
+    )  # none of the likeliest tokens fit: the whole vocabulary is asked
+
+
 def test_forced_tool_call_has_the_tool_name_and_valid_arguments(call: Call) -> None:
     answer = chat(call, PARIS, tools=[WEATHER, ADD], tool_choice=FORCE_WEATHER)
     message = answer["message"]
@@ -92,6 +101,7 @@ def test_forced_tool_call_has_the_tool_name_and_valid_arguments(call: Call) -> N
     assert set(tool_call) == {"function"} and set(tool_call["function"]) == {"name", "arguments"}
     assert tool_call["function"]["name"] == "get_weather"
     assert_valid(tool_call["function"]["arguments"], WEATHER_PARAMETERS)
+    assert "Paris" in tool_call["function"]["arguments"]["city"]  # read from the question
     assert answer["done"] is True and answer["done_reason"] == "stop"
 
 
@@ -153,6 +163,13 @@ def test_a_tool_history_round_trip_is_accepted_and_read(call: Call) -> None:
 
 def test_the_official_client_reads_tool_calls_and_sends_history(backend: LlamaCppBackend) -> None:
     client = ollama.Client(host=backend.base_url)
+    try:
+        check_with_client(client)
+    finally:
+        client.close()
+
+
+def check_with_client(client: ollama.Client) -> None:
     options = {**GREEDY, "num_predict": 48}
     structured = client.chat(MODEL, messages=PARIS, format=CITY, options=options)
     assert_valid(json.loads(structured.message.content or ""), CITY)
