@@ -19,13 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cynode_llamacpp.backend import LlamaCppBackend
 from flask.testing import FlaskClient
 from harness.api import ApiClient
-from harness.orchestrator import LiveServer, OrchestratorUnderTest, Secrets, make_settings, open_orchestrator
+from harness.llama import llama_backend
+from harness.orchestrator import (
+    USER_PASSWORD,
+    LiveServer,
+    OrchestratorUnderTest,
+    Secrets,
+    create_users,
+    make_settings,
+    open_orchestrator,
+)
 from harness.postgres import TestPostgres
 from harness.processes import CynodeProcess
 from harness.worker import WorkerNode
 
+from cynode_core.client import Credentials
 from cynode_core.logs import make_handler
 from cynode_core.orchestrator import migrate
 from cynode_core.orchestrator.db import make_engine
@@ -138,3 +149,26 @@ def json_log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
         yield stream
     finally:
         root.removeHandler(handler)
+
+
+@pytest.fixture
+def logged_in(
+    orchestrator: OrchestratorUnderTest, live_orchestrator: str, tmp_path: Path
+) -> tuple[dict[str, str], ApiClient]:
+    """alice's stored credentials (as ``cynode login`` leaves them: the env for the CLI) and her API client."""
+    create_users(orchestrator.db, "alice")
+    api = ApiClient(live_orchestrator)
+    api.login("alice", USER_PASSWORD, expect=200)
+    assert api.credentials is not None
+    config = tmp_path / "config"
+    Credentials(live_orchestrator, api.token, api.credentials.refresh_token).save(
+        config / "cynode" / "credentials.json"
+    )
+    return {"XDG_CONFIG_HOME": str(config)}, api
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]:
+    """The embedded llama.cpp backend with the bundled model, one per test module that asks for it."""
+    with llama_backend(tmp_path_factory.mktemp("llama-home")) as backend:
+        yield backend

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -21,17 +20,11 @@ import pytest
 import requests
 from cynode_llamacpp.backend import LlamaCppBackend
 from harness.api import ApiClient
-from harness.llama import MODEL, llama_backend
+from harness.llama import MODEL
 from metrics_samples import families_of, value
 from sqlalchemy import text
 
 SEED = {"temperature": 0, "seed": 7, "max_tokens": 24}
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]:
-    with llama_backend(tmp_path_factory.mktemp("llama-home")) as backend:
-        yield backend
 
 
 @pytest.fixture

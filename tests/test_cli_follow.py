@@ -20,39 +20,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner
-from harness.api import ApiClient
 from harness.follow import append_output, finish
-from harness.orchestrator import USER_PASSWORD, create_users, task_status
+from harness.orchestrator import task_status
 from harness.processes import clean_environ
 from sqlalchemy import text
 
 from cynode_core.cli import main
-from cynode_core.client import Credentials
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"log_follow_heartbeat": 0.5, "log_followers": 3}
-
-
-@pytest.fixture
-def logged_in(orchestrator: Any, live_orchestrator: str, tmp_path: Path) -> tuple[dict[str, str], ApiClient]:
-    """alice's stored credentials (as ``cynode login`` leaves them) and her API client."""
-    create_users(orchestrator.db, "alice")
-    api = ApiClient(live_orchestrator)
-    api.login("alice", USER_PASSWORD, expect=200)
-    assert api.credentials is not None
-    config = tmp_path / "config"
-    Credentials(live_orchestrator, api.token, api.credentials.refresh_token).save(
-        config / "cynode" / "credentials.json"
-    )
-    return {"XDG_CONFIG_HOME": str(config)}, api
 
 
 def later(*steps: Callable[[], None], gap: float = 0.3) -> threading.Thread:

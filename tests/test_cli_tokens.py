@@ -13,33 +13,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner, Result
-from harness.api import ApiClient
-from harness.orchestrator import USER_PASSWORD, create_users
 from harness.processes import clean_environ
 
 from cynode_core.cli import main
-from cynode_core.client import Credentials
 
 KEY = re.compile(r"cyk_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-def logged_in(orchestrator: Any, live_orchestrator: str, tmp_path: Path) -> tuple[dict[str, str], ApiClient]:
-    """alice's stored credentials (as ``cynode login`` leaves them) and her API client."""
-    create_users(orchestrator.db, "alice")
-    api = ApiClient(live_orchestrator)
-    api.login("alice", USER_PASSWORD, expect=200)
-    assert api.credentials is not None
-    config = tmp_path / "config"
-    Credentials(live_orchestrator, api.token, api.credentials.refresh_token).save(
-        config / "cynode" / "credentials.json"
-    )
-    return {"XDG_CONFIG_HOME": str(config)}, api
 
 
 def cynode(env: dict[str, str], *args: str) -> Result:

@@ -54,6 +54,22 @@ def run_on(orchestrator: Any, task_id: str, slug: str, owner: str) -> tuple[str,
     return str(job_id), lease
 
 
+def reporting_job(api: ApiClient, orchestrator: Any, slug: str) -> tuple[NodeHandle, str, str]:
+    """A registered node ``slug`` running a fresh command task's job under a lease: (node, job id, lease id)."""
+    node = NodeHandle(slug, "http://127.0.0.1:9")
+    register(api, orchestrator.secrets.psk, node)
+    fetch_config(api, node)
+    api.login("admin", orchestrator.secrets.admin_password, expect=200)
+    job, lease = run_on(orchestrator, api.create_command(f"echo {slug}"), slug, "test")
+    return node, job, lease
+
+
+def send_report(api: ApiClient, node: NodeHandle, job: str, body: dict[str, Any]) -> int:
+    """POST a version-1 report of ``node`` on ``job``; the answer's status."""
+    sent = {"version": 1, **body}
+    return api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code
+
+
 def test_running_jobs_per_node_and_per_orchestrator_and_the_report_latency(api: ApiClient, orchestrator: Any) -> None:
     state = orchestrator.app.extensions["cynode"]
     busy, idle = NodeHandle("node-busy", "http://127.0.0.1:9"), NodeHandle("node-idle", "http://127.0.0.1:9")
@@ -103,16 +119,10 @@ def test_running_jobs_per_node_and_per_orchestrator_and_the_report_latency(api: 
 
 
 def test_output_reports_are_fenced_marked_where_cut_and_not_appended_again(api: ApiClient, orchestrator: Any) -> None:
-    node = NodeHandle("node-out", "http://127.0.0.1:9")
-    register(api, orchestrator.secrets.psk, node)
-    fetch_config(api, node)
-    api.login("admin", orchestrator.secrets.admin_password, expect=200)
-    task = api.create_command("echo streamed")
-    job, lease = run_on(orchestrator, task, "node-out", "test")
+    node, job, lease = reporting_job(api, orchestrator, "node-out")
 
     def report(lease_id: str, state: str, **body: Any) -> int:
-        sent = {"version": 1, "lease_id": lease_id, "state": state, **body}
-        return api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code
+        return send_report(api, node, job, {"lease_id": lease_id, "state": state, **body})
 
     first = [{"stream": "stdout", "data": "one\ntw"}, {"stream": "stderr", "data": "warn\n"}]
     assert report(lease, "output", output=first) == 204
@@ -141,16 +151,10 @@ def test_a_batch_sent_again_is_stored_once_and_the_end_report_adds_only_what_was
     api: ApiClient, orchestrator: Any
 ) -> None:
     """A node whose output report was stored but whose answer was lost sends it again: no line twice."""
-    node = NodeHandle("node-again", "http://127.0.0.1:9")
-    register(api, orchestrator.secrets.psk, node)
-    fetch_config(api, node)
-    api.login("admin", orchestrator.secrets.admin_password, expect=200)
-    task = api.create_command("echo again")
-    job, lease = run_on(orchestrator, task, "node-again", "test")
+    node, job, lease = reporting_job(api, orchestrator, "node-again")
 
     def output(*pieces: dict[str, Any]) -> int:
-        sent = {"version": 1, "lease_id": lease, "state": "output", "output": list(pieces)}
-        return api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code
+        return send_report(api, node, job, {"lease_id": lease, "state": "output", "output": list(pieces)})
 
     assert output({"stream": "stdout", "data": "one\n", "offset": 0}) == 204
     assert output({"stream": "stdout", "data": "one\n", "offset": 0}) == 204  # the same batch again
@@ -172,8 +176,7 @@ def test_a_batch_sent_again_is_stored_once_and_the_end_report_adds_only_what_was
         "stderr": "warn\n",
         "truncated": {"stdout": True, "stderr": False},
     }
-    sent = {"version": 1, "lease_id": lease, "state": "finished", "result": result}
-    assert api.post(f"/v1/nodes/jobs/{job}/report", json=sent, token=node.jwt).status_code == 204
+    assert send_report(api, node, job, {"lease_id": lease, "state": "finished", "result": result}) == 204
 
     with orchestrator.db.engine.connect() as conn:
         rows = conn.execute(

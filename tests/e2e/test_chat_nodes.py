@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import psycopg
-import pytest
 import requests
 from cynode_llamacpp.backend import LlamaCppBackend
-from harness.llama import MODEL, llama_backend
+from harness.llama import MODEL
 from harness.processes import wait_until
 
 SEED: dict[str, Any] = {"temperature": 0, "seed": 11, "max_tokens": 24}
 
 
-@pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]:
-    with llama_backend(tmp_path_factory.mktemp("llama-home")) as backend:
-        yield backend
-
-
-def serving_node(cluster: Any, slug: str, orch: Any, model_server: LlamaCppBackend) -> Any:
-    return cluster.node(slug, orch, inference_backend="ollama", ollama_url=model_server.base_url).start().wait_ready()
+def serving_node(cluster: Any, slug: str, orch: Any, llama: LlamaCppBackend) -> Any:
+    return cluster.node(slug, orch, inference_backend="ollama", ollama_url=llama.base_url).start().wait_ready()
 
 
 def models_of(orch: Any, token: str) -> list[str]:
@@ -48,10 +40,10 @@ def audit_rows(database_url: str) -> list[tuple[Any, ...]]:
 
 
 def test_the_openai_sdk_lists_completes_streams_and_continues_with_an_api_key(
-    cluster, model_server, database_url: str
+    cluster, llama, database_url: str
 ) -> None:  # type: ignore[no-untyped-def]
     orch = cluster.orchestrator().start().wait_healthy()
-    serving_node(cluster, "node-01", orch, model_server)
+    serving_node(cluster, "node-01", orch, llama)
     key = cluster.admin(orch).create_api_key("openai sdk")["key"]
     wait_until(lambda: MODEL in models_of(orch, key), 60, "the node's model listed")
     sdk = openai.OpenAI(base_url=f"{orch.gateway}/v1", api_key=key, max_retries=0, timeout=120)
@@ -93,10 +85,10 @@ def new_thread(orch: Any, token: str) -> str:
     return str(resp.json()["id"])
 
 
-def test_a_dead_node_is_failed_over_before_the_first_token(cluster, model_server, database_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_dead_node_is_failed_over_before_the_first_token(cluster, llama, database_url: str) -> None:  # type: ignore[no-untyped-def]
     orch = cluster.orchestrator().start().wait_healthy()
-    first = serving_node(cluster, "node-a", orch, model_server)  # first by slug: tried first
-    serving_node(cluster, "node-b", orch, model_server)
+    first = serving_node(cluster, "node-a", orch, llama)  # first by slug: tried first
+    serving_node(cluster, "node-b", orch, llama)
     key = cluster.admin(orch).create_api_key("failover")["key"]
     wait_until(lambda: MODEL in models_of(orch, key), 60, "the nodes' model listed")
     first.kill()  # still listed as ready: the orchestrator has not noticed
@@ -106,9 +98,9 @@ def test_a_dead_node_is_failed_over_before_the_first_token(cluster, model_server
     assert audit_rows(database_url)[-1][:2] == ("success", "node-b")
 
 
-def test_a_node_dying_mid_answer_ends_the_stream_cleanly(cluster, model_server, database_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_node_dying_mid_answer_ends_the_stream_cleanly(cluster, llama, database_url: str) -> None:  # type: ignore[no-untyped-def]
     orch = cluster.orchestrator().start().wait_healthy()
-    node = serving_node(cluster, "node-01", orch, model_server)
+    node = serving_node(cluster, "node-01", orch, llama)
     key = cluster.admin(orch).create_api_key("mid-answer")["key"]
     wait_until(lambda: MODEL in models_of(orch, key), 60, "the node's model listed")
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from one to one hundred."}]}

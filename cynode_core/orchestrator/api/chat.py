@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from cynode_core.http_limits import decode_json_body
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.chat_docs import CHAT_DOC, MODELS_DOC, RESPONSES_DOC
+from cynode_core.orchestrator.api.http import app_extension
 from cynode_core.orchestrator.api.tokens import current_user, require_user
 from cynode_core.orchestrator.chat.errors import ChatError, as_chat_error, error_object, invalid
 from cynode_core.orchestrator.chat.gate import ChatSurface, TurnGate
@@ -60,20 +60,16 @@ blp = Blueprint(
 
 EVENTS_HEADER = "X-CyNodeAI-Events"
 
-_SURFACE_LOCK = threading.Lock()
-
 
 def surface() -> ChatSurface:
     """This app's chat surface, made on first use."""
-    extensions = current_app.extensions
-    with _SURFACE_LOCK:
-        found = extensions.get("cynode_chat")
-        if found is None:
-            state = extensions["cynode"]
-            router = ModelRouter(state.db, state.settings, state.pm.hook.cynode_select_inference_node, state.cipher)
-            gate = TurnGate(state.settings.chat_max_concurrent_per_user)
-            found = extensions["cynode_chat"] = ChatSurface(router, gate)
-    return found
+
+    def make(state: Any) -> ChatSurface:
+        select = state.pm.hook.cynode_select_inference_node
+        router = ModelRouter(state.db, state.settings, select, state.cipher)
+        return ChatSurface(router, TurnGate(state.settings.chat_max_concurrent_per_user))
+
+    return app_extension("cynode_chat", make)  # type: ignore[no-any-return]
 
 
 def openai_error(error: ChatError) -> Response:

@@ -17,7 +17,13 @@ from marshmallow import fields
 
 from cynode_core.contract.errors import InvalidInput, NotFound
 from cynode_core.orchestrator.api import Blueprint
-from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp, int_param
+from cynode_core.orchestrator.api.schemas_common import (
+    OmitEmptySchema,
+    PageQuerySchema,
+    RequestSchema,
+    Timestamp,
+    int_param,
+)
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.chat.errors import ChatError
 from cynode_core.orchestrator.chat.prepare import effective_project
@@ -77,13 +83,7 @@ class PatchThreadSchema(RequestSchema):
     )
 
 
-class PageQuerySchema(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    limit = fields.String(load_default=None)
-    offset = fields.String(load_default=None)
-    cursor = fields.String(load_default=None)
+class ThreadPageQuerySchema(PageQuerySchema):
     project_id = fields.String(load_default=None)
 
 
@@ -163,7 +163,7 @@ class Threads(MethodView):
             return thread_body(thread), 201
 
     @blp.operation(200, ThreadListSchema, errors={400: "Bad paging parameter or project"}, bearer="user")
-    @blp.arguments(PageQuerySchema, location="query")
+    @blp.arguments(ThreadPageQuerySchema, location="query")
     def get(self, query: dict[str, Any]) -> Any:
         """My threads, newest `updated_at` first (filtered by `project_id` or the `OpenAI-Project` header)."""
         limit, offset = _page(query, 20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,19 @@ class JsonBodyParser(FlaskParser):
         if req.mimetype and not is_json_mimetype(req.mimetype):
             raise UnsupportedMediaType()  # answered with the JSON-only detail
         return decode_json_body(data)
+
+
+_EXTENSIONS_LOCK = threading.Lock()
+
+
+def app_extension(name: str, make: Callable[[Any], Any]) -> Any:
+    """``current_app.extensions[name]``, made with ``make(state)`` on first use (one per app, across threads)."""
+    extensions = current_app.extensions
+    with _EXTENSIONS_LOCK:
+        found = extensions.get(name)
+        if found is None:
+            found = extensions[name] = make(extensions["cynode"])
+    return found
 
 
 def install_request_guards(app: Flask) -> None:

@@ -50,6 +50,17 @@ class Timestamp(fields.Field):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+class PageQuerySchema(ma.Schema):
+    """The paging parameters of a list: ``limit``, ``offset`` or ``cursor`` (read with :func:`int_param`)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    limit = fields.String(load_default=None)
+    offset = fields.String(load_default=None)
+    cursor = fields.String(load_default=None)
+
+
 class OmitEmptySchema(ma.Schema):
     """Leaves out keys whose value is ``None`` (never ``null``: docs/wire_contract.md#conventions)."""
 

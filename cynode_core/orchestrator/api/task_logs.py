@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cynode_core.contract.errors import InvalidInput, Unavailable
 from cynode_core.contract.job import TaskStatus
+from cynode_core.orchestrator.api.http import app_extension
 from cynode_core.orchestrator.services import job_output
 from cynode_core.orchestrator.services.output_hub import Follower, OutputHub, TooManyFollowers
 
@@ -40,24 +40,17 @@ EVENT_STREAM = "text/event-stream"
 READ_BATCH = 500
 # What a client waits before reconnecting after a dropped stream (the SSE ``retry`` field, ms).
 RECONNECT_MS = 1000
-_HUB_LOCK = threading.Lock()
 
 
 def output_hub() -> OutputHub:
     """This app's hub, made on first use (it starts its LISTEN thread only while someone follows)."""
-    extensions = current_app.extensions
-    with _HUB_LOCK:
-        hub = extensions.get("cynode_output_hub")
-        if hub is None:
-            state = extensions["cynode"]
-            settings = state.settings
-            hub = OutputHub(
-                state.db.url,
-                min(settings.log_followers, max(1, settings.http_threads // 2)),
-                on_count=state.metrics.log_followers.set,
-            )
-            extensions["cynode_output_hub"] = hub
-    return hub
+
+    def make(state: Any) -> OutputHub:
+        settings = state.settings
+        followers = min(settings.log_followers, max(1, settings.http_threads // 2))
+        return OutputHub(state.db.url, followers, on_count=state.metrics.log_followers.set)
+
+    return app_extension("cynode_output_hub", make)  # type: ignore[no-any-return]
 
 
 def follow_requested() -> bool:

@@ -15,7 +15,13 @@ from cynode_core.contract.errors import InvalidInput
 from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint, task_logs
-from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, RequestSchema, Timestamp, int_param
+from cynode_core.orchestrator.api.schemas_common import (
+    OmitEmptySchema,
+    PageQuerySchema,
+    RequestSchema,
+    Timestamp,
+    int_param,
+)
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.services import tasks
 
@@ -56,13 +62,7 @@ class TaskListSchema(OmitEmptySchema):
     next_cursor = fields.String()
 
 
-class ListQuerySchema(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    limit = fields.String(load_default=None)
-    offset = fields.String(load_default=None)
-    cursor = fields.String(load_default=None)
+class ListQuerySchema(PageQuerySchema):
     status = fields.String(load_default=None, metadata={"enum": list(TASK_API_STATUSES)})
 
 
