@@ -17,7 +17,9 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -27,30 +29,40 @@ MODEL = "gemma3:270m"
 PROMPT = "Write a few sentences about the history of the printing press."
 
 
+def _timed(
+    url: str, body: dict[str, Any], headers: dict[str, str], read: Callable[[dict[str, Any]], tuple[bool, int]]
+) -> tuple[float, float]:
+    """(time to first token, tokens/s) of one streamed call; ``read(piece)`` says (has text, token count or 0)."""
+    started = time.perf_counter()
+    first, count = None, 0
+    with requests.post(url, json=body, headers=headers, stream=True, timeout=300) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            line = line.removeprefix(b"data: ")
+            if not line.startswith(b"{"):
+                continue
+            text, tokens = read(json.loads(line))
+            if first is None and text:
+                first = time.perf_counter()
+            count = tokens or count
+    ended = time.perf_counter()
+    assert first is not None
+    return first - started, count / max(ended - first, 1e-9)
+
+
 def direct(url: str, tokens: int) -> tuple[float, float]:
-    """(time to first token, tokens/s) of one streamed ``/api/chat`` straight to the backend."""
+    """One streamed ``/api/chat`` straight to the backend; its ``eval_count`` is the token count."""
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
         "stream": True,
         "options": {"num_predict": tokens, "seed": 7, "temperature": 0},
     }
-    started = time.perf_counter()
-    first, count = None, 0
-    with requests.post(f"{url}/api/chat", json=body, stream=True, timeout=300) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
-            if not line:
-                continue
-            piece = json.loads(line)
-            if first is None and piece.get("message", {}).get("content"):
-                first = time.perf_counter()
-            if piece.get("done"):
-                count = int(piece.get("eval_count") or 0)
-                break
-    ended = time.perf_counter()
-    assert first is not None
-    return first - started, count / max(ended - first, 1e-9)
+
+    def read(piece: dict[str, Any]) -> tuple[bool, int]:
+        return bool(piece.get("message", {}).get("content")), int(piece.get("eval_count") or 0)
+
+    return _timed(f"{url}/api/chat", body, {}, read)
 
 
 def gateway(url: str, token: str, tokens: int) -> tuple[float, float]:
@@ -64,23 +76,13 @@ def gateway(url: str, token: str, tokens: int) -> tuple[float, float]:
         "seed": 7,
         "temperature": 0,
     }
-    headers = {"Authorization": f"Bearer {token}"}
-    started = time.perf_counter()
-    first, count = None, 0
-    with requests.post(f"{url}/v1/chat/completions", json=body, headers=headers, stream=True, timeout=300) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
-            if not line.startswith(b"data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            choices = chunk.get("choices") or []
-            if first is None and choices and choices[0].get("delta", {}).get("content"):
-                first = time.perf_counter()
-            if chunk.get("usage"):
-                count = int(chunk["usage"]["completion_tokens"])
-    ended = time.perf_counter()
-    assert first is not None
-    return first - started, count / max(ended - first, 1e-9)
+
+    def read(chunk: dict[str, Any]) -> tuple[bool, int]:
+        choices = chunk.get("choices") or []
+        text = bool(choices and choices[0].get("delta", {}).get("content"))
+        return text, int((chunk.get("usage") or {}).get("completion_tokens") or 0)
+
+    return _timed(f"{url}/v1/chat/completions", body, {"Authorization": f"Bearer {token}"}, read)
 
 
 def main() -> None:
