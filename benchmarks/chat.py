@@ -5,7 +5,9 @@ node of a throw-away stack uses it as an existing Ollama-compatible service
 (its ``ollama`` backend plugin), so the gateway path is client -> gateway ->
 node Worker API ``inference:chat`` -> that server, and the floor is the same
 ``/api/chat`` body (fixed seed, temperature 0) sent to the server directly.
-Runs alternate between the two paths. Tokens/s counts the backend's own
+Runs alternate between the two paths; each gateway run is a new
+conversation (``X-CyNodeAI-Thread`` of a fresh thread), so the model sees
+the same context on both. Tokens/s counts the backend's own
 ``eval_count`` over the time from the first token to the end.
 
 Run: .venv/bin/python -m benchmarks.chat [--runs 8] [--tokens 64]
@@ -82,7 +84,10 @@ def gateway(url: str, token: str, tokens: int) -> tuple[float, float]:
         text = bool(choices and choices[0].get("delta", {}).get("content"))
         return text, int((chunk.get("usage") or {}).get("completion_tokens") or 0)
 
-    return _timed(f"{url}/v1/chat/completions", body, {"Authorization": f"Bearer {token}"}, read)
+    # A new conversation each time, so the model gets the same context as the direct call (no thread history).
+    auth = {"Authorization": f"Bearer {token}"}
+    thread = requests.post(f"{url}/v1/chat/threads", json={}, headers=auth, timeout=30).json()["id"]
+    return _timed(f"{url}/v1/chat/completions", body, {**auth, "X-CyNodeAI-Thread": thread}, read)
 
 
 def main() -> None:

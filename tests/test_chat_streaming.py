@@ -48,16 +48,24 @@ def test_no_byte_of_a_secret_shorter_than_the_window_is_released(
     assert MARK in released and hold.kinds
 
 
-def test_plain_text_goes_out_word_by_word_not_a_window_late() -> None:
+def test_plain_text_goes_out_at_once_not_a_window_late() -> None:
     hold = HoldBack(window=256)
-    out = [hold.feed(piece) for piece in ["Hello", " there", ", how", " are", " you"]]
-    assert out == ["", "Hello ", "there, ", "how ", "are "]
-    assert hold.finish() == "you"
+    out = [hold.feed(piece) for piece in ["Hello", " world", ", how", " are", " you"]]
+    # Only an end that may begin a secret waits: "are" ends in "e" (the start of "eyJ"), "you" does not.
+    assert out == ["Hello", " world", ", how", " ar", "e you"]
+    assert hold.finish() == ""
+
+
+def test_an_end_that_may_grow_into_a_secret_waits_for_the_next_delta() -> None:
+    hold = HoldBack(window=256)
+    assert hold.feed("my pass") == "my "
+    assert hold.feed("word=hunter2hunter2") == ""
+    assert hold.finish() == f"password: {MARK}"
 
 
 def test_text_is_held_from_a_trigger_until_the_window_has_passed_it() -> None:
     hold = HoldBack(window=16)
-    assert hold.feed("my token is ") == "my "
+    assert hold.feed("my token is ") == "my "  # held from "token" on
     # 16 characters back from the end the window starts; in it, "secret" holds what follows.
     assert hold.feed("not a secret at all") == "token is not a "
     assert hold.finish() == "secret at all"

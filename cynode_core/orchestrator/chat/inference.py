@@ -90,6 +90,12 @@ class Target:
     node_slug: str = ""
 
 
+# A node that serves chat: what the hook sees, the model names it serves, where to call it.
+ServingNode = tuple[NodeCandidate, set[str], NodeEndpoint | None]
+# How long the list of nodes that serve chat is reused (a turn asks for it twice: the model check and the call).
+NODES_TTL = 2.0
+
+
 class Transient(Exception):
     """A failure worth trying again on another node (before the first piece)."""
 
@@ -104,10 +110,22 @@ class ModelRouter:
     cipher: Any
     _in_flight: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _known: tuple[float, list[ServingNode]] = (0.0, [])
 
     # -- what can answer ---------------------------------------------------------------------
 
-    def _nodes(self) -> list[tuple[NodeCandidate, set[str], NodeEndpoint | None]]:
+    def _nodes(self) -> list[ServingNode]:
+        """The dispatchable nodes that serve chat, read again at most every :data:`NODES_TTL` seconds."""
+        with self._lock:
+            at, known = self._known
+        if time.monotonic() - at < NODES_TTL:
+            return known
+        found = self._read_nodes()
+        with self._lock:
+            self._known = (time.monotonic(), found)
+        return found
+
+    def _read_nodes(self) -> list[ServingNode]:
         out = []
         with self.db.session() as session:
             rows = list_nodes(session, only_dispatchable=True)

@@ -8,8 +8,8 @@ unterminated ``<think>`` at the end is dropped from the visible text.
 the whole raw text, redacts all of it at each delta, and holds back the
 last ``window`` characters only from where a secret could begin: every
 secret pattern starts with one of :data:`TRIGGERS` (compared without case),
-so text before the first trigger in the window, and before the last
-unfinished word, goes out at once, and a secret shorter than the window is
+so text before the first trigger in the window, and before an end that
+may still grow into one, goes out at once, and a secret shorter than the window is
 still replaced before any byte of it leaves (decisions.md Chat 9). When a
 later scan changes text already sent, :attr:`HoldBack.amended` is set and
 the caller sends the full redacted text as an amendment.
@@ -41,6 +41,7 @@ TRIGGERS = (
     "cyk_",
     "akia",
 )
+_LONGEST_TRIGGER = max(len(t) for t in TRIGGERS)
 # The whole text is scanned again once 1/SCAN_SHARE of its length came anew (every delta while it is short, at
 # the end in any case): a scan per token of a long answer would cost the square of its length.
 SCAN_SHARE = 256
@@ -135,9 +136,17 @@ class HoldBack:
 def _safe_prefix(tail: str) -> int:
     """How much of ``tail`` (the last window of the redacted text) cannot be part of a secret still coming.
 
-    Up to the first place a secret could begin: a trigger, or the last word, which may still grow into one.
+    Up to the first place a secret could begin: a trigger, or an end that may still grow into one.
     """
     lower = tail.replace(MARK, "#" * len(MARK)).lower()
     first = min((at for at in (lower.find(t) for t in TRIGGERS) if at >= 0), default=len(tail))
-    last_space = max(lower.rfind(" "), lower.rfind("\n"), lower.rfind("\t"))
-    return min(first, last_space + 1)
+    return min(first, len(tail) - _trigger_start_at_end(lower))
+
+
+def _trigger_start_at_end(lower: str) -> int:
+    """The length of the longest end of ``lower`` that is the start of a trigger (0: none)."""
+    for size in range(min(_LONGEST_TRIGGER - 1, len(lower)), 0, -1):
+        end = lower[-size:]
+        if any(trigger.startswith(end) for trigger in TRIGGERS):
+            return size
+    return 0
