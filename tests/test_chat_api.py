@@ -228,3 +228,52 @@ def test_refused_requests_are_audited_and_a_third_turn_at_once_is_429(
     # The places are free again.
     again = requests.post(url, json={**body, "stream": False, "max_tokens": 4}, headers=headers, timeout=60)
     assert again.status_code == 200, again.text
+
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_function_calling_on_the_direct_path_whole_streamed_and_round_trip(
+    sdk: openai.OpenAI, orchestrator: Any
+) -> None:
+    asked: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+    forced: Any = {"type": "function", "function": {"name": "get_weather"}}
+    whole = sdk.chat.completions.create(
+        model=MODEL, messages=asked, tools=[WEATHER], tool_choice=forced, temperature=0, max_tokens=48
+    )
+    assert whole.choices[0].finish_reason == "tool_calls"
+    (call,) = whole.choices[0].message.tool_calls or []
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments["city"], str)
+
+    new_thread(orchestrator)
+    deltas, reasons = [], []
+    for chunk in sdk.chat.completions.create(
+        model=MODEL, messages=asked, tools=[WEATHER], tool_choice=forced, temperature=0, max_tokens=48, stream=True
+    ):
+        for choice in chunk.choices:
+            deltas.extend(choice.delta.tool_calls or [])
+            reasons.append(choice.finish_reason)
+    assert [(d.index, d.function.name) for d in deltas if d.function] == [(0, "get_weather")]
+    assert json.loads(deltas[0].function.arguments) == arguments  # type: ignore[union-attr,arg-type]
+    assert reasons[-1] == "tool_calls"
+
+    # The result goes back with the call; the answer is text.
+    round_trip: Any = [
+        *asked,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 21, "sky": "clear"}'},
+    ]
+    answer = sdk.chat.completions.create(
+        model=MODEL, messages=round_trip, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=24
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length") and not answer.choices[0].message.tool_calls
+    assert answer.choices[0].message.content

@@ -23,6 +23,7 @@ from typing import Any
 
 import schemathesis
 from harness.api import ApiClient
+from harness.chat import OPENAI_PATHS, no_model_here
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -128,10 +129,6 @@ def answered_in_time(ctx: Any, response: Any, case: schemathesis.Case) -> bool |
     return None
 
 
-# The OpenAI-compatible endpoints answer errors as OpenAI error objects (docs/wire_contract.md#chat-errors).
-OPENAI_PATHS = ("/v1/models", "/v1/chat/completions", "/v1/responses")
-
-
 def no_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
     """``not_a_server_error``, except the documented 503s of a cluster without nodes.
 
@@ -140,9 +137,8 @@ def no_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> bool | 
     """
     if case.operation.path == "/readyz" and response.status_code == 503:
         return None
-    if case.operation.path in OPENAI_PATHS and response.status_code == 503:
-        if response.json()["error"]["code"] == "model_unavailable":
-            return None
+    if no_model_here(case.operation.path, response):
+        return None
     return not_a_server_error(ctx, response, case)
 
 
