@@ -288,6 +288,21 @@ class ModelRouter:
             yield resp
 
 
+def _drain(resp: requests.Response) -> None:
+    """Read the little that follows the ``done`` line (the stream's end), so the call ends cleanly for both sides.
+
+    At most one line's worth: a backend that keeps sending after its end is cut off.
+    """
+    read = 0
+    try:
+        for chunk in resp.iter_content(chunk_size=64 * 1024):
+            read += len(chunk)
+            if read > MAX_LINE_BYTES:
+                return
+    except requests.RequestException:
+        pass
+
+
 def _pieces(resp: requests.Response) -> Iterator[Piece]:
     """The NDJSON lines of ``resp`` as pieces, up to the ``done`` one; ``Transient`` when the stream breaks."""
     try:
@@ -306,9 +321,11 @@ def _pieces(resp: requests.Response) -> Iterator[Piece]:
                 log.warning("model answered an error: %s", line["error"][:200])
                 raise ChatError(502, "orchestrator_inference_failed", "Completion failed")
             piece = Piece.from_json(line)
-            yield piece
             if piece.done:
+                _drain(resp)
+                yield piece
                 return
+            yield piece
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
         raise Transient(type(exc).__name__) from exc
     raise Transient("the answer ended without done")

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cynode_core.orchestrator.chat.errors import invalid
-from cynode_core.orchestrator.chat.wire import ChatRequest, InMessage, Usage, effective_model, message_text
+from cynode_core.orchestrator.chat.wire import (
+    ChatRequest,
+    InMessage,
+    Usage,
+    effective_model,
+    message_text,
+    sampling_options,
+)
 
 INPUT_REQUIRED = "input is required (plain string or message array with at least one user message)"
 RESPONSE_ID_CHARS = 32
@@ -71,7 +78,13 @@ def read_responses_request(body: Any, *, max_message_bytes: int) -> ResponsesReq
     stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise invalid("stream must be a boolean", "stream")
-    chat = ChatRequest(effective_model(body.get("model")), (InMessage("user", text),), stream)
+    options = sampling_options({k: body.get(k) for k in ("temperature", "top_p", "seed")})
+    most = body.get("max_output_tokens")
+    if most is not None:
+        if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+            raise invalid("max_output_tokens must be a positive integer", "max_output_tokens")
+        options["num_predict"] = most
+    chat = ChatRequest(effective_model(body.get("model")), (InMessage("user", text),), stream, options)
     return ResponsesRequest(chat, previous, instructions)
 
 

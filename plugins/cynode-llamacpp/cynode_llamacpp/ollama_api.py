@@ -332,8 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
         except (EngineClosed, RuntimeError) as exc:  # mid-stream, Ollama sends the error as the last line
             write({"error": str(exc)})
         if chunked:
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client left after the last line: nothing lost
+                self.close_connection = True
 
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:
