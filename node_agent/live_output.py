@@ -10,13 +10,14 @@ other jobs and the orchestrator do not wait for it. Nothing is buffered past
 the batch in hand, and at most ``cap`` bytes per stream are sent, like the
 stored result.
 
-At the end, :meth:`finish` sends what the result holds beyond what was sent
-(all of it for a runtime that does not follow output) and a ``cut`` mark on
-each stream the node capped; it answers whether the control plane has every
-byte of the result's output, which the end report says (``output_streamed``)
-so that the orchestrator does not append it again. After a batch that was
-not taken (no answer, refused), nothing more is sent live: :meth:`finish`
-sends the rest from the first byte not taken. Every piece names its offset in
+At the end, :meth:`finish` answers whether the control plane has every
+character of the result's output, which the end report says
+(``output_streamed``); when it does not (a runtime that does not follow
+output, a batch not taken, a capped stream, output printed since the last
+read), the end report's result carries the rest and the orchestrator appends
+what it lacks, with the cut mark: one request ends the job. After a batch that was
+not taken (no answer, refused), nothing more is sent live: the end report
+brings the rest. Every piece names its offset in
 its stream, so a batch the control plane stored but whose answer was lost is
 not stored twice when sent again. Reports go under the job's newest lease (a
 job asked for again after a take-over keeps its live output).
@@ -74,32 +75,16 @@ class LiveOutput:
                     return
 
     def finish(self, result: RunJobResponse) -> bool:
-        """Send the rest of ``result``'s output and the cut marks; True when the control plane has all of it."""
+        """Stop sending; True when the control plane has every character of ``result``'s output and no cut mark is due.
+
+        Otherwise the end report's result brings the rest: the orchestrator appends only what it lacks of
+        each stream (and a cut mark once), so nothing is sent twice and no extra request delays the end.
+        """
         with self._lock:
             self._live = False
-            rest: list[OutputPiece] = []
             cut = result.truncated or Truncation()
-            for stream, final, was_cut in (
-                ("stdout", result.stdout or "", cut.stdout),
-                ("stderr", result.stderr or "", cut.stderr),
-            ):
-                sent = len(self._sent[stream])
-                # A note the node put in front of the output (a canceled job's) leaves the sent part as it is.
-                tail = final[sent:] if final.startswith(self._sent[stream]) else ""
-                rest += [
-                    OutputPiece(stream, tail[i : i + MAX_OUTPUT_BATCH], offset=sent + i)
-                    for i in range(0, len(tail), MAX_OUTPUT_BATCH)
-                ]
-                if was_cut:
-                    rest.append(OutputPiece(stream, "", cut=True, offset=sent + len(tail)))
-            batch: list[OutputPiece] = []
-            for piece in rest:
-                if batch and sum(len(p.data) for p in batch) + len(piece.data) > MAX_OUTPUT_BATCH:
-                    if not self._post(batch):
-                        return False
-                    batch = []
-                batch.append(piece)
-            return not batch or self._post(batch)
+            whole = self._sent["stdout"] == (result.stdout or "") and self._sent["stderr"] == (result.stderr or "")
+            return whole and not cut.stdout and not cut.stderr
 
     def _piece(self, stream: str, data: str) -> OutputPiece:
         return OutputPiece(stream, data, offset=len(self._sent[stream]))

@@ -1,9 +1,9 @@
-"""A job's live output on the node (node_agent/live_output.py): batches, caps, and the rest sent at the end.
+"""A job's live output on the node (node_agent/live_output.py): batches, caps, and what the end says.
 
 The sender is a list that answers with scripted statuses; the rules under
 test are the node's own: at most the cap per stream, batches of at most
 MAX_OUTPUT_BATCH characters, nothing more live after a batch that was not
-taken, and the end sends exactly what the control plane lacks.
+taken, and at the end only a word: whether the control plane has it all.
 """
 
 from __future__ import annotations
@@ -41,21 +41,23 @@ def test_output_is_sent_as_printed_capped_in_batches_and_the_end_adds_the_cut_ma
     assert "".join(d for s, d, _ in sent.pieces() if s == "stdout") == "é\n"
     assert "".join(d for s, d, _ in sent.pieces() if s == "stderr") == "x" * (MAX_OUTPUT_BATCH + 10)
     before = len(sent.reports)
-    assert live.finish(result("é\n", "x" * (MAX_OUTPUT_BATCH + 10), cut=True)) is True
-    assert sent.pieces()[before:] == [("stdout", "", True)]
+    # All was sent, but a stream was cut: the end report brings the cut mark (the orchestrator stores it once).
+    assert live.finish(result("é\n", "x" * (MAX_OUTPUT_BATCH + 10), cut=True)) is False
+    assert len(sent.reports) == before
+    assert live.finish(result("é\n", "x" * (MAX_OUTPUT_BATCH + 10))) is True
 
 
-def test_after_a_batch_is_not_taken_the_end_sends_the_rest_once() -> None:
+def test_after_a_batch_is_not_taken_nothing_more_is_sent_and_the_end_brings_the_rest() -> None:
     sent = Recorder(204, None)
     live = LiveOutput("job", lambda: LEASE, sent, cap=1000)
     live.feed("stdout", b"one\n")
     live.feed("stdout", b"two\n")  # no answer: nothing more is sent live
     live.feed("stdout", b"three\n")
     assert len(sent.reports) == 2
-    assert live.finish(result("one\ntwo\nthree\n")) is True
-    assert [d for _, d, _ in sent.pieces()] == ["one\n", "two\n", "two\nthree\n"]
-    # Each piece names where it starts in its stream: "two\n" sent twice is stored once.
-    assert [p.offset for r in sent.reports for p in r.output] == [0, 4, 4]
+    assert live.finish(result("one\ntwo\nthree\n")) is False  # the end report's result has the rest
+    assert [d for _, d, _ in sent.pieces()] == ["one\n", "two\n"]
+    # Each piece names where it starts in its stream: "two\n", if it was stored after all, is not stored twice.
+    assert [p.offset for r in sent.reports for p in r.output] == [0, 4]
 
 
 def test_an_end_not_taken_says_the_output_was_not_all_streamed() -> None:
@@ -65,16 +67,12 @@ def test_an_end_not_taken_says_the_output_was_not_all_streamed() -> None:
     assert live.finish(result("")) is True  # nothing left to send
 
 
-def test_pieces_go_under_the_newest_lease_and_the_cut_mark_names_the_end_of_its_stream() -> None:
+def test_pieces_go_under_the_newest_lease() -> None:
     sent, lease = Recorder(), ["lease-1"]
     live = LiveOutput("job", lambda: lease[0], sent, cap=6)
     live.feed("stdout", b"abc")
     lease[0] = "lease-2"  # the job was asked for again under a new lease while it runs
     live.feed("stdout", b"defgh")
-    assert live.finish(result("abcdef", cut=True)) is True
-    assert [r.lease_id for r in sent.reports] == ["lease-1", "lease-2", "lease-2"]
-    assert [(p.data, p.offset, p.cut) for r in sent.reports for p in r.output] == [
-        ("abc", 0, False),
-        ("def", 3, False),
-        ("", 6, True),
-    ]
+    assert live.finish(result("abcdef", cut=True)) is False  # the cut mark comes with the end report
+    assert [r.lease_id for r in sent.reports] == ["lease-1", "lease-2"]
+    assert [(p.data, p.offset, p.cut) for r in sent.reports for p in r.output] == [("abc", 0, False), ("def", 3, False)]

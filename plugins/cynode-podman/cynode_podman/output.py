@@ -193,9 +193,13 @@ class LogFollower:
         self._thread.join()
 
     def finish(self) -> None:
-        """Stop, then read and hand over the rest of the log (in the caller's thread)."""
+        """Stop, then read the rest of the log into the tail's buffers (it goes out with the outcome, not the sink).
+
+        The job has ended: what it printed since the last read is in the outcome the caller returns at
+        once, so it is not handed to the sink (a sink that sends it would only delay the end).
+        """
         self.stop()
-        self._emit(self.tail.read())
+        self.tail.read()
 
     def _follow(self) -> None:
         while not self._stop.wait(FOLLOW_INTERVAL):
