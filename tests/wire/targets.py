@@ -59,7 +59,8 @@ class Orchestrator:
 
     def store_result(self, job: Any, result: dict[str, Any]) -> None:
         """Store a node's RunJobResponse for a claimed job, with the dispatcher's own SQL."""
-        assert store_result(self._ut.db, job, RunJobResponse.from_json(result))
+        with self._ut.db.session() as session:
+            assert store_result(session, job, RunJobResponse.from_json(result))
 
 
 def job_ids(job: Any) -> tuple[str, str]:

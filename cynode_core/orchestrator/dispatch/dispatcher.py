@@ -228,7 +228,8 @@ class Dispatcher:
             window = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
             cancel_in_background(job.node, str(job.job_id), within=window, request_id=job.request_id)
         if outcome.result is not None:
-            finished = store_result(self.state.db, job, outcome.result)
+            with self.state.db.session() as session:
+                finished = store_result(session, job, outcome.result)
         elif outcome.retry_busy:
             requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error)
             finished = False
@@ -248,7 +249,8 @@ class Dispatcher:
             finished = False
         else:
             error = outcome.error if not outcome.retryable else f"{outcome.error} (after {job.attempts} attempts)"
-            finished = fail_job(self.state.db, job, error)
+            with self.state.db.session() as session:
+                finished = fail_job(session, job, error)
         if finished:
             task_finished(self.state, str(job.task_id))
 

@@ -19,9 +19,10 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from cynode_core.contract.errors import Conflict
 from cynode_core.contract.job import JobReport, ReportState
@@ -64,7 +65,10 @@ class ReportingNodes:
 
 
 def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) -> None:
-    """Act on one report of ``node_id`` on ``job_id``; ``Conflict`` (logged) when it comes too late."""
+    """Act on one report of ``node_id`` on ``job_id``; ``Conflict`` (logged) when it comes too late.
+
+    The job is read, checked and written in one transaction.
+    """
     report = JobReport.from_json(body)
     lease_id = uuid.UUID(report.lease_id)
     with state.db.session() as session:
@@ -75,30 +79,35 @@ def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) ->
             ),
             {"id": job_id},
         ).first()
-    if row is None or row[1] != node_id:
+        mine = row is not None and row[1] == node_id
+        job = ReportedJob(job_id, row[0], lease_id, node_id) if mine else None
+        taken = job is not None and _store(state, session, job, report)
+    if job is None:
         _refuse(job_id, node_id, report, "the job is not this node's")
-    job = ReportedJob(job_id, row[0], lease_id, node_id)
-    if report.state is ReportState.OUTPUT:
-        if not store_output(state.db, job, report.output):
-            _refuse(job_id, node_id, report, LATE_REPORT)
-        return
-    if report.state is ReportState.RUNNING:
-        if not renew_reported(state.db, job_id, node_id, lease_id, state.settings.lease_seconds):
-            _refuse(job_id, node_id, report, LATE_REPORT)
-        return
+    if not taken:
+        _refuse(job_id, node_id, report, LATE_REPORT)
     if report.state is ReportState.FINISHED:
-        assert report.result is not None
-        if not store_result(state.db, job, report.result, append_output=not report.streamed):
-            _refuse(job_id, node_id, report, LATE_REPORT)
+        assert report.result is not None and row is not None
         state.metrics.observe_dispatch(report.result.status or "", "", float(row[2]), will_retry=False)
         state.metrics.observe_report(report.ended())
         log.info("job %s: its node reported %s", job_id, report.result.status)
-    elif not fail_job(state.db, job, f"the node could not start the job: {report.error}"):
-        _refuse(job_id, node_id, report, LATE_REPORT)
-    task_finished(state, str(job.task_id))
+    if report.state in (ReportState.FINISHED, ReportState.NOT_STARTED):
+        task_finished(state, str(job.task_id))
 
 
-def _refuse(job_id: uuid.UUID, node_id: uuid.UUID, report: JobReport, why: str) -> None:
+def _store(state: Any, session: Session, job: ReportedJob, report: JobReport) -> bool:
+    """Write what ``report`` says of ``job``; False when the job no longer runs on its node under the lease."""
+    if report.state is ReportState.OUTPUT:
+        return store_output(session, job, report.output)
+    if report.state is ReportState.RUNNING:
+        return renew_reported(session, job, state.settings.lease_seconds)
+    if report.state is ReportState.FINISHED:
+        assert report.result is not None
+        return store_result(session, job, report.result, append_output=not report.streamed)
+    return fail_job(session, job, f"the node could not start the job: {report.error}")
+
+
+def _refuse(job_id: uuid.UUID, node_id: uuid.UUID, report: JobReport, why: str) -> NoReturn:
     log.warning(
         "job %s: %s report of node %s under lease %s refused: %s",
         job_id,

@@ -7,6 +7,10 @@ meanwhile, can never overwrite the job's state (a late result is kept in
 codec (``cynode_core.contract.job``). A job whose lease expired is left
 ``running`` on its node for a dispatcher to take over
 (``JobQueue.adopt_expired``), never put back in the queue for any node.
+
+The writes that act on a node's answer or report (:func:`store_result`,
+:func:`store_output`, :func:`fail_job`, :func:`renew_reported`) run in the
+caller's transaction, so a report is read, checked and stored in one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from cynode_core.contract.job import (
     TASK_TERMINAL,
@@ -67,87 +72,83 @@ def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: 
     finish_task(session, task_id, TaskStatus.FAILED)
 
 
-def store_result(db: Database, job: Leased, result: RunJobResponse, *, append_output: bool = True) -> bool:
+def store_result(session: Session, job: Leased, result: RunJobResponse, *, append_output: bool = True) -> bool:
     """Store a node's answer; True when this ended the job (False: canceled or lease lost).
 
     ``append_output=False``: the node sent the output already (``output`` reports), followers have it.
     """
     status = TaskStatus.COMPLETED if result.succeeded else TaskStatus.FAILED
     encoded = _encoded(result)
-    with db.session() as session:
-        updated = session.execute(
+    updated = session.execute(
+        text(
+            "UPDATE jobs SET status = :s, result = CAST(:r AS jsonb), ended_at = now(), lease_id = NULL, "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = :id AND lease_id = :lease AND status = 'running'"
+        ),
+        {"s": status.value, "r": encoded, "id": job.job_id, "lease": job.lease_id},
+    ).rowcount  # type: ignore[attr-defined]
+    if not updated:
+        # Canceled meanwhile: keep 'canceled' but record what the node reported.
+        session.execute(
             text(
-                "UPDATE jobs SET status = :s, result = CAST(:r AS jsonb), ended_at = now(), lease_id = NULL, "
-                "lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
-                "WHERE id = :id AND lease_id = :lease AND status = 'running'"
+                "UPDATE jobs SET result = CAST(:r AS jsonb), updated_at = now() WHERE id = :id AND status = 'canceled'"
             ),
-            {"s": status.value, "r": encoded, "id": job.job_id, "lease": job.lease_id},
-        ).rowcount  # type: ignore[attr-defined]
-        if not updated:
-            # Canceled meanwhile: keep 'canceled' but record what the node reported.
-            session.execute(
-                text(
-                    "UPDATE jobs SET result = CAST(:r AS jsonb), updated_at = now() WHERE id = :id AND status = 'canceled'"
-                ),
-                {"r": encoded, "id": job.job_id},
-            )
-            return False
-        if append_output:
-            # Followers of the task see what the node returned beyond what it streamed (services/job_output.py).
-            cut = result.truncated or Truncation()
-            for stream, data, was_cut in (
-                ("stdout", result.stdout or "", cut.stdout),
-                ("stderr", result.stderr or "", cut.stderr),
-            ):
-                job_output.append_run(
-                    session, job.job_id, job.task_id, job.node_id, stream, data, offset=0, cut=was_cut
-                )
-        finish_task(session, job.task_id, status)
+            {"r": encoded, "id": job.job_id},
+        )
+        return False
+    if append_output:
+        # Followers of the task see what the node returned beyond what it streamed (services/job_output.py).
+        cut = result.truncated or Truncation()
+        for stream, data, was_cut in (
+            ("stdout", result.stdout or "", cut.stdout),
+            ("stderr", result.stderr or "", cut.stderr),
+        ):
+            job_output.append_run(session, job.job_id, job.task_id, job.node_id, stream, data, offset=0, cut=was_cut)
+    finish_task(session, job.task_id, status)
     return True
 
 
-def store_output(db: Database, job: Leased, pieces: Sequence[OutputPiece]) -> bool:
+def store_output(session: Session, job: Leased, pieces: Sequence[OutputPiece]) -> bool:
     """Append output a node sent while its job runs; False when the job no longer runs there under the lease.
 
     The job row is read ``FOR SHARE``: the end report's update waits for this
     append, so a task's output never follows its terminal status.
     """
-    with db.session() as session:
-        held = session.execute(
-            text(
-                "SELECT 1 FROM jobs WHERE id = :id AND node_id = :node AND lease_id = :lease "
-                "AND status = 'running' FOR SHARE"
-            ),
-            {"id": job.job_id, "node": job.node_id, "lease": job.lease_id},
-        ).first()
-        if held is None:
-            return False
-        for piece in pieces:
-            job_output.append_run(
-                session,
-                job.job_id,
-                job.task_id,
-                job.node_id,
-                piece.stream,
-                piece.data,
-                offset=piece.offset,
-                cut=piece.cut,
-            )
+    held = session.execute(
+        text(
+            "SELECT 1 FROM jobs WHERE id = :id AND node_id = :node AND lease_id = :lease "
+            "AND status = 'running' FOR SHARE"
+        ),
+        {"id": job.job_id, "node": job.node_id, "lease": job.lease_id},
+    ).first()
+    if held is None:
+        return False
+    for piece in pieces:
+        job_output.append_run(
+            session,
+            job.job_id,
+            job.task_id,
+            job.node_id,
+            piece.stream,
+            piece.data,
+            offset=piece.offset,
+            cut=piece.cut,
+        )
     return True
 
 
-def fail_job(db: Database, job: Leased, message: str) -> bool:
-    with db.session() as session:
-        updated = session.execute(
-            text(
-                "UPDATE jobs SET status = 'failed', result = CAST(:r AS jsonb), ended_at = now(), last_error = :m, "
-                "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
-                "WHERE id = :id AND lease_id = :lease AND status = 'running'"
-            ),
-            {"r": _encoded(DispatchFailure(message)), "m": message, "id": job.job_id, "lease": job.lease_id},
-        ).rowcount  # type: ignore[attr-defined]
-        if updated:
-            finish_task(session, job.task_id, TaskStatus.FAILED)
+def fail_job(session: Session, job: Leased, message: str) -> bool:
+    """Fail a job with ``message``; True when this ended it (False: canceled or lease lost)."""
+    updated = session.execute(
+        text(
+            "UPDATE jobs SET status = 'failed', result = CAST(:r AS jsonb), ended_at = now(), last_error = :m, "
+            "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = :id AND lease_id = :lease AND status = 'running'"
+        ),
+        {"r": _encoded(DispatchFailure(message)), "m": message, "id": job.job_id, "lease": job.lease_id},
+    ).rowcount  # type: ignore[attr-defined]
+    if updated:
+        finish_task(session, job.task_id, TaskStatus.FAILED)
     log.warning("job %s failed: %s", job.job_id, message)
     return bool(updated)
 
@@ -191,16 +192,15 @@ def renew_leases(db: Database, leases: list[uuid.UUID], seconds: float) -> None:
         )
 
 
-def renew_reported(db: Database, job_id: uuid.UUID, node_id: uuid.UUID, lease_id: uuid.UUID, seconds: float) -> bool:
+def renew_reported(session: Session, job: Leased, seconds: float) -> bool:
     """Renew the lease of a job its node reports running; False when it no longer runs there under that lease."""
-    with db.session() as session:
-        renewed = session.execute(
-            text(
-                "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
-                "WHERE id = :id AND node_id = :node AND lease_id = :lease AND status = 'running'"
-            ),
-            {"s": seconds, "id": job_id, "node": node_id, "lease": lease_id},
-        ).rowcount  # type: ignore[attr-defined]
+    renewed = session.execute(
+        text(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :s) "
+            "WHERE id = :id AND node_id = :node AND lease_id = :lease AND status = 'running'"
+        ),
+        {"s": seconds, "id": job.job_id, "node": job.node_id, "lease": job.lease_id},
+    ).rowcount  # type: ignore[attr-defined]
     return bool(renewed)
 
 

@@ -94,6 +94,8 @@ def append_run(
     ``data`` after what is stored. ``cut`` adds :data:`OUTPUT_CUT_MARKER` once.
     How many chunks were stored.
     """
+    if data == "" and not cut:
+        return 0  # nothing to add (a stream the job left empty)
     _lock_task(session, task_id)
     mark = session.execute(
         text("SELECT chars, cut FROM job_output_marks WHERE job_id = :j AND node_id = :n AND stream = :s"),
