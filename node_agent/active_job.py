@@ -30,7 +30,9 @@ class ActiveJob:
     """
 
     task_id: str
+    # ``done``: its result or error is set, its slot free; ``closed``: its sandbox is cleaned up too.
     done: threading.Event = field(default_factory=threading.Event)
+    closed: threading.Event = field(default_factory=threading.Event)
     cancel_requested: bool = False
     cancel_note: str = CANCEL_NOTE
     # Set when runtime.run was called; ``sandbox_ended`` once it returned.

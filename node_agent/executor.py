@@ -15,6 +15,8 @@ the executor asks again until one was stopped or the run has ended.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
@@ -64,7 +66,8 @@ class JobExecutor:
         )
         self._store = store or JobStore(settings.resolved_state_dir / "jobs")
         self._lock = threading.Lock()
-        self._active: dict[str, ActiveJob] = {}
+        self._active: dict[str, ActiveJob] = {}  # running: each holds a slot
+        self._ending: dict[str, ActiveJob] = {}  # ended and answered, their sandbox still being cleaned up
         self._accepting = True
         self._max_request_bytes: int | None = None
         self._max_job_timeout: int | None = None
@@ -148,12 +151,14 @@ class JobExecutor:
         admitted = self._admit(request)
         if isinstance(admitted, RunJobResponse):
             return admitted
+        end_once = _Once(on_end)
 
         def see_through() -> None:
             try:
-                on_end(self._see_through(request, *admitted))
+                # The end goes out as soon as the container exited (``on_exit``), not after its removal.
+                end_once(self._see_through(request, *admitted, early_end=end_once))
             except CynodeError as exc:
-                on_end(exc)
+                end_once(exc)
 
         # The run's log records keep the request's ids (a thread starts with an empty context).
         job_context = contextvars.copy_context()
@@ -182,8 +187,14 @@ class JobExecutor:
             job = self._active[key] = ActiveJob(task_id=request.task_id)
             return job, True
 
-    def _see_through(self, request: RunJobRequest, job: ActiveJob, owner: bool) -> RunJobResponse:
-        """Run an admitted job (``owner``), or wait for the run in progress; its result or its error."""
+    def _see_through(
+        self, request: RunJobRequest, job: ActiveJob, owner: bool, early_end: Callable[[JobEnd], None] | None = None
+    ) -> RunJobResponse:
+        """Run an admitted job (``owner``), or wait for the run in progress; its result or its error.
+
+        With ``early_end``, an owner ends the job as soon as its container exited: it frees the slot,
+        answers waiters and calls ``early_end`` with the result while the runtime still cleans up.
+        """
         key = request.job_key
         if not owner:
             log.info("job %s: repeated dispatch waits for the run in progress", key)
@@ -193,7 +204,7 @@ class JobExecutor:
             assert job.result is not None
             return job.result
         try:
-            job.result = self._execute(request, job)
+            job.result = self._execute(request, job, early_end)
             return job.result
         except CynodeError as exc:
             job.error = exc
@@ -205,12 +216,23 @@ class JobExecutor:
             self.metrics.job_finished("error")
             raise job.error from exc
         finally:
-            with self._lock:
-                self._active.pop(key, None)
+            self._release(key, job)
             job.sandbox_ended.set()  # in case the run never got that far: no stopper waits forever
-            job.done.set()
+            with self._lock:
+                self._ending.pop(key, None)
+            job.closed.set()
 
-    def _execute(self, request: RunJobRequest, job: ActiveJob) -> RunJobResponse:
+    def _release(self, key: str, job: ActiveJob) -> None:
+        """Free the job's slot and answer its waiters (once its result or error is set); idempotent."""
+        with self._lock:
+            if self._active.get(key) is job:
+                del self._active[key]
+                self._ending[key] = job  # until its cleanup is over (wait_idle)
+        job.done.set()
+
+    def _execute(
+        self, request: RunJobRequest, job: ActiveJob, early_end: Callable[[JobEnd], None] | None = None
+    ) -> RunJobResponse:
         key = request.job_key
         timeout = self.effective_timeout(request.sandbox.timeout_seconds)
         try:
@@ -226,41 +248,74 @@ class JobExecutor:
             self._store.discard(key)
             raise WorkspaceError("Workspace creation failed") from exc
         started = utc_now()
+        ended: list[RunJobResponse] = []  # the job's end, once: when its container exited, or after the run
+
+        def end(outcome: SandboxOutcome) -> RunJobResponse:
+            if not ended:
+                ended.append(self._record_end(request, job, outcome, started))
+            return ended[0]
+
+        def exited(outcome: SandboxOutcome) -> None:
+            assert early_end is not None
+            job.result = end(outcome)
+            self._release(key, job)
+            early_end(job.result)
+
         try:
-            outcome = self._run_in_sandbox(request, job, workspace, timeout)
-            ended = utc_now()
-            with self._lock:
-                canceled = job.cancel_requested
-                cancel_note = job.cancel_note if canceled else None
-            result = build_run_job_response(
-                task_id=request.task_id,
-                job_id=request.job_id,
-                outcome=outcome,
-                started_at=started,
-                ended_at=ended,
-                max_output_bytes=self._settings.max_output_bytes,
-                cancel_note=cancel_note,
-            )
-            self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
+            outcome = self._run_in_sandbox(request, job, workspace, timeout, exited if early_end else None)
+            return end(outcome)
         finally:
             self._workspaces.release(workspace)
-        self.metrics.job_finished("canceled" if canceled else str(result.status), (ended - started).total_seconds())
+
+    def _record_end(
+        self, request: RunJobRequest, job: ActiveJob, outcome: SandboxOutcome, started: dt.datetime
+    ) -> RunJobResponse:
+        """The job's response, saved in the job store (a repeated dispatch is answered from it), logged and counted."""
+        key, ended = request.job_key, utc_now()
+        with self._lock:
+            canceled = job.cancel_requested
+            cancel_note = job.cancel_note if canceled else None
+        result = build_run_job_response(
+            task_id=request.task_id,
+            job_id=request.job_id,
+            outcome=outcome,
+            started_at=started,
+            ended_at=ended,
+            max_output_bytes=self._settings.max_output_bytes,
+            cancel_note=cancel_note,
+        )
+        self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
+        seconds = (ended - started).total_seconds()
+        self.metrics.job_finished("canceled" if canceled else str(result.status), seconds)
         log.info(
-            "job %s (task %s): %s, exit code %s, %.1f s",
-            key,
-            request.task_id,
-            result.status,
-            result.exit_code,
-            (ended - started).total_seconds(),
+            "job %s (task %s): %s, exit code %s, %.1f s", key, request.task_id, result.status, result.exit_code, seconds
         )
         return result
 
-    def _run_in_sandbox(self, request: RunJobRequest, job: ActiveJob, workspace: Path, timeout: int) -> SandboxOutcome:
+    def _run_in_sandbox(
+        self,
+        request: RunJobRequest,
+        job: ActiveJob,
+        workspace: Path,
+        timeout: int,
+        on_exit: Callable[[SandboxOutcome], None] | None = None,
+    ) -> SandboxOutcome:
+        """The job's sandbox outcome, with the node's notes; ``on_exit`` gets it once the container exited.
+
+        ``on_exit`` may not be called (a runtime that does not tell, or no container ran): the caller
+        then ends the job with what this returns.
+        """
         key = request.job_key
         with self._lock:
             if job.cancel_requested:
                 return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
         proxy, note = None, b""
+
+        def exited(outcome: SandboxOutcome) -> None:
+            assert on_exit is not None
+            job.sandbox_ended.set()  # no container left to stop
+            on_exit(self._noted(job, outcome, note))
+
         if request.sandbox.use_inference:
             inference = self.inference.for_job(key)
             if inference.failure is not None:
@@ -274,6 +329,7 @@ class JobExecutor:
                 timeout=timeout,
                 proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
                 on_output=self.output_for(key),
+                on_exit=exited if on_exit is not None else None,
             )
             with self._lock:
                 if job.cancel_requested:  # came while the proxy started
@@ -299,11 +355,14 @@ class JobExecutor:
         finally:
             if proxy is not None:
                 proxy.close()
+        return self._noted(job, outcome, note)
+
+    def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes) -> SandboxOutcome:
+        """``outcome`` with the node's notes before its stderr: the inference proxy's, and a cancel's stop."""
+        stderr = outcome.stderr
         if self._stopped_by_cancel(job) and outcome.status != RunStatus.TIMEOUT:
-            outcome.stderr = stopped_note(outcome.exit_code) + outcome.stderr
-        if note:
-            outcome.stderr = note + outcome.stderr
-        return outcome
+            stderr = stopped_note(outcome.exit_code) + stderr
+        return dataclasses.replace(outcome, stderr=note + stderr)
 
     # ----------------------------------------------------------------- cancel
 
@@ -392,10 +451,26 @@ class JobExecutor:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
-                jobs = list(self._active.values())
+                jobs = [*self._active.values(), *self._ending.values()]
             if not jobs:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            jobs[0].done.wait(min(remaining, 0.5))
+            jobs[0].closed.wait(min(remaining, 0.5))
+
+
+class _Once:
+    """Calls ``target`` with the first value given, and ignores the rest."""
+
+    def __init__(self, target: Callable[[JobEnd], None]) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+        self._called = False
+
+    def __call__(self, value: JobEnd) -> None:
+        with self._lock:
+            if self._called:
+                return
+            self._called = True
+        self._target(value)

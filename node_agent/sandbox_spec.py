@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cynode_core.contract import Mount, OutputSink, SandboxSpec
+from cynode_core.contract import ExitSink, Mount, OutputSink, SandboxSpec
 from cynode_core.contract.job import RunJobRequest
 from node_agent.inference_proxy import SANDBOX_PROXY_URL, SANDBOX_SOCKET_DIR
 from node_agent.settings import NodeSettings
@@ -58,10 +58,12 @@ def build_sandbox_spec(
     timeout: int,
     proxy_socket_dir: Path | None = None,
     on_output: OutputSink | None = None,
+    on_exit: ExitSink | None = None,
 ) -> SandboxSpec:
     """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one.
 
-    ``on_output`` takes the job's output as it is printed (a job handed over with ``jobs:start``).
+    ``on_output`` takes the job's output as it is printed, ``on_exit`` its outcome once the container
+    exited (a job handed over with ``jobs:start``).
     """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
@@ -89,4 +91,5 @@ def build_sandbox_spec(
         mounts=tuple(mounts),
         owner=sandbox_owner(settings),
         on_output=on_output,
+        on_exit=on_exit,
     )

@@ -25,6 +25,7 @@ from cynode_core.contract.errors import (
 )
 from cynode_core.contract.values import (
     BackendFactory,
+    ExitSink,
     Identity,
     InferenceBackend,
     InferenceInfo,
@@ -69,6 +70,7 @@ __all__ = [
     "RuntimeUnavailable",
     "SandboxOutcome",
     "SandboxRuntime",
+    "ExitSink",
     "OutputSink",
     "SandboxSpec",
     "SweepingRuntime",

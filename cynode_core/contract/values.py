@@ -79,6 +79,8 @@ class TaskEvent:
 
 # ``on_output(stream, data)`` of a SandboxSpec: a job's output as it is printed.
 OutputSink = Callable[[str, bytes], None]
+# ``on_exit(outcome)`` of a SandboxSpec: a job's outcome as soon as its container has exited.
+ExitSink = Callable[["SandboxOutcome"], None]
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,13 @@ class SandboxSpec:
     reads the job's output later, never past its caps. A runtime that cannot
     follow output ignores it; the node then sends the output when the job
     ended (docs/plugins.md).
+
+    ``on_exit``, when set, is called once, in ``run``'s thread, with the
+    outcome as soon as the container has exited and its output is read,
+    before the runtime removes the container; ``run`` then returns that
+    same outcome. The node ends the job there, so the removal is not part
+    of the job's latency. A runtime that does not call it is fine: the node
+    ends the job when ``run`` returns.
     """
 
     job_id: str
@@ -129,11 +138,12 @@ class SandboxSpec:
     mounts: Sequence[Mount] = ()
     owner: str = ""
     on_output: OutputSink | None = field(default=None, compare=False, repr=False)
+    on_exit: ExitSink | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
 class SandboxOutcome:
-    """What a runtime reports after the container is gone.
+    """What a runtime reports once the container has exited (``on_exit``) and after it is gone (``run``).
 
     ``status`` is ``completed`` (exit 0), ``failed`` (non-zero exit or the
     runtime could not run it) or ``timeout``; ``exit_code`` is -1 where no

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 from harness.processes import wait_until
-from node_helpers import WORKER_TOKEN, job_body, make_settings
+from node_helpers import WORKER_TOKEN, containers_of, job_body, make_settings
 
 from cynode_core.contract import SandboxRuntime
 from node_agent.executor import JobExecutor
@@ -35,8 +35,11 @@ class ControlPlane:
         self.reports: list[tuple[str, dict[str, Any]]] = []
         self.answers: list[int | None] = []
         self._lock = threading.Lock()
+        # Called with each report before it is answered (in the node's sending thread).
+        self.on_report: Callable[[str, dict[str, Any]], None] = lambda _job_id, _report: None
 
     def send(self, job_id: str, report: dict[str, Any]) -> int | None:
+        self.on_report(job_id, report)
         with self._lock:
             self.reports.append((job_id, report))
             return self.answers.pop(0) if self.answers else 204
@@ -61,6 +64,7 @@ def start_node(podman_runtime: SandboxRuntime, tmp_path: Path) -> Iterator[Calla
     """A Worker API with ``jobs:start`` whose reports go to a :class:`ControlPlane`; settings overridable."""
     stop = threading.Event()
     servers: list[BackgroundServer] = []
+    executors: list[JobExecutor] = []
 
     def start(output_cap: int = 0, **overrides: Any) -> StartWorker:
         settings = make_settings(tmp_path / "home", **overrides)
@@ -68,9 +72,8 @@ def start_node(podman_runtime: SandboxRuntime, tmp_path: Path) -> Iterator[Calla
         readiness = Readiness(cache_seconds=0)
         readiness.mark_ready()
         reports = JobReports(control.send, stop, give_up_after=30.0, output_cap=output_cap)
-        app = create_worker_app(
-            JobExecutor(podman_runtime, settings), bearer_token=WORKER_TOKEN, readiness=readiness, reports=reports
-        )
+        executors.append(JobExecutor(podman_runtime, settings))
+        app = create_worker_app(executors[-1], bearer_token=WORKER_TOKEN, readiness=readiness, reports=reports)
         server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8)
         server.start()
         servers.append(server)
@@ -80,6 +83,9 @@ def start_node(podman_runtime: SandboxRuntime, tmp_path: Path) -> Iterator[Calla
     stop.set()
     for server in servers:
         server.stop(drain_timeout=1.0)
+    for executor in executors:  # a job ended and reported may still be cleaning up its sandbox
+        executor.cancel_all()
+        assert executor.wait_idle(30), "a job's sandbox was not cleaned up"
 
 
 @pytest.fixture
@@ -104,6 +110,30 @@ def test_the_node_takes_the_job_at_once_and_reports_it_running_then_ended(node: 
     again = node.start(body, str(uuid.uuid4()))
     assert again.status_code == 200
     assert again.json() == end[0]["result"]
+
+
+def test_the_end_is_reported_when_the_container_exits_before_it_is_removed(
+    start_node: Callable[..., StartWorker], podman_runtime: SandboxRuntime
+) -> None:
+    """The node does not make the end wait for the cleanup: the slot is free and the container still there."""
+    node = start_node(job_slots=1)
+    first, second = job_body(["sh", "-c", "echo first"]), job_body(["sh", "-c", "echo second"])
+    at_end: dict[str, Any] = {}
+
+    def on_report(job_id: str, report: dict[str, Any]) -> None:
+        if job_id == first["job_id"] and report["state"] == "finished":
+            at_end["containers"] = containers_of(podman_runtime, job_id)
+            at_end["second"] = node.start(second, str(uuid.uuid4())).status_code
+
+    node.control.on_report = on_report
+    assert node.start(first, str(uuid.uuid4())).status_code == 202
+    end = wait_until(lambda: node.control.of(first["job_id"], "finished"), 60, "the first end report")
+    assert end[0]["result"]["stdout"] == "first\n"
+    assert len(at_end["containers"]) == 1, "the container was removed before the end was reported"
+    assert at_end["second"] == 202, "the ended job still held the only slot"
+    wait_until(lambda: not containers_of(podman_runtime, first["job_id"]), 30, "the first container to go")
+    done = wait_until(lambda: node.control.of(second["job_id"], "finished"), 60, "the second end report")
+    assert done[0]["result"]["stdout"] == "second\n"
 
 
 def test_a_job_asked_again_while_it_runs_reports_under_the_new_lease(start_node: Callable[..., StartWorker]) -> None:

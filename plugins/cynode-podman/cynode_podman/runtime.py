@@ -5,7 +5,9 @@ Per job: create, init, start, wait, remove — five calls on one shared client.
 read timeout is the job timeout, so no timer thread is needed. The output is
 read from its size-capped k8s-file log, opened between init and start (see
 ``output``): once the container stopped, and, when the spec asks for it
-(``on_output``), every 150 ms while it runs by a thread of the job's.
+(``on_output``), every 150 ms while it runs by a thread of the job's. The
+outcome goes to ``on_exit`` before the removal, so the node can end the job
+without waiting for it.
 
 The runtime keeps no record of cancellation: ``cancel`` kills the job's
 container, found by its name, if it is running, and the node (the one
@@ -15,6 +17,7 @@ owner of a job's cancellation) calls it again while it is not.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tempfile
 import threading
 import time
@@ -32,6 +35,8 @@ from cynode_core.contract import LeftoverJob, RuntimeUnavailable, SandboxOutcome
 from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
 from cynode_podman.output import CappedBuffer, LogFollower, LogTail, log_was_cut, open_log, read_frames
 from cynode_podman.service import PodmanService
+
+_log = logging.getLogger(__name__)
 
 EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
 
@@ -144,7 +149,9 @@ class PodmanRuntime:
             if isinstance(created, SandboxOutcome):
                 return created
             container = created
-            return self._start_and_collect(client, container, spec, started_at)
+            outcome = self._start_and_collect(client, container, spec, started_at)
+            _tell_exit(spec, outcome)
+            return outcome
         except Exception as exc:  # noqa: BLE001 - any runtime failure must become a failed job
             return _runtime_failure(-1, f"podman service at {self._url()}: {exc}", started_at)
         finally:
@@ -332,6 +339,16 @@ class PodmanRuntime:
 
     def _url(self) -> str:
         return self._socket_url or (self._service.url if self._service else "<not started>")
+
+
+def _tell_exit(spec: SandboxSpec, outcome: SandboxOutcome) -> None:
+    """Hand the outcome to ``spec.on_exit`` before the removal; its failure is the node's, not the job's."""
+    if spec.on_exit is None:
+        return
+    try:
+        spec.on_exit(outcome)
+    except Exception:  # noqa: BLE001 - the node's callback failing must not fail the job
+        _log.exception("job %s: on_exit failed", spec.job_id)
 
 
 def _log_path(container: Container) -> str | None:

@@ -183,3 +183,31 @@ def test_the_same_job_never_runs_twice_at_once(
     worker.join(10)
     assert (second.status, second.exit_code) == ("failed", -1) and b"already running" in second.stderr
     assert outcomes[0].status == "completed"
+
+
+def test_on_exit_gets_the_outcome_before_the_container_is_removed(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory, job_container_ids: Callable[[str], list[str]]
+) -> None:
+    told: list[tuple[SandboxOutcome, list[str]]] = []
+
+    def on_exit(outcome: SandboxOutcome) -> None:
+        told.append((outcome, job_container_ids(spec.job_id)))
+
+    spec = sandbox_spec_factory(sh("echo out; echo err >&2; exit 3"), on_exit=on_exit)
+    outcome = podman_runtime.run(spec)
+    assert len(told) == 1, "on_exit is called once"
+    assert told[0][0] is outcome and (outcome.exit_code, outcome.stdout, outcome.stderr) == (3, b"out\n", b"err\n")
+    assert len(told[0][1]) == 1, "the container was already gone when on_exit was called"
+    assert job_container_ids(spec.job_id) == [], "run returns once the container is removed"
+
+
+def test_a_failing_on_exit_fails_neither_the_job_nor_the_removal(
+    podman_runtime: PodmanRuntime, sandbox_spec_factory: SpecFactory, job_container_ids: Callable[[str], list[str]]
+) -> None:
+    def on_exit(_outcome: SandboxOutcome) -> None:
+        raise RuntimeError("the node's callback broke")
+
+    spec = sandbox_spec_factory(sh("echo fine"), on_exit=on_exit)
+    outcome = podman_runtime.run(spec)
+    assert (outcome.status, outcome.stdout) == ("completed", b"fine\n")
+    assert job_container_ids(spec.job_id) == []
