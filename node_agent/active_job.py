@@ -7,11 +7,14 @@ Split out of ``executor``: the Worker API's ``jobs:run`` waits on an
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cynode_core.contract.errors import CynodeError, JobNotStarted
 from cynode_core.contract.job import RunJobResponse
 from node_agent.job_result import CANCEL_NOTE
+
+JobEnd = RunJobResponse | CynodeError  # what ``JobExecutor.start`` hands its ``on_end``
 
 
 class WorkspaceError(JobNotStarted):
@@ -43,3 +46,19 @@ class ActiveJob:
     container_stopped: bool = False
     result: RunJobResponse | None = None
     error: CynodeError | None = None
+
+
+class EndOnce:
+    """Calls ``target`` with a job's first end given (its result or error), and ignores the rest."""
+
+    def __init__(self, target: Callable[[JobEnd], None]) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+        self._called = False
+
+    def __call__(self, value: JobEnd) -> None:
+        with self._lock:
+            if self._called:
+                return
+            self._called = True
+        self._target(value)

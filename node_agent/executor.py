@@ -4,8 +4,13 @@ The executor holds the node-side rules of a run (docs/wire_contract.md#worker-ap
 the effective timeout and request cap, idempotency by ``job_id`` (with
 ``job_store``), slots, and cancellation; ``run`` answers when the job ends,
 ``start`` at once (``jobs:start``). It raises domain errors; the Worker API
-alone turns them into HTTP. Helpers: ``active_job``, ``sandbox_spec``,
-``workspace``, ``job_inference``, ``recovery`` and ``job_result``.
+alone turns them into HTTP. Helpers: ``active_job``, ``job_limits``,
+``job_cancel``, ``sandbox_spec``, ``workspace``, ``job_inference``,
+``recovery`` and ``job_result``.
+
+A job taken with ``start`` ends as soon as its container exited (the
+runtime's ``on_exit``): its slot is free and its end reported while the
+runtime removes the container and its workspace is released.
 
 It is the one place that tracks a running job's cancellation: the runtime's
 ``cancel(job_id)`` only stops the job's container if one is running, and
@@ -26,9 +31,11 @@ from pathlib import Path
 from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
 from cynode_core.contract.errors import CynodeError, NotFound, Unavailable
 from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
-from node_agent.active_job import ActiveJob, JobExecutionError, WorkspaceError
+from node_agent.active_job import ActiveJob, EndOnce, JobEnd, JobExecutionError, WorkspaceError
 from node_agent.inference_policy import InferencePolicy
+from node_agent.job_cancel import CANCEL_WAIT_SECONDS, start_stopper, stopped_by_cancel
 from node_agent.job_inference import JobInference
+from node_agent.job_limits import JobLimits
 from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, stopped_note, utc_now
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
 from node_agent.metrics import NodeMetrics
@@ -38,14 +45,6 @@ from node_agent.settings import NodeSettings
 from node_agent.workspace import Workspaces
 
 log = logging.getLogger(__name__)
-JobEnd = RunJobResponse | CynodeError  # what ``start`` hands its ``on_end``
-
-# No configuration can raise the request cap above this (docs/wire_contract.md#worker-limits).
-CONTRACT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
-# How long a cancel call waits for the container to be stopped; the stopping goes on after it.
-CANCEL_WAIT_SECONDS = 5.0
-# Between two stop attempts while the container is not running yet: first short, then longer.
-STOP_RETRY_FIRST, STOP_RETRY_MAX = 0.1, 1.0
 
 
 class JobExecutor:
@@ -69,8 +68,7 @@ class JobExecutor:
         self._active: dict[str, ActiveJob] = {}  # running: each holds a slot
         self._ending: dict[str, ActiveJob] = {}  # ended and answered, their sandbox still being cleaned up
         self._accepting = True
-        self._max_request_bytes: int | None = None
-        self._max_job_timeout: int | None = None
+        self.limits = JobLimits(settings)
         # One registry per executor; the Worker API serves it at /metrics.
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self.metrics.watch_slots(lambda: self.running_jobs, lambda: self._settings.job_slots)
@@ -85,29 +83,6 @@ class JobExecutor:
             retention_seconds=settings.job_result_retention,
             owner=sandbox_owner(settings),
         )
-
-    # ------------------------------------------------------------------ limits
-
-    def apply_constraints(self, *, max_request_bytes: int | None, max_job_timeout_seconds: int | None) -> None:
-        """Apply the node configuration's ``constraints``; ``None`` or <= 0 = unset (wire_contract.md#worker-limits)."""
-        self._max_request_bytes = max_request_bytes if max_request_bytes and max_request_bytes > 0 else None
-        self._max_job_timeout = max_job_timeout_seconds if (max_job_timeout_seconds or 0) > 0 else None
-
-    @property
-    def max_request_bytes(self) -> int:
-        """Effective request body cap: min(local setting, config constraint, 10 MiB)."""
-        caps = [self._settings.max_request_bytes, CONTRACT_MAX_REQUEST_BYTES]
-        if self._max_request_bytes is not None:
-            caps.append(self._max_request_bytes)
-        return min(caps)
-
-    def effective_timeout(self, requested: int) -> int:
-        """min(requested if > 0 else default, max, config constraint) (docs/wire_contract.md#worker-timeout)."""
-        timeout = requested if requested > 0 else self._settings.default_timeout_seconds
-        caps = [timeout, self._settings.max_timeout_seconds]
-        if self._max_job_timeout is not None:
-            caps.append(self._max_job_timeout)
-        return min(caps)
 
     def set_inference_backend(self, base_url: str | None, models: Sequence[str]) -> None:
         """Give ``use_inference`` jobs a proxy to this loopback Ollama-API URL (``None``: no backend).
@@ -151,7 +126,7 @@ class JobExecutor:
         admitted = self._admit(request)
         if isinstance(admitted, RunJobResponse):
             return admitted
-        end_once = _Once(on_end)
+        end_once = EndOnce(on_end)
 
         def see_through() -> None:
             try:
@@ -234,7 +209,7 @@ class JobExecutor:
         self, request: RunJobRequest, job: ActiveJob, early_end: Callable[[JobEnd], None] | None = None
     ) -> RunJobResponse:
         key = request.job_key
-        timeout = self.effective_timeout(request.sandbox.timeout_seconds)
+        timeout = self.limits.effective_timeout(request.sandbox.timeout_seconds)
         try:
             self._store.mark_running(key, request.task_id)
         except OSError as exc:
@@ -360,7 +335,7 @@ class JobExecutor:
     def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes) -> SandboxOutcome:
         """``outcome`` with the node's notes before its stderr: the inference proxy's, and a cancel's stop."""
         stderr = outcome.stderr
-        if self._stopped_by_cancel(job) and outcome.status != RunStatus.TIMEOUT:
+        if stopped_by_cancel(self._lock, job) and outcome.status != RunStatus.TIMEOUT:
             stderr = stopped_note(outcome.exit_code) + stderr
         return dataclasses.replace(outcome, stderr=note + stderr)
 
@@ -385,10 +360,7 @@ class JobExecutor:
                 if not job.cancel_requested:
                     job.cancel_requested, job.cancel_note = True, note
                 if job.handed_to_runtime and job.stopper is None and not job.sandbox_ended.is_set():
-                    job.stopper = threading.Thread(
-                        target=self._stop_container, args=(key, job), name=f"stop-{key}", daemon=True
-                    )
-                    job.stopper.start()
+                    job.stopper = start_stopper(self._runtime, self._lock, key, job)
                 stopper = job.stopper
         if record is not None:
             if record.result is None:
@@ -398,36 +370,6 @@ class JobExecutor:
         if stopper is not None:
             stopper.join(CANCEL_WAIT_SECONDS)
         return CancelResponse(job_id, True)
-
-    def _stop_container(self, key: str, job: ActiveJob) -> None:
-        """Ask the runtime to stop the job's container until it stopped one or the run ended.
-
-        runtime.run may not have created or started the container yet;
-        the runtime keeps no note of a cancel, so asking again is ours to do.
-        """
-        delay, warned = STOP_RETRY_FIRST, False
-        while not job.sandbox_ended.is_set():
-            try:
-                if self._runtime.cancel(key):
-                    with self._lock:
-                        job.container_stopped = True
-                    log.info("job %s: container stopped", key)
-                    return
-            except Exception as exc:  # noqa: BLE001 - a failed stop must not fail the cancel call
-                if not warned:
-                    log.warning("job %s: runtime cancel failed: %s", key, exc)
-                    warned = True
-            job.sandbox_ended.wait(delay)
-            delay = min(delay * 2, STOP_RETRY_MAX)
-
-    def _stopped_by_cancel(self, job: ActiveJob) -> bool:
-        """Whether a cancel stopped the job's container (call once ``sandbox_ended`` is set)."""
-        with self._lock:
-            stopper = job.stopper
-        if stopper is not None:
-            stopper.join()  # short: the run has ended, so at most one runtime.cancel call is left
-        with self._lock:
-            return job.container_stopped
 
     # --------------------------------------------------------------- shutdown
 
@@ -458,19 +400,3 @@ class JobExecutor:
             if remaining <= 0:
                 return False
             jobs[0].closed.wait(min(remaining, 0.5))
-
-
-class _Once:
-    """Calls ``target`` with the first value given, and ignores the rest."""
-
-    def __init__(self, target: Callable[[JobEnd], None]) -> None:
-        self._target = target
-        self._lock = threading.Lock()
-        self._called = False
-
-    def __call__(self, value: JobEnd) -> None:
-        with self._lock:
-            if self._called:
-                return
-            self._called = True
-        self._target(value)

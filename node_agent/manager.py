@@ -276,7 +276,7 @@ class NodeManager:
             self._session.fail_config(
                 "worker_api_token_missing", "the node configuration has no worker_api.orchestrator_bearer_token"
             )
-        self.executor.apply_constraints(
+        self.executor.limits.apply_constraints(
             max_request_bytes=config.max_request_bytes, max_job_timeout_seconds=config.max_job_timeout_seconds
         )
         return config.worker_token

@@ -100,7 +100,7 @@ def create_worker_app(
             raise NotAuthenticated(AUTH_DETAIL, challenge="Bearer")
 
     def read_json_body() -> Any:
-        cap = executor.max_request_bytes
+        cap = executor.limits.max_request_bytes
         length = request.content_length
         if length is not None and length > cap:
             raise TooLarge(TOO_LARGE_DETAIL)

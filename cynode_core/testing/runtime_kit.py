@@ -93,6 +93,8 @@ class SandboxRuntimeContract:
 
     # True for a runtime that calls SandboxSpec.on_output while the job runs (not only at its end).
     follows_output = False
+    # True for a runtime that calls SandboxSpec.on_exit (it may not: the node then ends jobs when run returns).
+    tells_exit = False
     # Variables a runtime or image may add besides spec.env (Podman adds the first five).
     allowed_extra_env = frozenset({"PATH", "HOME", "HOSTNAME", "TERM", "container", "PWD", "SHLVL", "_"})
 
@@ -205,6 +207,18 @@ class SandboxRuntimeContract:
         spec = sandbox_spec_factory(sh("exit 1"))
         runtime.run(spec)
         assert self.job_containers(spec.job_id) == []
+
+    def test_on_exit_gets_the_outcome_run_returns_at_most_once(
+        self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory
+    ) -> None:
+        told: list[SandboxOutcome] = []
+        spec = sandbox_spec_factory(sh("echo bye; exit 4"), on_exit=told.append)
+        outcome = runtime.run(spec)
+        assert len(told) <= 1, "on_exit was called more than once"
+        assert told or not self.tells_exit, "on_exit was not called"
+        if told:
+            assert told[0] == outcome and outcome.exit_code == 4 and outcome.stdout == b"bye\n"
+        assert self.job_containers(spec.job_id) == [], "run returned before the container was removed"
 
     def test_cancel_stops_a_running_job(self, runtime: SandboxRuntime, sandbox_spec_factory: SpecFactory) -> None:
         spec = sandbox_spec_factory(["sleep", "600"], timeout_seconds=60)

@@ -269,9 +269,9 @@ def test_the_request_cap_follows_the_smallest_configured_limit(start_worker: Wor
     body = job_body(["true"])
     body["padding"] = "x" * 3000
     assert_problem(worker.run(body), 413, "Request body exceeds maximum size")
-    worker.executor.apply_constraints(max_request_bytes=20000, max_job_timeout_seconds=None)
-    assert worker.executor.max_request_bytes == 2048  # the config can only lower the local cap
-    worker.executor.apply_constraints(max_request_bytes=1024, max_job_timeout_seconds=None)
+    worker.executor.limits.apply_constraints(max_request_bytes=20000, max_job_timeout_seconds=None)
+    assert worker.executor.limits.max_request_bytes == 2048  # the config can only lower the local cap
+    worker.executor.limits.apply_constraints(max_request_bytes=1024, max_job_timeout_seconds=None)
     del body["padding"]
     body["padding"] = "x" * 1500
     assert_problem(worker.run(body), 413)

@@ -14,6 +14,7 @@ class TestPodmanRuntimeContract(SandboxRuntimeContract):
     """Every contract case, on the session's Podman service."""
 
     follows_output = True
+    tells_exit = True
 
     @pytest.fixture
     def runtime(self, podman_runtime: PodmanRuntime, job_container_ids: Callable[[str], list[str]]) -> PodmanRuntime:
