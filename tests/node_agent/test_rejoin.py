@@ -11,8 +11,11 @@ from node_agent.worker_api import create_worker_app
 def test_worker_api_token_can_be_rotated(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from node_agent.metrics import NodeMetrics
 
-    class Idle:
+    class Limits:
         max_request_bytes = 1024
+
+    class Idle:
+        limits = Limits()
         metrics = NodeMetrics()
 
     app = create_worker_app(Idle(), bearer_token="old-token", readiness=Readiness())  # type: ignore[arg-type]
