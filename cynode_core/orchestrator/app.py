@@ -27,6 +27,9 @@ from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAUL
 from cynode_core.orchestrator.dispatch.least_loaded import LeastLoaded
 from cynode_core.orchestrator.local_accounts import PLUGIN_NAME as LOCAL_AUTH
 from cynode_core.orchestrator.local_accounts import LocalAccounts
+from cynode_core.orchestrator.mcp import registry as mcp_registry
+from cynode_core.orchestrator.mcp.tools import PLUGIN_NAME as MCP_TOOLS_PLUGIN
+from cynode_core.orchestrator.mcp.tools import BuiltinTools
 from cynode_core.orchestrator.metrics import OrchestratorMetrics
 from cynode_core.orchestrator.services.secrets import ResolvedSecrets, TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
@@ -74,9 +77,10 @@ def orchestrator_plugin_manager(settings: OrchestratorSettings, db: Database, **
             (LocalAccounts(db.sessions), LOCAL_AUTH),
             (LeastLoaded(), DEFAULT_SCHEDULER),
             (placement.TwoStepClaim(), placement.PLUGIN_NAME),
+            (BuiltinTools(), MCP_TOOLS_PLUGIN),
         ],
         disabled=settings.disable_plugins,
-        extra_specs=[placement],
+        extra_specs=[placement, mcp_registry],
         **kwargs,
     )
 

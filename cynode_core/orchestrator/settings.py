@@ -230,6 +230,18 @@ class OrchestratorSettings:
     pma_model: str | None = setting(
         None, parse=parse_optional_str, help="model behind cynodeai.pm (unset: inference_model)"
     )
+    task_auto_ready: bool = setting(
+        True,
+        parse=parse_bool,
+        help="a task created through the REST API starts at once unless it asks for planning_state draft "
+        "(false: every REST task is a draft until POST /v1/tasks/{id}/ready); agent-created tasks are always drafts",
+    )
+    mcp_disabled_tools: list[str] = setting(
+        list, parse=parse_list, help="MCP tools no agent may call (comma-separated exact names)"
+    )
+    mcp_calls_per_minute: int = setting(
+        60, parse=parse_positive_int, help="MCP tool calls one agent token may make per minute (429 beyond)"
+    )
     retention_interval: float = setting(
         60.0,
         parse=parse_duration,

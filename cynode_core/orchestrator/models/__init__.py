@@ -1,5 +1,6 @@
 """Typed SQLAlchemy 2.0 models; importing this package registers every table."""
 
+from cynode_core.orchestrator.models.agents import AgentToken, McpToolCallAudit
 from cynode_core.orchestrator.models.auth import (
     ApiKey,
     AuthAuditLog,
@@ -16,6 +17,7 @@ from cynode_core.orchestrator.models.nodes import Node, NodeCapability
 from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifact
 
 __all__ = [
+    "AgentToken",
     "ApiKey",
     "AuthAuditLog",
     "ChatAuditLog",
@@ -26,6 +28,7 @@ __all__ = [
     "JobOutput",
     "JobOutputMark",
     "MaintenanceRun",
+    "McpToolCallAudit",
     "Node",
     "NodeCapability",
     "PasswordCredential",

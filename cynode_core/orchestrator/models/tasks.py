@@ -50,11 +50,21 @@ class Project(TimestampMixin, Base):
     updated_by: Mapped[str | None] = mapped_column(Text)
 
 
+class PlanningState(StrEnum):
+    """Whether a task may run: a ``draft`` has no job until it is made ``ready`` (agents_contract.md 2)."""
+
+    DRAFT = "draft"
+    READY = "ready"
+
+
 class Task(TimestampMixin, Base):
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint(_in("status", TaskStatus), name="status"),
-        *_single_column_indexes("tasks", "created_by", "project_id", "plan_id", "status", "closed", "created_at"),
+        CheckConstraint(_in("planning_state", PlanningState), name="planning_state"),
+        *_single_column_indexes(
+            "tasks", "created_by", "project_id", "plan_id", "status", "closed", "created_at", "planning_state"
+        ),
         Index("idx_tasks_owner_created", "created_by", "created_at"),
         Index("idx_tasks_owner_summary", "created_by", "summary"),
     )
@@ -74,6 +84,7 @@ class Task(TimestampMixin, Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     # The X-Request-Id of the call that created the task; it follows the task to the node.
     request_id: Mapped[str | None] = mapped_column(Text)
+    planning_state: Mapped[str] = mapped_column(Text, server_default=text("'draft'"), default=PlanningState.DRAFT.value)
 
 
 class Job(TimestampMixin, Base):
