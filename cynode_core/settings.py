@@ -89,6 +89,11 @@ def parse_path(value: Any) -> Path:
     return Path(parse_str(value)).expanduser()
 
 
+def parse_optional_path(value: Any) -> Path | None:
+    text = parse_optional_str(value)
+    return Path(text).expanduser() if text else None
+
+
 def parse_list(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [str(v).strip() for v in value if str(v).strip()]

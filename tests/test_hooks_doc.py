@@ -1,7 +1,8 @@
 """docs/hooks.md documents every hook cynode declares, and only those.
 
 The hooks are those of the contract (cynode_core/contract/hookspecs.py) and
-the orchestrator's own claim hook (cynode_core/orchestrator/dispatch/placement.py).
+the orchestrator's own: the claim hook (cynode_core/orchestrator/dispatch/placement.py)
+and the MCP tools hook (cynode_core/orchestrator/mcp/registry.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import pluggy
 from cynode_core import PROJECT_NAME
 from cynode_core.contract import hookspecs
 from cynode_core.orchestrator.dispatch import placement
+from cynode_core.orchestrator.mcp import registry
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 SECTION = re.compile(r"^### `(?P<name>\w+)\((?P<params>[^)]*)\)", re.MULTILINE)
 
 
-SPEC_MODULES = (hookspecs, placement)
+SPEC_MODULES = (hookspecs, placement, registry)
 
 
 def hooks_of(module: ModuleType) -> dict[str, inspect.Signature]:
@@ -62,14 +64,15 @@ def documented_hooks() -> dict[str, list[str]]:
 
 def test_the_hooks_are_found() -> None:
     assert {"cynode_authenticate", "cynode_select_node", "cynode_task_finished"} <= set(declared_hooks())
-    assert "cynode_claim_job" in declared_hooks()
+    assert {"cynode_claim_job", "cynode_register_mcp_tools"} <= set(declared_hooks())
 
 
 def test_every_orchestrator_hook_is_documented() -> None:
     documented = documented_hooks()
-    for name, sig in hooks_of(placement).items():
-        assert name in documented, f"docs/hooks.md has no section for {name} of {placement.__name__}"
-        assert documented[name] == list(sig.parameters), f"docs/hooks.md shows other parameters for {name}"
+    for module in (placement, registry):
+        for name, sig in hooks_of(module).items():
+            assert name in documented, f"docs/hooks.md has no section for {name} of {module.__name__}"
+            assert documented[name] == list(sig.parameters), f"docs/hooks.md shows other parameters for {name}"
 
 
 def test_every_hook_has_a_section_with_its_parameters() -> None:

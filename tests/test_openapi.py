@@ -38,7 +38,7 @@ PROBLEM = "application/problem+json"
 def settings_overrides() -> dict[str, Any]:
     # Hundreds of generated logins from one address: the throttles would
     # turn every later request into a (documented) 429 and hide the rest.
-    return {"login_rate_per_minute": 1_000_000, "login_handle_failures": 1_000_000}
+    return {"login_rate_per_minute": 1_000_000, "login_handle_failures": 1_000_000, "mcp_calls_per_minute": 1_000_000}
 
 
 def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -136,7 +136,7 @@ def test_docs_assets_are_served(api) -> None:  # type: ignore[no-untyped-def]
 
 
 class Credentials:
-    """User, admin and node tokens for the protected operations; a fresh login for each logout."""
+    """User, admin, node and agent tokens for the protected operations; a fresh login for each logout."""
 
     def __init__(self, base: str, orchestrator: Any):
         with orchestrator.db.session() as session:
@@ -148,6 +148,12 @@ class Credentials:
         resp = self.api.post("/v1/nodes/register", json={"psk": orchestrator.secrets.psk, "capability": cap})
         assert resp.status_code == 201, resp.text
         self.node_token = resp.json()["auth"]["node_jwt"]
+        fuzz_user = self.api.get("/v1/users/me", token=self.user_token).json()["id"]
+        minted = self.api.post(
+            "/v1/admin/agent-tokens", token=self.admin_token, json={"role": "pm", "user_id": fuzz_user}
+        )
+        assert minted.status_code == 201, minted.text
+        self.agent_token = minted.json()["token"]
 
     def fresh_token(self, handle: str = _FUZZ_USER, password: str = _FUZZ_PASSWORD) -> str:
         """The access token of a new session."""
@@ -161,8 +167,10 @@ class Credentials:
             token = self.fresh_token()  # logout ends the session it is called with
         elif path.startswith("/v1/nodes/"):
             token = self.node_token
-        elif path.endswith("/revoke_sessions"):
+        elif path.endswith("/revoke_sessions") or path.startswith("/v1/admin/"):
             token = self.admin_token  # admin only; the generated ids never name a real user
+        elif path.startswith("/v1/mcp/") or path == "/mcp":
+            token = self.agent_token
         else:
             token = self.user_token
         return {"Authorization": f"Bearer {token}"}

@@ -33,6 +33,7 @@ TABLES = {
     "auth_audit_log": "id",
     "chat_audit_log": "id",
     "api_keys": "id",
+    "agent_tokens": "id",
     "refresh_sessions": "id",
     "rate_limit_counters": "key",
     "node_capabilities": "id",
@@ -96,6 +97,20 @@ def plant(engine: Engine) -> Planted:
         # Revoked lately, expired lately, expiring in the future, or live: kept.
         planted.needed["api_keys"] |= api_key("10 days", None) | api_key(None, "1 day")
         planted.needed["api_keys"] |= api_key(None, "-30 days") | api_key(None, None)
+
+        def agent_token(expires: str) -> set[str]:
+            return _ids(
+                conn,
+                "INSERT INTO agent_tokens (id, token_hash, role, user_id, issued_by, expires_at) "
+                "VALUES (gen_random_uuid(), uuid_send(gen_random_uuid()), 'pa', :u, 'admin:admin', "
+                "now() - CAST(:expires AS interval)) RETURNING id",
+                u=user_id,
+                expires=expires,
+            )
+
+        # Expired more than 7 days ago: gone; expired lately, or live: kept.
+        planted.doomed["agent_tokens"] |= agent_token("8 days") | agent_token("30 days")
+        planted.needed["agent_tokens"] |= agent_token("6 days") | agent_token("-1 hour")
 
         def session(expires: str, *, active: bool, reason: str | None = None, created: str = "0") -> set[str]:
             return _ids(
@@ -197,6 +212,7 @@ def test_the_defaults_keep_what_the_issue_asks_for(orchestrator: OrchestratorUnd
     p = RetentionPolicy.from_settings(orchestrator.settings)
     assert p.audit == 90 * 86400
     assert p.refresh_sessions == 7 * 86400
+    assert p.agent_tokens == 7 * 86400  # expired agent tokens (mcp_contract.md 3.1)
     assert p.capabilities == 86400 and p.capabilities_kept == 10
     # Counters outlive the longest throttling window, whatever it is configured to.
     assert p.rate_limits >= orchestrator.settings.login_handle_window

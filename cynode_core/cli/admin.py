@@ -186,3 +186,37 @@ def admin_node_set_url(slug: str, url: str | None) -> None:
 
     _with_session(lambda s, r: nodes.set_url_override(s, r.settings, slug, url))
     click.echo(f"node {slug}: worker API URL {'set to ' + url if url else 'reset to the reported one'}")
+
+
+@admin.group("agent-token")
+def admin_agent_token() -> None:
+    """Agent tokens for the MCP gateway (mcp_contract.md 3.2)."""
+
+
+@admin_agent_token.command("create")
+@click.option("--role", type=click.Choice(["pm", "pa", "sandbox"]), required=True)
+@click.option("--user", "handle", required=True, help="the user the agent acts for")
+@click.option("--task", "task_id", type=click.UUID, default=None, help="bind the token to this task of the user")
+@click.option("--ttl", "ttl_seconds", type=int, default=3600, show_default=True, help="lifetime in seconds")
+def admin_agent_token_create(role: str, handle: str, task_id: Any, ttl_seconds: int) -> None:
+    """Mint an agent token and print it (it is shown only here)."""
+    from cynode_core.orchestrator.services import accounts, agent_tokens
+
+    def issue(session: Any, _resources: Any) -> tuple[str, str, str]:
+        user = accounts.get_by_handle(session, handle)
+        request = agent_tokens.TokenRequest(role, user.id, agent_tokens.Binding(task_id=task_id), ttl_seconds)
+        minted = agent_tokens.issue(session, request, "admin:cli")
+        return minted.token, str(minted.row.id), minted.row.expires_at.isoformat()
+
+    token, token_id, expires_at = _with_session(issue)
+    click.echo(f"token_id: {token_id}\nexpires_at: {expires_at}\ntoken: {token}")
+
+
+@admin_agent_token.command("revoke")
+@click.argument("token_id", type=click.UUID)
+def admin_agent_token_revoke(token_id: Any) -> None:
+    """Revoke an agent token at once."""
+    from cynode_core.orchestrator.services import agent_tokens
+
+    _with_session(lambda s, _r: agent_tokens.revoke_issued(s, token_id, "admin:cli"))
+    click.echo(f"agent token {token_id} revoked")

@@ -75,6 +75,7 @@ def task() -> None:
 @click.option("--prompt", "-p", default=None, help="a prompt for the node's model")
 @click.option("--name", default=None, help="task name (made unique per user)")
 @click.option("--use-inference", is_flag=True, help="give a command task the inference proxy")
+@click.option("--draft", is_flag=True, help="keep it as a draft: nothing runs until `cynode task ready`")
 @click.option("--wait", is_flag=True, help="wait for the result and print it")
 def task_create(
     url: str | None,
@@ -83,11 +84,14 @@ def task_create(
     prompt: str | None,
     name: str | None,
     use_inference: bool,
+    draft: bool,
     wait: bool,
 ) -> None:
     """Create a command task (--command) or a prompt task (--prompt)."""
     if bool(commands) == bool(prompt):
         raise click.UsageError("give either --command (one or more) or --prompt")
+    if draft and wait:
+        raise click.UsageError("a draft does not run until `cynode task ready`: --wait has nothing to wait for")
     body: dict[str, Any] = (
         {"prompt": prompt, "input_mode": "prompt"}
         if prompt
@@ -97,12 +101,21 @@ def task_create(
         body["task_name"] = name
     if use_inference:
         body["use_inference"] = True
+    if draft:
+        body["planning_state"] = "draft"
     client = _client(url)
     created = _run(lambda: client.call("POST", "/v1/tasks", json=body))
-    if wait:
+    if wait and created.get("planning_state") != "draft":
         _show_result(client, created["id"], as_json, wait=True)
         return
-    _emit(created, as_json, f"task {created['id']} ({created['task_name']}): {created['status']}")
+    _emit(created, as_json, _created_line(created))
+
+
+def _created_line(t: dict[str, Any]) -> str:
+    line = f"task {t['id']} ({t['task_name']}): {t['status']}"
+    if t.get("planning_state") == "draft":
+        line += f", draft (start it with: cynode task ready {t['id']})"
+    return line
 
 
 @task.command("list")
@@ -121,12 +134,13 @@ def task_list(url: str | None, as_json: bool, status: str | None, limit: int, of
         _emit(data, True, "")
         return
     print_table(
-        ("ID", "NAME", "STATUS", "CREATED", "PROMPT"),
+        ("ID", "NAME", "STATUS", "PLANNING", "CREATED", "PROMPT"),
         [
             (
                 t["id"],
                 t.get("task_name", ""),
                 t["status"],
+                t.get("planning_state", ""),
                 t["created_at"],
                 (t.get("prompt") or "")[:40].replace("\n", " "),
             )
@@ -143,8 +157,21 @@ def task_list(url: str | None, as_json: bool, status: str | None, limit: int, of
 @click.argument("task_ref")
 def task_get(url: str | None, as_json: bool, task_ref: str) -> None:
     """Show one task (by id or name)."""
-    t = _run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}"))
+    _emit_task(_run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}")), as_json)
+
+
+def _emit_task(t: dict[str, Any], as_json: bool) -> None:
+    """A task as ``task get`` shows it: one ``field: value`` line each (``planning_state`` among them)."""
     _emit(t, as_json, "\n".join(f"{k}: {v}" for k, v in t.items()))
+
+
+@task.command("ready")
+@url_option
+@json_option
+@click.argument("task_ref")
+def task_ready(url: str | None, as_json: bool, task_ref: str) -> None:
+    """Start a draft task (by id or name): its job is queued. A task already ready stays as it is."""
+    _emit_task(_run(lambda: _client(url).call("POST", f"/v1/tasks/{task_ref}/ready")), as_json)
 
 
 def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) -> None:

@@ -19,6 +19,7 @@ from cynode_core.settings import (
     parse_list,
     parse_listen,
     parse_megabytes,
+    parse_optional_path,
     parse_optional_str,
     parse_positive_int,
     register_settings_class,
@@ -229,6 +230,20 @@ class OrchestratorSettings:
     pma_enabled: bool = setting(True, parse=parse_bool, help="serve the cynodeai.pm chat model")
     pma_model: str | None = setting(
         None, parse=parse_optional_str, help="model behind cynodeai.pm (unset: inference_model)"
+    )
+    pma_max_steps: int = setting(4, parse=parse_positive_int, help="tool calls the PM agent may make in one turn")
+    pma_tools: list[str] = setting(
+        list, parse=parse_list, help="the tools the PM agent offers its model (comma-separated; unset: all it may call)"
+    )
+    pma_decide_timeout_seconds: float = setting(
+        120.0, parse=parse_duration, help="deadline of one PM agent decide call (a step's model call)"
+    )
+    agent_seed: int = setting(42, parse=parse_int, help="sampling seed of the agents' decide calls")
+    agent_prompt_chars: int = setting(
+        12000, parse=parse_positive_int, help="characters of an agent's prompt; the oldest tool results go first"
+    )
+    agent_instructions_dir: Path | None = setting(
+        None, parse=parse_optional_path, help="root of the agents' instruction bundles (unset: the packaged ones)"
     )
     task_auto_ready: bool = setting(
         True,

@@ -1,4 +1,4 @@
-"""Who calls the orchestrator in the fuzz suite: a user, the admin, a node, each with a real token."""
+"""Who calls the orchestrator in the fuzz suite: a user, the admin, a node, an agent, each with a real token."""
 
 from __future__ import annotations
 
@@ -23,11 +23,15 @@ def capability(slug: str) -> dict[str, Any]:
 
 
 class Tokens:
-    """Tokens of the fuzz user, the admin and a node, each made when first needed (argon2 logins are slow)."""
+    """Tokens of the fuzz user, the admin, a node and a pm agent of the fuzz user, each made when first needed.
+
+    (argon2 logins are slow.) The agent token is minted by the admin through ``POST /v1/admin/agent-tokens``.
+    """
 
     def __init__(self, url: str, psk: str, admin_password: str) -> None:
         self.url, self.psk, self.admin_password = url, psk, admin_password
         self._tokens: dict[str, str] = {}
+        self._user_id: str | None = None
 
     def _login(self, handle: str, password: str) -> str:
         return str(ApiClient(self.url).login(handle, password, expect=200).json()["access_token"])
@@ -37,13 +41,26 @@ class Tokens:
             return self._login(FUZZ_USER, FUZZ_PASSWORD)
         if kind == "admin":
             return self._login("admin", self.admin_password)
+        if kind == "agent":
+            body = {"role": "pm", "user_id": self.user_id(), "ttl_seconds": 86_400}
+            resp = ApiClient(self.url).post("/v1/admin/agent-tokens", json=body, headers=self.header("admin"))
+            assert resp.status_code == 201, resp.text
+            return str(resp.json()["token"])
         body = {"psk": self.psk, "capability": capability(NODE_SLUG)}
         resp = ApiClient(self.url).post("/v1/nodes/register", json=body)
         assert resp.status_code == 201, resp.text
         return str(resp.json()["auth"]["node_jwt"])
 
+    def user_id(self) -> str:
+        """The fuzz user's id."""
+        if self._user_id is None:
+            me = ApiClient(self.url).get("/v1/users/me", headers=self.header("user"))
+            assert me.status_code == 200, me.text
+            self._user_id = str(me.json()["id"])
+        return self._user_id
+
     def header(self, kind: str) -> dict[str, str]:
-        """``Authorization`` for ``kind``: "user", "admin", "node", or none for ""."""
+        """``Authorization`` for ``kind``: "user", "admin", "node", "agent", or none for ""."""
         if not kind:
             return {}
         if kind not in self._tokens:

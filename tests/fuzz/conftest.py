@@ -27,6 +27,7 @@ _WIDE_OPEN = {
     "refresh_rate_per_minute": 1_000_000,
     "register_rate_per_minute": 1_000_000,
     "max_queued_per_user": 1_000_000,
+    "mcp_calls_per_minute": 1_000_000,
 }
 
 

@@ -7,6 +7,9 @@ import uuid
 from fuzz.clients import FUZZ_PASSWORD, FUZZ_USER, NODE_SLUG, capability
 from fuzz.hostile import Endpoint
 
+# Stands for the fuzz user's id in a body; the sender puts the real one in.
+FUZZ_USER_ID = "<fuzz-user-id>"
+
 ORCHESTRATOR_ENDPOINTS = [
     Endpoint("login", "/v1/auth/login", {"handle": FUZZ_USER, "password": FUZZ_PASSWORD, "extra": 1}),
     Endpoint("refresh", "/v1/auth/refresh", {"refresh_token": "not-a-token", "extra": 1}),
@@ -65,6 +68,37 @@ ORCHESTRATOR_ENDPOINTS = [
         openai=True,
     ),
     Endpoint("chat_threads", "/v1/chat/threads", {"title": "fuzz", "project_id": None}, token="user"),
+    Endpoint(
+        "create_agent_token",
+        "/v1/admin/agent-tokens",
+        {
+            "role": "pm",
+            "user_id": FUZZ_USER_ID,
+            "project_id": None,
+            "task_id": None,
+            "invocation_class": "orchestrator_initiated",
+            "ttl_seconds": 600,
+        },
+        token="admin",
+    ),
+    # A built-in tool every agent may call; the fuzz hits the body's checks, the arguments' and the tool's.
+    Endpoint(
+        "mcp_tools_call",
+        "/v1/mcp/tools/call",
+        {"tool_name": "help.get", "arguments": {"topic": "tools", "path": "gateway"}},
+        token="agent",
+    ),
+    Endpoint(
+        "mcp",
+        "/mcp",
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "help.get", "arguments": {"topic": "tools"}},
+        },
+        token="agent",
+    ),
     Endpoint("register", "/v1/nodes/register", {"psk": "<psk>", "capability": capability("fuzz-register")}),
     Endpoint("capability", "/v1/nodes/capability", capability(NODE_SLUG), token="node"),
     Endpoint(

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from fuzz.clients import Tokens
-from fuzz.endpoints import ORCHESTRATOR_ENDPOINTS, RUN_JOB, with_fresh_ids
+from fuzz.endpoints import FUZZ_USER_ID, ORCHESTRATOR_ENDPOINTS, RUN_JOB, with_fresh_ids
 from fuzz.hostile import (
     Endpoint,
     MiB,
@@ -90,6 +90,8 @@ def test_orchestrator_endpoint_answers_hostile_json_with_a_problem(
     url = live_orchestrator + endpoint.path
 
     def send(body: bytes) -> tuple[requests.Response, float]:
+        if FUZZ_USER_ID.encode() in body:
+            body = body.replace(FUZZ_USER_ID.encode(), tokens.user_id().encode())
         resp, elapsed = post_timed(url, body.replace(b"<psk>", tokens.psk.encode()), tokens.header(endpoint.token))
         if endpoint.name == "logout" and resp.status_code == 204:
             tokens.ended()

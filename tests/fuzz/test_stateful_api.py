@@ -7,8 +7,9 @@ as they are): login -> refresh / logout / me / create API key / create
 thread / chat / models, create API key -> list / revoke, create thread ->
 get / messages / rename / list, me -> revoke_sessions,
 create task -> get / result / logs / cancel, list -> first task / next
-page, register -> config / capability, config -> ack. schemathesis then
-runs scenarios of up to ``STEPS`` calls with valid and invalid data (NUL
+page, register -> config / capability, config -> ack, create agent token ->
+revoke it. The MCP routes are called with a pm agent token of the fuzz
+user. schemathesis then runs scenarios of up to ``STEPS`` calls with valid and invalid data (NUL
 included, lone surrogates through an unrestricted codec) and checks every
 answer: no 5xx (``/readyz``'s documented 503 aside), the documented schema,
 problem+json on every error, and an answer within the bound.
@@ -73,6 +74,11 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     ("/v1/auth/refresh", "post", "200"): {
         "RefreshAgain": _link("/v1/auth/refresh", "post", requestBody=REFRESH_TOKEN),
         "Logout": _link("/v1/auth/logout", "post", requestBody=REFRESH_TOKEN),
+    },
+    ("/v1/admin/agent-tokens", "post", "201"): {
+        "RevokeAgentToken": _link(
+            "/v1/admin/agent-tokens/{token_id}", "delete", parameters={"token_id": "$response.body#/token_id"}
+        ),
     },
     ("/v1/users/me", "get", "200"): {
         "Revoke": _link("/v1/users/{user_id}/revoke_sessions", "post", parameters={"user_id": "$response.body#/id"}),
@@ -245,6 +251,8 @@ def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: st
                 kind = ""
             elif path.startswith("/v1/nodes/"):
                 kind = "node"
+            elif path.startswith("/v1/mcp/") or path == "/mcp":
+                kind = "agent"  # the fuzz user's pm agent
             elif path in ("/v1/auth/logout", "/v1/users/me"):
                 # The fuzz user's session: a logout ends it, and me names the user whose
                 # sessions a linked revoke_sessions ends (the admin's own stay).

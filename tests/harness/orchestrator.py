@@ -87,12 +87,12 @@ def open_orchestrator(settings: OrchestratorSettings, s: Any = None) -> Orchestr
 class LiveServer:
     """The app on a loopback port, served by waitress in a thread."""
 
-    def __init__(self, app: Flask):
+    def __init__(self, app: Flask, port: int = 0):
         from node_agent.http_server import BackgroundServer
 
         # BackgroundServer stops its event loop at once; a bare server.close()
         # left waitress's loop running until the join timed out (5 s a test).
-        self.server = BackgroundServer(app, host="127.0.0.1", port=0, threads=8, name="orchestrator-under-test")
+        self.server = BackgroundServer(app, host="127.0.0.1", port=port, threads=8, name="orchestrator-under-test")
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"
 

@@ -321,6 +321,20 @@ def gateway(rec: Any, orch: Any, node_url: str, job_ids: Any) -> None:
     list_tasks("list: after dispatch -> 200")
     list_tasks("list: status canceled", "?status=canceled")
 
+    # -- tasks: planning state (a draft has no job until it is made ready)
+    draft_body = {"prompt": "echo later", "input_mode": "commands", "planning_state": "draft"}
+    later = f"{tasks}/{create('create: draft -> 201', json_body=draft_body).json()['id']}"
+    create("create: unknown planning_state -> 400", json_body={"prompt": "x", "planning_state": "paused"})
+    rec("result: draft -> 200, no jobs", "GET", later + "/result", token=tok)
+    rec("ready: another user's task -> 404", "POST", later + "/ready", token=alice["access_token"])
+    rec("ready: no token -> 401", "POST", later + "/ready")
+    rec("ready: draft -> 200", "POST", later + "/ready", token=tok)
+    rec("ready: again -> 200, unchanged", "POST", later + "/ready", token=tok)
+    rec("ready: unknown id -> 404", "POST", f"{tasks}/{NO_SUCH_ID}/ready", token=tok)
+    dropped = f"{tasks}/{create('', json_body=draft_body, record=False).json()['id']}"
+    rec("", "POST", dropped + "/cancel", token=tok, record=False)
+    rec("ready: canceled draft -> 409", "POST", dropped + "/ready", token=tok)
+
     # -- admin: revoke sessions
     revoke = f"/v1/users/{alice_id}/revoke_sessions"
     rec("revoke: by a non-admin -> 403", "POST", revoke, token=alice["access_token"])

@@ -72,10 +72,22 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def register_api(api: flask_smorest.Api) -> None:
-    from cynode_core.orchestrator.api import api_keys, auth, chat, chat_threads, health, metrics, nodes, tasks, users
+    from cynode_core.orchestrator.api import (
+        agent_tokens,
+        api_keys,
+        auth,
+        chat,
+        chat_threads,
+        health,
+        mcp,
+        metrics,
+        nodes,
+        tasks,
+        users,
+    )
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, metrics, auth, api_keys, users, tasks, nodes, chat, chat_threads):
+    for module in (health, metrics, auth, api_keys, users, agent_tokens, tasks, nodes, chat, chat_threads, mcp):
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 

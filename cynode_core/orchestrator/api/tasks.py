@@ -1,4 +1,4 @@
-"""``/v1/tasks*``: create, list, get, result, logs, cancel (docs/wire_contract.md#tasks)."""
+"""``/v1/tasks*``: create, list, get, ready, result, logs, cancel (docs/wire_contract.md#tasks)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from cynode_core.contract.errors import InvalidInput
-from cynode_core.contract.job import TASK_API_STATUSES, TaskStatus, result_text
+from cynode_core.contract.job import TASK_API_STATUSES
 from cynode_core.logs import current_request_id
 from cynode_core.orchestrator.api import Blueprint, task_logs
 from cynode_core.orchestrator.api.schemas_common import (
@@ -23,13 +23,18 @@ from cynode_core.orchestrator.api.schemas_common import (
     int_param,
 )
 from cynode_core.orchestrator.api.tokens import current_user
-from cynode_core.orchestrator.services import tasks
+from cynode_core.orchestrator.models.tasks import PlanningState
+from cynode_core.orchestrator.services import task_ready, tasks
+from cynode_core.orchestrator.services.task_views import result_view, task_view
 
 log = logging.getLogger(__name__)
 
 blp = Blueprint(
-    "tasks", __name__, url_prefix="/v1/tasks", description="Tasks: create, read, list, result, logs, cancel"
+    "tasks", __name__, url_prefix="/v1/tasks", description="Tasks: create, read, list, ready, result, logs, cancel"
 )
+
+PLANNING_STATES = [s.value for s in PlanningState]
+PLANNING_STATE_DOC = "`draft`: no job until `POST /v1/tasks/{id}/ready`; `ready`: its job is queued"
 
 
 class CreateTaskSchema(RequestSchema):
@@ -42,12 +47,22 @@ class CreateTaskSchema(RequestSchema):
     project_id = fields.String(load_default=None, allow_none=True)
     attachments = fields.List(fields.String(), load_default=list)
     use_sba = fields.Boolean(load_default=False)
+    planning_state = fields.String(
+        load_default=PlanningState.READY.value,
+        validate=validate.OneOf(PLANNING_STATES),
+        metadata={
+            "example": "draft",
+            "description": "`draft`: keep the task without a job until it is made ready; `ready` (default): start "
+            "it at once (a draft all the same when `CYNODE_TASK_AUTO_READY` is off)",
+        },
+    )
 
 
 class TaskSchema(OmitEmptySchema):
     id = fields.String(required=True)
     task_id = fields.String(required=True)
     status = fields.String(required=True, metadata={"enum": list(TASK_API_STATUSES)})
+    planning_state = fields.String(required=True, metadata={"enum": PLANNING_STATES, "description": PLANNING_STATE_DOC})
     task_name = fields.String()
     prompt = fields.String()
     summary = fields.String()
@@ -77,6 +92,7 @@ class JobResultSchema(OmitEmptySchema):
 class TaskResultSchema(ma.Schema):
     task_id = fields.String(required=True)
     status = fields.String(required=True)
+    planning_state = fields.String(required=True, metadata={"enum": PLANNING_STATES, "description": PLANNING_STATE_DOC})
     jobs = fields.List(fields.Nested(JobResultSchema), required=True)
 
 
@@ -102,28 +118,13 @@ def _state():  # type: ignore[no-untyped-def]
     return current_app.extensions["cynode"]
 
 
-def task_body(found: tasks.TaskWithAttachments) -> dict[str, Any]:
-    t = found.task
-    return {
-        "id": str(t.id),
-        "task_id": str(t.id),
-        "status": TaskStatus(t.status).api_value,
-        "task_name": t.name,
-        "prompt": t.prompt,
-        "summary": t.name,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-        "attachments": found.attachments or None,
-    }
-
-
 @blp.route("")
 class Tasks(MethodView):
     @blp.operation(
         201,
         TaskSchema,
         errors={
-            400: "Malformed body, no prompt or bad project_id",
+            400: "Malformed body, no prompt, bad project_id or planning_state",
             413: "Body over the size limit",
             429: "Too many of the caller's jobs queued (CYNODE_MAX_QUEUED_PER_USER); see Retry-After",
         },
@@ -131,7 +132,11 @@ class Tasks(MethodView):
     )
     @blp.arguments(CreateTaskSchema)
     def post(self, body: dict[str, Any]) -> Any:
-        """Create a task; it is queued at once and dispatched in the background."""
+        """Create a task; it is queued at once and dispatched in the background, unless it is a draft.
+
+        A draft (`planning_state` `draft`, or every task when `CYNODE_TASK_AUTO_READY` is off) has no job until
+        `POST /v1/tasks/{id}/ready`.
+        """
         if not body["prompt"]:
             raise InvalidInput("Prompt is required")
         mode = body["input_mode"] if body["input_mode"].strip() else "prompt"
@@ -143,14 +148,22 @@ class Tasks(MethodView):
             project_id=body["project_id"],
             attachments=body["attachments"],
             request_id=current_request_id(),
+            draft=body["planning_state"] == PlanningState.DRAFT,
+            use_sba=body["use_sba"],
         )
         state = _state()
         with state.db.session() as session:
             created = tasks.create_task(session, state.settings, current_user().id, new)
             session.flush()
             session.refresh(created.task)
-            log.info("task %s created (%s)", created.task.id, mode, extra={"task_id": str(created.task.id)})
-            return task_body(created), 201
+            log.info(
+                "task %s created (%s, %s)",
+                created.task.id,
+                mode,
+                created.task.planning_state,
+                extra={"task_id": str(created.task.id)},
+            )
+            return task_view(created), 201
 
     @blp.operation(200, TaskListSchema, errors={400: "Bad paging parameter or unknown status"}, bearer="user")
     @blp.arguments(ListQuerySchema, location="query")
@@ -164,7 +177,7 @@ class Tasks(MethodView):
             raise InvalidInput("Invalid status filter; allowed values: " + ", ".join(TASK_API_STATUSES))
         with _state().db.session() as session:
             found, next_offset = tasks.list_tasks(session, current_user().id, limit=limit, offset=offset, status=status)
-            body: dict[str, Any] = {"tasks": [task_body(f) for f in found]}
+            body: dict[str, Any] = {"tasks": [task_view(f) for f in found]}
         if next_offset is not None:
             body.update(next_offset=next_offset, next_cursor=str(next_offset))
         return body
@@ -186,8 +199,30 @@ class TaskItem(MethodView):
     def get(self, ref: str) -> Any:
         """One task, by id or by name."""
         with _state().db.session() as session:
-            task = _task(session, ref)
-            return task_body(tasks.TaskWithAttachments(task, tasks.attachments_of(session, [task.id]).get(task.id, [])))
+            return task_view(tasks.with_attachments(session, _task(session, ref)))
+
+
+@blp.route("/<string:ref>/ready")
+class TaskReady(MethodView):
+    @blp.operation(
+        200,
+        TaskSchema,
+        errors={
+            404: "No such task (or not yours)",
+            409: "The draft ended (`task is not in a runnable state`) or already has jobs (`task already has jobs`)",
+            429: "Too many of the caller's jobs queued (CYNODE_MAX_QUEUED_PER_USER); see Retry-After",
+        },
+        bearer="user",
+    )
+    def post(self, ref: str) -> Any:
+        """Make a draft task ready: its job is queued as a create's would have been.
+
+        A task already ready is answered as it is, with no new job. Any body is ignored.
+        """
+        state = _state()
+        with state.db.session() as session:
+            task = task_ready.ready_task(session, state.settings, _task(session, ref))
+            return task_view(tasks.with_attachments(session, task))
 
 
 @blp.route("/<string:ref>/result")
@@ -196,18 +231,7 @@ class TaskResult(MethodView):
     def get(self, ref: str) -> Any:
         """The task's status and each job's stored result (a JSON string)."""
         with _state().db.session() as session:
-            task = _task(session, ref)
-            jobs = [
-                {
-                    "id": str(j.id),
-                    "status": j.status,
-                    "result": result_text(j.result),
-                    "started_at": j.started_at,
-                    "ended_at": j.ended_at,
-                }
-                for j in tasks.jobs_of(session, task.id)
-            ]
-            return {"task_id": str(task.id), "status": TaskStatus(task.status).api_value, "jobs": jobs}
+            return result_view(session, _task(session, ref))
 
 
 @blp.route("/<string:ref>/logs")

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import requests
 
@@ -37,6 +37,7 @@ from cynode_core.orchestrator.services.nodes import list_nodes, worker_tokens
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ATTEMPTS = 3
 BACKOFF = (0.5, 1.0)
@@ -96,6 +97,25 @@ ServingNode = tuple[NodeCandidate, set[str], NodeEndpoint | None]
 NODES_TTL = 2.0
 
 
+class _Recent(Generic[T]):
+    """A value read again at most every :data:`NODES_TTL` seconds."""
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self._read = read
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._value: T | None = None
+
+    def get(self) -> T:
+        with self._lock:
+            if self._at is not None and time.monotonic() - self._at < NODES_TTL:
+                return self._value  # type: ignore[return-value]
+        value = self._read()
+        with self._lock:
+            self._at, self._value = time.monotonic(), value
+        return value
+
+
 class Transient(Exception):
     """A failure worth trying again on another node (before the first piece)."""
 
@@ -110,20 +130,18 @@ class ModelRouter:
     cipher: Any
     _in_flight: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _known: tuple[float, list[ServingNode]] = (0.0, [])
+    _nodes_seen: _Recent[list[ServingNode]] = field(init=False)
+    _url_seen: _Recent[list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._nodes_seen = _Recent(self._read_nodes)
+        self._url_seen = _Recent(self._read_url_models)
 
     # -- what can answer ---------------------------------------------------------------------
 
     def _nodes(self) -> list[ServingNode]:
         """The dispatchable nodes that serve chat, read again at most every :data:`NODES_TTL` seconds."""
-        with self._lock:
-            at, known = self._known
-        if time.monotonic() - at < NODES_TTL:
-            return known
-        found = self._read_nodes()
-        with self._lock:
-            self._known = (time.monotonic(), found)
-        return found
+        return self._nodes_seen.get()
 
     def _read_nodes(self) -> list[ServingNode]:
         out = []
@@ -147,6 +165,10 @@ class ModelRouter:
         return out
 
     def _url_models(self) -> list[str]:
+        """The configured URL's models, asked again at most every :data:`NODES_TTL` seconds (not on every turn)."""
+        return self._url_seen.get()
+
+    def _read_url_models(self) -> list[str]:
         url = self.settings.chat_inference_url
         if not url:
             return []

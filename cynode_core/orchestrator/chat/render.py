@@ -59,7 +59,16 @@ def collect(events: Iterable[Event]) -> Whole:
 
 
 def _named_extra(event: Event) -> str:
-    """The ``cynodeai.*`` event of a thinking delta, heartbeat or amendment, for clients that opted in."""
+    """The ``cynodeai.*`` event of an iteration, agent step, thinking delta, heartbeat or amendment (opted in)."""
+    if event.kind == "iteration":
+        return sse({"iteration": event.iteration}, "cynodeai.iteration_start")
+    if event.kind == "agent_call":
+        return sse({"name": event.name, "arguments": event.text}, "cynodeai.tool_call")
+    if event.kind == "tool_progress":
+        progress = {"state": event.status, "tool": event.name}
+        if event.status == "result":
+            progress["preview"] = event.text
+        return sse(progress, "cynodeai.tool_progress")
     if event.kind == "thinking":
         return sse({"content": event.text}, "cynodeai.thinking_delta")
     if event.kind == "heartbeat":
@@ -81,8 +90,6 @@ def completion_stream(events: Iterable[Event], model: str, *, named: bool, inclu
     """The ``chat.completion.chunk`` stream of a turn."""
     cid, created = new_completion_id(), int(time.time())
     yield sse(chunk(cid, model, {"role": "assistant", "content": ""}, created=created))
-    if named:
-        yield sse({"iteration": 1}, "cynodeai.iteration_start")
     index = 0
     for event in events:
         if event.kind == "delta":
@@ -117,8 +124,6 @@ def responses_stream(
 
     started = state("in_progress")
     yield sse({"type": "response.created", "response": started}, "response.created")
-    if named:
-        yield sse({"iteration": 1}, "cynodeai.iteration_start")
     text = ""
     for event in events:
         if event.kind == "delta":

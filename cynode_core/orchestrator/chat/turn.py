@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cynode_core.agents.pm_loop import AgentEvent
+from cynode_core.orchestrator.chat.agent import PmSteps
 from cynode_core.orchestrator.chat.errors import ChatError
 from cynode_core.orchestrator.chat.inference import ModelRouter, Piece, Target
 from cynode_core.orchestrator.chat.prepare import Prepared
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
 MAX_THINKING_CHARS = 16 * 1024
+MAX_PART_ARGUMENTS, MAX_PART_PREVIEW = 2048, 1024
+PREVIEW_CHARS = 200
+
+# What the reader thread hands the turn: a model piece, an agent step, a failure, or None at the end.
+Item = Piece | AgentEvent | ChatError | None
 
 
 class TurnMetrics(Protocol):
@@ -53,7 +60,11 @@ class TurnMetrics(Protocol):
 
 @dataclass(frozen=True)
 class Event:
-    """What a turn tells its client: ``kind`` is delta, thinking, tool_calls, heartbeat, amendment, end or error."""
+    """What a turn tells its client.
+
+    ``kind``: delta, thinking, tool_calls (the model's function calls for the client), heartbeat, amendment,
+    end or error; and the agent's steps (iteration, agent_call, tool_progress with ``status`` calling/result).
+    """
 
     kind: str
     text: str = ""
@@ -63,6 +74,9 @@ class Event:
     error: ChatError | None = None
     kinds: tuple[str, ...] = ()
     elapsed: float = 0.0
+    iteration: int = 0
+    name: str = ""
+    status: str = ""
 
 
 class Turn:
@@ -93,12 +107,33 @@ class Turn:
         self._lock = threading.Lock()
         self._response: Any = None
         self._ended = False  # the end or error event was given
+        self.agent_parts: list[dict[str, Any]] = []  # the agent's tool_call and tool_result parts
+        self.agent = (
+            PmSteps(db, settings, router, prepared, deadline=self.deadline, stop=self._stop, on_target=self._on_target)
+            if prepared.request.is_pm
+            else None
+        )
 
     # -- the model, read in a thread of its own so heartbeats and disconnects are seen --------
 
-    def _read(self, out: queue.Queue[Piece | ChatError | None]) -> None:
+    def _read(self, out: queue.Queue[Item]) -> None:
+        body = self.p.body
+        if self.agent is not None:
+            try:
+                for step in self.agent.events():
+                    out.put(step)
+                    if self._stop.is_set():
+                        return
+            except ChatError as exc:
+                out.put(exc)
+                return
+            except Exception:  # noqa: BLE001 - an agent fault ends the turn with an internal error, logged
+                log.exception("chat turn: the PM agent failed")
+                out.put(ChatError(500, "internal_error", "Internal error"))
+                return
+            body = self.agent.reply_body
         pieces = self.router.stream(
-            self.p.body, user_id=str(self.p.user_id), deadline=self.deadline, on_target=self._on_target
+            body, user_id=str(self.p.user_id), deadline=self.deadline, on_target=self._on_target
         )
         try:
             for piece in pieces:
@@ -131,10 +166,12 @@ class Turn:
 
     def events(self) -> Iterator[Event]:
         """The turn's events; closing this iterator early (the client left) cancels the turn."""
-        out: queue.Queue[Piece | ChatError | None] = queue.Queue(maxsize=64)
+        out: queue.Queue[Item] = queue.Queue(maxsize=64)
         reader = threading.Thread(target=self._read, args=(out,), name="chat-turn", daemon=True)
         reader.start()
         try:
+            if self.agent is None:
+                yield Event("iteration", iteration=1)
             while True:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
@@ -154,6 +191,9 @@ class Turn:
                     self.error_code, self._ended = item.code, True
                     yield Event("error", error=item)
                     return
+                if isinstance(item, AgentEvent):
+                    yield from self._step(item)
+                    continue
                 yield from self._take(item)
         except GeneratorExit:
             if not self._ended:  # closed before its end or error was given: the client left
@@ -189,6 +229,31 @@ class Turn:
             self.usage = Usage(piece.prompt_tokens, piece.completion_tokens)
             self.finish_reason = "length" if piece.done_reason == "length" else "stop"
 
+    def _step(self, step: AgentEvent) -> Iterator[Event]:
+        """An agent event as the client's event, and the parts kept with the answer (redacted, bounded)."""
+        if step.kind == "iteration":
+            yield Event("iteration", iteration=step.iteration)
+        elif step.kind == "tool_call":
+            arguments = redact(step.arguments).text[:MAX_PART_ARGUMENTS]
+            self.agent_parts.append(
+                {"type": "tool_call", "name": step.tool, "arguments": arguments, "call_id": step.call_id}
+            )
+            yield Event("agent_call", name=step.tool, text=arguments)
+        elif step.kind == "tool_progress":
+            yield Event("tool_progress", name=step.tool, status="calling")
+        elif step.kind == "tool_result":
+            preview = redact(step.preview).text
+            self.agent_parts.append(
+                {
+                    "type": "tool_result",
+                    "name": step.tool,
+                    "call_id": step.call_id,
+                    "status": step.status,
+                    "preview": preview[:MAX_PART_PREVIEW],
+                }
+            )
+            yield Event("tool_progress", name=step.tool, status="result", text=preview[:PREVIEW_CHARS])
+
     def _finish(self) -> Iterator[Event]:
         visible, thought = self.split.finish()
         if thought:
@@ -219,7 +284,7 @@ class Turn:
         metadata.update(self.p.extra_metadata)
         metadata["context_chars"] = self.p.context_chars
         metadata["context_tokens_est"] = self.p.context_chars // 4
-        parts: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = list(self.agent_parts)
         if thinking:
             parts.append({"type": "thinking", "text": thinking[:MAX_THINKING_CHARS]})
             if len(thinking) > MAX_THINKING_CHARS:

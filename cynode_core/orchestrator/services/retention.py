@@ -12,6 +12,7 @@ transaction, so a large backlog never holds many row locks for long):
   ``refresh_session_retention``. A revoked or rotated session stays until
   its token has expired: replaying a rotated token must still find its row
   and revoke the family;
+- agent tokens 7 days after they expired (mcp_contract.md 3.1);
 - capability snapshots older than ``capability_retention``, except each
   node's ``capability_snapshots_kept`` newest (so a node's latest snapshot,
   which its configuration is built from, is never deleted).
@@ -45,6 +46,8 @@ SWEEP_LOCK_KEY = 0x63796E6F64657265
 TURN_NAME = "retention"
 # A sweeper waking a little early still takes its own next turn.
 TURN_SLACK = 0.9
+# An expired agent token's row stays this long (seconds), then goes.
+AGENT_TOKEN_RETENTION = 7 * 86400.0
 
 _DELETES: dict[str, str] = {
     # Each inner SELECT finds one batch through an index; the outer condition
@@ -63,6 +66,11 @@ _DELETES: dict[str, str] = {
         DELETE FROM api_keys WHERE id IN (
             SELECT id FROM api_keys
             WHERE least(revoked_at, expires_at) < now() - make_interval(secs => :age) LIMIT :batch
+        )
+    """,
+    "agent_tokens": """
+        DELETE FROM agent_tokens WHERE id IN (
+            SELECT id FROM agent_tokens WHERE expires_at < now() - make_interval(secs => :age) LIMIT :batch
         )
     """,
     "rate_limit_counters": """
@@ -121,6 +129,7 @@ class RetentionPolicy:
     capabilities: float
     capabilities_kept: int
     batch_rows: int
+    agent_tokens: float = AGENT_TOKEN_RETENTION
 
     @classmethod
     def from_settings(cls, settings: OrchestratorSettings) -> RetentionPolicy:
@@ -139,6 +148,7 @@ class RetentionPolicy:
             "auth_audit_log": self.audit,
             "chat_audit_log": self.audit,
             "api_keys": self.audit,
+            "agent_tokens": self.agent_tokens,
             "rate_limit_counters": self.rate_limits,
             "refresh_sessions": self.refresh_sessions,
             "node_capabilities": self.capabilities,

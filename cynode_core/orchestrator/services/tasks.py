@@ -2,7 +2,11 @@
 
 Creating a task writes the task, its attachments and its one job in a
 single transaction and wakes the dispatchers with ``NOTIFY`` (delivered on
-commit), so a task is never half-created and never waits for a poll.
+commit), so a task is never half-created and never waits for a poll. A
+draft (``planning_state`` ``draft``) gets no job: the options its job will
+be built from wait in ``tasks.metadata`` until it is made ready
+(``services/task_ready.py``), which builds the job with :func:`start_task`
+as a ready create does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from cynode_core.contract.job import (
     result_from_storage,
 )
 from cynode_core.orchestrator.models import Job, Node, Project, Task, TaskArtifact
+from cynode_core.orchestrator.models.tasks import NO_OWNER, PlanningState
 from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_in_background, run_timeout
 from cynode_core.orchestrator.services.nodes import worker_token
 from cynode_core.orchestrator.services.prompt_job import prompt_payload
@@ -35,10 +40,37 @@ from cynode_core.orchestrator.settings import OrchestratorSettings
 
 NOTIFY_CHANNEL = "cynode_jobs"
 MAX_ATTACHMENT_LEN = 2048
+# The key of ``tasks.metadata`` under which a draft keeps its execution options (upstream's name).
+PENDING_EXEC_KEY = "cynode_pending_exec"
 
 
 def normalize_name(name: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (name or "").strip().lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """What a task's job is built from besides its prompt; a draft keeps them in ``tasks.metadata``."""
+
+    input_mode: str = "prompt"
+    use_inference: bool = False
+    use_sba: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"use_sba": self.use_sba, "use_inference": self.use_inference, "input_mode": self.input_mode}
+
+    @classmethod
+    def pending(cls, task: Task) -> ExecOptions:
+        """A draft's kept options; a draft without them gets its input mode's defaults (as a REST create)."""
+        kept = (task.metadata_ or {}).get(PENDING_EXEC_KEY)
+        mode = task.input_mode or "prompt"
+        if not isinstance(kept, dict):
+            return cls(input_mode=mode, use_inference=mode == "prompt")
+        return cls(
+            input_mode=str(kept.get("input_mode") or mode),
+            use_inference=kept.get("use_inference") is True,
+            use_sba=kept.get("use_sba") is True,
+        )
 
 
 @dataclass
@@ -50,6 +82,13 @@ class NewTask:
     project_id: str | None = None
     attachments: list[str] = field(default_factory=list)
     request_id: str | None = None
+    # A draft gets no job until it is made ready (agents_contract.md 2).
+    draft: bool = False
+    use_sba: bool = False
+
+    @property
+    def options(self) -> ExecOptions:
+        return ExecOptions(self.input_mode, self.use_inference, self.use_sba)
 
 
 @dataclass
@@ -93,26 +132,65 @@ def _unique_name(session: Session, user_id: uuid.UUID, requested: str | None) ->
     return f"{name}-{n}"
 
 
-def job_payload(settings: OrchestratorSettings, new: NewTask) -> SandboxRequest:
-    """The sandbox request a new task's job carries (docs/wire_contract.md#job-payload)."""
-    if new.input_mode == "prompt":
-        return prompt_payload(settings.prompt_image, new.prompt, settings.inference_model)
+def job_payload(settings: OrchestratorSettings, prompt: str, options: ExecOptions) -> SandboxRequest:
+    """The sandbox request a task's job carries (docs/wire_contract.md#job-payload)."""
+    if options.input_mode == "prompt":
+        return prompt_payload(settings.prompt_image, prompt, settings.inference_model)
     # A command task that asks for inference needs a client of the proxy: it
     # gets the prompt image (python and curl), as inference jobs do in the reference
     # implementation, CyNodeAI (docs/wire_contract.md#job-payload-command).
-    if new.use_inference:
+    if options.use_inference:
         return SandboxRequest(
             image=settings.prompt_image,
-            command=("sh", "-c", new.prompt),
+            command=("sh", "-c", prompt),
             env={"CYNODE_MODEL": settings.inference_model},
             use_inference=True,
         )
-    return SandboxRequest(image=settings.task_image, command=("sh", "-c", new.prompt))
+    return SandboxRequest(image=settings.task_image, command=("sh", "-c", prompt))
+
+
+def lock_user_queue(session: Session, settings: OrchestratorSettings, user_id: uuid.UUID, *, check: bool) -> None:
+    """Take the user's create lock (until the transaction ends); with ``check``, refuse a job past their queue limit.
+
+    One create or ready per user at a time, on every orchestrator: the queue
+    limit and the unique name count what the previous one wrote.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"task-name:{user_id}"})
+    if check:
+        check_queue_room(session, settings, user_id)
+
+
+def start_task(session: Session, settings: OrchestratorSettings, task: Task, options: ExecOptions) -> Job:
+    """Make ``task`` ready: its one job queued (built from its prompt and ``options``), the dispatchers woken.
+
+    The ``NOTIFY`` is delivered on commit; the caller holds the owner's
+    create lock and has checked their queue (:func:`lock_user_queue`).
+    """
+    task.planning_state = PlanningState.READY.value
+    if task.metadata_ and PENDING_EXEC_KEY in task.metadata_:
+        task.metadata_ = {k: v for k, v in task.metadata_.items() if k != PENDING_EXEC_KEY} or None
+    job = Job(
+        task_id=task.id,
+        owner_id=task.created_by or NO_OWNER,
+        status=JobStatus.QUEUED,
+        payload=job_payload(settings, task.prompt or "", options).to_json(),
+    )
+    session.add(job)
+    session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+    session.flush()
+    return job
 
 
 def create_task(
     session: Session, settings: OrchestratorSettings, user_id: uuid.UUID, new: NewTask
 ) -> TaskWithAttachments:
+    """Write a task and its attachments; unless it is a draft, its job too (docs/wire_contract.md#tasks-create).
+
+    It is a draft when ``new.draft`` asks for one or ``task_auto_ready`` is
+    off: status pending, ``planning_state`` draft, no job, its options kept
+    under :data:`PENDING_EXEC_KEY` for the ready.
+    """
+    draft = new.draft or not settings.task_auto_ready
     project_id: uuid.UUID
     if new.project_id and new.project_id.strip():
         try:
@@ -123,10 +201,8 @@ def create_task(
             raise InvalidInput("Invalid project_id")
     else:
         project_id = default_project(session, user_id)
-    # One create per user at a time, on every orchestrator: the queue limit
-    # and the unique name count what the previous create wrote.
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"task-name:{user_id}"})
-    check_queue_room(session, settings, user_id)
+    # A draft queues no job: only its name needs the lock.
+    lock_user_queue(session, settings, user_id, check=not draft)
     name = _unique_name(session, user_id, new.task_name)
     task = Task(
         created_by=user_id,
@@ -136,6 +212,8 @@ def create_task(
         name=name,
         input_mode=new.input_mode,
         request_id=new.request_id,
+        planning_state=(PlanningState.DRAFT if draft else PlanningState.READY).value,
+        metadata_={PENDING_EXEC_KEY: new.options.to_json()} if draft else None,
     )
     session.add(task)
     session.flush()
@@ -145,11 +223,10 @@ def create_task(
         if path and len(path) <= MAX_ATTACHMENT_LEN and path not in kept:
             kept.append(path)
             session.add(TaskArtifact(task_id=task.id, path=path, storage_ref=""))
-    session.add(
-        Job(task_id=task.id, owner_id=user_id, status=JobStatus.QUEUED, payload=job_payload(settings, new).to_json())
-    )
-    session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
-    session.flush()
+    if draft:
+        session.flush()
+    else:
+        start_task(session, settings, task, new.options)
     return TaskWithAttachments(task, kept)
 
 
@@ -182,6 +259,10 @@ def attachments_of(session: Session, task_ids: list[uuid.UUID]) -> dict[uuid.UUI
     for task_id, path in rows:
         out.setdefault(task_id, []).append(path)
     return out
+
+
+def with_attachments(session: Session, task: Task) -> TaskWithAttachments:
+    return TaskWithAttachments(task, attachments_of(session, [task.id]).get(task.id, []))
 
 
 def list_tasks(
