@@ -24,7 +24,11 @@ PM_MODEL = "cynodeai.pm"
 
 @dataclass(frozen=True)
 class ChatEvent:
-    """What a streamed answer brings: ``text`` (a delta), ``waiting`` (seconds), ``amended`` (whole text)."""
+    """What a streamed answer brings.
+
+    ``text`` (a delta), ``waiting`` (seconds), ``amended`` (the whole text), and the agent's steps:
+    ``tool`` (``text`` is ``<tool> <arguments>``) and ``tool_result`` (``<tool>: <preview>``).
+    """
 
     kind: str
     text: str = ""
@@ -91,6 +95,10 @@ def _chat_events(name: str, data: str) -> Iterator[ChatEvent]:
     payload = json.loads(data)
     if name == "cynodeai.heartbeat":
         yield ChatEvent("waiting", seconds=int(payload.get("elapsed_s", 0)))
+    elif name == "cynodeai.tool_call":
+        yield ChatEvent("tool", text=f"{payload.get('name', '')} {payload.get('arguments', '')}")
+    elif name == "cynodeai.tool_progress" and payload.get("state") == "result":
+        yield ChatEvent("tool_result", text=f"{payload.get('tool', '')}: {payload.get('preview', '')}")
     elif name == "cynodeai.amendment":
         yield ChatEvent("amended", text=str(payload.get("content", "")))
     elif name == "message":

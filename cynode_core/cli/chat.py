@@ -31,6 +31,10 @@ def _answer(chat: ChatClient, text: str) -> None:
         if event.kind == "text":
             click.echo(event.text, nl=False)
             sys.stdout.flush()
+        elif event.kind == "tool":
+            click.echo(f"[calling {event.text}]", err=True)
+        elif event.kind == "tool_result":
+            click.echo(f"[result {event.text}]", err=True)
         elif event.kind == "amended":
             click.echo("\n[the answer was corrected: secrets were redacted]\n" + event.text, nl=False)
     click.echo()

@@ -92,9 +92,16 @@ def admin_password(stack: Stack) -> str:
 @click.option("--command", "command", default=DEMO_COMMAND, show_default=True, help="the sample command task")
 @click.option("--prompt", "prompt", default=DEMO_PROMPT, show_default=True, help="the sample prompt task")
 def demo(command: str, prompt: str) -> None:
-    """Bring the system up, log in, run sample tasks (a command, a prompt, a sandbox asking the model), stop."""
+    """Bring the system up, log in, run sample tasks (a command, a prompt, a sandbox asking the model), chat, stop.
+
+    The chat part: the project-manager agent, asked in a streamed chat, creates a draft task through
+    its tools; the demo approves it and shows its result.
+    """
     # The small base model rambles; a short answer keeps the demo readable.
     os.environ.setdefault("CYNODE_LLAMACPP_NUM_PREDICT", "40")
+    # The agent's turn: one tool, one step, so even the tiny model's turn is short.
+    os.environ.setdefault("CYNODE_PMA_TOOLS", "task.create")
+    os.environ.setdefault("CYNODE_PMA_MAX_STEPS", "1")
     stack = Stack(orchestrator_settings(), progress=_progress)
     try:
         stack.start()
@@ -120,7 +127,7 @@ def demo(command: str, prompt: str) -> None:
             _progress(f"{title}: {body['prompt'][:70]}")
             created = client.call("POST", "/v1/tasks", json=body)
             failures += _show(_wait_result(client, created["id"], timeout=180))
-        failures += _demo_chat(client)
+        failures += _demo_agent(client)
         if failures:
             raise click.ClickException(f"{failures} demo step(s) did not complete")
     except (StackError, ApiError) as exc:
@@ -130,20 +137,31 @@ def demo(command: str, prompt: str) -> None:
         stack.stop()
 
 
-DEMO_CHAT = "Say hello to the team in one short sentence."
+DEMO_AGENT = "Create a task that runs the command: echo hello from the agent"
 
 
-def _demo_chat(client: GatewayClient) -> int:
-    """A short chat with cynodeai.pm, its tokens printed as they stream in; 1 when no answer came."""
-    _progress(f"chat with cynodeai.pm, streamed (POST /v1/chat/completions): {DEMO_CHAT}")
-    answer = ""
-    for event in ChatClient(client).stream(DEMO_CHAT):
-        if event.kind == "text":
-            answer += event.text
+def _demo_agent(client: GatewayClient) -> int:
+    """The PM agent creates a draft task through its tools; it is approved here and run; 1 when a step failed."""
+    _progress(f"the project-manager agent, asked in a chat: {DEMO_AGENT}")
+    created = []
+    for event in ChatClient(client).stream(DEMO_AGENT):
+        if event.kind == "tool":
+            click.echo(f"[agent calls {event.text}]")
+        elif event.kind == "tool_result":
+            click.echo(f"[tool result {event.text[:160]}]")
+            if event.text.startswith("task.create:"):
+                created.append(event.text)
+        elif event.kind == "text":
             click.echo(event.text, nl=False)
-            sys.stdout.flush()
     click.echo()
-    return 0 if answer.strip() else 1
+    drafts = [t for t in client.call("GET", "/v1/tasks")["tasks"] if t.get("planning_state") == "draft"]
+    if not created or not drafts:
+        click.echo("the agent created no task")
+        return 1
+    task = drafts[0]
+    _progress(f"approving the agent's draft task {task['task_name']} (POST /v1/tasks/{{id}}/ready)")
+    client.call("POST", f"/v1/tasks/{task['id']}/ready")
+    return _show(_wait_result(client, task["id"], timeout=180))
 
 
 def _show(result: dict) -> int:

@@ -9,7 +9,7 @@ Feature: Small proofs of Phase 1 requirements the other features do not tag
   Scenario: Every orchestrator route outside the probes and the API description is under /v1/
     Given the orchestrator app on a migrated database
     When I list the routes of the gateway and the control plane
-    Then every route other than "/healthz", "/readyz", "/metrics", "/openapi.json" and the "/docs" pages starts with "/v1/"
+    Then every route other than "/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp" and the "/docs" pages starts with "/v1/"
     And the task, auth, user and node routes are among them
 
   @REQ-STANDS-0105 @phase1

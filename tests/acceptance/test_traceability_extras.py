@@ -45,7 +45,8 @@ from cynode_core.orchestrator.settings import OrchestratorSettings
 scenarios("orchestrator/traceability_extras.feature")
 
 # Routes outside /v1/: the probes (health, readiness, metrics) and the API description.
-UNVERSIONED = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+# /mcp: the MCP streamable HTTP endpoint keeps the path MCP clients expect (mcp_contract.md 2.2).
+UNVERSIONED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp"}
 DOCS_PREFIX = "/docs"
 PROVIDER_KEYS = {
     "OPENAI_API_KEY": "sk-test-" + secrets.token_hex(16),
@@ -89,7 +90,7 @@ def list_routes(ctx: Ctx) -> None:
 
 
 @then(
-    'every route other than "/healthz", "/readyz", "/metrics", "/openapi.json" and the "/docs" pages starts with "/v1/"'
+    'every route other than "/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp" and the "/docs" pages starts with "/v1/"'
 )
 def routes_versioned(ctx: Ctx) -> None:
     stray = [
@@ -321,12 +322,17 @@ def stable_after_reopen(ctx: Ctx, opened: contextlib.ExitStack) -> None:
     assert _project_of(again, task_id) == ctx["projects"]["alice"]
 
 
+# The MCP audit log has no foreign keys (mcp_contract.md 8, decision 6): a call that is refused, or whose
+# effect was rolled back, is recorded with the ids it named, which may name nothing.
+NO_FOREIGN_KEYS = {"mcp_tool_call_audit_log"}
+
+
 @then("every project_id column of the schema is a foreign key to projects.id")
 def project_fks(ctx: Ctx) -> None:
     inspector = inspect(ctx["orch"].db.engine)
     checked = []
     for table in inspector.get_table_names():
-        if "project_id" not in {c["name"] for c in inspector.get_columns(table)}:
+        if "project_id" not in {c["name"] for c in inspector.get_columns(table)} or table in NO_FOREIGN_KEYS:
             continue
         fks = [
             fk
