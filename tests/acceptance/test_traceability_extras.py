@@ -90,7 +90,8 @@ def list_routes(ctx: Ctx) -> None:
 
 
 @then(
-    'every route other than "/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp" and the "/docs" pages starts with "/v1/"'
+    'every route other than "/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp" and the "/docs" pages '
+    'starts with "/v1/"'
 )
 def routes_versioned(ctx: Ctx) -> None:
     stray = [

@@ -5,7 +5,9 @@
   the Worker API's ``RunJobRequest``, decoded and validated at the edge;
 - :mod:`.result`: the node's ``RunJobResponse``, a dispatch failure, the
   cancel answer, and the stored result's client-facing text;
-- :mod:`.report`: a node's report on a job it was handed with ``jobs:start``.
+- :mod:`.report`: a node's report on a job it was handed with ``jobs:start``;
+- :mod:`.sba`: the sandbox agent runner's job spec and result (standard
+  library only: the runner imports it inside the sandbox; not re-exported).
 
 Each type has ``to_json()`` (a dict in wire order) and ``from_json()``; the
 hops between gateway, database, dispatcher, Worker API and runtime pass these
