@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cynode_core.contract.errors import CynodeError, JobNotStarted
 from cynode_core.contract.job import RunJobResponse
@@ -46,6 +47,8 @@ class ActiveJob:
     container_stopped: bool = False
     result: RunJobResponse | None = None
     error: CynodeError | None = None
+    # The response's pass-through keys the run produced (an SBA job's ``sba_result``).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class EndOnce:

@@ -41,6 +41,7 @@ from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
 from node_agent.metrics import NodeMetrics
 from node_agent.recovery import settle_interrupted_jobs
 from node_agent.sandbox_spec import build_sandbox_spec, sandbox_owner
+from node_agent.sba_job import InvalidSbaJob, SbaJob, SbaJobs
 from node_agent.settings import NodeSettings
 from node_agent.workspace import Workspaces
 
@@ -73,6 +74,7 @@ class JobExecutor:
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self.metrics.watch_slots(lambda: self.running_jobs, lambda: self._settings.job_slots)
         self.inference = JobInference(settings.resolved_state_dir / "proxy", self.metrics)
+        self.sba = SbaJobs(settings.resolved_state_dir / "sba")
         # A job's live output sink by job key (JobReports.output_for for jobs:start; none for jobs:run).
         self.output_for: Callable[[str], OutputSink | None] = lambda _key: None
         settle_interrupted_jobs(
@@ -259,6 +261,8 @@ class JobExecutor:
             max_output_bytes=self._settings.max_output_bytes,
             cancel_note=cancel_note,
         )
+        if job.extras:
+            result = dataclasses.replace(result, extras=dict(job.extras))
         self._store.save_finished(JobRecord(key, request.task_id, STATE_FINISHED, canceled=canceled, result=result))
         seconds = (ended - started).total_seconds()
         self.metrics.job_finished("canceled" if canceled else str(result.status), seconds)
@@ -285,18 +289,22 @@ class JobExecutor:
             if job.cancel_requested:
                 return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
         proxy, note = None, b""
+        try:
+            sba = self.sba.prepare(key, request.sandbox.job_spec_json) if request.sandbox.job_spec_json else None
+        except InvalidSbaJob as exc:
+            return exc.outcome()
 
         def exited(outcome: SandboxOutcome) -> None:
             assert on_exit is not None
             job.sandbox_ended.set()  # no container left to stop
-            on_exit(self._noted(job, outcome, note))
+            on_exit(self._noted(job, outcome, note, sba))
 
-        if request.sandbox.use_inference:
-            inference = self.inference.for_job(key)
-            if inference.failure is not None:
-                return inference.failure
-            proxy, note = inference.proxy, inference.stderr_note
         try:
+            if request.sandbox.use_inference:
+                inference = self.inference.for_job(key)
+                if inference.failure is not None:
+                    return inference.failure
+                proxy, note = inference.proxy, inference.stderr_note
             spec = build_sandbox_spec(
                 request,
                 self._settings,
@@ -305,6 +313,7 @@ class JobExecutor:
                 proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
                 on_output=self.output_for(key),
                 on_exit=exited if on_exit is not None else None,
+                sba=sba,
             )
             with self._lock:
                 if job.cancel_requested:  # came while the proxy started
@@ -327,13 +336,20 @@ class JobExecutor:
             finally:
                 job.sandbox_ended.set()
             self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
+            return self._noted(job, outcome, note, sba)
         finally:
             if proxy is not None:
                 proxy.close()
-        return self._noted(job, outcome, note)
+            if sba is not None:
+                sba.remove()
 
-    def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes) -> SandboxOutcome:
-        """``outcome`` with the node's notes before its stderr: the inference proxy's, and a cancel's stop."""
+    def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None) -> SandboxOutcome:
+        """``outcome`` with the node's notes before its stderr (the inference proxy's, a cancel's stop), and an
+        SBA job's result deciding its status (kept in ``job.extras`` as ``sba_result``)."""
+        if sba is not None:
+            outcome, sba_result = sba.conclude(outcome)
+            if sba_result is not None:
+                job.extras["sba_result"] = sba_result
         stderr = outcome.stderr
         if stopped_by_cancel(self._lock, job) and outcome.status != RunStatus.TIMEOUT:
             stderr = stopped_note(outcome.exit_code) + stderr

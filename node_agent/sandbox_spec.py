@@ -14,6 +14,7 @@ from pathlib import Path
 from cynode_core.contract import ExitSink, Mount, OutputSink, SandboxSpec
 from cynode_core.contract.job import RunJobRequest
 from node_agent.inference_proxy import SANDBOX_PROXY_URL, SANDBOX_SOCKET_DIR
+from node_agent.sba_job import SbaJob
 from node_agent.settings import NodeSettings
 
 # The unprivileged identity every job runs as (docs/wire_contract.md#sandbox-hardening).
@@ -59,11 +60,13 @@ def build_sandbox_spec(
     proxy_socket_dir: Path | None = None,
     on_output: OutputSink | None = None,
     on_exit: ExitSink | None = None,
+    sba: SbaJob | None = None,
 ) -> SandboxSpec:
     """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one.
 
     ``on_output`` takes the job's output as it is printed, ``on_exit`` its outcome once the container
-    exited (a job handed over with ``jobs:start``).
+    exited (a job handed over with ``jobs:start``). An SBA job (``sba``) runs the agent runner with its
+    ``/job`` directory and the runner mounted (``node_agent.sba_job``).
     """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
@@ -71,11 +74,13 @@ def build_sandbox_spec(
         # Only the socket's own directory, read-only; /run itself is a tmpfs under --read-only.
         mounts.append(Mount(source=str(proxy_socket_dir), target=SANDBOX_SOCKET_DIR, read_only=True))
         env["INFERENCE_PROXY_URL"] = SANDBOX_PROXY_URL
+    if sba is not None:
+        mounts.extend(sba.mounts)
     return SandboxSpec(
         job_id=request.job_key,
         task_id=request.task_id,
         image=settings.resolve_image(request.sandbox.image),
-        command=list(request.sandbox.command),
+        command=sba.command if sba is not None else list(request.sandbox.command),
         env=env,
         workspace_dir=str(workspace),
         timeout_seconds=timeout,

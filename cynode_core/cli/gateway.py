@@ -73,6 +73,7 @@ def task() -> None:
 @json_option
 @click.option("--command", "-c", "commands", multiple=True, help="a shell command (repeat for several lines)")
 @click.option("--prompt", "-p", default=None, help="a prompt for the node's model")
+@click.option("--agent", "-a", default=None, help="a goal for a sandbox agent, which works on it step by step")
 @click.option("--name", default=None, help="task name (made unique per user)")
 @click.option("--use-inference", is_flag=True, help="give a command task the inference proxy")
 @click.option("--draft", is_flag=True, help="keep it as a draft: nothing runs until `cynode task ready`")
@@ -82,19 +83,22 @@ def task_create(
     as_json: bool,
     commands: tuple[str, ...],
     prompt: str | None,
+    agent: str | None,
     name: str | None,
     use_inference: bool,
     draft: bool,
     wait: bool,
 ) -> None:
-    """Create a command task (--command) or a prompt task (--prompt)."""
-    if bool(commands) == bool(prompt):
-        raise click.UsageError("give either --command (one or more) or --prompt")
+    """Create a command task (--command), a prompt task (--prompt) or a sandbox-agent task (--agent)."""
+    if sum(map(bool, (commands, prompt, agent))) != 1:
+        raise click.UsageError("give one of --command (one or more), --prompt or --agent")
     if draft and wait:
         raise click.UsageError("a draft does not run until `cynode task ready`: --wait has nothing to wait for")
     body: dict[str, Any] = (
         {"prompt": prompt, "input_mode": "prompt"}
         if prompt
+        else {"prompt": agent, "use_sba": True}
+        if agent
         else {"prompt": "\n".join(commands), "input_mode": "commands"}
     )
     if name:
@@ -174,6 +178,18 @@ def task_ready(url: str | None, as_json: bool, task_ref: str) -> None:
     _emit_task(_run(lambda: _client(url).call("POST", f"/v1/tasks/{task_ref}/ready")), as_json)
 
 
+def _show_agent_steps(sba: dict[str, Any]) -> None:
+    """A sandbox agent's steps, one line each, and how it ended."""
+    for step in sba.get("steps") or []:
+        if isinstance(step, dict):
+            code = f" (exit code {step['exit_code']})" if "exit_code" in step else ""
+            click.echo(f"step {step.get('index', '?')}: {step.get('type', '?')} {step.get('status', '?')}{code}")
+    ending = sba.get("status", "?")
+    if sba.get("failure_code"):
+        ending += f": {sba['failure_code']}: {sba.get('failure_message', '')}"
+    click.echo(f"agent {ending}")
+
+
 def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) -> None:
     spinner, i, started = "|/-\\", 0, time.monotonic()
     while True:
@@ -195,6 +211,8 @@ def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) 
             result = json.loads(job.get("result") or "null")
         except ValueError:
             result = None
+        if isinstance(result, dict) and isinstance(result.get("sba_result"), dict):
+            _show_agent_steps(result["sba_result"])
         if isinstance(result, dict) and "stdout" in result:
             click.echo(f"exit code {result.get('exit_code')}, job {job['status']}")
             if result.get("stdout"):

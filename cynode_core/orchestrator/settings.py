@@ -245,6 +245,16 @@ class OrchestratorSettings:
     agent_instructions_dir: Path | None = setting(
         None, parse=parse_optional_path, help="root of the agents' instruction bundles (unset: the packaged ones)"
     )
+    sba_image: str | None = setting(
+        None, parse=parse_optional_str, help="image of sandbox-agent jobs, with python3 3.9+ (unset: prompt_image)"
+    )
+    sba_max_runtime_seconds: int = setting(
+        300, parse=parse_positive_int, help="how long a sandbox agent may work (its job's timeout is 30 s more)"
+    )
+    sba_max_output_bytes: int = setting(
+        16384, parse=parse_positive_int, help="output a sandbox agent's tool shows it per step (bytes)"
+    )
+    sba_max_steps: int = setting(8, parse=parse_positive_int, help="steps a sandbox agent may take (1 to 50)")
     task_auto_ready: bool = setting(
         True,
         parse=parse_bool,

@@ -246,8 +246,10 @@ def test_invalid_job_requests_are_400_and_create_nothing(worker: Worker, raw: st
 def test_unknown_fields_are_ignored_and_job_spec_json_without_command_is_accepted(worker: Worker) -> None:
     body = job_body([], job_spec_json="{}", extra_field=True)
     body["future_key"] = {"x": 1}
-    # The image's own entrypoint runs (busybox sh with no input): a result, not a 400.
-    assert worker.run(body).status_code == 200
+    # An SBA job whose spec is not valid: a failed result (no container), not a 400.
+    response = worker.run(body)
+    assert response.status_code == 200
+    assert response.json()["stderr"].startswith("invalid SBA job_spec_json: ")
 
 
 def test_an_oversize_body_is_413_and_only_after_authentication(worker: Worker) -> None:

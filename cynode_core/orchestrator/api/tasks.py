@@ -25,6 +25,7 @@ from cynode_core.orchestrator.api.schemas_common import (
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.models.tasks import PlanningState
 from cynode_core.orchestrator.services import task_ready, tasks
+from cynode_core.orchestrator.services.sba_payload import check_steps, read_steps
 from cynode_core.orchestrator.services.task_views import result_view, task_view
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class CreateTaskSchema(RequestSchema):
     project_id = fields.String(load_default=None, allow_none=True)
     attachments = fields.List(fields.String(), load_default=list)
     use_sba = fields.Boolean(load_default=False)
+    sba_steps = fields.Raw(
+        load_default=None,
+        metadata={"description": "with use_sba: the steps a sandbox agent runs in order, without a model"},
+    )
     planning_state = fields.String(
         load_default=PlanningState.READY.value,
         validate=validate.OneOf(PLANNING_STATES),
@@ -139,6 +144,9 @@ class Tasks(MethodView):
         """
         if not body["prompt"]:
             raise InvalidInput("Prompt is required")
+        steps = check_steps(read_steps(body["sba_steps"]))
+        if steps and not body["use_sba"]:
+            raise InvalidInput("sba_steps requires use_sba")
         mode = body["input_mode"] if body["input_mode"].strip() else "prompt"
         new = tasks.NewTask(
             prompt=body["prompt"],
@@ -150,6 +158,7 @@ class Tasks(MethodView):
             request_id=current_request_id(),
             draft=body["planning_state"] == PlanningState.DRAFT,
             use_sba=body["use_sba"],
+            sba_steps=tuple(step.to_json() for step in steps),
         )
         state = _state()
         with state.db.session() as session:

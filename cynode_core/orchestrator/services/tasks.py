@@ -28,11 +28,13 @@ from cynode_core.contract.job import (
     TaskStatus,
     result_from_storage,
 )
+from cynode_core.orchestrator.db import new_id
 from cynode_core.orchestrator.models import Job, Node, Project, Task, TaskArtifact
 from cynode_core.orchestrator.models.tasks import NO_OWNER, PlanningState
 from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_in_background, run_timeout
 from cynode_core.orchestrator.services.nodes import worker_token
 from cynode_core.orchestrator.services.prompt_job import prompt_payload
+from cynode_core.orchestrator.services.sba_payload import read_steps, sba_payload
 from cynode_core.orchestrator.services.secrets import TokenCipher
 from cynode_core.orchestrator.services.task_events import task_finished
 from cynode_core.orchestrator.services.task_limits import check_queue_room
@@ -55,9 +57,14 @@ class ExecOptions:
     input_mode: str = "prompt"
     use_inference: bool = False
     use_sba: bool = False
+    # The program of a direct_steps sandbox agent (``sba_steps``: ``{type, args}`` objects).
+    sba_steps: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"use_sba": self.use_sba, "use_inference": self.use_inference, "input_mode": self.input_mode}
+        out = {"use_sba": self.use_sba, "use_inference": self.use_inference, "input_mode": self.input_mode}
+        if self.sba_steps:
+            out["sba_steps"] = list(self.sba_steps)
+        return out
 
     @classmethod
     def pending(cls, task: Task) -> ExecOptions:
@@ -66,10 +73,12 @@ class ExecOptions:
         mode = task.input_mode or "prompt"
         if not isinstance(kept, dict):
             return cls(input_mode=mode, use_inference=mode == "prompt")
+        steps = kept.get("sba_steps")
         return cls(
             input_mode=str(kept.get("input_mode") or mode),
             use_inference=kept.get("use_inference") is True,
             use_sba=kept.get("use_sba") is True,
+            sba_steps=tuple(s for s in steps if isinstance(s, dict)) if isinstance(steps, list) else (),
         )
 
 
@@ -85,10 +94,11 @@ class NewTask:
     # A draft gets no job until it is made ready (agents_contract.md 2).
     draft: bool = False
     use_sba: bool = False
+    sba_steps: tuple[dict[str, Any], ...] = ()
 
     @property
     def options(self) -> ExecOptions:
-        return ExecOptions(self.input_mode, self.use_inference, self.use_sba)
+        return ExecOptions(self.input_mode, self.use_inference, self.use_sba, self.sba_steps)
 
 
 @dataclass
@@ -169,16 +179,36 @@ def start_task(session: Session, settings: OrchestratorSettings, task: Task, opt
     task.planning_state = PlanningState.READY.value
     if task.metadata_ and PENDING_EXEC_KEY in task.metadata_:
         task.metadata_ = {k: v for k, v in task.metadata_.items() if k != PENDING_EXEC_KEY} or None
+    job_id = new_id()
+    if options.use_sba:
+        payload = sba_payload(
+            settings,
+            job_id=job_id,
+            task_id=task.id,
+            prompt=task.prompt or "",
+            project=_project_line(session, task.project_id),
+            steps=read_steps(list(options.sba_steps)),
+            acceptance_criteria=task.acceptance_criteria,
+        )
+    else:
+        payload = job_payload(settings, task.prompt or "", options)
     job = Job(
+        id=job_id,
         task_id=task.id,
         owner_id=task.created_by or NO_OWNER,
         status=JobStatus.QUEUED,
-        payload=job_payload(settings, task.prompt or "", options).to_json(),
+        payload=payload.to_json(),
     )
     session.add(job)
     session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
     session.flush()
     return job
+
+
+def _project_line(session: Session, project_id: uuid.UUID | None) -> str:
+    """``project <slug> (<id>)``: the project context an agent is told."""
+    project = session.get(Project, project_id) if project_id is not None else None
+    return f"project {project.slug} ({project.id})" if project is not None else ""
 
 
 def create_task(
