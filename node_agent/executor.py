@@ -26,22 +26,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
 from cynode_core.contract.errors import CynodeError, NotFound, Unavailable
-from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse, RunStatus
+from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse
 from node_agent.active_job import ActiveJob, EndOnce, JobEnd, JobExecutionError, WorkspaceError
 from node_agent.inference_policy import InferencePolicy
-from node_agent.job_cancel import CANCEL_WAIT_SECONDS, start_stopper, stopped_by_cancel
+from node_agent.job_cancel import CANCEL_WAIT_SECONDS, start_stopper
 from node_agent.job_inference import JobInference
 from node_agent.job_limits import JobLimits
-from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, stopped_note, utc_now
+from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, utc_now
 from node_agent.job_store import STATE_FINISHED, JobRecord, JobStore
 from node_agent.metrics import NodeMetrics
 from node_agent.recovery import settle_interrupted_jobs
-from node_agent.sandbox_spec import build_sandbox_spec, sandbox_owner
-from node_agent.sba_job import InvalidSbaJob, SbaJob, SbaJobs
+from node_agent.sandbox_run import SandboxRun
+from node_agent.sandbox_spec import sandbox_owner
+from node_agent.sba_job import SbaJobs
 from node_agent.settings import NodeSettings
 from node_agent.workspace import Workspaces
 
@@ -74,7 +74,15 @@ class JobExecutor:
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self.metrics.watch_slots(lambda: self.running_jobs, lambda: self._settings.job_slots)
         self.inference = JobInference(settings.resolved_state_dir / "proxy", self.metrics)
-        self.sba = SbaJobs(settings.resolved_state_dir / "sba")
+        self._sandbox = SandboxRun(
+            runtime,
+            settings,
+            self._lock,
+            self.inference,
+            SbaJobs(settings.resolved_state_dir / "sba"),
+            self.metrics,
+            lambda key: self.output_for(key),
+        )
         # A job's live output sink by job key (JobReports.output_for for jobs:start; none for jobs:run).
         self.output_for: Callable[[str], OutputSink | None] = lambda _key: None
         settle_interrupted_jobs(
@@ -239,7 +247,7 @@ class JobExecutor:
             early_end(job.result)
 
         try:
-            outcome = self._run_in_sandbox(request, job, workspace, timeout, exited if early_end else None)
+            outcome = self._sandbox.run(request, job, workspace, timeout, exited if early_end else None)
             return end(outcome)
         finally:
             self._workspaces.release(workspace)
@@ -270,90 +278,6 @@ class JobExecutor:
             "job %s (task %s): %s, exit code %s, %.1f s", key, request.task_id, result.status, result.exit_code, seconds
         )
         return result
-
-    def _run_in_sandbox(
-        self,
-        request: RunJobRequest,
-        job: ActiveJob,
-        workspace: Path,
-        timeout: int,
-        on_exit: Callable[[SandboxOutcome], None] | None = None,
-    ) -> SandboxOutcome:
-        """The job's sandbox outcome, with the node's notes; ``on_exit`` gets it once the container exited.
-
-        ``on_exit`` may not be called (a runtime that does not tell, or no container ran): the caller
-        then ends the job with what this returns.
-        """
-        key = request.job_key
-        with self._lock:
-            if job.cancel_requested:
-                return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
-        proxy, note = None, b""
-        try:
-            sba = self.sba.prepare(key, request.sandbox.job_spec_json) if request.sandbox.job_spec_json else None
-        except InvalidSbaJob as exc:
-            return exc.outcome()
-
-        def exited(outcome: SandboxOutcome) -> None:
-            assert on_exit is not None
-            job.sandbox_ended.set()  # no container left to stop
-            on_exit(self._noted(job, outcome, note, sba))
-
-        try:
-            if request.sandbox.use_inference:
-                inference = self.inference.for_job(key)
-                if inference.failure is not None:
-                    return inference.failure
-                proxy, note = inference.proxy, inference.stderr_note
-            spec = build_sandbox_spec(
-                request,
-                self._settings,
-                workspace=workspace,
-                timeout=timeout,
-                proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
-                on_output=self.output_for(key),
-                on_exit=exited if on_exit is not None else None,
-                sba=sba,
-            )
-            with self._lock:
-                if job.cancel_requested:  # came while the proxy started
-                    return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
-                job.handed_to_runtime = True
-            log.info(
-                "job %s (task %s): starting in %s, timeout %d s%s",
-                key,
-                request.task_id,
-                spec.image,
-                timeout,
-                " with an inference proxy" if proxy else "",
-            )
-            called_at, clock = utc_now(), time.perf_counter()
-            try:
-                outcome = self._runtime.run(spec)
-            except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 (wire_contract.md#worker-run-job-response)
-                log.warning("job %s: runtime error: %s", key, exc)
-                outcome = SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
-            finally:
-                job.sandbox_ended.set()
-            self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
-            return self._noted(job, outcome, note, sba)
-        finally:
-            if proxy is not None:
-                proxy.close()
-            if sba is not None:
-                sba.remove()
-
-    def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None) -> SandboxOutcome:
-        """``outcome`` with the node's notes before its stderr (the inference proxy's, a cancel's stop), and an
-        SBA job's result deciding its status (kept in ``job.extras`` as ``sba_result``)."""
-        if sba is not None:
-            outcome, sba_result = sba.conclude(outcome)
-            if sba_result is not None:
-                job.extras["sba_result"] = sba_result
-        stderr = outcome.stderr
-        if stopped_by_cancel(self._lock, job) and outcome.status != RunStatus.TIMEOUT:
-            stderr = stopped_note(outcome.exit_code) + stderr
-        return dataclasses.replace(outcome, stderr=note + stderr)
 
     # ----------------------------------------------------------------- cancel
 

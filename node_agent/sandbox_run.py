@@ -1,0 +1,129 @@
+"""One job's run in its sandbox: the inference proxy, an SBA job's directory, the runtime call, the node's notes.
+
+Split out of ``executor``, which decides when a job runs and what its end
+is; this module makes the ``SandboxSpec`` (``sandbox_spec``), calls the
+runtime once, and gives back the outcome with what the node adds: the
+inference proxy's note, a cancel's stop note, and, for an SBA job
+(``sba_job``), the status its ``result.json`` decides (its ``sba_result``
+kept in ``ActiveJob.extras``). ``on_exit`` gets that outcome as soon as the
+container exited, when the runtime tells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
+from cynode_core.contract.job import RunJobRequest, RunStatus
+from node_agent.active_job import ActiveJob
+from node_agent.job_cancel import stopped_by_cancel
+from node_agent.job_inference import JobInference
+from node_agent.job_result import stopped_note, utc_now
+from node_agent.metrics import NodeMetrics
+from node_agent.sandbox_spec import build_sandbox_spec
+from node_agent.sba_job import InvalidSbaJob, SbaJob, SbaJobs
+from node_agent.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SandboxRun:
+    """What a run needs of the node: its runtime, settings, the executor's lock, the proxies and SBA jobs."""
+
+    runtime: SandboxRuntime
+    settings: NodeSettings
+    lock: threading.Lock
+    inference: JobInference
+    sba: SbaJobs
+    metrics: NodeMetrics
+    output_for: Callable[[str], OutputSink | None]
+
+    def run(
+        self,
+        request: RunJobRequest,
+        job: ActiveJob,
+        workspace: Path,
+        timeout: int,
+        on_exit: Callable[[SandboxOutcome], None] | None = None,
+    ) -> SandboxOutcome:
+        """The job's sandbox outcome, with the node's notes; ``on_exit`` gets it once the container exited.
+
+        ``on_exit`` may not be called (a runtime that does not tell, or no container ran): the caller
+        then ends the job with what this returns.
+        """
+        key = request.job_key
+        with self.lock:
+            if job.cancel_requested:
+                return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
+        proxy, note = None, b""
+        try:
+            sba = self.sba.prepare(key, request.sandbox.job_spec_json) if request.sandbox.job_spec_json else None
+        except InvalidSbaJob as exc:
+            return exc.outcome()
+
+        def exited(outcome: SandboxOutcome) -> None:
+            assert on_exit is not None
+            job.sandbox_ended.set()  # no container left to stop
+            on_exit(self._noted(job, outcome, note, sba))
+
+        try:
+            if request.sandbox.use_inference:
+                inference = self.inference.for_job(key)
+                if inference.failure is not None:
+                    return inference.failure
+                proxy, note = inference.proxy, inference.stderr_note
+            spec = build_sandbox_spec(
+                request,
+                self.settings,
+                workspace=workspace,
+                timeout=timeout,
+                proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
+                on_output=self.output_for(key),
+                on_exit=exited if on_exit is not None else None,
+                sba=sba,
+            )
+            with self.lock:
+                if job.cancel_requested:  # came while the proxy started
+                    return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
+                job.handed_to_runtime = True
+            log.info(
+                "job %s (task %s): starting in %s, timeout %d s%s",
+                key,
+                request.task_id,
+                spec.image,
+                timeout,
+                " with an inference proxy" if proxy else "",
+            )
+            called_at, clock = utc_now(), time.perf_counter()
+            try:
+                outcome = self.runtime.run(spec)
+            except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 (wire_contract.md#worker-run-job-response)
+                log.warning("job %s: runtime error: %s", key, exc)
+                outcome = SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
+            finally:
+                job.sandbox_ended.set()
+            self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
+            return self._noted(job, outcome, note, sba)
+        finally:
+            if proxy is not None:
+                proxy.close()
+            if sba is not None:
+                sba.remove()
+
+    def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None) -> SandboxOutcome:
+        """``outcome`` with the node's notes before its stderr (the inference proxy's, a cancel's stop), and an
+        SBA job's result deciding its status (kept in ``job.extras`` as ``sba_result``)."""
+        if sba is not None:
+            outcome, sba_result = sba.conclude(outcome)
+            if sba_result is not None:
+                job.extras["sba_result"] = sba_result
+        stderr = outcome.stderr
+        if stopped_by_cancel(self.lock, job) and outcome.status != RunStatus.TIMEOUT:
+            stderr = stopped_note(outcome.exit_code) + stderr
+        return dataclasses.replace(outcome, stderr=note + stderr)
