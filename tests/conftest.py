@@ -33,7 +33,7 @@ from harness.orchestrator import (
     open_orchestrator,
 )
 from harness.postgres import TestPostgres
-from harness.processes import CynodeProcess
+from harness.processes import CynodeProcess, free_port
 from harness.worker import WorkerNode
 
 from cynode_core.client import Credentials
@@ -115,6 +115,21 @@ def client(orchestrator: OrchestratorUnderTest) -> FlaskClient:
 @pytest.fixture
 def live_orchestrator(orchestrator: OrchestratorUnderTest) -> Iterator[str]:
     server = LiveServer(orchestrator.app)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def control_port() -> int:
+    """A free loopback port: a test naming it as `control_listen` gets the app served there (`live_control_plane`)."""
+    return free_port()
+
+
+@pytest.fixture
+def live_control_plane(orchestrator: OrchestratorUnderTest, control_port: int) -> Iterator[str]:
+    """The app on the port its settings name as the control plane, so calls to its own ``/mcp`` (the PM agent's)
+    reach it."""
+    server = LiveServer(orchestrator.app, port=control_port)
     yield server.url
     server.stop()
 

@@ -21,7 +21,6 @@ import pytest
 import requests
 from harness.api import ApiClient
 from harness.orchestrator import LiveServer
-from harness.processes import free_port
 from harness.scripted_ollama import REPLY_TEXT, ScriptedOllama
 from sqlalchemy import text
 
@@ -36,11 +35,6 @@ def ollama() -> Iterator[ScriptedOllama]:
 
 
 @pytest.fixture
-def control_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
 def settings_overrides(ollama: ScriptedOllama, control_port: int) -> dict[str, Any]:
     return {
         "chat_inference_url": ollama.base_url,
@@ -49,14 +43,6 @@ def settings_overrides(ollama: ScriptedOllama, control_port: int) -> dict[str, A
         "pma_tools": ["task.create", "task.ready", "help.list"],
         "pma_max_steps": 3,
     }
-
-
-@pytest.fixture
-def live(orchestrator: Any, control_port: int) -> Iterator[str]:
-    """The app on the port its settings name as the control plane: the agent's MCP calls reach it."""
-    server = LiveServer(orchestrator.app, port=control_port)
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -103,12 +89,12 @@ def _audit_rows(orchestrator: Any) -> list[dict[str, Any]]:
 
 
 def test_a_pm_turn_creates_a_draft_makes_it_ready_and_streams_its_steps(
-    live: str, user: str, orchestrator: Any, ollama: ScriptedOllama
+    live_control_plane: str, user: str, orchestrator: Any, ollama: ScriptedOllama
 ) -> None:
     create = {"action": "call", "tool": "task.create", "arguments": {"prompt": "echo hi", "input_mode": "commands"}}
     ollama.script = [json.dumps(create), _ready_call, json.dumps({"action": "reply"})]
     with requests.post(
-        f"{live}/v1/chat/completions",
+        f"{live_control_plane}/v1/chat/completions",
         json={"model": "cynodeai.pm", "stream": True, "messages": [{"role": "user", "content": "run echo hi"}]},
         headers={"Authorization": f"Bearer {user}", **EVENTS},
         stream=True,
@@ -172,11 +158,11 @@ def test_a_pm_turn_creates_a_draft_makes_it_ready_and_streams_its_steps(
 
 
 def test_invalid_decisions_call_nothing_and_the_turn_still_answers(
-    live: str, user: str, orchestrator: Any, ollama: ScriptedOllama
+    live_control_plane: str, user: str, orchestrator: Any, ollama: ScriptedOllama
 ) -> None:
     nope = json.dumps({"action": "call", "tool": "nope"})
     ollama.script = [nope, nope]
-    sdk = openai.OpenAI(base_url=f"{live}/v1", api_key=user, max_retries=0, timeout=120)
+    sdk = openai.OpenAI(base_url=f"{live_control_plane}/v1", api_key=user, max_retries=0, timeout=120)
     answer = sdk.chat.completions.create(model="cynodeai.pm", messages=[{"role": "user", "content": "hello"}])
     assert answer.choices[0].message.content == REPLY_TEXT
     assert _audit_rows(orchestrator) == []
@@ -184,9 +170,11 @@ def test_invalid_decisions_call_nothing_and_the_turn_still_answers(
     assert "Planning failed" in ollama.reply_requests()[0]["messages"][-1]["content"]
 
 
-def test_the_step_limit_stops_the_loop(live: str, user: str, orchestrator: Any, ollama: ScriptedOllama) -> None:
+def test_the_step_limit_stops_the_loop(
+    live_control_plane: str, user: str, orchestrator: Any, ollama: ScriptedOllama
+) -> None:
     ollama.script = [json.dumps({"action": "call", "tool": "help.list", "arguments": {}})] * 10
-    sdk = openai.OpenAI(base_url=f"{live}/v1", api_key=user, max_retries=0, timeout=120)
+    sdk = openai.OpenAI(base_url=f"{live_control_plane}/v1", api_key=user, max_retries=0, timeout=120)
     stream = sdk.chat.completions.create(
         model="cynodeai.pm", stream=True, messages=[{"role": "user", "content": "loop"}]
     )

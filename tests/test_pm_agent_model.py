@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,9 @@ import requests
 from cynode_llamacpp.backend import LlamaCppBackend
 from harness.api import ApiClient
 from harness.llama import MODEL
-from harness.orchestrator import LiveServer
-from harness.processes import free_port
 from sqlalchemy import text
 
 STEPS = 2
-
-
-@pytest.fixture
-def control_port() -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -42,20 +34,13 @@ def settings_overrides(llama: LlamaCppBackend, control_port: int) -> dict[str, A
     }
 
 
-@pytest.fixture
-def live(orchestrator: Any, control_port: int) -> Iterator[str]:
-    server = LiveServer(orchestrator.app, port=control_port)
-    yield server.url
-    server.stop()
-
-
 def test_a_pm_turn_on_the_tiny_model_decides_validly_and_ends_within_the_limit(
-    live: str, api: ApiClient, orchestrator: Any, caplog: pytest.LogCaptureFixture
+    live_control_plane: str, api: ApiClient, orchestrator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.login("admin", orchestrator.secrets.admin_password, expect=200)
     caplog.set_level(logging.INFO, logger="cynode_core.agents.pm_loop")
     with requests.post(
-        f"{live}/v1/chat/completions",
+        f"{live_control_plane}/v1/chat/completions",
         json={"model": "cynodeai.pm", "stream": True, "messages": [{"role": "user", "content": "What can you do?"}]},
         headers={"Authorization": f"Bearer {api.token}", "X-CyNodeAI-Events": "true"},
         stream=True,

@@ -45,9 +45,7 @@ class ToolOutcome:
 
 
 class ToolClient(Protocol):
-    """The MCP gateway as the agent sees it."""
-
-    def list_tools(self) -> list[ToolInfo]: ...
+    """The MCP gateway as the agent sees it (the tools it may call are given to :class:`PmAgent`)."""
 
     def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome: ...
 

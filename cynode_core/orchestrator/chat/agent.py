@@ -169,9 +169,6 @@ class _Guarded:
     def __init__(self, client: McpToolClient | None) -> None:
         self._client = client
 
-    def list_tools(self) -> list[ToolInfo]:
-        return self._client.list_tools() if self._client is not None else []
-
     def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
         if self._client is None:
             return ToolOutcome(False, error=UNREACHABLE)
