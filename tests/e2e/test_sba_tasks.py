@@ -47,7 +47,10 @@ def test_sba_steps_are_checked_when_the_task_is_created(cluster) -> None:  # typ
         ({"prompt": "x", "sba_steps": STEPS}, "sba_steps requires use_sba"),
         ({"prompt": "x", "use_sba": True, "sba_steps": [{"type": "rm_rf", "args": {}}]}, "sba_steps[0].type"),
         ({"prompt": "x", "use_sba": True, "sba_steps": "write_file"}, "sba_steps must be an array"),
-        ({"prompt": "x", "use_sba": True, "sba_steps": [{"type": "read_file", "args": []}]}, "args must be an object"),
+        (
+            {"prompt": "x", "use_sba": True, "sba_steps": [{"type": "read_file", "args": []}]},
+            "sba_steps[0].args: must be an object",
+        ),
     ]
     for body, detail in cases:
         answer = admin.request("POST", "/v1/tasks", json=body)

@@ -241,7 +241,7 @@ class JobSpec:
             ext_net_allowed=limits.flag("ext_net_allowed"),
             max_steps=limits.integer("max_steps"),
         )
-        steps = tuple(_step(item, f"steps[{n}]") for n, item in enumerate(read.objects("steps")))
+        steps = tuple(step_from_json(item, f"steps[{n}]") for n, item in enumerate(read.objects("steps")))
         inference = None
         if read.value.get("inference") is not None:
             section = _Object(read.value["inference"], "inference", ("allowed_models", "source"))
@@ -310,7 +310,8 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _step(value: Any, where: str) -> StepSpec:
+def step_from_json(value: Any, where: str) -> StepSpec:
+    """One ``{type, args}`` step at ``where``; :class:`InvalidSpec` on an unknown key or a wrong type."""
     read = _Object(value, where, ("type", "args"))
     return StepSpec(type=read.text("type"), args=read.mapping("args"))
 

@@ -29,6 +29,7 @@ from cynode_core.contract.job.sba import (
     InvalidSpec,
     JobSpec,
     StepSpec,
+    step_from_json,
 )
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
@@ -47,15 +48,10 @@ def read_steps(value: Any) -> tuple[StepSpec, ...]:
         return ()
     if not isinstance(value, list) or len(value) > MAX_SPEC_STEPS:
         raise InvalidInput(f"sba_steps must be an array of at most {MAX_SPEC_STEPS} steps")
-    steps = []
-    for n, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) - {"type", "args"} or not isinstance(item.get("type"), str):
-            raise InvalidInput(f"sba_steps[{n}] must be an object with a string type and an args object")
-        args = item.get("args", {})
-        if not isinstance(args, dict):
-            raise InvalidInput(f"sba_steps[{n}].args must be an object")
-        steps.append(StepSpec(item["type"], args))
-    return tuple(steps)
+    try:
+        return tuple(step_from_json(item, f"sba_steps[{n}]") for n, item in enumerate(value))
+    except InvalidSpec as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 def check_steps(steps: tuple[StepSpec, ...]) -> tuple[StepSpec, ...]:
