@@ -17,7 +17,8 @@ from pathlib import Path
 
 from benchmarks.harness import percentile, report
 from node_agent.inference_policy import InferencePolicy
-from node_agent.inference_proxy import InferenceProxy, UnixHTTPConnection
+from node_agent.inference_proxy import InferenceProxy
+from node_agent.unix_proxy import UnixHTTPConnection
 
 BODY = {
     "model": "gemma3:270m",

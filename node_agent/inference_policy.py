@@ -31,7 +31,7 @@ from cynode_core.contract.errors import InvalidInput, NotPermitted
 DEFAULT_MAX_CTX = 8192
 DEFAULT_MAX_PREDICT = 4096
 
-# The proxy's POST endpoints; each body names a model (proxy_handler.ALLOWED_ENDPOINTS
+# The proxy's POST endpoints; each body names a model (inference_proxy.ALLOWED_ENDPOINTS
 # lists what is forwarded at all; a test keeps the two in step).
 MODEL_ENDPOINTS = frozenset({"/api/show", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings"})
 # "model" everywhere; "name" is the older spelling /api/show still reads.

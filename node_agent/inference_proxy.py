@@ -1,63 +1,52 @@
 """The per-job inference proxy: Ollama's API for one sandbox, on a Unix socket only.
 
 A job with ``sandbox.use_inference`` gets its own proxy: a small HTTP/1.1
-server on ``<state_dir>/proxy/<job_id>/inference-proxy.sock`` (mode 0666, so
-the sandbox's unprivileged user can connect), the directory bind-mounted
-read-only at ``/run/cynode`` in a container that keeps ``--network none``.
-It forwards a fixed list of inference endpoints to the node's backend on
-loopback and refuses everything else, so a job can ask the model questions
-but cannot pull, push, create, copy or delete models.
+server on ``<state_dir>/proxy/<job_id>/inference-proxy.sock``, the directory
+bind-mounted read-only at ``/run/cynode`` in a container that keeps
+``--network none`` (``unix_proxy``). It forwards a fixed list of inference
+endpoints to the node's backend on loopback and refuses everything else, so
+a job can ask the model questions but cannot pull, push, create, copy or
+delete models; a body that names a model is pinned to the node's policy
+(``inference_policy``: its models, no ``keep_alive``, bounded options).
 
-The rules are docs/wire_contract.md#inference-proxy. This module holds the
-proxy's life: its socket directory and socket, the server thread, the
-connections it tracks and cuts when the job ends, its health check.
-``proxy_handler`` holds what it does with each request.
-
-Standard library only: ``socketserver`` + ``http.server`` on a thread per
-connection, ``http.client`` to the backend.
+The rules are docs/wire_contract.md#inference-proxy; ``proxy_handler``
+answers each request.
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
-import logging
-import os
-import shutil
-import socket
-import socketserver
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
-from node_agent.inference_policy import InferencePolicy
+from node_agent.inference_policy import InferencePolicy, pin_request
 from node_agent.metrics import NodeMetrics
-from node_agent.proxy_handler import ProxyHandler
-
-log = logging.getLogger(__name__)
+from node_agent.unix_proxy import (
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+    SANDBOX_SOCKET_DIR,
+    ProxyError,
+    UnixProxy,
+)
 
 SOCKET_NAME = "inference-proxy.sock"
-# Where the socket directory appears inside the sandbox, and the URL jobs get.
-SANDBOX_SOCKET_DIR = "/run/cynode"
+# The socket inside the sandbox, and the URL jobs get.
 SANDBOX_SOCKET_PATH = f"{SANDBOX_SOCKET_DIR}/{SOCKET_NAME}"
 SANDBOX_PROXY_URL = "http+unix://" + quote(SANDBOX_SOCKET_PATH, safe="")  # every "/" as %2F, like Go's PathEscape
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
-REQUEST_TIMEOUT = 120.0
-READY_TIMEOUT = 10.0
-# One sandbox gets this many connections at once; more wait in the listen queue.
-MAX_CONNECTIONS = 32
-# AF_UNIX paths are limited to 108 bytes; longer ones are reached through /proc.
-_SUN_PATH_MAX = 100
-
-
-class ProxyError(Exception):
-    """The proxy could not start or does not answer its health check."""
+# The endpoints a sandbox may use: asking the model, and reading what it is.
+# Model management (pull, push, create, copy, delete, blobs) is refused.
+ALLOWED_ENDPOINTS: dict[str, str] = {
+    "/api/tags": "GET",
+    "/api/version": "GET",
+    "/api/show": "POST",
+    "/api/generate": "POST",
+    "/api/chat": "POST",
+    "/api/embed": "POST",
+    "/api/embeddings": "POST",
+}
 
 
 def loopback_upstream(base_url: str) -> tuple[str, int, str]:
@@ -83,45 +72,14 @@ def loopback_upstream(base_url: str) -> tuple[str, int, str]:
     return host, port, parts.path.rstrip("/")
 
 
-@contextmanager
-def _unix_address(path: Path) -> Iterator[str]:
-    """An address for ``bind``/``connect`` to ``path``, however long ``path`` is."""
-    if len(os.fsencode(str(path))) <= _SUN_PATH_MAX:
-        yield str(path)
-        return
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)
+class InferenceProxy(UnixProxy):
+    """One job's inference proxy to the node's backend at ``upstream_url`` (loopback only)."""
 
-
-def connect_unix(path: Path, timeout: float | None = None) -> socket.socket:
-    """A stream socket connected to the Unix socket at ``path``."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        with _unix_address(path) as address:
-            sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """``http.client`` over a Unix socket (the node's health check; tests use it too)."""
-
-    def __init__(self, socket_path: Path, timeout: float = REQUEST_TIMEOUT) -> None:
-        super().__init__("inference", timeout=timeout)
-        self.socket_path = Path(socket_path)
-
-    def connect(self) -> None:
-        self.sock = connect_unix(self.socket_path, self.timeout)
-
-
-class InferenceProxy:
-    """One job's proxy: ``start()``, ``wait_ready()``, hand the socket directory to the sandbox, ``close()``."""
+    socket_name = SOCKET_NAME
+    sandbox_env = "INFERENCE_PROXY_URL"
+    kind = "inference"
+    upstream_name = "inference backend"
+    endpoints = ALLOWED_ENDPOINTS
 
     def __init__(
         self,
@@ -135,185 +93,23 @@ class InferenceProxy:
         max_connections: int = MAX_CONNECTIONS,
         metrics: NodeMetrics | None = None,
     ) -> None:
-        self.socket_dir = Path(socket_dir)
+        super().__init__(
+            socket_dir,
+            name=name,
+            max_body_bytes=max_body_bytes,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+        )
         # Request counts, latency and backend-reported tokens go here (node_agent.metrics).
         self.metrics = metrics
         self.upstream_url = upstream_url
         # What a job may ask of the backend (node_agent.inference_policy).
         self.policy = policy
-        self.name = name or self.socket_dir.name
-        self.max_body_bytes = max_body_bytes
-        self.request_timeout = request_timeout
-        self.max_connections = max_connections
         self.backend_address = loopback_upstream(upstream_url)
-        self._server: ProxyServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def socket_path(self) -> Path:
-        return self.socket_dir / SOCKET_NAME
+    def prepare(self, path: str, body: bytes) -> bytes:
+        return pin_request(path, body, self.policy)
 
-    def start(self) -> None:
-        """Create the socket directory and socket, and serve on a background thread."""
-        # The parent is 0700 so no other host user reaches the socket; the
-        # sandbox sees only this directory, mounted at /run/cynode.
-        self.socket_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.socket_dir.exists():
-            shutil.rmtree(self.socket_dir)  # left by a crash
-        self.socket_dir.mkdir(mode=0o755)
-        self.socket_dir.chmod(0o755)  # whatever the umask
-        try:
-            self._server = ProxyServer(self)
-            self.socket_path.chmod(0o666)  # the sandbox's user is not ours
-        except BaseException:
-            self.close()
-            raise
-        self._thread = threading.Thread(target=self._server.serve, name=f"inference-proxy-{self.name}", daemon=True)
-        self._thread.start()
-        log.info("job %s: inference proxy on %s -> %s", self.name, self.socket_path, self.upstream_url)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT, interval: float = 0.2) -> None:
-        """Poll ``GET /healthz`` over the socket until it answers 200 ``ok``; ``ProxyError`` after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            problem = self._health_problem(min(2.0, max(deadline - time.monotonic(), 0.1)))
-            if problem is None:
-                return
-            if time.monotonic() + interval > deadline:
-                raise ProxyError(f"no healthy answer on {self.socket_path} within {timeout:g} s: {problem}")
-            time.sleep(interval)
-
-    def _health_problem(self, timeout: float) -> str | None:
-        conn = UnixHTTPConnection(self.socket_path, timeout=timeout)
-        try:
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            return str(exc) or type(exc).__name__
-        finally:
-            conn.close()
-        if response.status == 200 and body == b"ok":
-            return None
-        return f"/healthz answered {response.status}"
-
-    def close(self) -> None:
-        """Stop serving, cut open connections, remove the socket and its directory. Idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop_accepting()
-            if self._thread is not None:
-                self._thread.join(timeout=5.0)
-            server.server_close()
-            server.abort_connections()
-        self._thread = None
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-    def __enter__(self) -> InferenceProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """A thread per connection, at most ``max_connections`` at once.
-
-    Past that, ``serve`` stops accepting until a connection ends: further
-    clients wait in the kernel's listen queue instead of being refused, so a
-    job's burst of requests is slowed down, never failed, and costs no thread.
-    """
-
-    daemon_threads = True
-    request_queue_size = MAX_CONNECTIONS
-
-    def __init__(self, proxy: InferenceProxy) -> None:
-        self.proxy = proxy
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._upstreams: set[socket.socket] = set()
-        self._stopping = False
-        self._aborted = False
-        self._slots = threading.Semaphore(proxy.max_connections)
-        super().__init__(str(proxy.socket_path), ProxyHandler)
-
-    def serve(self) -> None:
-        """Accept connections until ``stop_accepting``.
-
-        Used instead of ``serve_forever``, whose polling loop makes every
-        close wait up to one poll interval.
-        """
-        while True:
-            self._slots.acquire()
-            if self._stopping:
-                return
-            try:
-                request, client_address = self.get_request()
-            except OSError as exc:
-                self._slots.release()
-                if self._stopping:
-                    return
-                log.warning("job %s: inference proxy accept failed: %s", self.proxy.name, exc)
-                time.sleep(0.1)  # e.g. out of file descriptors: do not spin
-                continue
-            with self._lock:
-                self._connections.add(request)
-            try:
-                self.process_request(request, client_address)  # a thread per connection
-            except Exception:  # noqa: BLE001 - e.g. no thread could be started; keep serving
-                log.exception("job %s: inference proxy could not serve a connection", self.proxy.name)
-                self.shutdown_request(request)
-
-    def stop_accepting(self) -> None:
-        """End ``serve``: on Linux, shutting a listening socket down wakes a blocked ``accept`` at once."""
-        self._stopping = True
-        self._slots.release()  # in case serve waits for a free slot
-        try:
-            self.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def server_bind(self) -> None:
-        with _unix_address(Path(self.server_address)) as address:  # type: ignore[arg-type]
-            self.socket.bind(address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A sandbox that hangs up mid-answer is normal; anything else is a bug worth a trace.
-        if isinstance(sys.exc_info()[1], OSError):
-            log.debug("job %s: inference proxy connection ended early", self.proxy.name, exc_info=True)
-        else:
-            log.exception("job %s: inference proxy request failed", self.proxy.name)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-        self._slots.release()
-
-    def track_upstream(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            if sock is None:
-                return
-            self._upstreams.add(sock)
-            aborted = self._aborted
-        if aborted:  # the job ended while this request was on its way: send nothing
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def untrack_upstream(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._upstreams.discard(sock)  # type: ignore[arg-type]
-
-    def abort_connections(self) -> None:
-        """Cut every open connection, to the sandbox and to the backend (the job ended).
-
-        Handler threads blocked on either side then fail fast and end.
-        """
-        with self._lock:
-            self._aborted = True
-            connections = list(self._connections) + list(self._upstreams)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def upstream(self, timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+        host, port, prefix = self.backend_address
+        return http.client.HTTPConnection(host, port, timeout=timeout), prefix, {}

@@ -15,8 +15,9 @@ from pathlib import Path
 from cynode_core.contract import SandboxOutcome
 from cynode_core.contract.job import RunStatus
 from node_agent.inference_policy import InferencePolicy
-from node_agent.inference_proxy import READY_TIMEOUT, InferenceProxy, ProxyError, loopback_upstream
+from node_agent.inference_proxy import InferenceProxy, loopback_upstream
 from node_agent.metrics import NodeMetrics
+from node_agent.unix_proxy import READY_TIMEOUT, ProxyError
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,16 @@ class JobInference:
             proxy.start()
         except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 (wire_contract.md#inference-proxy)
             log.warning("job %s: inference proxy did not start: %s", key, exc)
-            return JobProxy(failure=_failed(f"proxy start: {exc}\n"))
+            return JobProxy(failure=proxy_failure(f"proxy start: {exc}\n"))
         try:
             proxy.wait_ready(self.ready_timeout)
         except ProxyError as exc:
             proxy.close()
             log.warning("job %s: inference proxy not healthy: %s", key, exc)
-            return JobProxy(failure=_failed(f"proxy readiness: {exc}\n"))
+            return JobProxy(failure=proxy_failure(f"proxy readiness: {exc}\n"))
         return JobProxy(proxy=proxy)
 
 
-def _failed(stderr: str) -> SandboxOutcome:
+def proxy_failure(stderr: str) -> SandboxOutcome:
+    """A job that failed before its container, because one of its proxies did not come up."""
     return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=stderr.encode())

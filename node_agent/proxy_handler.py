@@ -1,16 +1,20 @@
-"""How the inference proxy answers one HTTP request from a sandbox (docs/wire_contract.md#inference-proxy).
+"""How a per-job proxy answers one HTTP request from a sandbox: the inference proxy and the MCP proxy.
+
+Both proxies (``inference_proxy``, docs/wire_contract.md#inference-proxy;
+``mcp_proxy``, mcp_contract.md 2.3) share this handler; what differs is in
+the proxy object it reads (:class:`ProxyView`).
 
 The request side: the body is read within its limit (10 MiB by default;
-over it, 413 plain ``request body too large`` and nothing reaches the
-backend), the path must be one of ``ALLOWED_ENDPOINTS`` with its method,
-and only a few harmless headers are passed on; no credentials are added.
-A body that names a model is pinned to the node's policy first
-(``inference_policy``: its models, no ``keep_alive``, bounded options); a
-refusal there is answered in Ollama's own error shape, ``{"error": ...}``.
-The response side: the backend's answer is relayed as it arrives, chunk by
-chunk, so NDJSON streaming works, within the request's 120 s. The proxy's
-other answers are ``text/plain``. The server and its socket are
-``inference_proxy``'s.
+over it, 413 plain ``request body too large`` and nothing goes upstream),
+the path must be one of the proxy's ``endpoints`` with its method, and only
+a few harmless headers are passed on, plus what the proxy adds itself (the
+MCP proxy's job token; the inference proxy adds nothing). The proxy may
+rewrite the body first (``prepare``: the inference proxy pins a model
+request to the node's policy, ``inference_policy``); a refusal there is
+answered in Ollama's own error shape, ``{"error": ...}``. The response
+side: the upstream answer is relayed as it arrives, chunk by chunk, so
+NDJSON streaming works, within the request's deadline. The proxy's other
+answers are ``text/plain``. The server and its socket are ``unix_proxy``'s.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from cynode_core.contract.errors import InvalidInput, NotPermitted
 from cynode_core.http_chunked import BadChunkedBody, ChunkedBodyTooLarge, read_chunked
-from node_agent.inference_policy import InferencePolicy, pin_request
 from node_agent.metrics import LastLine, NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -37,18 +41,7 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 64 * 1024 * 1024
 READ_CHUNK = 64 * 1024
 
-# The endpoints a sandbox may use: asking the model, and reading what it is.
-# Model management (pull, push, create, copy, delete, blobs) is refused.
-ALLOWED_ENDPOINTS: dict[str, str] = {
-    "/api/tags": "GET",
-    "/api/version": "GET",
-    "/api/show": "POST",
-    "/api/generate": "POST",
-    "/api/chat": "POST",
-    "/api/embed": "POST",
-    "/api/embeddings": "POST",
-}
-# Request headers passed on to the backend; everything else (Authorization,
+# Request headers passed on upstream; everything else (Authorization,
 # Cookie, proxy and hop-by-hop headers) stays in the sandbox.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "User-Agent")
 # Response headers not relayed: hop-by-hop ones, and those this server writes itself.
@@ -78,26 +71,47 @@ class _BadBody(Exception):
 
 
 class ProxyView(Protocol):
-    """What a handler reads of its proxy (``inference_proxy.InferenceProxy``)."""
+    """What a handler reads of its proxy (``inference_proxy.InferenceProxy``, ``mcp_proxy.McpProxy``)."""
 
     @property
     def name(self) -> str: ...
     @property
+    def kind(self) -> str:
+        """What the proxy is for, in its messages: ``inference``, ``MCP``."""
+        ...
+
+    @property
     def upstream_url(self) -> str: ...
     @property
-    def backend_address(self) -> tuple[str, int, str]: ...
+    def upstream_name(self) -> str:
+        """What is upstream, in messages: ``inference backend``, ``control plane``."""
+        ...
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        """The paths a sandbox may use, each with its one method."""
+        ...
+
     @property
     def max_body_bytes(self) -> int: ...
     @property
     def request_timeout(self) -> float: ...
     @property
-    def metrics(self) -> NodeMetrics | None: ...
-    @property
-    def policy(self) -> InferencePolicy: ...
+    def metrics(self) -> NodeMetrics | None:
+        """Inference metrics, or None (the MCP proxy counts nothing here)."""
+        ...
+
+    def prepare(self, path: str, body: bytes) -> bytes:
+        """The body to send upstream; ``InvalidInput`` or ``NotPermitted`` to refuse it."""
+        ...
+
+    def upstream(self, timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+        """A connection upstream (not yet connected), the path prefix, and the headers the proxy adds."""
+        ...
 
 
 class ServerView(Protocol):
-    """What a handler uses of its server (``inference_proxy.ProxyServer``), which this module does not import."""
+    """What a handler uses of its server (``unix_proxy.ProxyServer``), which this module does not import."""
 
     @property
     def proxy(self) -> ProxyView: ...
@@ -109,7 +123,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     """One connection from the sandbox; each request is checked, then forwarded or refused."""
 
     protocol_version = "HTTP/1.1"
-    server_version = "cynode-inference-proxy"
+    server_version = "cynode-job-proxy"
     sys_version = ""
 
     @property
@@ -132,7 +146,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             metrics = self.proxy_server.proxy.metrics
             path = urlsplit(self.path).path
             if metrics is not None and path != "/healthz":  # the node's own readiness checks are no inference
-                endpoint = path if path in ALLOWED_ENDPOINTS else "other"
+                endpoint = path if path in self.proxy_server.proxy.endpoints else "other"
                 metrics.inference_request(endpoint, self._status, time.monotonic() - started)
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -155,18 +169,18 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if path == "/healthz" and self.command == "GET":
             self._reply(200, "ok")
             return
-        allowed = ALLOWED_ENDPOINTS.get(path)
+        allowed = proxy.endpoints.get(path)
         if allowed is None:
-            log.info("job %s: inference proxy refused %s %s", proxy.name, self.command, path[:200])
-            self._reply(403, "forbidden: not an allowed inference endpoint")
+            log.info("job %s: %s proxy refused %s %s", proxy.name, proxy.kind, self.command, path[:200])
+            self._reply(403, f"forbidden: not an allowed {proxy.kind} endpoint")
             return
         if self.command != allowed:
             self._reply(405, "method not allowed", {"Allow": allowed})
             return
         try:
-            body = pin_request(path, body, proxy.policy)
+            body = proxy.prepare(path, body)
         except (InvalidInput, NotPermitted) as exc:
-            log.info("job %s: inference proxy refused a %s body: %s", proxy.name, path, exc.detail)
+            log.info("job %s: %s proxy refused a %s body: %s", proxy.name, proxy.kind, path, exc.detail)
             # Ollama's error shape, so a job's Ollama client reads it like the backend's own.
             error = json.dumps({"error": exc.detail}).encode()
             self._send(403 if isinstance(exc, NotPermitted) else 400, error, "application/json; charset=utf-8")
@@ -212,8 +226,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _too_large(self, *, drain: bool = True) -> None:
         log.info(
-            "job %s: inference proxy refused an oversized body (%s bytes)",
+            "job %s: %s proxy refused an oversized body (%s bytes)",
             self.proxy_server.proxy.name,
+            self.proxy_server.proxy.kind,
             self.headers.get("Content-Length", "chunked"),
         )
         self.close_connection = True
@@ -237,11 +252,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self, path: str, body: bytes, deadline: float) -> None:
         proxy = self.proxy_server.proxy
-        host, port, prefix = proxy.backend_address
+        upstream, prefix, added = proxy.upstream(max(deadline - time.monotonic(), 0.001))
         headers = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers[name]}
+        headers.update(added)
         if self.command == "POST" or body:
             headers["Content-Length"] = str(len(body))
-        upstream = http.client.HTTPConnection(host, port, timeout=max(deadline - time.monotonic(), 0.001))
         try:
             try:
                 upstream.connect()
@@ -249,11 +264,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 upstream.request(self.command, prefix + path, body=body or None, headers=headers)
                 response = upstream.getresponse()
             except TimeoutError:
-                self._reply(504, "inference backend timed out")
+                self._reply(504, f"{proxy.upstream_name} timed out")
                 return
             except (OSError, http.client.HTTPException) as exc:
-                log.warning("job %s: inference backend %s unreachable: %s", proxy.name, proxy.upstream_url, exc)
-                self._reply(502, "inference backend unavailable")
+                log.warning("job %s: %s %s unreachable: %s", proxy.name, proxy.upstream_name, proxy.upstream_url, exc)
+                self._reply(502, f"{proxy.upstream_name} unavailable")
                 return
             self._relay(response, upstream, deadline)
         finally:
@@ -298,8 +313,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             # The status line is gone already: cutting the connection is the only signal left.
             log.warning(
-                "job %s: inference proxy cut a response: %s",
+                "job %s: %s proxy cut a response: %s",
                 self.proxy_server.proxy.name,
+                self.proxy_server.proxy.kind,
                 "timed out" if isinstance(exc, TimeoutError) else exc,
             )
             self.close_connection = True
@@ -333,4 +349,5 @@ class ProxyHandler(BaseHTTPRequestHandler):
         return "sandbox"  # a Unix socket peer has no address
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("job %s: inference proxy: " + format, self.proxy_server.proxy.name, *args)
+        proxy = self.proxy_server.proxy
+        log.debug("job %s: %s proxy: " + format, proxy.name, proxy.kind, *args)

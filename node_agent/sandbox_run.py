@@ -1,8 +1,9 @@
-"""One job's run in its sandbox: the inference proxy, an SBA job's directory, the runtime call, the node's notes.
+"""One job's run in its sandbox: its proxies, an SBA job's directory, the runtime call, the node's notes.
 
 Split out of ``executor``, which decides when a job runs and what its end
-is; this module makes the ``SandboxSpec`` (``sandbox_spec``), calls the
-runtime once, and gives back the outcome with what the node adds: the
+is; this module starts the job's proxies (inference, ``job_inference``; MCP,
+``mcp_proxy``, for a job with an ``mcp`` grant), makes the ``SandboxSpec``
+(``sandbox_spec``), calls the runtime once, and gives back the outcome with what the node adds: the
 inference proxy's note, a cancel's stop note, and, for an SBA job
 (``sba_job``), the status its ``result.json`` decides (its ``sba_result``
 kept in ``ActiveJob.extras``). ``on_exit`` gets that outcome as soon as the
@@ -19,15 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
-from cynode_core.contract.job import RunJobRequest, RunStatus
+from cynode_core.contract.job import McpGrant, RunJobRequest, RunStatus
 from node_agent.active_job import ActiveJob
 from node_agent.job_cancel import stopped_by_cancel
-from node_agent.job_inference import JobInference
+from node_agent.job_inference import JobInference, proxy_failure
 from node_agent.job_result import stopped_note, utc_now
+from node_agent.mcp_proxy import McpProxy
 from node_agent.metrics import NodeMetrics
 from node_agent.sandbox_spec import build_sandbox_spec
 from node_agent.sba_job import InvalidSbaJob, SbaJob, SbaJobs
 from node_agent.settings import NodeSettings
+from node_agent.unix_proxy import ProxyError, UnixProxy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,8 @@ class SandboxRun:
         with self.lock:
             if job.cancel_requested:
                 return SandboxOutcome(status=RunStatus.FAILED, exit_code=-1)
-        proxy, note = None, b""
+        proxies: list[UnixProxy] = []
+        note = b""
         try:
             sba = self.sba.prepare(key, request.sandbox.job_spec_json) if request.sandbox.job_spec_json else None
         except InvalidSbaJob as exc:
@@ -77,13 +81,20 @@ class SandboxRun:
                 inference = self.inference.for_job(key)
                 if inference.failure is not None:
                     return inference.failure
-                proxy, note = inference.proxy, inference.stderr_note
+                note = inference.stderr_note
+                if inference.proxy is not None:
+                    proxies.append(inference.proxy)
+            if request.mcp is not None:
+                mcp = self._mcp_proxy(key, request.mcp)
+                if isinstance(mcp, SandboxOutcome):
+                    return mcp
+                proxies.append(mcp)
             spec = build_sandbox_spec(
                 request,
                 self.settings,
                 workspace=workspace,
                 timeout=timeout,
-                proxy_socket_dir=proxy.socket_dir if proxy is not None else None,
+                proxies=proxies,
                 on_output=self.output_for(key),
                 on_exit=exited if on_exit is not None else None,
                 sba=sba,
@@ -98,7 +109,7 @@ class SandboxRun:
                 request.task_id,
                 spec.image,
                 timeout,
-                " with an inference proxy" if proxy else "",
+                "".join(f" with an {proxy.kind} proxy" for proxy in proxies),
             )
             called_at, clock = utc_now(), time.perf_counter()
             try:
@@ -111,10 +122,28 @@ class SandboxRun:
             self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
             return self._noted(job, outcome, note, sba)
         finally:
-            if proxy is not None:
+            for proxy in reversed(proxies):
                 proxy.close()
             if sba is not None:
                 sba.remove()
+
+    def _mcp_proxy(self, key: str, grant: McpGrant) -> McpProxy | SandboxOutcome:
+        """Job ``key``'s MCP proxy, started and healthy; a failed outcome when it is not (mcp_contract.md 2.3)."""
+        try:
+            proxy = McpProxy(self.inference.proxy_root / key, self.settings.orchestrator_url, grant, name=key)
+            proxy.start()
+        except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 like the inference proxy's
+            log.warning("job %s: MCP proxy did not start: %s", key, exc)
+            return proxy_failure(f"MCP proxy start: {exc}\n")
+        try:
+            proxy.wait_ready(self.inference.ready_timeout)
+        except ProxyError as exc:
+            proxy.close()
+            log.warning("job %s: MCP proxy not healthy: %s", key, exc)
+            return SandboxOutcome(
+                status=RunStatus.FAILED, exit_code=-1, stderr=f"MCP proxy readiness: {exc}\n".encode()
+            )
+        return proxy
 
     def _noted(self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None) -> SandboxOutcome:
         """``outcome`` with the node's notes before its stderr (the inference proxy's, a cancel's stop), and an

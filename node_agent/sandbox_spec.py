@@ -9,13 +9,14 @@ always ``none`` (docs/wire_contract.md#sandbox).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from cynode_core.contract import ExitSink, Mount, OutputSink, SandboxSpec
 from cynode_core.contract.job import RunJobRequest
-from node_agent.inference_proxy import SANDBOX_PROXY_URL, SANDBOX_SOCKET_DIR
 from node_agent.sba_job import SbaJob
 from node_agent.settings import NodeSettings
+from node_agent.unix_proxy import SANDBOX_SOCKET_DIR, UnixProxy
 
 # The unprivileged identity every job runs as (docs/wire_contract.md#sandbox-hardening).
 SANDBOX_UID = 65534
@@ -57,12 +58,12 @@ def build_sandbox_spec(
     *,
     workspace: Path,
     timeout: int,
-    proxy_socket_dir: Path | None = None,
+    proxies: Sequence[UnixProxy] = (),
     on_output: OutputSink | None = None,
     on_exit: ExitSink | None = None,
     sba: SbaJob | None = None,
 ) -> SandboxSpec:
-    """The spec of one run; ``proxy_socket_dir`` is the job's inference proxy directory, if it has one.
+    """The spec of one run; ``proxies`` are the job's proxies (inference, MCP), which share one socket directory.
 
     ``on_output`` takes the job's output as it is printed, ``on_exit`` its outcome once the container
     exited (a job handed over with ``jobs:start``). An SBA job (``sba``) runs the agent runner with its
@@ -70,10 +71,11 @@ def build_sandbox_spec(
     """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
-    if proxy_socket_dir is not None:
-        # Only the socket's own directory, read-only; /run itself is a tmpfs under --read-only.
-        mounts.append(Mount(source=str(proxy_socket_dir), target=SANDBOX_SOCKET_DIR, read_only=True))
-        env["INFERENCE_PROXY_URL"] = SANDBOX_PROXY_URL
+    if proxies:
+        # Only the sockets' own directory, read-only; /run itself is a tmpfs under --read-only.
+        mounts.append(Mount(source=str(proxies[0].socket_dir), target=SANDBOX_SOCKET_DIR, read_only=True))
+        for proxy in proxies:
+            env[proxy.sandbox_env] = proxy.sandbox_url
     if sba is not None:
         mounts.extend(sba.mounts)
     return SandboxSpec(

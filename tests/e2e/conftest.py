@@ -29,6 +29,7 @@ class Cluster:
 
     def __init__(self, tmp: Path, database_url: str, secrets: Any):
         self.tmp = tmp
+        self.database_url = database_url
         self.secrets = secrets
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)

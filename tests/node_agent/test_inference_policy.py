@@ -24,7 +24,7 @@ from node_agent.inference_policy import (
     node_models,
     pin_request,
 )
-from node_agent.proxy_handler import ALLOWED_ENDPOINTS
+from node_agent.inference_proxy import ALLOWED_ENDPOINTS
 from node_agent.settings import NodeSettings
 
 POLICY = InferencePolicy(models=("gemma3:270m", "nomic-embed-text:latest"), max_ctx=4096, max_predict=512)

@@ -38,16 +38,9 @@ from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body, make_set
 from cynode_core.contract import InferenceBackend, SandboxRuntime
 from cynode_core.orchestrator.services.prompt_job import PROMPT_SCRIPT
 from node_agent.inference_policy import InferencePolicy
-from node_agent.inference_proxy import (
-    MAX_BODY_BYTES,
-    SANDBOX_PROXY_URL,
-    SOCKET_NAME,
-    InferenceProxy,
-    ProxyError,
-    UnixHTTPConnection,
-    connect_unix,
-)
+from node_agent.inference_proxy import SANDBOX_PROXY_URL, SOCKET_NAME, InferenceProxy
 from node_agent.job_inference import NO_INFERENCE_NOTE
+from node_agent.unix_proxy import MAX_BODY_BYTES, ProxyError, UnixHTTPConnection, connect_unix
 
 PYTHON_IMAGE = "localhost/cynode-sandbox:python"
 PROMPT = "The capital of France is"

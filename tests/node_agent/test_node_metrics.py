@@ -22,8 +22,8 @@ from metrics_samples import families_of, value
 from node_helpers import WORKER_TOKEN, Worker, WorkerFactory, job_body
 
 from cynode_core.contract import InferenceBackend
-from node_agent.inference_proxy import UnixHTTPConnection
 from node_agent.metrics import LastLine, NodeMetrics
+from node_agent.unix_proxy import UnixHTTPConnection
 
 
 def scrape(worker: Worker) -> dict[str, Any]:

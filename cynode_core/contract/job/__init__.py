@@ -24,6 +24,7 @@ from cynode_core.contract.job.report import (
 )
 from cynode_core.contract.job.request import (
     WIRE_VERSION,
+    McpGrant,
     ReportLease,
     RunJobRequest,
     SandboxRequest,
@@ -64,6 +65,7 @@ __all__ = [
     "JobResult",
     "JobReport",
     "JobStatus",
+    "McpGrant",
     "ReportLease",
     "ReportState",
     "RunJobRequest",

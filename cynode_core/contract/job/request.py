@@ -27,6 +27,7 @@ COMMAND_REQUIRED = "sandbox.command is required when job_spec_json is not set"
 UNSUPPORTED_VERSION = "unsupported version"
 IDS_REQUIRED = "task_id and job_id are required"
 IDS_NOT_UUIDS = "task_id and job_id must be UUIDs"
+MAX_GRANT_TOKEN_CHARS = 256
 
 # Canonical 8-4-4-4-12 form only: uuid.UUID() would also take braces,
 # "urn:uuid:" prefixes and bare hex, none of which a client should send.
@@ -185,11 +186,42 @@ class ReportLease:
 
 
 @dataclass(frozen=True)
+class McpGrant:
+    """The MCP credential of one job (mcp_contract.md 2.3): the node holds it, the sandbox never sees it.
+
+    ``agent_token`` is a ``sandbox`` agent token the dispatcher minted for
+    this job; the node's per-job MCP proxy adds it to the sandbox's tool
+    calls. It is left out of ``repr`` so it never reaches a log line.
+    """
+
+    agent_token: str = field(repr=False)
+    expires_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent_token": self.agent_token, "expires_at": self.expires_at}
+
+    @classmethod
+    def from_json(cls, value: Any) -> McpGrant | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise InvalidInput(INVALID_BODY)
+        token, expires = value.get("agent_token"), value.get("expires_at", "")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_GRANT_TOKEN_CHARS or not token.isascii():
+            raise InvalidInput(f"mcp.agent_token must be a string of 1 to {MAX_GRANT_TOKEN_CHARS} ASCII characters")
+        if not isinstance(expires, str) or len(expires) > 64:
+            raise InvalidInput("mcp.expires_at must be a timestamp string")
+        if not token.isprintable() or " " in token:
+            raise InvalidInput("mcp.agent_token must not hold spaces or control characters")
+        return cls(token, expires)
+
+
+@dataclass(frozen=True)
 class RunJobRequest:
     """A ``POST /v1/worker/jobs:run`` body (docs/wire_contract.md#worker-run-job).
 
     ``report`` is set only for ``jobs:start`` (a node that reports back);
-    ``jobs:run`` ignores it.
+    ``jobs:run`` ignores it. ``mcp`` is a sandbox agent's tool credential.
     """
 
     task_id: str
@@ -197,6 +229,7 @@ class RunJobRequest:
     sandbox: SandboxRequest
     version: int = WIRE_VERSION
     report: ReportLease | None = None
+    mcp: McpGrant | None = None
 
     @property
     def job_key(self) -> str:
@@ -212,6 +245,8 @@ class RunJobRequest:
         }
         if self.report is not None:
             out["report"] = self.report.to_json()
+        if self.mcp is not None:
+            out["mcp"] = self.mcp.to_json()
         return out
 
     @classmethod
@@ -226,6 +261,7 @@ class RunJobRequest:
             job_id=read.text("job_id"),
             sandbox=SandboxRequest.from_json(body.get("sandbox")),
             report=ReportLease.from_json(body.get("report")),
+            mcp=McpGrant.from_json(body.get("mcp")),
         )
         if not request.sandbox.has_work:
             raise InvalidInput(COMMAND_REQUIRED)

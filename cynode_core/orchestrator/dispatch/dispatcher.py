@@ -37,6 +37,7 @@ from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
 from cynode_core.orchestrator.dispatch.fence import hold_on_node, retry_delay
 from cynode_core.orchestrator.dispatch.job_reports import ReportingNodes
 from cynode_core.orchestrator.dispatch.queue import CandidateCache, JobQueue, SuspectNodes
+from cynode_core.orchestrator.dispatch.sandbox_grant import with_mcp_grant
 from cynode_core.orchestrator.dispatch.store import (
     fail_job,
     recover_expired_leases,
@@ -191,6 +192,7 @@ class Dispatcher:
         return outcome
 
     def _run(self, job: ClaimedJob) -> None:
+        job = with_mcp_grant(self.state.db, self.settings, job)  # a sandbox agent's tool credential
         with self._lock:
             self._inflight[job.job_id] = job.lease_id
         started = time.perf_counter()

@@ -37,7 +37,7 @@ from cynode_core.contract.job import (
 )
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob, Leased
-from cynode_core.orchestrator.services import job_output
+from cynode_core.orchestrator.services import job_grants, job_output
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,14 @@ def _encoded(result: JobResult) -> str:
 
 
 def finish_task(session: Any, task_id: uuid.UUID | str, status: TaskStatus) -> None:
-    """Close a task with ``status`` unless it already reached a terminal one."""
+    """Close a task with ``status`` unless it already reached a terminal one; its jobs' MCP grants die with it."""
     session.execute(
         text(
             f"UPDATE tasks SET status = :s, closed = true, updated_at = now() WHERE id = :id AND status NOT IN {_TERMINAL}"
         ),
         {"s": status.value, "id": task_id},
     )
+    job_grants.revoke_task_grants(session, task_id, "job_ended")
 
 
 def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: str) -> None:
@@ -156,7 +157,7 @@ def fail_job(session: Session, job: Leased, message: str) -> bool:
 def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool, error: str) -> None:
     """Put a job back in the queue for any node: its node never got it, said it does not run it, or was fenced off."""
     with db.session() as session:
-        session.execute(
+        requeued = session.execute(
             text(
                 "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL, "
                 "next_attempt_at = now() + make_interval(secs => :d), last_error = :e, updated_at = now(), "
@@ -164,7 +165,9 @@ def requeue(db: Database, job: ClaimedJob, *, delay: float, count_attempt: bool,
                 "WHERE id = :id AND lease_id = :lease AND status = 'running'"
             ),
             {"d": delay, "e": error, "id": job.job_id, "lease": job.lease_id},
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        if requeued and job.request.mcp is not None:  # the next hand-over mints its own
+            job_grants.revoke_task_grants(session, job.task_id, "job_requeued")
 
 
 def take_attempt(db: Database, job: ClaimedJob, error: str, lease_seconds: float) -> ClaimedJob | None:

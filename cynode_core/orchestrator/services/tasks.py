@@ -32,6 +32,7 @@ from cynode_core.orchestrator.db import new_id
 from cynode_core.orchestrator.models import Job, Node, Project, Task, TaskArtifact
 from cynode_core.orchestrator.models.tasks import NO_OWNER, PlanningState
 from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_in_background, run_timeout
+from cynode_core.orchestrator.services import job_grants
 from cynode_core.orchestrator.services.nodes import worker_token
 from cynode_core.orchestrator.services.prompt_job import prompt_payload
 from cynode_core.orchestrator.services.sba_payload import read_steps, sba_payload
@@ -354,6 +355,7 @@ def cancel(session: Session, cipher: TokenCipher, task: Task) -> list[CancelTarg
         )
         .returning(Job.id, Job.node_id, Job.started_at)
     ).all()
+    job_grants.revoke_task_grants(session, task.id, "task_canceled")
     targets = []
     for job_id, node_id, started in running:
         node = session.get(Node, node_id) if node_id is not None and started else None
