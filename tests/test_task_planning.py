@@ -20,6 +20,7 @@ import pytest
 import requests
 from acceptance.conftest import assert_problem
 from harness.api import ApiClient
+from harness.mcp import call_tool, mint, user_id
 from harness.nodes import NodeHandle, make_dispatchable
 from harness.orchestrator import USER_PASSWORD, InProcessDispatcher, create_users, jobs_of, rows, task_status
 from harness.processes import wait_until
@@ -219,6 +220,22 @@ class TestQueueLimit:
         assert refused.headers["Retry-After"]
         assert jobs_of(orchestrator.db, drafts[1]["id"]) == []
         assert as_alice("GET", f"/v1/tasks/{drafts[1]['id']}").json()["planning_state"] == "draft"
+
+    def test_a_ready_past_it_over_mcp_is_429_with_retry_after_and_audited(
+        self, orchestrator: Any, api: ApiClient, as_alice: Any
+    ) -> None:
+        drafts = [_create(as_alice, {**COMMAND, "planning_state": "draft"}) for _ in range(2)]
+        admin = api.login("admin", orchestrator.secrets.admin_password, expect=200).json()["access_token"]
+        token = mint(api, admin, user_id(orchestrator.db, "alice"))["token"]
+        assert call_tool(api, token, "task.ready", {"task_id": drafts[0]["id"]}).status_code == 200
+        refused = call_tool(api, token, "task.ready", {"task_id": drafts[1]["id"]})
+        assert (refused.status_code, refused.json()["error_type"]) == (429, "rate_limited"), refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert jobs_of(orchestrator.db, drafts[1]["id"]) == []
+        audit = rows(
+            orchestrator.db, "SELECT decision, status, error_type FROM mcp_tool_call_audit_log ORDER BY created_at"
+        )
+        assert [tuple(r.values()) for r in audit] == [("allow", "success", None), ("allow", "error", "rate_limited")]
 
 
 class TestDispatch:

@@ -8,6 +8,7 @@ hands the keys back in.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -66,6 +67,15 @@ class RunJobResponse:
     @property
     def succeeded(self) -> bool:
         return self.status == RunStatus.COMPLETED
+
+    def with_final_answer(self) -> RunJobResponse:
+        """The answer as stored: a blank ``stdout`` replaced by a sandbox agent's ``final_answer``, if it has one
+        (agents_contract.md 5.7)."""
+        sba = self.extras.get("sba_result")
+        answer = sba.get("final_answer") if isinstance(sba, dict) else None
+        if (self.stdout or "").strip() or not isinstance(answer, str) or not answer.strip():
+            return self
+        return dataclasses.replace(self, stdout=answer)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version}

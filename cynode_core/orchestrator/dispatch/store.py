@@ -78,6 +78,7 @@ def store_result(session: Session, job: Leased, result: RunJobResponse, *, appen
 
     ``append_output=False``: the node sent the output already (``output`` reports), followers have it.
     """
+    result = result.with_final_answer()
     status = TaskStatus.COMPLETED if result.succeeded else TaskStatus.FAILED
     encoded = _encoded(result)
     updated = session.execute(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pluggy
@@ -23,6 +23,7 @@ from jsonschema.protocols import Validator
 from mcp.shared.tool_name_validation import TOOL_NAME_REGEX
 
 from cynode_core.orchestrator.mcp import schemas
+from cynode_core.orchestrator.mcp.allowlist import is_disabled, may_call
 from cynode_core.orchestrator.mcp.registry import McpTool
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class Catalog:
     def validator(self, name: str) -> Validator:
         """The argument validator of the registered tool ``name``."""
         return self._validators[name]
+
+    def callable_by(self, role: str, disabled: Collection[str]) -> list[McpTool]:
+        """The enabled tools ``role`` may call (its allowlist and each tool's scope), in catalog order."""
+        return [t for t in self if may_call(role, t.name, t) and not is_disabled(t.name, disabled)]
 
     def __iter__(self) -> Iterator[McpTool]:
         return iter(list(self._tools.values()))

@@ -103,7 +103,7 @@ def _answer_of(exc: ToolError) -> Refusal:
         return INTERNAL
     if isinstance(exc, ToolDenied) and exc.status == 404:
         return NOT_FOUND
-    return Refusal(exc.status, exc.error_type, exc.detail)
+    return Refusal(exc.status, exc.error_type, exc.detail, retry_after=exc.retry_after)
 
 
 def _result_text(result: Any) -> str:
@@ -134,8 +134,7 @@ class Gateway:
 
     def tools_for(self, principal: Principal) -> list[McpTool]:
         """The shipped, enabled tools the principal's role may call, in catalog order."""
-        disabled = self.state.settings.mcp_disabled_tools
-        return [t for t in self.catalog if may_call(principal.role, t.name, t) and not is_disabled(t.name, disabled)]
+        return self.catalog.callable_by(principal.role, self.state.settings.mcp_disabled_tools)
 
     def call(
         self, principal: Principal, tool_name: str, arguments: Mapping[str, Any], request_id: str | None = None

@@ -70,11 +70,13 @@ RegisterTool = Callable[[McpTool], None]
 class ToolError(Exception):
     """A call that ends without a result: an HTTP status, the audit's ``error_type`` and a detail for the caller."""
 
-    def __init__(self, status: int, error_type: str, detail: str) -> None:
+    def __init__(self, status: int, error_type: str, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.error_type = error_type
         self.detail = detail
+        # Seconds to wait before trying again (a 429 or 503 of the service behind the tool).
+        self.retry_after = retry_after
 
 
 class ToolDenied(ToolError):

@@ -76,6 +76,43 @@ def test_format_schema_gives_json_that_validates(call: Call) -> None:
     assert completion["done_reason"] == "stop"  # the grammar ended the answer, not num_predict
 
 
+# An agent's step schema (agents_contract.md 3.2): one branch per action, constants, an enum, bounded strings.
+STEP = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                "action": {"const": "call"},
+                "tool": {"const": "write_file"},
+                "arguments": {
+                    "type": "object",
+                    "properties": {"path": {"type": "string", "maxLength": 24}, "mode": {"enum": ["create", "append"]}},
+                    "required": ["path", "mode"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["action", "tool", "arguments"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {"action": {"const": "reply"}},
+            "required": ["action"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+def test_sampled_steps_always_validate_against_a_one_of_step_schema(call: Call) -> None:
+    """Not greedy: several seeds at temperature 1, each answer a valid step."""
+    question = [{"role": "user", "content": "Write notes.txt, or reply. Answer as JSON."}]
+    for seed in (1, 2, 3):
+        options = {"temperature": 1.0, "seed": seed, "num_predict": 96}
+        answer = chat(call, question, format=STEP, options=options)
+        assert_valid(json.loads(answer["message"]["content"]), STEP)
+
+
 def test_format_json_gives_an_object(call: Call) -> None:
     reply = generate(call, "The capital of France is", format="json", options={**GREEDY, "num_predict": 40})
     assert reply.status == 200

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cynode_core.orchestrator.mcp.pipeline import Gateway
+from cynode_core.orchestrator.mcp.catalog import catalog_of
 from cynode_core.orchestrator.mcp.registry import McpTool, ToolCall, ToolFailed
 from cynode_core.orchestrator.mcp.tools import schema
 
@@ -62,7 +62,7 @@ def _summary(text: str) -> str:
 
 def _callable_tools(call: ToolCall) -> list[McpTool]:
     """The tools the caller's role may call, in catalog order (as ``tools/list`` shows them)."""
-    return Gateway(call.state).tools_for(call.principal)
+    return catalog_of(call.state.pm).callable_by(call.principal.role, call.state.settings.mcp_disabled_tools)
 
 
 def _range(low: Any, high: Any, unit: str = "") -> list[str]:

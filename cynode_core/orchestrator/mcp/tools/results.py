@@ -75,7 +75,9 @@ def service_errors() -> Iterator[None]:
     except CynodeError as exc:
         for kind, status, error_type in _FAILURES:
             if isinstance(exc, kind):
-                raise ToolFailed(status, error_type, exc.detail or error_type.replace("_", " ")) from exc
+                wait = getattr(exc, "retry_after", None)
+                detail = exc.detail or error_type.replace("_", " ")
+                raise ToolFailed(status, error_type, detail, retry_after=int(wait) if wait else None) from exc
         raise
 
 
