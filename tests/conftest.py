@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def pytest_configure(config: pytest.Config) -> None:
     tags = {tag for path in features.rglob("*.feature") for tag in REQUIREMENT_TAG.findall(path.read_text())}
     for tag in sorted(tags):
         config.addinivalue_line("markers", f"{tag}: a scenario of requirement {tag}")
+    # A run started in the background by a non-interactive shell (`bash .ci/run &`, nohup) inherits SIGINT
+    # ignored, and so would every process a test starts: a Python child then never turns Ctrl-C into
+    # KeyboardInterrupt, and the tests that send one fail. A caught signal is reset to its default on exec,
+    # so catching it here gives every child the default a terminal would.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

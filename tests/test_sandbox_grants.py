@@ -109,7 +109,8 @@ def test_the_grant_dies_when_the_task_ends_is_canceled_or_the_job_goes_back(
 def test_a_cancel_revokes_the_grant(orchestrator: OrchestratorUnderTest, api: ApiClient, world: dict[str, Any]) -> None:
     job = with_mcp_grant(orchestrator.db, orchestrator.settings, claimed(world))
     assert job.request.mcp is not None and works(api, job.request.mcp.agent_token)
-    canceled = world["alice_api"].post(f"/v1/tasks/{world['task']}/cancel")
+    alice = world["alice_api"]
+    canceled = alice.post(f"/v1/tasks/{world['task']}/cancel", token=alice.token)
     assert canceled.status_code == 200, canceled.text
     assert not works(api, job.request.mcp.agent_token)
     assert [r["revoked_reason"] for r in grant_rows(orchestrator, world)] == ["task_canceled"]

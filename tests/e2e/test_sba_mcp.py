@@ -1,9 +1,10 @@
 """A sandbox agent's tools end to end: the dispatcher's job token, the node's per-job MCP socket, the gateway's checks.
 
 Real processes (an orchestrator on PostgreSQL, a node agent on Podman) and
-a real sandbox: bob's sandbox-agent task runs a direct ``run_command`` step
-whose Python script, inside the hardened container, calls the MCP gateway
-through ``/run/cynode/mcp-proxy.sock`` (mcp_contract.md 2.3). It may use the
+a real sandbox: bob's sandbox-agent task runs direct steps (``write_file``
+puts a Python script in the workspace, ``run_command`` runs it), and the
+script, inside the hardened container, calls the MCP gateway through
+``/run/cynode/mcp-proxy.sock`` (mcp_contract.md 2.3). It may use the
 sandbox role's tools; it cannot read the admin's task (nor its own: task
 tools are not on the sandbox allowlist); every call is audited under bob
 and the ``sandbox`` role; the token never enters the container and is
@@ -54,10 +55,13 @@ def test_a_sandbox_agent_reaches_its_tools_only_through_its_socket_and_cannot_to
     db = Database(cluster.database_url)
     try:
         create_users(db, "bob")
-        admins_task = admin.create_command("echo the admin's own work")
+        admins_task = admin.create_command("echo the admin task")
         bob = ApiClient(orch.gateway)
         bob.login("bob", USER_PASSWORD, expect=200)
-        steps = [{"type": "run_command", "args": {"argv": ["python3", "-c", PROBE, admins_task]}}]
+        steps = [
+            {"type": "write_file", "args": {"path": "probe.py", "content": PROBE}},
+            {"type": "run_command", "args": {"argv": ["python3", "probe.py", admins_task]}},
+        ]
         created = bob.request(
             "POST", "/v1/tasks", json={"prompt": "probe the tools", "use_sba": True, "sba_steps": steps}
         )
@@ -65,9 +69,9 @@ def test_a_sandbox_agent_reaches_its_tools_only_through_its_socket_and_cannot_to
         probe_task = created.json()["id"]
 
         result = bob.wait_result(probe_task, timeout=120)
-        assert result["status"] == "completed", result
         stored = json.loads(result["jobs"][0]["result"])
-        step = stored["sba_result"]["steps"][0]
+        assert result["status"] == "completed", stored
+        step = stored["sba_result"]["steps"][1]
         assert step["status"] == "success", step
         report = json.loads(step["output"])
 

@@ -147,9 +147,10 @@ def test_an_agent_job_executes_each_decision_feeds_it_back_and_finishes(
     for request in decides:  # constrained, deterministic decide calls (agents_contract.md 3.3)
         assert request["stream"] is False and request["format"]["oneOf"]
         assert request["options"]["temperature"] == 0 and isinstance(request["options"]["seed"], int)
-    # Each observation is fed back: the third call sees what cat printed.
-    assert "hello from the agent" in json.dumps(decides[2]["messages"])
-    assert "hello from the agent" not in json.dumps(decides[1]["messages"])
+    # Each observation is fed back to the next decide call (and not before its step ran).
+    seen = [json.dumps(request["messages"]) for request in decides]
+    assert "Result of write_file" not in seen[0] and "wrote 21 bytes to hello.txt" in seen[1]
+    assert "Result of run_command" not in seen[1] and "Result of run_command" in seen[2]
 
 
 def test_an_agent_that_never_finishes_stops_at_its_step_limit(
