@@ -160,8 +160,25 @@ def task_list(url: str | None, as_json: bool, status: str | None, limit: int, of
 @json_option
 @click.argument("task_ref")
 def task_get(url: str | None, as_json: bool, task_ref: str) -> None:
-    """Show one task (by id or name)."""
-    _emit_task(_run(lambda: _client(url).call("GET", f"/v1/tasks/{task_ref}")), as_json)
+    """Show one task (by id or name); a sandbox agent's task also lists its steps so far."""
+    client = _client(url)
+    found = _run(lambda: client.call("GET", f"/v1/tasks/{task_ref}"))
+    _emit_task(found, as_json)
+    if as_json:
+        return
+    result = _run(lambda: client.call("GET", f"/v1/tasks/{found['id']}/result"))
+    for sba in filter(None, map(_sba_result, result["jobs"])):
+        _show_agent_steps(sba)
+
+
+def _sba_result(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``sba_result`` of a job's stored result, if it has one."""
+    try:
+        result = json.loads(job.get("result") or "null")
+    except ValueError:
+        return None
+    sba = result.get("sba_result") if isinstance(result, dict) else None
+    return sba if isinstance(sba, dict) else None
 
 
 def _emit_task(t: dict[str, Any], as_json: bool) -> None:
@@ -211,8 +228,9 @@ def _show_result(client: GatewayClient, ref: str, as_json: bool, *, wait: bool) 
             result = json.loads(job.get("result") or "null")
         except ValueError:
             result = None
-        if isinstance(result, dict) and isinstance(result.get("sba_result"), dict):
-            _show_agent_steps(result["sba_result"])
+        sba = _sba_result(job)
+        if sba is not None:
+            _show_agent_steps(sba)
         if isinstance(result, dict) and "stdout" in result:
             click.echo(f"exit code {result.get('exit_code')}, job {job['status']}")
             if result.get("stdout"):

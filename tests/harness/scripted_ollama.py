@@ -4,6 +4,7 @@ Why a stand-in: the agent tests assert mechanics (each emitted call was
 checked, executed, audited and fed back; limits stop a loop), which needs
 answers known in advance. It follows Ollama's published REST API
 (docs.ollama.com/api) for what the orchestrator's chat router uses:
+``GET /api/version`` (``{"version"}``, what a node's Ollama backend probes),
 ``GET /api/tags`` (``{"models": [{"name", "model", ...}]}``) and
 ``POST /api/chat`` (``stream`` true by default: NDJSON lines with
 ``message.content`` and ``done: false``, then a last ``done: true`` line
@@ -25,6 +26,7 @@ from typing import Any
 
 Answer = str | Callable[[dict[str, Any]], str]
 REPLY_TEXT = "Done: the task is queued."
+VERSION = "0.6.0"
 
 
 class ScriptedOllama:
@@ -70,6 +72,9 @@ def _handler(stub: ScriptedOllama) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            if self.path == "/api/version":
+                self._send(200, json.dumps({"version": VERSION}).encode(), "application/json")
+                return
             if self.path != "/api/tags":
                 self._send(404, b"404 page not found", "text/plain")
                 return
