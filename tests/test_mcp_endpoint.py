@@ -76,7 +76,10 @@ def test_tools_list_holds_what_the_role_may_call(api: ApiClient, world: dict[str
     pm, pa, sandbox = listed("pm"), listed("pa"), listed("sandbox")
     assert {"task.zz_echo", "task.zz_write", "job.zz_ids", "preference.get", "skills.get"} <= set(pm)
     assert "task.zz_bad" not in pm and "task.zz bad name" not in pm
-    assert set(pm["task.zz_echo"]) == {"name", "description", "inputSchema"}
+    assert set(pm["task.zz_echo"]) == {"name", "description", "inputSchema", "annotations"}
+    # MCP's readOnlyHint carries the tool's read_only: an agent may resend such a call after a transport failure.
+    assert pm["task.zz_echo"]["annotations"] == {"readOnlyHint": True}
+    assert pm["task.zz_write"]["annotations"] == {"readOnlyHint": False}
     assert pm["task.zz_echo"]["inputSchema"]["additionalProperties"] is False
     assert pm["task.zz_echo"]["description"] == "Echo the arguments."
     assert {"task.zz_echo", "preference.get", "skills.get"} <= set(pa)

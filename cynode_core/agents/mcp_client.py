@@ -61,7 +61,15 @@ class McpToolClient(AbstractContextManager["McpToolClient"]):
         """The tools the token's role may call, as the gateway lists them."""
         assert self._client is not None and self._portal is not None
         listed = self._portal.call(self._client.list_tools)
-        return [ToolInfo(t.name, t.description or "", dict(t.input_schema or {})) for t in listed.tools]
+        return [
+            ToolInfo(
+                t.name,
+                t.description or "",
+                dict(t.input_schema or {}),
+                read_only=bool(t.annotations and t.annotations.read_only_hint),
+            )
+            for t in listed.tools
+        ]
 
     def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
         """One tool call; a refusal or failure of the gateway is an outcome, a transport failure raises."""

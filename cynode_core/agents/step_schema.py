@@ -56,6 +56,8 @@ class ToolInfo:
     name: str
     description: str
     input_schema: Mapping[str, Any]
+    # The gateway's readOnlyHint: a call may be sent again after a transport failure (agents_contract.md 4.8).
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

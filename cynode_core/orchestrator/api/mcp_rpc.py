@@ -92,7 +92,12 @@ class McpRpc:
 
     def _list_tools(self, _params: dict[str, Any]) -> BaseModel:
         listed = [
-            types.Tool(name=t.name, description=t.description, input_schema=dict(t.input_schema))
+            types.Tool(
+                name=t.name,
+                description=t.description,
+                input_schema=dict(t.input_schema),
+                annotations=types.ToolAnnotations(read_only_hint=t.read_only),
+            )
             for t in self.gateway.tools_for(self.principal)
         ]
         return types.ListToolsResult(tools=listed)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
 
@@ -90,7 +90,7 @@ class PmSteps:
             system=self._system(tools, client),
             conversation=_conversation(self.p.body),
             tools=tools,
-            client=_Guarded(client),
+            client=_Guarded(client, {tool.name for tool in tools if tool.read_only}),
             decide=self._decide,
             max_steps=self.settings.pma_max_steps,
             prompt_chars=self.settings.agent_prompt_chars,
@@ -138,7 +138,7 @@ class PmSteps:
         parts = [bundle, catalog_text(tools) or "(none now)"]
         if client is None or "project.get" not in {tool.name for tool in tools}:
             return "\n\n".join(parts)
-        project = _Guarded(client).call_tool("project.get", {"project_id": str(self.p.project_id)})
+        project = _Guarded(client, {"project.get"}).call_tool("project.get", {"project_id": str(self.p.project_id)})
         if project.ok and project.result:
             slug, name = project.result.get("slug", ""), project.result.get("display_name", "")
             parts.append(f"# The conversation's project\n\n{name} ({slug}), id {self.p.project_id}")
@@ -164,19 +164,24 @@ class PmSteps:
 
 
 class _Guarded:
-    """A tool client whose transport failures become error outcomes (the loop goes on; agents_contract.md 4.8)."""
+    """A tool client whose transport failures become error outcomes (the loop goes on); a read-only tool is
+    asked once more first, others never (a create may already have happened; agents_contract.md 4.8)."""
 
-    def __init__(self, client: McpToolClient | None) -> None:
+    def __init__(self, client: McpToolClient | None, read_only: Collection[str] = ()) -> None:
         self._client = client
+        self._read_only = read_only
 
     def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
         if self._client is None:
             return ToolOutcome(False, error=UNREACHABLE)
-        try:
-            return self._client.call_tool(name, arguments)
-        except Exception as exc:  # noqa: BLE001 - a transport failure is an observation, not the turn's end
-            log.warning("PM turn: MCP call %s failed: %s", name, type(exc).__name__)
-            return ToolOutcome(False, error="the tool gateway could not be reached")
+        for attempt in (1, 2):
+            try:
+                return self._client.call_tool(name, arguments)
+            except Exception as exc:  # noqa: BLE001 - a transport failure is an observation, not the turn's end
+                log.warning("PM turn: MCP call %s failed (attempt %d): %s", name, attempt, type(exc).__name__)
+                if name not in self._read_only:
+                    break
+        return ToolOutcome(False, error="the tool gateway could not be reached")
 
 
 def _conversation(body: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -97,6 +97,14 @@ def scope_refusal(principal: Principal, arguments: Mapping[str, Any]) -> Refusal
     return None
 
 
+def _run_after_commit(name: str, call: ToolCall) -> None:
+    for callback in call.after_commit:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the call is done and audited; what follows must not undo its answer
+            log.exception("MCP tool %s: a step after its commit failed", name)
+
+
 def _answer_of(exc: ToolError) -> Refusal:
     if not isinstance(exc.status, int) or not 400 <= exc.status <= 599:
         log.error("MCP tool raised %s with status %r", type(exc).__name__, exc.status)
@@ -217,4 +225,6 @@ class Gateway:
             log.exception("MCP audit row of %s could not be written; the call is rolled back", tool.name)
             session.rollback()
             return Outcome(refusal=INTERNAL)
+        if outcome.refusal is None:
+            _run_after_commit(tool.name, call)
         return outcome

@@ -36,7 +36,8 @@ class ToolCall:
 
     A handler may set ``project_id`` (and ``task_id``, ``job_id``) to the
     object it acted on: the audit row records them when the token has no
-    such binding.
+    such binding. ``after_commit`` callbacks run once the call and its audit
+    row are committed, never after a refusal or a rollback.
     """
 
     principal: Principal
@@ -46,6 +47,8 @@ class ToolCall:
     project_id: uuid.UUID | None = None
     task_id: uuid.UUID | None = None
     job_id: uuid.UUID | None = None
+    # What must happen only once the call and its audit row committed (telling nodes of a cancel).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 Handler = Callable[[ToolCall, dict[str, Any]], dict[str, Any]]

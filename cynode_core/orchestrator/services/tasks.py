@@ -377,6 +377,12 @@ def cancel_task(state: Any, task: Task, request_id: str | None) -> None:
     """
     with state.db.session() as session:
         targets = cancel(session, state.cipher, session.merge(task))
+    tell_canceled(state, task.id, targets, request_id)
+
+
+def tell_canceled(state: Any, task_id: uuid.UUID, targets: list[CancelTarget], request_id: str | None) -> None:
+    """After a cancel committed: the nodes holding its jobs are told (in the background), plugins get
+    ``cynode_task_finished``."""
     for target in targets:
         cancel_in_background(target.node, str(target.job_id), within=run_timeout(state.settings), request_id=request_id)
-    task_finished(state, str(task.id))
+    task_finished(state, str(task_id))

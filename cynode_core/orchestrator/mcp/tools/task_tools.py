@@ -115,11 +115,12 @@ def logs(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def cancel(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
     task = owned_task(call, arguments["task_id"])
-    # REST's code path: the cancel commits in sessions of its own and tells
-    # the nodes holding the task's jobs, under the id the task was created with.
-    call.session.expunge(task)
-    tasks.cancel_task(call.state, task, task.request_id or call.request_id)
-    return {"task_id": str(task.id), "canceled": True}
+    # REST's writes, in the gateway's transaction (so with the call's audit row); the nodes holding
+    # the task's jobs are told once it committed, under the id the task was created with.
+    targets = tasks.cancel(call.session, call.state.cipher, task)
+    task_id, request_id = task.id, task.request_id or call.request_id
+    call.after_commit.append(lambda: tasks.tell_canceled(call.state, task_id, targets, request_id))
+    return {"task_id": str(task_id), "canceled": True}
 
 
 TOOLS = (
