@@ -9,6 +9,15 @@ and tests against it alone.
 """
 
 from cynode_core import hookimpl
+from cynode_core.contract.blobs import (
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreFactory,
+    BlobStoreUnavailable,
+    BlobTooLarge,
+    RegisterBlobStore,
+)
 from cynode_core.contract.errors import (
     Conflict,
     CynodeError,
@@ -48,6 +57,13 @@ from cynode_core.contract.values import (
 
 __all__ = [
     "BackendFactory",
+    "BlobInfo",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobStoreFactory",
+    "BlobStoreUnavailable",
+    "BlobTooLarge",
+    "RegisterBlobStore",
     "Conflict",
     "CynodeError",
     "Identity",

@@ -2,8 +2,9 @@
 
 A plugin implements any of these with ``@cynode_core.hookimpl`` and is found
 through the ``cynode`` entry-point group (see ``docs/hooks.md`` and
-``docs/plugins.md``). Hooks come in four families: authentication,
-scheduling, sandbox runtimes and inference backends, plus task events.
+``docs/plugins.md``). Hooks come in five families: authentication,
+scheduling, sandbox runtimes, inference backends and blob stores, plus
+task events.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cynode_core import hookspec
+from cynode_core.contract.blobs import RegisterBlobStore
 from cynode_core.contract.values import (
     Identity,
     InferenceInfo,
@@ -114,6 +116,25 @@ def cynode_register_inference_backends(register: RegisterBackend) -> None:
     Called by: the node agent at start, before it acks its configuration;
     the configured ``inference_backend`` name picks one (``none`` must be
     set explicitly to run without). Shipped plugins: ``ollama``, ``llamacpp``.
+    """
+
+
+# --------------------------------------------------------------------------
+# Blob stores
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def cynode_register_blob_stores(register: RegisterBlobStore) -> None:
+    """Offer blob stores for artifact content to the orchestrator.
+
+    :param register: call ``register(name, factory)`` once per store;
+        ``factory(options)`` builds a :class:`~cynode_core.contract.blobs.BlobStore`
+        from plain values (``database_url``, ``home``, ``artifact_dir``).
+    Called by: the orchestrator when it first needs a store. New blobs go to
+    the store ``artifact_store`` names (default ``pg``, built in); an
+    artifact is always read from the store that wrote it. Shipped plugin:
+    ``fs`` (distribution cynode-fsstore).
     """
 
 

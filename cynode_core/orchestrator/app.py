@@ -21,6 +21,8 @@ from flask_smorest import Api
 from cynode_core import __version__
 from cynode_core.http_problems import install_problem_handlers
 from cynode_core.http_request_ids import install_request_id
+from cynode_core.orchestrator.blobs.stores import PLUGIN_NAME as BLOB_STORE_PLUGIN
+from cynode_core.orchestrator.blobs.stores import BuiltinBlobStores
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch import placement
 from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAULT_SCHEDULER
@@ -78,6 +80,7 @@ def orchestrator_plugin_manager(settings: OrchestratorSettings, db: Database, **
             (LeastLoaded(), DEFAULT_SCHEDULER),
             (placement.TwoStepClaim(), placement.PLUGIN_NAME),
             (BuiltinTools(), MCP_TOOLS_PLUGIN),
+            (BuiltinBlobStores(), BLOB_STORE_PLUGIN),
         ],
         disabled=settings.disable_plugins,
         extra_specs=[placement, mcp_registry],

@@ -267,6 +267,20 @@ class OrchestratorSettings:
     mcp_calls_per_minute: int = setting(
         60, parse=parse_positive_int, help="MCP tool calls one agent token may make per minute (429 beyond)"
     )
+    artifact_store: str = setting(
+        "pg", help="blob store of new artifact content: pg (in this PostgreSQL, built in) or an installed plugin's"
+    )
+    artifact_dir: Path | None = setting(
+        None, parse=parse_optional_path, help="directory of the fs blob store (unset: <home>/artifacts)"
+    )
+    artifact_max_bytes: int = setting(
+        100 * 1024 * 1024, parse=parse_positive_int, help="largest artifact upload (bytes; 413 beyond)"
+    )
+    artifact_quota_bytes: int = setting(
+        10 * 1024 * 1024 * 1024,
+        parse=parse_positive_int,
+        help="artifact bytes one user may own in all (413 beyond)",
+    )
     retention_interval: float = setting(
         60.0,
         parse=parse_duration,

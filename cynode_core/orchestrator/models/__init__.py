@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2.0 models; importing this package registers every table."""
 
 from cynode_core.orchestrator.models.agents import AgentToken, McpToolCallAudit
+from cynode_core.orchestrator.models.artifacts import Artifact, ArtifactBlob, ArtifactBlobChunk, ArtifactReadGrant
 from cynode_core.orchestrator.models.auth import (
     ApiKey,
     AuthAuditLog,
@@ -19,6 +20,10 @@ from cynode_core.orchestrator.models.tasks import Job, Project, Task, TaskArtifa
 __all__ = [
     "AgentToken",
     "ApiKey",
+    "Artifact",
+    "ArtifactBlob",
+    "ArtifactBlobChunk",
+    "ArtifactReadGrant",
     "AuthAuditLog",
     "ChatAuditLog",
     "ChatMessage",
