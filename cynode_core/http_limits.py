@@ -29,13 +29,16 @@ Two gates, shared by the orchestrator and the node's Worker API:
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import RequestEntityTooLarge
@@ -151,7 +154,8 @@ class _OversizeTask(WSGITask):
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
         declared = self.request.content_length or 0
-        environ["CONTENT_LENGTH"] = str(max(declared, self.channel.adj.max_request_body_size))
+        # The request's own cap: an upload route's is larger than the server's (see LargeBodies).
+        environ["CONTENT_LENGTH"] = str(max(declared, self.request.adj.max_request_body_size))
         environ["wsgi.input"] = io.BytesIO()
         return environ
 
@@ -184,9 +188,42 @@ class _ProblemChannel(HTTPChannel):
     error_task_class = staticmethod(_error_task)
 
 
-def answer_in_problems(server: Any, socket_map: dict[int, Any]) -> None:
-    """Have every listener of ``server`` (one, or several sharing ``socket_map``) answer its refusals as above."""
+@dataclass(frozen=True)
+class LargeBodies:
+    """Routes that take bodies over the server's cap (artifact uploads): path prefixes, methods, their cap."""
+
+    prefixes: tuple[str, ...]
+    max_body: int
+    methods: tuple[str, ...] = ("POST", "PUT")
+
+
+def _parser_for(large: LargeBodies) -> type[HTTPRequestParser]:
+    class RoutedParser(HTTPRequestParser):
+        """Once the request line is read, an upload route gets its own, larger body cap; every other request
+        keeps the server's, so a body too large for it is still refused before it is read."""
+
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            if self.command in large.methods and self.path.startswith(large.prefixes):
+                adj: Any = copy.copy(getattr(self, "adj"))  # noqa: B009 - waitress leaves it untyped
+                adj.max_request_body_size = max(large.max_body + 1, adj.max_request_body_size)
+                self.adj = adj
+
+    return RoutedParser
+
+
+def answer_in_problems(server: Any, socket_map: dict[int, Any], large: LargeBodies | None = None) -> None:
+    """Have every listener of ``server`` (one, or several sharing ``socket_map``) answer its refusals as above;
+    ``large`` names the routes that take larger bodies than the server's cap."""
+    channel: type[_ProblemChannel] = _ProblemChannel
+    if large is not None:
+        parser = _parser_for(large)
+
+        class RoutedProblemChannel(_ProblemChannel):
+            parser_class = parser
+
+        channel = RoutedProblemChannel
     listeners = [server] if isinstance(server, BaseWSGIServer) else []
     listeners += [d for d in socket_map.values() if isinstance(d, BaseWSGIServer) and d is not server]
     for listener in listeners:
-        listener.channel_class = _ProblemChannel
+        listener.channel_class = channel

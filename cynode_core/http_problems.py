@@ -50,6 +50,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[CynodeError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.TooLarge, 413),
+    (errors.RangeNotSatisfiable, 416),
     (errors.RateLimited, 429),
     (errors.Unavailable, 503),
     (errors.JobNotStarted, 500),
@@ -101,6 +102,8 @@ def error_response(exc: CynodeError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, (errors.RateLimited, errors.Unavailable)) and exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
     if isinstance(exc, errors.NotAuthenticated) and exc.challenge:
         headers["WWW-Authenticate"] = exc.challenge
     return problem_response(status, exc.detail, headers=headers, **exc.extra)

@@ -56,6 +56,14 @@ class TooLarge(CynodeError):
     """The input is over its size limit."""
 
 
+class RangeNotSatisfiable(CynodeError):
+    """A byte range outside the content (HTTP 416); ``size`` is the content's length."""
+
+    def __init__(self, size: int, detail: str = "range not satisfiable") -> None:
+        super().__init__(detail)
+        self.size = size
+
+
 class RateLimited(CynodeError):
     """The caller must wait ``retry_after`` seconds (at least one) before trying again."""
 

@@ -22,7 +22,7 @@ from cynode_core import __version__
 from cynode_core.http_problems import install_problem_handlers
 from cynode_core.http_request_ids import install_request_id
 from cynode_core.orchestrator.blobs.stores import PLUGIN_NAME as BLOB_STORE_PLUGIN
-from cynode_core.orchestrator.blobs.stores import BuiltinBlobStores
+from cynode_core.orchestrator.blobs.stores import BlobStores, BuiltinBlobStores
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch import placement
 from cynode_core.orchestrator.dispatch.least_loaded import PLUGIN_NAME as DEFAULT_SCHEDULER
@@ -33,6 +33,7 @@ from cynode_core.orchestrator.mcp import registry as mcp_registry
 from cynode_core.orchestrator.mcp.tools import PLUGIN_NAME as MCP_TOOLS_PLUGIN
 from cynode_core.orchestrator.mcp.tools import BuiltinTools
 from cynode_core.orchestrator.metrics import OrchestratorMetrics
+from cynode_core.orchestrator.services.artifacts import Artifacts
 from cynode_core.orchestrator.services.secrets import ResolvedSecrets, TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.plugin_manager import get_plugin_manager
@@ -70,6 +71,7 @@ class Orchestrator:
     cipher: TokenCipher
     started_at: dt.datetime
     metrics: OrchestratorMetrics
+    artifacts: Artifacts
 
 
 def orchestrator_plugin_manager(settings: OrchestratorSettings, db: Database, **kwargs: Any) -> pluggy.PluginManager:
@@ -86,6 +88,18 @@ def orchestrator_plugin_manager(settings: OrchestratorSettings, db: Database, **
         extra_specs=[placement, mcp_registry],
         **kwargs,
     )
+
+
+def blob_stores(settings: OrchestratorSettings, db: Database, pm: pluggy.PluginManager) -> BlobStores:
+    """The process's blob stores; their connections close with the database."""
+    options = {
+        "database_url": db.url,
+        "home": str(settings.home),
+        "artifact_dir": str(settings.artifact_dir or settings.home / "artifacts"),
+    }
+    stores = BlobStores(pm, options, default=settings.artifact_store)
+    db.on_dispose.append(stores.close)
+    return stores
 
 
 def create_app(
@@ -125,6 +139,7 @@ def create_app(
         cipher=TokenCipher(secrets.token_key),
         started_at=dt.datetime.now(dt.UTC),
         metrics=OrchestratorMetrics(db),
+        artifacts=Artifacts(db, blob_stores(settings, db, pm), settings),
     )
     # First hooks of the app: every response, even an early error, carries the request id and is counted.
     install_request_id(app)

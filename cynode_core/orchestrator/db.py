@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -70,6 +70,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # What else holds connections to this database (the pg blob store's pool): closed with it.
+        self.on_dispose: list[Callable[[], None]] = []
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -85,4 +87,6 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        for close in self.on_dispose:
+            close()
         self.engine.dispose()

@@ -75,7 +75,7 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
     """Serve the app on the gateway and control-plane addresses until SIGINT/SIGTERM."""
     from waitress.server import create_server
 
-    from cynode_core.http_limits import answer_in_problems, server_options
+    from cynode_core.http_limits import LargeBodies, answer_in_problems, server_options
     from cynode_core.orchestrator.app import create_app
 
     app = create_app(resources.settings, resources.db, resources.secrets)
@@ -103,7 +103,8 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
             ident="cynode",
             **server_options(settings.max_request_bytes),
         )
-        answer_in_problems(server, socket_map)
+        # Artifact uploads alone may be larger than the server's cap (the app caps them again, 413).
+        answer_in_problems(server, socket_map, LargeBodies(("/v1/artifacts",), settings.artifact_max_bytes))
         servers.append(server)
     stop = threading.Event()
 

@@ -75,6 +75,7 @@ def register_api(api: flask_smorest.Api) -> None:
     from cynode_core.orchestrator.api import (
         agent_tokens,
         api_keys,
+        artifacts,
         auth,
         chat,
         chat_threads,
@@ -87,7 +88,8 @@ def register_api(api: flask_smorest.Api) -> None:
     )
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for module in (health, metrics, auth, api_keys, users, agent_tokens, tasks, nodes, chat, chat_threads, mcp):
+    modules = (health, metrics, auth, api_keys, users, agent_tokens, tasks, artifacts, nodes, chat, chat_threads, mcp)
+    for module in modules:
         api.register_blueprint(module.blp)
     _problem_content_type(api)
 
