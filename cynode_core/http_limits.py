@@ -190,23 +190,29 @@ class _ProblemChannel(HTTPChannel):
 
 @dataclass(frozen=True)
 class LargeBodies:
-    """Routes that take bodies over the server's cap (artifact uploads): path prefixes, methods, their cap."""
+    """Routes that take bodies over the server's cap: ``(path prefix, cap)`` pairs, for the methods given."""
 
-    prefixes: tuple[str, ...]
-    max_body: int
+    routes: tuple[tuple[str, int], ...]
     methods: tuple[str, ...] = ("POST", "PUT")
+
+    def cap_of(self, method: str, path: str) -> int | None:
+        if method not in self.methods:
+            return None
+        caps = [cap for prefix, cap in self.routes if path.startswith(prefix)]
+        return max(caps) if caps else None
 
 
 def _parser_for(large: LargeBodies) -> type[HTTPRequestParser]:
     class RoutedParser(HTTPRequestParser):
-        """Once the request line is read, an upload route gets its own, larger body cap; every other request
-        keeps the server's, so a body too large for it is still refused before it is read."""
+        """Once the request line is read, a route that takes large bodies gets its own cap; every other
+        request keeps the server's, so a body too large for it is still refused before it is read."""
 
         def parse_header(self, header_plus: bytes) -> None:
             super().parse_header(header_plus)
-            if self.command in large.methods and self.path.startswith(large.prefixes):
+            cap = large.cap_of(self.command, self.path)
+            if cap is not None:
                 adj: Any = copy.copy(getattr(self, "adj"))  # noqa: B009 - waitress leaves it untyped
-                adj.max_request_body_size = max(large.max_body + 1, adj.max_request_body_size)
+                adj.max_request_body_size = max(cap + 1, adj.max_request_body_size)
                 self.adj = adj
 
     return RoutedParser

@@ -62,12 +62,14 @@ def build_sandbox_spec(
     on_output: OutputSink | None = None,
     on_exit: ExitSink | None = None,
     sba: SbaJob | None = None,
+    outputs: Mount | None = None,
 ) -> SandboxSpec:
     """The spec of one run; ``proxies`` are the job's proxies (inference, MCP), which share one socket directory.
 
     ``on_output`` takes the job's output as it is printed, ``on_exit`` its outcome once the container
     exited (a job handed over with ``jobs:start``). An SBA job (``sba``) runs the agent runner with its
-    ``/job`` directory and the runner mounted (``node_agent.sba_job``).
+    ``/job`` directory and the runner mounted (``node_agent.sba_job``); a plain job gets ``outputs``, its
+    ``/job/artifacts`` (``node_agent.job_files``). Every job is told where to leave files that come back.
     """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
@@ -78,6 +80,9 @@ def build_sandbox_spec(
             env[proxy.sandbox_env] = proxy.sandbox_url
     if sba is not None:
         mounts.extend(sba.mounts)
+    elif outputs is not None:
+        mounts.append(outputs)
+    env["CYNODE_ARTIFACTS_DIR"] = "/job/artifacts"
     return SandboxSpec(
         job_id=request.job_key,
         task_id=request.task_id,

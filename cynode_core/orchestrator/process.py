@@ -77,6 +77,7 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
 
     from cynode_core.http_limits import LargeBodies, answer_in_problems, server_options
     from cynode_core.orchestrator.app import create_app
+    from cynode_core.orchestrator.node_client import MAX_ANSWER_BYTES as MAX_REPORT_BYTES
 
     app = create_app(resources.settings, resources.db, resources.secrets)
     log_plugins(app)
@@ -103,8 +104,10 @@ def serve(resources: ServerResources, *, on_ready: Callable[[], None] | None = N
             ident="cynode",
             **server_options(settings.max_request_bytes),
         )
-        # Artifact uploads alone may be larger than the server's cap (the app caps them again, 413).
-        answer_in_problems(server, socket_map, LargeBodies(("/v1/artifacts",), settings.artifact_max_bytes))
+        # Artifact uploads and job reports (outputs inline) alone may be larger than the server's cap; the app
+        # caps each route again (413).
+        large = LargeBodies((("/v1/artifacts", settings.artifact_max_bytes), ("/v1/nodes/jobs/", MAX_REPORT_BYTES)))
+        answer_in_problems(server, socket_map, large)
         servers.append(server)
     stop = threading.Event()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cynode_core.contract.errors import InvalidInput
+from cynode_core.contract.job.files import JobInput, inputs_from_json
 
 WIRE_VERSION = 1
 
@@ -98,6 +99,8 @@ class SandboxRequest:
     network_policy: str = ""
     use_inference: bool = False
     job_spec_json: str = ""
+    # Files the job finds under /workspace/inputs (added when the job is sent, never stored with it).
+    inputs: tuple[JobInput, ...] = ()
 
     @classmethod
     def from_json(cls, value: Any) -> SandboxRequest:
@@ -115,6 +118,7 @@ class SandboxRequest:
             network_policy=read.text("network_policy"),
             use_inference=read.flag("use_inference"),
             job_spec_json=read.text("job_spec_json"),
+            inputs=inputs_from_json(value.get("inputs")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -130,6 +134,8 @@ class SandboxRequest:
             out["use_inference"] = True
         if self.job_spec_json:
             out["job_spec_json"] = self.job_spec_json
+        if self.inputs:
+            out["inputs"] = [item.to_json() for item in self.inputs]
         return out
 
     @property

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 from marshmallow import fields
 
@@ -16,6 +16,7 @@ from cynode_core.orchestrator.api.http import client_address, per_source_limit
 from cynode_core.orchestrator.api.schemas_common import IncludeUnknownSchema, RequestSchema, rfc3339
 from cynode_core.orchestrator.api.tokens import current_node, node_token
 from cynode_core.orchestrator.dispatch.job_reports import take_report
+from cynode_core.orchestrator.node_client import MAX_ANSWER_BYTES
 from cynode_core.orchestrator.services import nodes
 
 blp = Blueprint(
@@ -147,6 +148,13 @@ class Config(MethodView):
         with _state().db.session() as session:
             nodes.record_ack(session, current_node().id, body)
         return Response(status=204)
+
+
+@blp.before_request
+def _reports_may_be_large() -> None:
+    """A job's end report carries its outputs inline: it may be as large as a Worker API answer (16 MiB)."""
+    if request.endpoint == f"{blp.name}.JobReportView":
+        request.max_content_length = MAX_ANSWER_BYTES
 
 
 @blp.route("/jobs/<uuid:job_id>/report")

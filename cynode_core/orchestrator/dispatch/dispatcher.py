@@ -35,6 +35,7 @@ from cynode_core.contract.job import ReportLease
 from cynode_core.logs import log_context
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
 from cynode_core.orchestrator.dispatch.fence import hold_on_node, retry_delay
+from cynode_core.orchestrator.dispatch.job_files import InputUnavailable, with_inputs, with_outputs
 from cynode_core.orchestrator.dispatch.job_reports import ReportingNodes
 from cynode_core.orchestrator.dispatch.queue import CandidateCache, JobQueue, SuspectNodes
 from cynode_core.orchestrator.dispatch.sandbox_grant import with_mcp_grant
@@ -193,6 +194,14 @@ class Dispatcher:
 
     def _run(self, job: ClaimedJob) -> None:
         job = with_mcp_grant(self.state.db, self.settings, job)  # a sandbox agent's tool credential
+        try:
+            job = with_inputs(self.state, job)
+        except InputUnavailable as exc:
+            with self.state.db.session() as session:
+                failed = fail_job(session, job, exc.detail)
+            if failed:
+                task_finished(self.state, str(job.task_id))
+            return
         with self._lock:
             self._inflight[job.job_id] = job.lease_id
         started = time.perf_counter()
@@ -230,8 +239,9 @@ class Dispatcher:
             window = run_timeout(self.settings, job.request.sandbox.timeout_seconds)
             cancel_in_background(job.node, str(job.job_id), within=window, request_id=job.request_id)
         if outcome.result is not None:
+            result = with_outputs(self.state, job, outcome.result)
             with self.state.db.session() as session:
-                finished = store_result(session, job, outcome.result)
+                finished = store_result(session, job, result)
         elif outcome.retry_busy:
             requeue(self.state.db, job, delay=1.0, count_attempt=False, error=outcome.error)
             finished = False

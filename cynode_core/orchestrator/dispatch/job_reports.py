@@ -15,6 +15,7 @@ report (the job was taken over, canceled or ended meanwhile) is refused with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from cynode_core.contract.errors import Conflict
 from cynode_core.contract.job import JobReport, ReportState
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ReportedJob
+from cynode_core.orchestrator.dispatch.job_files import with_outputs
 from cynode_core.orchestrator.dispatch.store import fail_job, renew_reported, store_output, store_result
 from cynode_core.orchestrator.services.nodes import latest_capability
 from cynode_core.orchestrator.services.task_events import task_finished
@@ -71,6 +73,10 @@ def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) ->
     """
     report = JobReport.from_json(body)
     lease_id = uuid.UUID(report.lease_id)
+    if report.state is ReportState.FINISHED and report.result is not None and report.result.extras.get("artifacts"):
+        task_id = _task_of(state, job_id, node_id)
+        if task_id is not None:  # the job's files become artifacts before its result is written
+            report = dataclasses.replace(report, result=with_outputs(state, _Files(task_id, job_id), report.result))
     with state.db.session() as session:
         row = session.execute(
             text(
@@ -93,6 +99,21 @@ def take_report(state: Any, node_id: uuid.UUID, job_id: uuid.UUID, body: Any) ->
         log.info("job %s: its node reported %s", job_id, report.result.status)
     if report.state in (ReportState.FINISHED, ReportState.NOT_STARTED):
         task_finished(state, str(job.task_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Files:
+    task_id: uuid.UUID
+    job_id: uuid.UUID
+
+
+def _task_of(state: Any, job_id: uuid.UUID, node_id: uuid.UUID) -> uuid.UUID | None:
+    """The task of a job that runs on ``node_id`` (None for another node's: its report is refused anyway)."""
+    with state.db.session() as session:
+        row = session.execute(
+            text("SELECT task_id FROM jobs WHERE id = :id AND node_id = :node"), {"id": job_id, "node": node_id}
+        ).first()
+    return row[0] if row is not None else None
 
 
 def _store(state: Any, session: Session, job: ReportedJob, report: JobReport) -> bool:

@@ -33,6 +33,7 @@ from cynode_core.orchestrator.models import Job, Node, Project, Task, TaskArtifa
 from cynode_core.orchestrator.models.tasks import NO_OWNER, PlanningState
 from cynode_core.orchestrator.node_client import NodeEndpoint, cancel_in_background, run_timeout
 from cynode_core.orchestrator.services import job_grants
+from cynode_core.orchestrator.services.job_files import check_attachments, referenced
 from cynode_core.orchestrator.services.nodes import worker_token
 from cynode_core.orchestrator.services.prompt_job import prompt_payload
 from cynode_core.orchestrator.services.sba_payload import read_steps, sba_payload
@@ -232,6 +233,7 @@ def create_task(
             raise InvalidInput("Invalid project_id")
     else:
         project_id = default_project(session, user_id)
+    check_attachments(session, user_id, new.attachments)  # artifact:<uuid> items: readable, within the cap
     # A draft queues no job: only its name needs the lock.
     lock_user_queue(session, settings, user_id, check=not draft)
     name = _unique_name(session, user_id, new.task_name)
@@ -253,7 +255,9 @@ def create_task(
         path = raw.strip()
         if path and len(path) <= MAX_ATTACHMENT_LEN and path not in kept:
             kept.append(path)
-            session.add(TaskArtifact(task_id=task.id, path=path, storage_ref=""))
+            artifact = referenced(path)
+            ref = f"artifact:{artifact}" if artifact is not None else ""
+            session.add(TaskArtifact(task_id=task.id, path=path, storage_ref=ref))
     if draft:
         session.flush()
     else:
