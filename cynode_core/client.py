@@ -120,7 +120,8 @@ class GatewayClient:
                 raise ApiError(401, "Unauthorized", "not logged in; run `cynode login`")
             headers["Authorization"] = f"Bearer {self.credentials.access_token}"
         try:
-            return self.http.request(method, f"{self.url}{path}", headers=headers, timeout=self.timeout, **kwargs)
+            timeout = kwargs.pop("timeout", self.timeout)
+            return self.http.request(method, f"{self.url}{path}", headers=headers, timeout=timeout, **kwargs)
         except requests.ConnectionError as exc:
             raise ApiError(0, "Unreachable", f"cannot reach {self.url} ({type(exc).__name__})") from exc
 

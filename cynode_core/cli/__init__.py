@@ -14,9 +14,11 @@ from pathlib import Path
 import click
 
 from cynode_core import __version__
-from cynode_core.cli import admin, chat, gateway, orchestrator, tokens, up
+from cynode_core.cli import admin, artifacts, chat, gateway, orchestrator, task_create, tokens, up
 
 CLI_ENTRY_POINTS = "cynode.cli"
+# Imported for the commands they add to ``cynode task`` (create, artifacts).
+TASK_COMMAND_MODULES = (task_create, artifacts)
 CONTAINERS_CONF = Path("/etc/cynode/containers.conf")
 
 
@@ -35,6 +37,7 @@ for command in (
     orchestrator.config_reference,
     admin.admin,
     *gateway.COMMANDS,
+    *artifacts.COMMANDS,
     *tokens.COMMANDS,
     *chat.COMMANDS,
     up.up,

@@ -68,60 +68,6 @@ def task() -> None:
     """Create and follow tasks."""
 
 
-@task.command("create")
-@url_option
-@json_option
-@click.option("--command", "-c", "commands", multiple=True, help="a shell command (repeat for several lines)")
-@click.option("--prompt", "-p", default=None, help="a prompt for the node's model")
-@click.option("--agent", "-a", default=None, help="a goal for a sandbox agent, which works on it step by step")
-@click.option("--name", default=None, help="task name (made unique per user)")
-@click.option("--use-inference", is_flag=True, help="give a command task the inference proxy")
-@click.option("--draft", is_flag=True, help="keep it as a draft: nothing runs until `cynode task ready`")
-@click.option("--wait", is_flag=True, help="wait for the result and print it")
-def task_create(
-    url: str | None,
-    as_json: bool,
-    commands: tuple[str, ...],
-    prompt: str | None,
-    agent: str | None,
-    name: str | None,
-    use_inference: bool,
-    draft: bool,
-    wait: bool,
-) -> None:
-    """Create a command task (--command), a prompt task (--prompt) or a sandbox-agent task (--agent)."""
-    if sum(map(bool, (commands, prompt, agent))) != 1:
-        raise click.UsageError("give one of --command (one or more), --prompt or --agent")
-    if draft and wait:
-        raise click.UsageError("a draft does not run until `cynode task ready`: --wait has nothing to wait for")
-    body: dict[str, Any] = (
-        {"prompt": prompt, "input_mode": "prompt"}
-        if prompt
-        else {"prompt": agent, "use_sba": True}
-        if agent
-        else {"prompt": "\n".join(commands), "input_mode": "commands"}
-    )
-    if name:
-        body["task_name"] = name
-    if use_inference:
-        body["use_inference"] = True
-    if draft:
-        body["planning_state"] = "draft"
-    client = _client(url)
-    created = _run(lambda: client.call("POST", "/v1/tasks", json=body))
-    if wait and created.get("planning_state") != "draft":
-        _show_result(client, created["id"], as_json, wait=True)
-        return
-    _emit(created, as_json, _created_line(created))
-
-
-def _created_line(t: dict[str, Any]) -> str:
-    line = f"task {t['id']} ({t['task_name']}): {t['status']}"
-    if t.get("planning_state") == "draft":
-        line += f", draft (start it with: cynode task ready {t['id']})"
-    return line
-
-
 @task.command("list")
 @url_option
 @json_option

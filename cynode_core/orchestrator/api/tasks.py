@@ -74,6 +74,7 @@ class TaskSchema(OmitEmptySchema):
     created_at = Timestamp(required=True)
     updated_at = Timestamp(required=True)
     attachments = fields.List(fields.String())
+    project_id = fields.String(metadata={"description": "ours: the task's project (its outputs are artifacts there)"})
 
 
 class TaskListSchema(OmitEmptySchema):

@@ -29,6 +29,8 @@ def task_view(found: TaskWithAttachments) -> dict[str, Any]:
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "attachments": found.attachments or None,
+        # Ours: where the task's outputs are stored as artifacts (artifacts_contract.md 8).
+        "project_id": str(t.project_id) if t.project_id else None,
     }
 
 
