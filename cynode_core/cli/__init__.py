@@ -14,7 +14,18 @@ from pathlib import Path
 import click
 
 from cynode_core import __version__
-from cynode_core.cli import admin, artifacts, chat, gateway, orchestrator, task_create, tokens, up
+from cynode_core.cli import (
+    admin,
+    artifacts,
+    chat,
+    completion,
+    gateway,
+    orchestrator,
+    status,
+    task_create,
+    tokens,
+    up,
+)
 
 CLI_ENTRY_POINTS = "cynode.cli"
 # Imported for the commands they add to ``cynode task`` (create, artifacts).
@@ -38,6 +49,8 @@ for command in (
     admin.admin,
     *gateway.COMMANDS,
     *artifacts.COMMANDS,
+    *status.COMMANDS,
+    *completion.COMMANDS,
     *tokens.COMMANDS,
     *chat.COMMANDS,
     up.up,
