@@ -121,6 +121,7 @@ class Artifacts:
                 self._within_quota(session, owner, info.size_bytes)
                 session.add(row)
                 session.flush()
+                session.refresh(row)  # its timestamps, written by the database
         except IntegrityError:
             store.delete(key)
             raise Conflict(PATH_TAKEN) from None
