@@ -50,6 +50,9 @@ CATALOG = (
     "project.get",
     "node.list",
     "node.get",
+    "artifact.put",
+    "artifact.get",
+    "artifact.list",
 )
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 # The schema subset of agents_contract.md 3.2.
@@ -163,9 +166,10 @@ def test_the_catalog_is_registered_through_the_hook_with_its_scopes(orchestrator
     tools = registered(orchestrator.app.extensions["cynode"])
     assert tuple(t.name for t in builtin_tools()) == CATALOG
     assert set(CATALOG) <= set(tools)
-    assert {n for n in CATALOG if tools[n].scope == "both"} == {"help.list", "help.get"}
-    assert {tools[n].scope for n in CATALOG if not n.startswith("help.")} == {"pm"}
-    assert {n for n in CATALOG if not tools[n].read_only} == {"task.create", "task.ready", "task.cancel"}
+    assert {n for n in CATALOG if tools[n].scope == "both"} == {"help.list", "help.get", "artifact.get"}
+    assert {tools[n].scope for n in CATALOG if n not in ("help.list", "help.get", "artifact.get")} == {"pm"}
+    changing = {n for n in CATALOG if not tools[n].read_only}
+    assert changing == {"task.create", "task.ready", "task.cancel", "artifact.put"}
     assert all(tools[n].description.strip() for n in CATALOG)
 
 
