@@ -22,7 +22,13 @@ from marshmallow import fields, validate
 
 from cynode_core.contract.errors import InvalidInput, NotFound, NotPermitted, RangeNotSatisfiable
 from cynode_core.orchestrator.api import Blueprint
-from cynode_core.orchestrator.api.schemas_common import OmitEmptySchema, PageQuerySchema, Timestamp
+from cynode_core.orchestrator.api.schemas_common import (
+    OmitEmptySchema,
+    PageQuerySchema,
+    RequestSchema,
+    Timestamp,
+    int_param,
+)
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.models.artifacts import SCOPE_LEVELS, Artifact
 from cynode_core.orchestrator.services import artifact_grants
@@ -43,6 +49,7 @@ _BODY = {
     },
 }
 _BINARY = {"type": "string", "format": "binary"}
+MAX_OFFSET = 2**31 - 1
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -50,7 +57,7 @@ def _uuid_field(description: str) -> fields.UUID:
     return fields.UUID(load_default=None, metadata={"description": description})
 
 
-class CreateQuerySchema(OmitEmptySchema):
+class CreateQuerySchema(RequestSchema):
     scope_level = fields.String(load_default=None, validate=validate.OneOf(SCOPE_LEVELS), metadata={"example": "user"})
     owner_user_id = _uuid_field("`user` scope: the owner (default the caller; only the caller)")
     project_id = _uuid_field("`project` scope: the project")
@@ -62,7 +69,7 @@ class CreateQuerySchema(OmitEmptySchema):
     run_id = _uuid_field("reserved")
 
 
-class ReplaceQuerySchema(OmitEmptySchema):
+class ReplaceQuerySchema(RequestSchema):
     job_id = _uuid_field("the job that changed it (one of the caller's)")
 
 
@@ -186,8 +193,7 @@ class ArtifactCollection(MethodView):
             raise InvalidInput("path or filename query parameter required")
         lineage = Lineage(job_id=query.get("job_id"), task_id=query.get("task_id"), run_id=query.get("run_id"))
         row = _service().create(actor, scope, clean_path(raw_path), upload, lineage)
-        body = ArtifactSchema().dump(view(row))
-        return body, 201, {"Location": f"/v1/artifacts/{row.id}"}
+        return view(row), 201, {"Location": f"/v1/artifacts/{row.id}"}
 
     @blp.operation(
         200, ArtifactListSchema, errors={400: "A bad filter", 403: "Not a partition of the caller"}, bearer="user"
@@ -203,7 +209,8 @@ class ArtifactCollection(MethodView):
             project_id=query.get("project_id"),
             group_id=query.get("group_id"),
         )
-        limit, offset = query["limit"], query["offset"]
+        limit = int_param(query["limit"], 50, 1, 200)
+        offset = int_param(query["cursor"] or query["offset"], 0, 0, MAX_OFFSET)
         filters = ListFilters(query.get("correlation_task_id"), query.get("job_id"), limit + 1, offset)
         service = _service()
         with service.db.session() as session:
@@ -272,7 +279,7 @@ class ArtifactItem(MethodView):
     def put(self, query: dict[str, Any], artifact_id: str) -> Any:
         """Replace an artifact's content (the switch is atomic)."""
         row = _service().replace(_actor(), _artifact_id(artifact_id), _upload(), query.get("job_id"))
-        return ArtifactSchema().dump(view(row))
+        return view(row)
 
     @blp.operation(
         204,
