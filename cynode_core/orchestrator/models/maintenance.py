@@ -29,7 +29,7 @@ class TaskStatusCount(Base):
 
 
 class MaintenanceRun(Base):
-    """When a periodic job of the orchestrators last started (``name``: ``retention``).
+    """When a periodic job of the orchestrators last started (``name``: ``retention``, ``artifact-orphans``).
 
     Orchestrators sharing a database take turns through this row: the one
     whose update moves ``ran_at`` forward runs the job for that interval.

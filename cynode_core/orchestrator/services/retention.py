@@ -109,6 +109,10 @@ _FOLD = text(
     """
 )
 
+# The artifact store's orphan sweep: one orchestrator, once an hour.
+ORPHAN_TURN = "artifact-orphans"
+ORPHAN_SWEEP_INTERVAL = 3600.0
+
 _CLAIM = text(
     """
     INSERT INTO maintenance_runs AS m (name, ran_at) VALUES (:name, now())
@@ -175,10 +179,10 @@ def fold_task_counts(conn: Connection) -> None:
     conn.execute(_FOLD)
 
 
-def claim_turn(engine: Engine, interval: float) -> bool:
-    """True for the one caller per ``interval`` that should sweep (the row update decides)."""
+def claim_turn(engine: Engine, interval: float, name: str = TURN_NAME) -> bool:
+    """True for the one caller per ``interval`` that should do the ``name`` chore (the row update decides)."""
     with engine.begin() as conn:
-        row = conn.execute(_CLAIM, {"name": TURN_NAME, "interval": interval * TURN_SLACK}).first()
+        row = conn.execute(_CLAIM, {"name": name, "interval": interval * TURN_SLACK}).first()
     return row is not None
 
 
@@ -231,6 +235,11 @@ class RetentionSweeper:
     def run_once(self, stop: threading.Event | None = None) -> SweepReport | None:
         settings = self.state.settings
         engine = self.state.db.engine
+        artifacts = getattr(self.state, "artifacts", None)
+        if artifacts is not None and claim_turn(engine, ORPHAN_SWEEP_INTERVAL, ORPHAN_TURN):
+            removed = artifacts.sweep_orphans()  # blobs no artifact points at (a crash mid-create)
+            if removed:
+                log.info("retention: removed %d blob(s) no artifact points at", removed)
         if not claim_turn(engine, settings.retention_interval):
             return None
         report = sweep(engine, RetentionPolicy.from_settings(settings), stop)
