@@ -217,14 +217,12 @@ def test_refused_requests_are_audited_and_a_third_turn_at_once_is_429(
             break
         time.sleep(0.2)
     outcomes = sorted(tuple(r) for r in rows)
-    assert outcomes == sorted(
-        [
-            ("error", "model_not_found"),
-            ("error", "rate_limited"),
-            ("canceled", "request_canceled"),
-            ("canceled", "request_canceled"),
-        ]
-    ), outcomes
+    refused = [o for o in outcomes if o[0] == "error"]
+    held = [o for o in outcomes if o[0] != "error"]
+    assert refused == [("error", "model_not_found"), ("error", "rate_limited")], outcomes
+    # A held turn ends canceled when the client leaves first; the tiny model may have finished its answer
+    # before that (it may stop well short of max_tokens), and then it is a success: both are audited.
+    assert len(held) == 2 and set(held) <= {("canceled", "request_canceled"), ("success", None)}, outcomes
     # The places are free again.
     again = requests.post(url, json={**body, "stream": False, "max_tokens": 4}, headers=headers, timeout=60)
     assert again.status_code == 200, again.text
