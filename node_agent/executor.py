@@ -33,7 +33,6 @@ from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobRespon
 from node_agent.active_job import ActiveJob, EndOnce, JobEnd, JobExecutionError, WorkspaceError
 from node_agent.inference_policy import InferencePolicy
 from node_agent.job_cancel import CANCEL_WAIT_SECONDS, start_stopper
-from node_agent.job_files import JobOutputs
 from node_agent.job_inference import JobInference
 from node_agent.job_limits import JobLimits
 from node_agent.job_result import CANCEL_NOTE, SHUTDOWN_NOTE, build_run_job_response, utc_now
@@ -81,7 +80,6 @@ class JobExecutor:
             self._lock,
             self.inference,
             SbaJobs(settings.resolved_state_dir / "sba"),
-            JobOutputs(settings.resolved_state_dir / "outputs"),
             self.metrics,
             lambda key: self.output_for(key),
         )

@@ -4,8 +4,11 @@ Inputs (``sandbox.inputs``, artifacts_contract.md 7) are checked against
 their declared size and SHA-256 (a mismatch fails the job before any
 container: ``input <path> checksum mismatch``) and written to
 ``<workspace>/inputs/<name>``, where the sandbox user may read and change
-them. Outputs (artifacts_contract.md 8) are what the job left in its
-``/job/artifacts/`` directory: regular files only (symbolic links and
+them. Outputs (artifacts_contract.md 8) are what the job left in the
+directory ``$CYNODE_ARTIFACTS_DIR`` names: ``/job/artifacts`` for an SBA job,
+``/workspace/.cynode/artifacts`` for any other (in its own workspace, so a
+job has no host mount besides it; docs/decisions.md Artifacts 5): regular
+files only (symbolic links and
 special files are skipped, never followed), at most four directories deep,
 at most 32 files in path order, each with its size, SHA-256 and a type
 guessed from its name, and its content while the job's outputs total at
@@ -18,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-import shutil
 import stat
 from pathlib import Path
 
-from cynode_core.contract import Mount, SandboxOutcome
+from cynode_core.contract import SandboxOutcome
 from cynode_core.contract.job import RunStatus
 from cynode_core.contract.job.files import (
     INPUTS_DIR,
@@ -34,10 +36,8 @@ from cynode_core.contract.job.files import (
     JobInput,
     JobOutput,
 )
-from node_agent.sandbox_spec import SANDBOX_GID, SANDBOX_UID
+from node_agent.sandbox_spec import OUTPUTS_IN_WORKSPACE, SANDBOX_GID, SANDBOX_UID
 
-OUTPUTS_MOUNT = "/job/artifacts"
-OUTPUTS_ENV = "CYNODE_ARTIFACTS_DIR"
 _READ_CHUNK = 1024 * 1024
 
 
@@ -69,34 +69,31 @@ def _share(path: Path, rootless_mode: int) -> None:
         path.chmod(rootless_mode)
 
 
-class JobOutputs:
-    """The per-job directories a plain job leaves its outputs in, mounted at ``/job/artifacts``.
-
-    An SBA job has its own ``/job`` (``sba_job``) with ``artifacts/`` in it.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        shutil.rmtree(root, ignore_errors=True)  # the node starts: no job is running, these are a crash's
-
-    def prepare(self, key: str) -> Path:
-        directory = self.root / key
-        shutil.rmtree(directory, ignore_errors=True)  # left by a crash
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.mkdir()
-        directory.chmod(0o777)  # the sandbox's user writes here
-        return directory
-
-    @staticmethod
-    def mount(directory: Path) -> Mount:
-        return Mount(source=str(directory), target=OUTPUTS_MOUNT, read_only=False)
-
-    def remove(self, key: str) -> None:
-        shutil.rmtree(self.root / key, ignore_errors=True)
+def prepare_outputs(workspace: Path) -> Path:
+    """A plain job's outputs directory, inside its own workspace (no second host mount): ``.cynode/artifacts``."""
+    directory = workspace / OUTPUTS_IN_WORKSPACE
+    directory.mkdir(parents=True)
+    for made in (directory.parent, directory):
+        _share(made, 0o777)
+    return directory
 
 
-def collect_outputs(directory: Path) -> list[JobOutput]:
-    """The regular files under ``directory`` as outputs, within the contract's limits."""
+def outputs_dir(workspace: Path) -> Path | None:
+    """The outputs directory of a plain job after it ran, or None when the job replaced a part of the path
+    with something that is not a real directory (a symbolic link out of the workspace is never followed)."""
+    current = workspace
+    for part in Path(OUTPUTS_IN_WORKSPACE).parts:
+        current = current / part
+        if current.is_symlink() or not current.is_dir():
+            return None
+    return current
+
+
+def collect_outputs(directory: Path | None) -> list[JobOutput]:
+    """The regular files under ``directory`` as outputs, within the contract's limits (none when it is not a
+    real directory: the job may have replaced it with a symbolic link, which is never followed)."""
+    if directory is None or directory.is_symlink() or not directory.is_dir():
+        return []
     files = sorted(_regular_files(directory, directory, 1))
     outputs, total = [], 0
     for n, relative in enumerate(files):

@@ -23,7 +23,7 @@ from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
 from cynode_core.contract.job import McpGrant, RunJobRequest, RunStatus
 from node_agent.active_job import ActiveJob
 from node_agent.job_cancel import stopped_by_cancel
-from node_agent.job_files import JobOutputs, collect_outputs, write_inputs
+from node_agent.job_files import collect_outputs, outputs_dir, prepare_outputs, write_inputs
 from node_agent.job_inference import JobInference, proxy_failure
 from node_agent.job_result import stopped_note, utc_now
 from node_agent.mcp_proxy import McpProxy
@@ -45,7 +45,6 @@ class SandboxRun:
     lock: threading.Lock
     inference: JobInference
     sba: SbaJobs
-    outputs: JobOutputs
     metrics: NodeMetrics
     output_for: Callable[[str], OutputSink | None]
 
@@ -72,14 +71,18 @@ class SandboxRun:
             sba = self.sba.prepare(key, request.sandbox.job_spec_json) if request.sandbox.job_spec_json else None
         except InvalidSbaJob as exc:
             return exc.outcome()
-        outputs = sba.job_dir / "artifacts" if sba is not None else self.outputs.prepare(key)
+
+        def outputs() -> Path | None:
+            return sba.job_dir / "artifacts" if sba is not None else outputs_dir(workspace)
 
         def exited(outcome: SandboxOutcome) -> None:
             assert on_exit is not None
             job.sandbox_ended.set()  # no container left to stop
-            on_exit(self._noted(job, outcome, note, sba, outputs))
+            on_exit(self._noted(job, outcome, note, sba, outputs()))
 
         try:
+            if sba is None:
+                prepare_outputs(workspace)
             refused = write_inputs(workspace, request.sandbox.inputs)
             if refused is not None:
                 return refused
@@ -104,7 +107,6 @@ class SandboxRun:
                 on_output=self.output_for(key),
                 on_exit=exited if on_exit is not None else None,
                 sba=sba,
-                outputs=None if sba is not None else JobOutputs.mount(outputs),
             )
             with self.lock:
                 if job.cancel_requested:  # came while the proxy started
@@ -127,14 +129,12 @@ class SandboxRun:
             finally:
                 job.sandbox_ended.set()
             self.metrics.sandbox_ran(time.perf_counter() - clock, called_at, outcome)
-            return self._noted(job, outcome, note, sba, outputs)
+            return self._noted(job, outcome, note, sba, outputs())
         finally:
             for proxy in reversed(proxies):
                 proxy.close()
             if sba is not None:
                 sba.remove()
-            else:
-                self.outputs.remove(key)
 
     def _mcp_proxy(self, key: str, grant: McpGrant) -> McpProxy | SandboxOutcome:
         """Job ``key``'s MCP proxy, started and healthy; a failed outcome when it is not (mcp_contract.md 2.3)."""
@@ -155,7 +155,7 @@ class SandboxRun:
         return proxy
 
     def _noted(
-        self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None, outputs: Path
+        self, job: ActiveJob, outcome: SandboxOutcome, note: bytes, sba: SbaJob | None, outputs: Path | None
     ) -> SandboxOutcome:
         """``outcome`` with the node's notes before its stderr (the inference proxy's, a cancel's stop), an
         SBA job's result deciding its status (kept in ``job.extras`` as ``sba_result``), and the files the job

@@ -22,6 +22,11 @@ from node_agent.unix_proxy import SANDBOX_SOCKET_DIR, UnixProxy
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
 WORKSPACE_MOUNT = "/workspace"
+# Where a job leaves files that come back (node_agent.job_files): an SBA job in its /job, any other in its
+# own workspace, so it has no host mount besides the workspace (docs/decisions.md Artifacts 5).
+OUTPUTS_ENV = "CYNODE_ARTIFACTS_DIR"
+SBA_OUTPUTS = "/job/artifacts"
+OUTPUTS_IN_WORKSPACE = ".cynode/artifacts"
 RESERVED_ENV = ("CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR")
 
 
@@ -62,14 +67,13 @@ def build_sandbox_spec(
     on_output: OutputSink | None = None,
     on_exit: ExitSink | None = None,
     sba: SbaJob | None = None,
-    outputs: Mount | None = None,
 ) -> SandboxSpec:
     """The spec of one run; ``proxies`` are the job's proxies (inference, MCP), which share one socket directory.
 
     ``on_output`` takes the job's output as it is printed, ``on_exit`` its outcome once the container
     exited (a job handed over with ``jobs:start``). An SBA job (``sba``) runs the agent runner with its
-    ``/job`` directory and the runner mounted (``node_agent.sba_job``); a plain job gets ``outputs``, its
-    ``/job/artifacts`` (``node_agent.job_files``). Every job is told where to leave files that come back.
+    ``/job`` directory and the runner mounted (``node_agent.sba_job``). Every job is told where to leave
+    files that come back (``node_agent.job_files``).
     """
     env = build_sandbox_env(request)
     mounts: list[Mount] = []
@@ -80,9 +84,7 @@ def build_sandbox_spec(
             env[proxy.sandbox_env] = proxy.sandbox_url
     if sba is not None:
         mounts.extend(sba.mounts)
-    elif outputs is not None:
-        mounts.append(outputs)
-    env["CYNODE_ARTIFACTS_DIR"] = "/job/artifacts"
+    env[OUTPUTS_ENV] = SBA_OUTPUTS if sba is not None else f"{WORKSPACE_MOUNT}/{OUTPUTS_IN_WORKSPACE}"
     return SandboxSpec(
         job_id=request.job_key,
         task_id=request.task_id,

@@ -26,6 +26,7 @@ def _with_inputs(body: dict, *inputs: JobInput) -> dict:  # type: ignore[type-ar
 
 def test_inputs_are_in_the_workspace_and_outputs_come_back_with_their_content(worker: Worker) -> None:
     script = (
+        'test "$CYNODE_ARTIFACTS_DIR" = /workspace/.cynode/artifacts && '
         "cat /workspace/inputs/data.csv | tr a-z A-Z > $CYNODE_ARTIFACTS_DIR/upper.csv; "
         "mkdir -p $CYNODE_ARTIFACTS_DIR/deep/er && echo nested > $CYNODE_ARTIFACTS_DIR/deep/er/note.txt; "
         "ln -s /etc/passwd $CYNODE_ARTIFACTS_DIR/link; echo changed >> /workspace/inputs/data.csv; "
@@ -37,11 +38,19 @@ def test_inputs_are_in_the_workspace_and_outputs_come_back_with_their_content(wo
     assert "data.csv" in result["stdout"]
     outputs = {item["path"]: item for item in result["artifacts"]}
     assert set(outputs) == {"upper.csv", "deep/er/note.txt"}  # the symbolic link is never followed or listed
+
     upper = outputs["upper.csv"]
     assert base64.b64decode(upper["content_base64"]) == b"ID,NAME\n1,ADA\n"
     assert upper["sha256"] == hashlib.sha256(b"ID,NAME\n1,ADA\n").hexdigest() and upper["size_bytes"] == 14
     assert upper["content_type"] == "text/csv"
-    assert not list((worker.settings.resolved_state_dir / "outputs").glob("*")), "the outputs directory was kept"
+    assert not (worker.workspace_root / body["job_id"]).exists(), "the workspace (and its outputs) was kept"
+
+
+def test_an_outputs_directory_swapped_for_a_link_out_of_the_workspace_gives_nothing(worker: Worker) -> None:
+    script = "rm -r /workspace/.cynode/artifacts && ln -s /etc /workspace/.cynode/artifacts"
+    result = worker.run(job_body(["sh", "-c", script])).json()
+    assert result["status"] == "completed", result
+    assert "artifacts" not in result  # the node never walked the host's /etc
 
 
 def test_an_input_that_is_not_what_was_declared_fails_the_job_before_any_container(
