@@ -16,6 +16,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, unquote
@@ -55,24 +56,26 @@ class FsBlobStore:
         temporary = self.root / "tmp" / secrets.token_hex(16)
         digest, size = hashlib.sha256(), 0
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with _disk(key, "written"):
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                while piece := stream.read(BLOB_CHUNK_BYTES):
+                while piece := stream.read(BLOB_CHUNK_BYTES):  # the sender's errors pass as they are
                     size += len(piece)
                     if size > max_bytes:
                         raise BlobTooLarge(f"the content is larger than {max_bytes} bytes")
                     digest.update(piece)
-                    out.write(piece)
-                out.flush()
-                os.fsync(out.fileno())
+                    with _disk(key, "written"):
+                        out.write(piece)
+                with _disk(key, "written"):
+                    out.flush()
+                    os.fsync(out.fileno())
             target = self._path(key)
-            target.parent.mkdir(exist_ok=True, mode=0o700)
-            os.replace(temporary, target)
-            _fsync_dir(target.parent)
-        except BaseException as exc:
+            with _disk(key, "written"):
+                target.parent.mkdir(exist_ok=True, mode=0o700)
+                os.replace(temporary, target)
+                _fsync_dir(target.parent)
+        except BaseException:
             temporary.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise BlobStoreUnavailable(f"blob {key} could not be written: {exc.strerror or exc}") from exc
             raise
         return BlobInfo(size, digest.hexdigest())
 
@@ -110,6 +113,15 @@ class FsBlobStore:
                     os.unlink(entry.path)
             except OSError:
                 continue
+
+
+@contextmanager
+def _disk(key: str, what: str) -> Iterator[None]:
+    """The store's own file operations: a failure there is the store's (``BlobStoreUnavailable``)."""
+    try:
+        yield
+    except OSError as exc:
+        raise BlobStoreUnavailable(f"blob {key} could not be {what}: {exc.strerror or exc}") from exc
 
 
 def _pieces(handle: BinaryIO, offset: int) -> Iterator[bytes]:
