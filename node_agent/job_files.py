@@ -94,7 +94,7 @@ def collect_outputs(directory: Path | None) -> list[JobOutput]:
     real directory: the job may have replaced it with a symbolic link, which is never followed)."""
     if directory is None or directory.is_symlink() or not directory.is_dir():
         return []
-    files = sorted(_regular_files(directory, directory, 1))
+    files = sorted(_regular_files(directory, directory, 0))
     outputs, total = [], 0
     for n, relative in enumerate(files):
         path = directory / relative
@@ -114,6 +114,7 @@ def collect_outputs(directory: Path | None) -> list[JobOutput]:
 
 
 def _regular_files(top: Path, directory: Path, depth: int) -> list[str]:
+    """Regular files under ``directory``, which lies ``depth`` directories below ``top``."""
     found: list[str] = []
     try:
         entries = list(os.scandir(directory))
@@ -126,7 +127,7 @@ def _regular_files(top: Path, directory: Path, depth: int) -> list[str]:
             continue
         if stat.S_ISREG(mode):
             found.append(os.path.relpath(entry.path, top))
-        elif stat.S_ISDIR(mode) and depth < MAX_OUTPUT_DEPTH:
+        elif stat.S_ISDIR(mode) and depth + 1 <= MAX_OUTPUT_DEPTH:
             found += _regular_files(top, Path(entry.path), depth + 1)
     return found
 

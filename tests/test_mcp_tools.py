@@ -267,7 +267,7 @@ def test_task_create_makes_a_draft_with_no_job_in_the_token_s_project(
     agent = agent_of(orchestrator, user_ids["alice"], project_id=team_id)
     body = {**COMMAND, "task_name": "Say Hi", "attachments": ["notes.txt", "notes.txt"], "use_sba": False}
     created, call = agent.traced("task.create", **body, unknown_key="dropped")
-    assert set(created) == {*TASK_RESPONSE_KEYS, "created_at", "updated_at", "attachments"}
+    assert set(created) == {*TASK_RESPONSE_KEYS, "created_at", "updated_at", "attachments", "project_id"}
     assert (created["status"], created["planning_state"], created["task_name"]) == ("queued", "draft", "say-hi")
     assert created["attachments"] == ["notes.txt"]
     assert TIMESTAMP.fullmatch(created["created_at"]) and TIMESTAMP.fullmatch(created["updated_at"])
@@ -520,7 +520,8 @@ def test_help_list_names_only_the_tools_the_role_may_call(
     assert summaries["task.create"] == "Create a task of the user's as a draft; nothing runs until task.ready."
     assert all(summaries.values()) and "help.get" in listed["hint"]
     sandbox = agent_of(orchestrator, user_ids["alice"], "sandbox")
-    assert [t["topic"] for t in sandbox.call("help.list")["topics"]] == ["help.list", "help.get", *FIXED_TOPICS]
+    sandbox_topics = [t["topic"] for t in sandbox.call("help.list")["topics"]]
+    assert sandbox_topics == ["help.list", "help.get", "artifact.get", *FIXED_TOPICS]
     analyst = [t["topic"] for t in agent_of(orchestrator, user_ids["alice"], "pa").call("help.list")["topics"]]
     assert {"task.get", "task.list", "job.get", "project.list"} <= set(analyst)
     assert not {"task.create", "task.ready", "task.cancel", "node.list", "node.get"} & set(analyst)
