@@ -36,7 +36,8 @@ from cynode_core.contract.job.files import (
     JobInput,
     JobOutput,
 )
-from node_agent.sandbox_spec import OUTPUTS_IN_WORKSPACE, SANDBOX_GID, SANDBOX_UID
+from node_agent.sandbox_spec import OUTPUTS_IN_WORKSPACE
+from node_agent.workspace import give_to_sandbox
 
 _READ_CHUNK = 1024 * 1024
 
@@ -51,22 +52,13 @@ def write_inputs(workspace: Path, inputs: tuple[JobInput, ...]) -> SandboxOutcom
         return None
     directory = workspace / INPUTS_DIR
     directory.mkdir(exist_ok=True)
-    _share(directory, 0o777)
+    give_to_sandbox(directory, root_mode=0o755, rootless_mode=0o777)
     for item in inputs:
         target = directory / item.name
         with open(target, "xb") as handle:
             handle.write(item.content)
-        _share(target, 0o666)
+        give_to_sandbox(target, root_mode=0o644, rootless_mode=0o666)
     return None
-
-
-def _share(path: Path, rootless_mode: int) -> None:
-    """Make ``path`` the sandbox user's (as root) or open to it (rootless, where 65534 is not ours to chown to)."""
-    if os.geteuid() == 0:
-        os.chown(path, SANDBOX_UID, SANDBOX_GID)
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    else:
-        path.chmod(rootless_mode)
 
 
 def prepare_outputs(workspace: Path) -> Path:
@@ -74,7 +66,7 @@ def prepare_outputs(workspace: Path) -> Path:
     directory = workspace / OUTPUTS_IN_WORKSPACE
     directory.mkdir(parents=True)
     for made in (directory.parent, directory):
-        _share(made, 0o777)
+        give_to_sandbox(made, root_mode=0o755, rootless_mode=0o777)
     return directory
 
 

@@ -29,6 +29,17 @@ MIB = 1024 * 1024
 _IMAGE_SUFFIX = ".img"
 
 
+def give_to_sandbox(path: Path, *, root_mode: int | None, rootless_mode: int) -> None:
+    """Make ``path`` the sandbox user's (65534, when the node runs as root; then ``root_mode``, if given), or
+    open it to that user with ``rootless_mode`` (rootless, where 65534 is a subordinate uid we cannot chown to)."""
+    if os.geteuid() == 0:
+        os.chown(path, SANDBOX_UID, SANDBOX_GID)
+        if root_mode is not None:
+            path.chmod(root_mode)
+    else:
+        path.chmod(rootless_mode)
+
+
 class Workspaces:
     """The workspaces under one root directory."""
 
@@ -57,14 +68,11 @@ class Workspaces:
             except BaseException:
                 self.discard(key)
                 raise
-        elif os.geteuid() == 0:
-            # The sandbox runs as 65534:65534; 0700 keeps everyone else out.
-            os.chown(path, SANDBOX_UID, SANDBOX_GID)
         else:
-            # Rootless: the sandbox's 65534 is a subordinate uid we cannot chown
-            # to. The root is 0700 and ours, so no other host user can reach
-            # this directory; each sandbox mounts only its own.
-            path.chmod(0o777)
+            # Root: the sandbox's own, 0700 keeps everyone else out. Rootless: the
+            # root is 0700 and ours, so no other host user can reach this
+            # directory; each sandbox mounts only its own.
+            give_to_sandbox(path, root_mode=None, rootless_mode=0o777)
         return path
 
     def release(self, path: Path) -> None:

@@ -32,7 +32,7 @@ from cynode_core.orchestrator.api.schemas_common import (
 from cynode_core.orchestrator.api.tokens import current_user
 from cynode_core.orchestrator.models.artifacts import SCOPE_LEVELS, Artifact
 from cynode_core.orchestrator.services import artifact_grants
-from cynode_core.orchestrator.services.artifact_access import Actor, clean_path, make_scope, may_list
+from cynode_core.orchestrator.services.artifact_access import Actor, Scope, clean_path, make_scope, may_list
 from cynode_core.orchestrator.services.artifacts import Artifacts, Lineage, ListFilters, Upload
 
 blp = Blueprint(
@@ -121,6 +121,17 @@ def _actor() -> Actor:
     return Actor(user.id, admin=user.is_admin)
 
 
+def _scope(query: dict[str, Any], actor: Actor, owner: uuid.UUID | None) -> Scope:
+    """The scope a query names: its level and, for that level, the owner, project or group."""
+    return make_scope(
+        query.get("scope_level"),
+        actor,
+        owner_user_id=owner,
+        project_id=query.get("project_id"),
+        group_id=query.get("group_id"),
+    )
+
+
 def _artifact_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -180,13 +191,7 @@ class ArtifactCollection(MethodView):
     def post(self, query: dict[str, Any]) -> Any:
         """Upload a file as a new artifact (raw body, or multipart with one `file` part)."""
         actor = _actor()
-        scope = make_scope(
-            query.get("scope_level"),
-            actor,
-            owner_user_id=query.get("owner_user_id"),
-            project_id=query.get("project_id"),
-            group_id=query.get("group_id"),
-        )
+        scope = _scope(query, actor, query.get("owner_user_id"))
         upload = _upload()
         raw_path = query.get("path") or query.get("filename") or request.headers.get("X-Filename") or _filename()
         if not raw_path:
@@ -202,13 +207,7 @@ class ArtifactCollection(MethodView):
     def get(self, query: dict[str, Any]) -> Any:
         """List one partition's artifacts, newest first."""
         actor = _actor()
-        scope = make_scope(
-            query.get("scope_level"),
-            actor,
-            owner_user_id=query.get("user_id") or query.get("owner_user_id"),
-            project_id=query.get("project_id"),
-            group_id=query.get("group_id"),
-        )
+        scope = _scope(query, actor, query.get("user_id") or query.get("owner_user_id"))
         limit = int_param(query["limit"], 50, 1, 200)
         offset = int_param(query["cursor"] or query["offset"], 0, 0, MAX_OFFSET)
         filters = ListFilters(query.get("correlation_task_id"), query.get("job_id"), limit + 1, offset)

@@ -93,7 +93,7 @@ class Artifacts:
             if not may_write(session, actor, scope):
                 raise NotPermitted(ACCESS_DENIED)
             _check_lineage(session, actor, lineage)
-            if _at_path(session, scope, path) is not None:
+            if at_path(session, scope, path) is not None:
                 raise Conflict(PATH_TAKEN)
             room = self.settings.artifact_quota_bytes - _owned_bytes(session, owner)
         artifact_id = uuid.uuid4()
@@ -243,8 +243,10 @@ class Artifacts:
         return removed
 
 
-def _at_path(session: Session, scope: Scope, path: str) -> uuid.UUID | None:
-    return session.scalar(select(Artifact.id).where(Artifact.scope_partition == scope.partition, Artifact.path == path))
+def at_path(session: Session, scope: Scope, path: str) -> Artifact | None:
+    """The artifact at (scope, path), whoever may see it (the caller checks access)."""
+    found = select(Artifact).where(Artifact.scope_partition == scope.partition, Artifact.path == path)
+    return session.scalars(found).first()
 
 
 def _owned_bytes(session: Session, owner: uuid.UUID) -> int:

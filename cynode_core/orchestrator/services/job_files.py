@@ -35,7 +35,7 @@ from cynode_core.contract.job.files import MAX_INPUT_BYTES, JobInput, JobOutput,
 from cynode_core.orchestrator.models import Task, TaskArtifact
 from cynode_core.orchestrator.models.artifacts import Artifact
 from cynode_core.orchestrator.services.artifact_access import Actor, Scope, clean_path, may_read
-from cynode_core.orchestrator.services.artifacts import Artifacts, Lineage, Upload
+from cynode_core.orchestrator.services.artifacts import Artifacts, Lineage, Upload, at_path
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,9 @@ def _store_one(
         path = clean_path(f"tasks/{task_id}/{output.path}")
         upload = Upload(io.BytesIO(output.content), output.content_type)
         with artifacts.db.session() as session:
-            present = session.scalar(
-                select(Artifact.id).where(Artifact.scope_partition == scope.partition, Artifact.path == path)
-            )
+            present = at_path(session, scope, path)
         if present is not None:
-            row = artifacts.replace(actor, present, upload, job_id)
+            row = artifacts.replace(actor, present.id, upload, job_id)
         else:
             row = artifacts.create(actor, scope, path, upload, Lineage(job_id=job_id, task_id=task_id))
     except Exception:  # noqa: BLE001 - one output that cannot be kept must not lose the job's result

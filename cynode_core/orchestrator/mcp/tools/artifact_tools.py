@@ -24,9 +24,9 @@ from cynode_core.orchestrator.mcp.tools import schema
 from cynode_core.orchestrator.mcp.tools.results import invalid_arguments, service_errors, to_json
 from cynode_core.orchestrator.mcp.tools.scoping import owned_job, owned_task, uuid_argument
 from cynode_core.orchestrator.models import Task
-from cynode_core.orchestrator.models.artifacts import SCOPE_LEVELS, Artifact
+from cynode_core.orchestrator.models.artifacts import SCOPE_LEVELS
 from cynode_core.orchestrator.services.artifact_access import Actor, Scope, clean_path, make_scope, may_list, may_read
-from cynode_core.orchestrator.services.artifacts import NOT_FOUND, Artifacts, Lineage, ListFilters, Upload
+from cynode_core.orchestrator.services.artifacts import NOT_FOUND, Artifacts, Lineage, ListFilters, Upload, at_path
 
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
 _ENCODED_MAX = (MAX_CONTENT_BYTES + 2) // 3 * 4
@@ -66,12 +66,6 @@ def _path(arguments: dict[str, Any]) -> str:
         return clean_path(arguments.get("path"))
 
 
-def _at(call: ToolCall, scope: Scope, path: str) -> Artifact | None:
-    return call.session.scalars(
-        select(Artifact).where(Artifact.scope_partition == scope.partition, Artifact.path == path)
-    ).first()
-
-
 def put(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
     scope, path = _scope(call, arguments), _path(arguments)
     try:
@@ -87,7 +81,7 @@ def put(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
         job_id = owned_job(call, arguments["job_id"]).id if arguments.get("job_id") else None
     task_id = owned_task(call, arguments["task_id"]).id if arguments.get("task_id") else None
     upload = Upload(io.BytesIO(content), arguments.get("content_type"))
-    present = _at(call, scope, path)
+    present = at_path(call.session, scope, path)
     with service_errors():
         if present is not None:
             row = _service(call).replace(actor, present.id, upload, job_id)
@@ -108,7 +102,7 @@ def put(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def get(call: ToolCall, arguments: dict[str, Any]) -> dict[str, Any]:
     scope, path = _scope(call, arguments), _path(arguments)
-    row = _at(call, scope, path)
+    row = at_path(call.session, scope, path)
     if row is None or not may_read(call.session, Actor(call.principal.user_id), row):
         raise ToolFailed(404, "not_found", NOT_FOUND)
     if row.size_bytes > MAX_CONTENT_BYTES:
