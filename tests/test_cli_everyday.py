@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from cynode_core.cli import main
@@ -30,7 +31,9 @@ def test_status_shows_readiness_the_user_and_their_queue(logged_in: Any) -> None
     assert (data["ready"], data["user"], data["queue"]["queued"]) == (False, "alice", "1")
 
 
-def test_artifacts_go_up_and_come_back_verified(logged_in: Any, tmp_path: Path) -> None:
+def test_artifacts_go_up_and_come_back_verified(
+    logged_in: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env, _ = logged_in
     source = tmp_path / "report.bin"
     source.write_bytes(os.urandom(300_000))
@@ -44,6 +47,11 @@ def test_artifacts_go_up_and_come_back_verified(logged_in: Any, tmp_path: Path) 
     got = cynode(env, "artifact", "get", made["artifact_id"], "-o", str(target))
     assert got.exit_code == 0 and "verified" in got.output, got.output
     assert target.read_bytes() == source.read_bytes()
+    shown = cynode(env, "artifact", "show", made["artifact_id"])
+    assert shown.exit_code == 0 and "size_bytes: 300000" in shown.output and "path: reports/r1.bin" in shown.output
+    monkeypatch.chdir(tmp_path)  # without -o: the path's last segment, in the current directory
+    assert cynode(env, "artifact", "get", made["artifact_id"]).exit_code == 0
+    assert (tmp_path / "r1.bin").read_bytes() == source.read_bytes()
     assert cynode(env, "artifact", "rm", made["artifact_id"]).exit_code == 0
     gone = cynode(env, "artifact", "get", made["artifact_id"], "-o", str(tmp_path / "never.bin"))
     assert gone.exit_code != 0 and "artifact not found" in gone.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
@@ -53,13 +53,21 @@ def artifact_put(url: str | None, as_json: bool, source: Path, logical: str | No
 def artifact_get(url: str | None, artifact_id: str, output: Path | None) -> None:
     """Download an artifact (its checksum is verified before the file appears)."""
     client = _client(url)
-    head = _run(lambda: client.request("GET", f"/v1/artifacts/{artifact_id}", headers={"Range": "bytes=0-0"}))
-    total = int((head.headers.get("Content-Range") or "/0").rsplit("/", 1)[-1] or 0) if head.status_code == 206 else 0
-    name = _disposition_name(head.headers.get("Content-Disposition", "")) or artifact_id
-    target = output or Path(name)
-    with progress_bar(f"download {target.name}", total) as progress:
+    meta = _run(lambda: client.call("GET", f"/v1/artifacts/{artifact_id}/metadata"))
+    target = output or Path(PurePosixPath(meta["path"]).name or artifact_id)
+    with progress_bar(f"download {target.name}", meta["size_bytes"]) as progress:
         checksum = _run(lambda: download(client, artifact_id, target, progress))
     click.echo(f"{target} ({target.stat().st_size} bytes, sha256 {checksum} verified)")
+
+
+@artifact.command("show")
+@url_option
+@json_option
+@click.argument("artifact_id")
+def artifact_show(url: str | None, as_json: bool, artifact_id: str) -> None:
+    """An artifact's metadata: path, size, type, checksum, the task and job it came from."""
+    meta = _run(lambda: _client(url).call("GET", f"/v1/artifacts/{artifact_id}/metadata"))
+    _emit(meta, as_json, "\n".join(f"{key}: {value}" for key, value in meta.items()))
 
 
 @artifact.command("ls")
@@ -107,14 +115,6 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
         ("ID", "PATH", "BYTES", "TYPE", "CREATED"),
         [(a["artifact_id"], a["path"], a["size_bytes"], a["content_type"], a["created_at"]) for a in data["artifacts"]],
     )
-
-
-def _disposition_name(header: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "filename" and value:
-            return Path(value.strip('"')).name
-    return ""
 
 
 COMMANDS = (artifact,)

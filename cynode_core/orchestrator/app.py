@@ -33,6 +33,7 @@ from cynode_core.orchestrator.mcp import registry as mcp_registry
 from cynode_core.orchestrator.mcp.tools import PLUGIN_NAME as MCP_TOOLS_PLUGIN
 from cynode_core.orchestrator.mcp.tools import BuiltinTools
 from cynode_core.orchestrator.metrics import OrchestratorMetrics
+from cynode_core.orchestrator.request_class import ClosingRequest
 from cynode_core.orchestrator.services.artifacts import Artifacts
 from cynode_core.orchestrator.services.secrets import ResolvedSecrets, TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
@@ -111,6 +112,7 @@ def create_app(
 ) -> Flask:
     """Build the orchestrator app on an open database (migrations already applied)."""
     app = Flask("cynode_core")
+    app.request_class = ClosingRequest
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         API_TITLE="cynode orchestrator",

@@ -7,7 +7,8 @@ as they are): login -> refresh / logout / me / create API key / create
 thread / chat / models, create API key -> list / revoke, create thread ->
 get / messages / rename / list, me -> revoke_sessions,
 create task -> get / result / logs / cancel, list -> first task / next
-page, register -> config / capability, config -> ack, create agent token ->
+page, upload an artifact -> download / metadata / replace / grants / delete
+/ list, register -> config / capability, config -> ack, create agent token ->
 revoke it. The MCP routes are called with a pm agent token of the fuzz
 user. schemathesis then runs scenarios of up to ``STEPS`` calls with valid and invalid data (NUL
 included, lone surrogates through an unrestricted codec) and checks every
@@ -34,6 +35,7 @@ from fuzz.clients import FUZZ_PASSWORD, FUZZ_USER, Tokens
 from fuzz.hostile import ANSWER_SECONDS, PROBLEM, SURROGATE_TEXT
 
 SCENARIOS = 80
+ARTIFACT_SCENARIOS = 80
 STEPS = 8
 MIN_OPERATIONS_REACHED = 10
 
@@ -47,6 +49,7 @@ def _link(path: str, verb: str, **extra: Any) -> dict[str, Any]:
 
 
 TASK_REF = {"ref": "$response.body#/id"}
+ARTIFACT_REF = {"artifact_id": "$response.body#/artifact_id"}
 REFRESH_TOKEN = {"refresh_token": "$response.body#/refresh_token"}
 LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     ("/v1/auth/login", "post", "200"): {
@@ -58,6 +61,17 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
         "CreateThread": _link("/v1/chat/threads", "post"),
         "Chat": _link("/v1/chat/completions", "post"),
         "Models": _link("/v1/models", "get"),
+        "Upload": _link("/v1/artifacts", "post"),
+    },
+    ("/v1/artifacts", "post", "201"): {
+        "Download": _link("/v1/artifacts/{artifact_id}", "get", parameters=ARTIFACT_REF),
+        "Metadata": _link("/v1/artifacts/{artifact_id}/metadata", "get", parameters=ARTIFACT_REF),
+        "Replace": _link("/v1/artifacts/{artifact_id}", "put", parameters=ARTIFACT_REF),
+        "Grants": _link("/v1/artifacts/{artifact_id}/grants", "get", parameters=ARTIFACT_REF),
+        "Delete": _link("/v1/artifacts/{artifact_id}", "delete", parameters=ARTIFACT_REF),
+        "Grant": _link("/v1/artifacts/{artifact_id}/grants/{user_id}", "put", parameters=ARTIFACT_REF),
+        "Ungrant": _link("/v1/artifacts/{artifact_id}/grants/{user_id}", "delete", parameters=ARTIFACT_REF),
+        "ListArtifacts": _link("/v1/artifacts", "get", parameters={"scope_level": "$response.body#/scope_level"}),
     },
     ("/v1/chat/threads", "post", "201"): {
         "GetThread": _link("/v1/chat/threads/{thread_id}", "get", parameters={"thread_id": "$response.body#/id"}),
@@ -214,6 +228,16 @@ def _plain(*values: Any) -> bool:
     )
 
 
+def _sendable_name(name: str) -> str:
+    """A multipart part name requests can write: a lone surrogate becomes U+FFFD (names are text)."""
+    return name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _raw(value: Any) -> Any:
+    """A multipart part's content as bytes, lone surrogates kept as the (invalid UTF-8) bytes they encode to."""
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -222,16 +246,20 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: str, tokens: Tokens) -> None:
-    spec = ApiClient(live_orchestrator).call("GET", "/openapi.json", auth=False)
+def run_chains(url: str, tokens: Tokens, scenarios: int, path_regex: str | None = None) -> dict[str, Counter[int]]:
+    """Run schemathesis' chains over the API (or the operations under ``path_regex``); the answers' statuses."""
+    spec = ApiClient(url).call("GET", "/openapi.json", auth=False)
     schema = schemathesis.openapi.from_dict(with_links(spec))
-    schema.config.update(base_url=live_orchestrator)
+    if path_regex is not None:
+        schema = schema.include(path_regex=path_regex)
+    schema.config.update(base_url=url)
     # Any code point, lone surrogates and NUL included (the JSON encoder escapes them).
     schema.config.generation.update(codec=None, allow_x00=True, with_security_parameters=False)
     schema.config.phases.stateful.inference.algorithms = []  # the links above, no guessed ones
     members = declared_members(spec)
     schema.hook("flatmap_body")(lambda ctx, body: hostile_member(body, members.get(ctx.operation.path, [])))
     called: dict[str, Counter[int]] = defaultdict(Counter)
+    uploads: list[schemathesis.Case] = []
     Machine: Any = schema.as_state_machine()  # noqa: N806 - a class
     assert set(LINKS) and Machine.root_rules, "no scenario can start"
 
@@ -244,6 +272,15 @@ def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: st
                 case.body = {**body, "handle": FUZZ_USER, "password": FUZZ_PASSWORD}
             if case.operation.path == "/v1/nodes/register" and _plain(body.get("psk")):
                 case.body = {**body, "psk": tokens.psk}
+            if case.media_type == "multipart/form-data" and isinstance(case.body, dict):
+                case.body = {_sendable_name(key): _raw(value) for key, value in case.body.items()}
+            if case.operation.path == "/v1/artifacts" and case.method == "POST" and case.query:
+                # A path of its own for each upload, so whether it is created depends on the
+                # generated data only, not on what an earlier scenario stored (a 409).
+                uploads.append(case)
+                for name in ("path", "filename"):
+                    if isinstance(case.query.get(name), str):  # a prefix of one width: lengths stay comparable
+                        case.query[name] = f"{len(uploads):06d}/{case.query[name]}"
 
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
             path = case.operation.path
@@ -273,7 +310,7 @@ def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: st
 
     AsAdmin.run(
         settings=settings(
-            max_examples=SCENARIOS,
+            max_examples=scenarios,
             stateful_step_count=STEPS,
             deadline=None,
             derandomize=True,
@@ -283,5 +320,21 @@ def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: st
         )
     )
 
+    return called
+
+
+def test_api_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: str, tokens: Tokens) -> None:
+    called = run_chains(live_orchestrator, tokens, SCENARIOS)
     # The chains went somewhere: most operations were reached, not only the entry points.
     assert len(called) >= MIN_OPERATIONS_REACHED, dict(called)
+
+
+def test_artifact_chains_keep_every_answer_a_documented_non_5xx(live_orchestrator: str, tokens: Tokens) -> None:
+    """The artifact routes on their own (binary and multipart bodies, ranges, grants), from an upload on."""
+    called = run_chains(live_orchestrator, tokens, ARTIFACT_SCENARIOS, path_regex="^/v1/artifacts")
+    print(sorted((k, dict(v)) for k, v in called.items()))
+    uploaded = called["POST /v1/artifacts"][201]
+    followed = [
+        label for label, statuses in called.items() if "{artifact_id}" in label and any(s < 300 for s in statuses)
+    ]
+    assert uploaded and len(followed) >= 3, dict(called)

@@ -294,6 +294,19 @@ class ArtifactItem(MethodView):
         return Response(status=204)
 
 
+@blp.route("/<string:artifact_id>/metadata")
+class ArtifactMetadata(MethodView):
+    @blp.operation(
+        200,
+        ArtifactSchema,
+        errors={400: "Not an artifact id", 404: "No such artifact, or not one the caller may read"},
+        bearer="user",
+    )
+    def get(self, artifact_id: str) -> Any:
+        """An artifact's metadata (path, size, type, checksum, lineage) without its content."""
+        return view(_service().get(_actor(), _artifact_id(artifact_id)))
+
+
 @blp.route("/<string:artifact_id>/grants")
 class GrantCollection(MethodView):
     @blp.operation(200, GrantListSchema, errors={403: "Not the owner", 404: "No such artifact"}, bearer="user")
