@@ -14,10 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterator, Mapping
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from cynode_core.contract.blobs import BLOB_CHUNK_BYTES, BlobInfo, BlobNotFound, BlobStoreUnavailable, BlobTooLarge
@@ -83,15 +83,12 @@ class PgBlobStore:
     def _chunks(self, key: str, offset: int, size: int, chunk_bytes: int) -> Iterator[bytes]:
         seq, skip = divmod(offset, chunk_bytes)
         while offset < size:
-            with self.engine.connect() as conn:
-                data = conn.execute(
-                    select(ArtifactBlobChunk.data).where(
-                        ArtifactBlobChunk.blob_key == key, ArtifactBlobChunk.seq == seq
-                    )
-                ).scalar_one_or_none()
-            if data is None:  # deleted while being read
+            with self.engine.connect() as conn, _binary_cursor(conn) as cursor:
+                # Binary results: the chunk as its bytes, not twice as many hex digits to decode.
+                row = cursor.execute(_CHUNK_QUERY, (key, seq)).fetchone()
+            if row is None:  # deleted while being read
                 return
-            piece = bytes(data)[skip:]
+            piece = bytes(row[0])[skip:] if skip else bytes(row[0])
             yield piece
             offset += len(piece)
             seq, skip = seq + 1, 0
@@ -117,6 +114,14 @@ class PgBlobStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_CHUNK_QUERY = "SELECT data FROM artifact_blob_chunks WHERE blob_key = %s AND seq = %s"
+
+
+def _binary_cursor(conn: Connection) -> Any:
+    """A psycopg cursor on ``conn``'s own DBAPI connection that asks for results in binary format."""
+    return conn.connection.driver_connection.cursor(binary=True)  # type: ignore[union-attr]
 
 
 def _pieces(stream: BinaryIO, size: int) -> Iterator[bytes]:
