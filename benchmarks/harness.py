@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
+
 from cynode_core.cli.stack import Stack
 from cynode_core.client import GatewayClient
 from cynode_core.orchestrator.settings import OrchestratorSettings
@@ -114,9 +116,27 @@ def wait_done(client: GatewayClient, task_id: str, timeout: float = 120.0, poll:
     raise TimeoutError(f"task {task_id} not done in {timeout} s")
 
 
+def warm_ready(s: Stack, count: int, timeout: float = 60.0) -> None:
+    """Until every node of ``s`` has ``count`` warm containers waiting (its ``/metrics``)."""
+    deadline = time.monotonic() + timeout
+    for i in range(s.nodes):
+        url = f"http://127.0.0.1:{s.base_port + i}/metrics"
+        while _warm_gauge(url) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {i}: fewer than {count} warm containers after {timeout} s")
+            time.sleep(0.05)
+
+
+def _warm_gauge(url: str) -> float:
+    for line in requests.get(url, timeout=10).text.splitlines():
+        if line.startswith("cynode_node_warm_sandboxes "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def report(name: str, value: float, floor: float, unit: str, goal: str) -> None:
     ratio = value / floor if floor else float("inf")
     print(f"{name}: {value:.4f} {unit} vs floor {floor:.4f} {unit} -> ratio {ratio:.2f}x (goal {goal})")
 
 
-__all__ = ["percentile", "raw_podman_run", "report", "stack", "statistics", "wait_done"]
+__all__ = ["percentile", "raw_podman_run", "report", "stack", "statistics", "wait_done", "warm_ready"]

@@ -1,4 +1,4 @@
-"""Tasks completed per second with N node slots vs N parallel raw ``podman run`` loops (goal >= 0.9x).
+"""Tasks completed per second with N node slots vs N parallel raw ``podman run`` loops (goal >= 1.5x, warm containers).
 
 Run: .venv/bin/python -m benchmarks.throughput [--slots 2] [--tasks 40]
 """
@@ -38,7 +38,7 @@ def main() -> None:
         results = [wait_done(client, i, poll=0.05) for i in ids]
         rate = args.tasks / (time.perf_counter() - started)
         assert all(r["status"] == "completed" for r in results)
-    report(f"throughput ({args.slots} slots)", rate, floor, "tasks/s", ">= 0.9x")
+    report(f"throughput ({args.slots} slots)", rate, floor, "tasks/s", ">= 1.5x")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
+from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime, WarmingRuntime
 from cynode_core.contract.errors import CynodeError, NotFound, Unavailable
 from cynode_core.contract.job import CancelResponse, RunJobRequest, RunJobResponse
 from node_agent.active_job import ActiveJob, EndOnce, JobEnd, JobExecutionError, WorkspaceError
@@ -43,6 +43,7 @@ from node_agent.sandbox_run import SandboxRun
 from node_agent.sandbox_spec import sandbox_owner
 from node_agent.sba_job import SbaJobs
 from node_agent.settings import NodeSettings
+from node_agent.warm_pool import WarmPool
 from node_agent.workspace import Workspaces
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class JobExecutor:
             SbaJobs(settings.resolved_state_dir / "sba"),
             self.metrics,
             lambda key: self.output_for(key),
+        )
+        self.warm = (
+            WarmPool(runtime, self._workspaces, settings, self.metrics) if isinstance(runtime, WarmingRuntime) else None
         )
         # A job's live output sink by job key (JobReports.output_for for jobs:start; none for jobs:run).
         self.output_for: Callable[[str], OutputSink | None] = lambda _key: None
@@ -226,8 +230,9 @@ class JobExecutor:
             # Without the marker a crash could lead to a second run; refuse while nothing ran.
             log.error("job %s: cannot record the job start: %s", key, exc)
             raise JobExecutionError("Job execution failed") from exc
+        warm = self.warm.take(request) if self.warm is not None else None
         try:
-            workspace = self._workspaces.create(key)
+            workspace = warm.workspace if warm is not None else self._workspaces.create(key)
         except OSError as exc:
             log.error("job %s: workspace creation failed: %s", key, exc)
             self._store.discard(key)
@@ -247,7 +252,7 @@ class JobExecutor:
             early_end(job.result)
 
         try:
-            outcome = self._sandbox.run(request, job, workspace, timeout, exited if early_end else None)
+            outcome = self._sandbox.run(request, job, workspace, timeout, exited if early_end else None, warm)
             return end(outcome)
         finally:
             self._workspaces.release(workspace)

@@ -169,8 +169,11 @@ class NodeManager:
         config = session.fetch_config()
         token = self._apply_config(config)
 
-        # 6. Start the Worker API.
+        # 6. Start the Worker API, and the warm containers (in the background).
         self._start_worker_api(token)
+        if self.executor.warm is not None:
+            log.info("keeping %d warm container(s) of %s", self.executor.warm.size, self.executor.warm.image)
+            self.executor.warm.start()
 
         # 7. Inference.
         if backend_factory is not None:
@@ -359,8 +362,10 @@ class NodeManager:
             if not self.executor.wait_idle(self.settings.shutdown_grace):
                 log.error("jobs still running after %g s", self.settings.shutdown_grace)
                 clean = False
+        warm = self.executor.warm if self.executor is not None else None
         steps: list[tuple[str, Callable[[], None] | None]] = [
             ("Worker API", self.server.stop if self.server is not None else None),
+            ("warm containers", warm.close if warm is not None else None),
             ("sandbox runtime", self.runtime.close if self.runtime is not None else None),
             ("inference backend", self.backend.stop if self.backend is not None else None),
             ("control-plane client", self._client.close if self._client is not None else None),

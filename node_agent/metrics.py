@@ -54,6 +54,16 @@ class SlotsCollector(Collector):
         yield GaugeMetricFamily("cynode_node_free_slots", "Job slots free now (more jobs answer 503)", value=free)
 
 
+class _GaugeCollector(Collector):
+    """One gauge whose value is read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], int]):
+        self._name, self._documentation, self._value = name, documentation, value
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(self._name, self._documentation, value=self._value())
+
+
 class NodeMetrics:
     """Job, sandbox, inference and HTTP metrics of one node agent."""
 
@@ -120,13 +130,27 @@ class NodeMetrics:
             registry=self.registry,
             buckets=CHAT_BUCKETS,
         )
+        self.sandbox_starts = Counter(
+            "cynode_node_sandbox_starts",
+            "Jobs handed to the sandbox runtime, by path (warm: a container started ahead took it; cold: "
+            "its container was made for it)",
+            ("path",),
+            registry=self.registry,
+        )
         for outcome in JOB_OUTCOMES:
             self.jobs.labels(outcome)
+        for path in ("warm", "cold"):
+            self.sandbox_starts.labels(path)
         for kind in ("prompt", "completion"):
             self.inference_tokens.labels(kind)
 
     def watch_slots(self, running: Callable[[], int], slots: Callable[[], int]) -> None:
         self.registry.register(SlotsCollector(running, slots))
+
+    def watch_warm(self, ready: Callable[[], int]) -> None:
+        """``cynode_node_warm_sandboxes``: warm containers waiting for a job, read at scrape time."""
+        gauge = _GaugeCollector("cynode_node_warm_sandboxes", "Warm containers waiting for a job", ready)
+        self.registry.register(gauge)
 
     def job_finished(self, outcome: str, seconds: float | None = None) -> None:
         self.jobs.labels(outcome).inc()

@@ -19,7 +19,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cynode_core.contract import OutputSink, SandboxOutcome, SandboxRuntime
+from cynode_core.contract import (
+    OutputSink,
+    SandboxOutcome,
+    SandboxRuntime,
+    SandboxSpec,
+    WarmingRuntime,
+    WarmStartFailed,
+    warm_key,
+)
 from cynode_core.contract.job import McpGrant, RunJobRequest, RunStatus
 from node_agent.active_job import ActiveJob
 from node_agent.job_cancel import stopped_by_cancel
@@ -32,6 +40,7 @@ from node_agent.sandbox_spec import build_sandbox_spec
 from node_agent.sba_job import InvalidSbaJob, SbaJob, SbaJobs
 from node_agent.settings import NodeSettings
 from node_agent.unix_proxy import ProxyError, UnixProxy
+from node_agent.warm_pool import WarmEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +64,29 @@ class SandboxRun:
         workspace: Path,
         timeout: int,
         on_exit: Callable[[SandboxOutcome], None] | None = None,
+        warm: WarmEntry | None = None,
     ) -> SandboxOutcome:
         """The job's sandbox outcome, with the node's notes; ``on_exit`` gets it once the container exited.
 
         ``on_exit`` may not be called (a runtime that does not tell, or no container ran): the caller
-        then ends the job with what this returns.
+        then ends the job with what this returns. ``warm``, taken from the pool with ``workspace`` as its
+        workspace, runs the job if its spec fits and is removed otherwise.
         """
+        try:
+            return self._run(request, job, workspace, timeout, on_exit, warm)
+        finally:
+            if warm is not None and not job.handed_to_runtime:
+                self._discard(warm)
+
+    def _run(
+        self,
+        request: RunJobRequest,
+        job: ActiveJob,
+        workspace: Path,
+        timeout: int,
+        on_exit: Callable[[SandboxOutcome], None] | None,
+        warm: WarmEntry | None,
+    ) -> SandboxOutcome:
         key = request.job_key
         with self.lock:
             if job.cancel_requested:
@@ -122,7 +148,7 @@ class SandboxRun:
             )
             called_at, clock = utc_now(), time.perf_counter()
             try:
-                outcome = self.runtime.run(spec)
+                outcome = self._start(spec, warm)
             except Exception as exc:  # noqa: BLE001 - a failed job, answered 200 (wire_contract.md#worker-run-job-response)
                 log.warning("job %s: runtime error: %s", key, exc)
                 outcome = SandboxOutcome(status=RunStatus.FAILED, exit_code=-1, stderr=f"runtime error: {exc}".encode())
@@ -135,6 +161,26 @@ class SandboxRun:
                 proxy.close()
             if sba is not None:
                 sba.remove()
+
+    def _start(self, spec: SandboxSpec, warm: WarmEntry | None) -> SandboxOutcome:
+        """Run ``spec`` in the warm container when it fits it (and it still waits), else in a new one."""
+        if warm is not None and warm_key(spec) == warm.sandbox.key:
+            assert isinstance(self.runtime, WarmingRuntime)
+            try:
+                outcome = self.runtime.run_warm(warm.sandbox, spec)
+            except WarmStartFailed as exc:
+                log.warning("job %s: %s; starting it cold", spec.job_id, exc)
+            else:
+                self.metrics.sandbox_starts.labels("warm").inc()
+                return outcome
+        elif warm is not None:
+            self._discard(warm)
+        self.metrics.sandbox_starts.labels("cold").inc()
+        return self.runtime.run(spec)
+
+    def _discard(self, warm: WarmEntry) -> None:
+        if isinstance(self.runtime, WarmingRuntime):
+            self.runtime.discard(warm.sandbox)
 
     def _mcp_proxy(self, key: str, grant: McpGrant) -> McpProxy | SandboxOutcome:
         """Job ``key``'s MCP proxy, started and healthy; a failed outcome when it is not (mcp_contract.md 2.3)."""

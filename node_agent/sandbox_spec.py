@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cynode_core.contract import ExitSink, Mount, OutputSink, SandboxSpec
 from cynode_core.contract.job import RunJobRequest
@@ -93,17 +94,38 @@ def build_sandbox_spec(
         env=env,
         workspace_dir=str(workspace),
         timeout_seconds=timeout,
-        max_output_bytes=settings.max_output_bytes,
-        # Every policy value means deny-all (docs/wire_contract.md#sandbox);
-        # normalising here keeps a runtime from honouring anything else.
-        network_policy="none",
-        user=f"{SANDBOX_UID}:{SANDBOX_GID}",
-        memory_limit=settings.sandbox_memory,
-        pids_limit=settings.sandbox_pids if settings.sandbox_pids > 0 else None,
-        cpus=settings.sandbox_cpus,
-        read_only_root=True,
         mounts=tuple(mounts),
-        owner=sandbox_owner(settings),
         on_output=on_output,
         on_exit=on_exit,
+        **_hardening(settings),
     )
+
+
+def warm_template(settings: NodeSettings, workspace: Path, key: str) -> SandboxSpec:
+    """The spec a warm container is made from: a job of the default image, its command and environment to come."""
+    return SandboxSpec(
+        job_id=key,
+        task_id="",
+        image=settings.resolve_image(None),
+        command=(),
+        env={},
+        workspace_dir=str(workspace),
+        timeout_seconds=settings.default_timeout_seconds,
+        **_hardening(settings),
+    )
+
+
+def _hardening(settings: NodeSettings) -> dict[str, Any]:
+    """What every job's container is made with, beyond its image (docs/wire_contract.md#sandbox-hardening)."""
+    return {
+        "max_output_bytes": settings.max_output_bytes,
+        # Every policy value means deny-all (docs/wire_contract.md#sandbox);
+        # normalising here keeps a runtime from honouring anything else.
+        "network_policy": "none",
+        "user": f"{SANDBOX_UID}:{SANDBOX_GID}",
+        "memory_limit": settings.sandbox_memory,
+        "pids_limit": settings.sandbox_pids if settings.sandbox_pids > 0 else None,
+        "cpus": settings.sandbox_cpus,
+        "read_only_root": True,
+        "owner": sandbox_owner(settings),
+    }

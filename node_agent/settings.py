@@ -60,6 +60,13 @@ def parse_non_negative_int(value: object) -> int:
     return number
 
 
+def parse_warm_sandboxes(value: object) -> int:
+    number = parse_int(value)
+    if number < -1:
+        raise ValueError("must be -1 (one per job slot), 0 (none) or a count")
+    return number
+
+
 def parse_aliases(value: object) -> dict[str, str]:
     """``{name: local}`` from a mapping or ``name=local,name2=local2`` ('' = no aliases)."""
     if isinstance(value, dict):
@@ -151,6 +158,12 @@ class NodeSettings:
         parse=parse_positive_int,
         yaml_keys=("sandbox.max_concurrency",),
         help="jobs run at once; more answer 503 with Retry-After",
+    )
+    warm_sandboxes: int = setting(
+        -1,
+        parse=parse_warm_sandboxes,
+        yaml_keys=("sandbox.warm",),
+        help="containers started ahead for jobs of the default image (-1: one per slot; 0: none; at most the slots)",
     )
     sandbox_mode: str = setting(
         "allow",
@@ -329,6 +342,14 @@ class NodeSettings:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.worker_listen_port}"
+
+    @property
+    def warm_pool_size(self) -> int:
+        """How many warm containers to keep: the setting, at most the job slots; none while workspaces are kept."""
+        if self.keep_workspaces:
+            return 0
+        wanted = self.job_slots if self.warm_sandboxes < 0 else self.warm_sandboxes
+        return min(wanted, self.job_slots)
 
     def resolve_image(self, requested: str | None) -> str:
         """The local image a job runs: the default for none, an alias for a registry name."""

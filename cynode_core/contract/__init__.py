@@ -54,6 +54,7 @@ from cynode_core.contract.values import (
     is_loopback_host,
     normalize_model_name,
 )
+from cynode_core.contract.warm import WarmingRuntime, WarmKey, WarmSandbox, WarmStartFailed, warm_key
 
 __all__ = [
     "BackendFactory",
@@ -74,6 +75,11 @@ __all__ = [
     "JobInfo",
     "JobNotStarted",
     "LeftoverJob",
+    "WarmKey",
+    "WarmSandbox",
+    "WarmStartFailed",
+    "WarmingRuntime",
+    "warm_key",
     "Mount",
     "NodeCandidate",
     "NotAuthenticated",

@@ -207,6 +207,9 @@ class SweepingRuntime(SandboxRuntime, Protocol):
     def sweep(self, owner: str) -> list[LeftoverJob]:
         """Stop and remove every container marked with ``owner``, in any state; return their jobs.
 
+        A warm container (``WarmingRuntime``) still waiting has no job and is not listed; one that took
+        a job may be listed with an empty ``task_id``.
+
         Asks the container service, never this object's memory: the
         containers were made by another process. Containers of other owners,
         or unmarked ones, are left alone. Raise ``ValueError`` for an empty

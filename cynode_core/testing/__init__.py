@@ -3,6 +3,8 @@
 - :class:`SandboxRuntimeContract` (``runtime_kit``) with the fixtures
   ``sandbox_image`` and ``sandbox_spec_factory``: what every sandbox runtime
   must do with a job's container.
+- :class:`WarmPath` (``warm_kit``): the same contract on the warm path of a
+  runtime that starts containers ahead (``WarmingRuntime``).
 - :class:`InferenceBackendContract` (``inference_kit``): what every inference
   backend must answer on its Ollama-compatible API.
 
@@ -31,8 +33,10 @@ from cynode_core.testing.runtime_kit import (
     sandbox_spec_factory,
     sh,
 )
+from cynode_core.testing.warm_kit import WarmPath
 
 __all__ = [
+    "WarmPath",
     "DEFAULT_SANDBOX_IMAGE",
     "MISSING_IMAGE",
     "SECRET_ENV",

@@ -38,7 +38,6 @@ from typing import Any
 import pytest
 
 from cynode_core.contract import (
-    LeftoverJob,
     RuntimeUnavailable,
     SandboxOutcome,
     SandboxRuntime,
@@ -269,9 +268,10 @@ class SandboxRuntimeContract:
             self.wait_for_containers(specs)
             time.sleep(0.5)  # past the start: a sweep must also stop a running job
             swept = runtime.sweep(mine)
-            assert sorted(swept, key=lambda j: j.job_id) == sorted(
-                (LeftoverJob(s.job_id, s.task_id) for s in specs[:2]), key=lambda j: j.job_id
-            )
+            assert sorted(job.job_id for job in swept) == sorted(s.job_id for s in specs[:2])
+            # A job in a warm container may come back without its task (the container was made before it).
+            tasks = {s.job_id: s.task_id for s in specs}
+            assert all(job.task_id in ("", tasks[job.job_id]) for job in swept), swept
             for spec, worker in zip(specs[:2], workers[:2], strict=True):
                 worker.join(15)
                 assert not worker.is_alive(), "run() did not return after its container was swept"

@@ -9,6 +9,10 @@ read from its size-capped k8s-file log, opened between init and start (see
 outcome goes to ``on_exit`` before the removal, so the node can end the job
 without waiting for it.
 
+Warm containers (``warm``, the ``WarmingRuntime`` capability) are made
+ahead with the same options and handed a job through a pipe; from the
+job's start on they are watched and removed as cold ones.
+
 The runtime keeps no record of cancellation: ``cancel`` kills the job's
 container, found by its name, if it is running, and the node (the one
 owner of a job's cancellation) calls it again while it is not.
@@ -17,12 +21,11 @@ owner of a job's cancellation) calls it again while it is not.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,14 +34,31 @@ from podman import PodmanClient
 from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
-from cynode_core.contract import LeftoverJob, RuntimeUnavailable, SandboxOutcome, SandboxSpec
+from cynode_core.contract import (
+    LeftoverJob,
+    RuntimeUnavailable,
+    SandboxOutcome,
+    SandboxSpec,
+    WarmSandbox,
+    WarmStartFailed,
+)
+from cynode_podman import warm
+from cynode_podman.calls import (
+    EXIT_RUNTIME_ERROR,
+    explain,
+    kill,
+    log_path,
+    now,
+    remove,
+    runtime_failure,
+    tell_exit,
+)
 from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
 from cynode_podman.output import CappedBuffer, LogFollower, LogTail, log_was_cut, open_log, read_frames
 from cynode_podman.service import PodmanService
 
-_log = logging.getLogger(__name__)
-
-EXIT_RUNTIME_ERROR = 125  # what `podman run` exits with when Podman itself fails
+# A job's run between the id guard and the removal: (client, started_at, containers to remove) -> outcome.
+_Body = Callable[[PodmanClient, dt.datetime, list[Container]], SandboxOutcome]
 
 
 class PodmanRuntime:
@@ -137,26 +157,43 @@ class PodmanRuntime:
 
     def run(self, spec: SandboxSpec) -> SandboxOutcome:
         """Run one job to its end, its timeout or its cancellation; never raises for job failures."""
-        started_at = _now()
-        with self._lock:
-            if spec.job_id in self._in_run:  # the Worker API is idempotent; never run one job twice at once
-                return _runtime_failure(-1, f"job {spec.job_id} is already running", started_at)
-            self._in_run.add(spec.job_id)
-        container: Container | None = None
+        return self._run(spec, lambda client, started_at, held: self._cold(client, spec, started_at, held))
+
+    def prestart(self, template: SandboxSpec) -> WarmSandbox:
+        """A container for ``template`` started ahead, waiting for one job (``warm``)."""
+        return warm.start_warm(self.client, template)
+
+    def run_warm(self, sandbox: WarmSandbox, spec: SandboxSpec) -> SandboxOutcome:
+        """Run ``spec`` in the warm container ``sandbox``; ``WarmStartFailed`` before the job started."""
+        return self._run(spec, lambda client, started_at, held: self._warm(client, sandbox, spec, started_at, held))
+
+    def discard(self, sandbox: WarmSandbox) -> None:
+        """Remove a warm container that gets no job."""
         try:
             client = self.client
-            created = self._create_or_fail(client, spec, started_at)
-            if isinstance(created, SandboxOutcome):
-                return created
-            container = created
-            outcome = self._start_and_collect(client, container, spec, started_at)
-            _tell_exit(spec, outcome)
+        except RuntimeUnavailable:
+            return
+        warm.discard(client, sandbox)
+
+    def _run(self, spec: SandboxSpec, body: _Body) -> SandboxOutcome:
+        """``body`` once per job id at a time; its container (``held``) removed after, whatever happened."""
+        started_at = now()
+        with self._lock:
+            if spec.job_id in self._in_run:  # the Worker API is idempotent; never run one job twice at once
+                return runtime_failure(-1, f"job {spec.job_id} is already running", started_at)
+            self._in_run.add(spec.job_id)
+        held: list[Container] = []
+        try:
+            outcome = body(self.client, started_at, held)
+            tell_exit(spec, outcome)
             return outcome
+        except WarmStartFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - any runtime failure must become a failed job
-            return _runtime_failure(-1, f"podman service at {self._url()}: {exc}", started_at)
+            return runtime_failure(-1, f"podman service at {self._url()}: {exc}", started_at)
         finally:
-            if container is not None:
-                self._remove(container)
+            for container in held:
+                remove(container)
             with self._lock:
                 self._in_run.discard(spec.job_id)
 
@@ -190,15 +227,17 @@ class PodmanRuntime:
         swept, failed = [], []
         for container in found:
             labels = container.labels or {}
-            _kill(container)
+            kill(container)
             try:
                 container.remove(force=True)
             except NotFound:
                 pass
             except APIError as exc:
-                failed.append(f"{container.name}: {_explain(exc)}")
+                failed.append(f"{container.name}: {explain(exc)}")
                 continue
-            swept.append(LeftoverJob(labels.get(LABEL_JOB_ID, ""), labels.get(LABEL_TASK_ID, "")))
+            job_id = labels.get(LABEL_JOB_ID) or warm.claimed_job(labels, container.name or "")
+            if job_id:  # a warm container still waiting has none
+                swept.append(LeftoverJob(job_id, labels.get(LABEL_TASK_ID, "")))
         if failed:
             raise RuntimeUnavailable(
                 f"podman could not remove {len(failed)} leftover container(s): {'; '.join(failed)}"
@@ -224,32 +263,70 @@ class PodmanRuntime:
         try:
             return self._create(client, spec)
         except ImageNotFound as exc:
-            return _runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {_explain(exc)}", started_at)
+            return runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {explain(exc)}", started_at)
         except APIError as exc:
             if isinstance(exc.__cause__, OSError):
                 raise  # the service is unreachable: no exit code exists
-            message = _explain(exc)
+            message = explain(exc)
             what = "image not found" if "image not known" in message else "cannot create the container"
-            return _runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
+            return runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
 
-    def _start_and_collect(
-        self, client: PodmanClient, container: Container, spec: SandboxSpec, started_at: dt.datetime
+    def _cold(
+        self, client: PodmanClient, spec: SandboxSpec, started_at: dt.datetime, held: list[Container]
     ) -> SandboxOutcome:
-        """Start the container, wait for its end (or timeout) and read its capped output."""
+        """Create and start the job's container, wait for its end (or timeout) and read its capped output."""
+        created = self._create_or_fail(client, spec, started_at)
+        if isinstance(created, SandboxOutcome):
+            return created
+        held.append(created)
         log: BinaryIO | None = None
-        follower: LogFollower | None = None
         try:
             try:
                 # init runs conmon, which opens the log: it is opened here before the job can write to it.
-                container.init()
-                log = open_log(_log_path(container))
-                container.start()
+                created.init()
+                log = open_log(log_path(created))
+                created.start()
             except APIError as exc:
-                message = _explain(exc)
+                message = explain(exc)
                 code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
-                return _runtime_failure(code, f"cannot start the container: {message}", started_at)
-            container_started_at = _now()
-            tail = None
+                return runtime_failure(code, f"cannot start the container: {message}", started_at)
+            return self._collect(client, created, spec, started_at, log)
+        finally:
+            if log is not None:
+                log.close()
+
+    def _warm(
+        self,
+        client: PodmanClient,
+        sandbox: WarmSandbox,
+        spec: SandboxSpec,
+        started_at: dt.datetime,
+        held: list[Container],
+    ) -> SandboxOutcome:
+        """Give the job to the waiting container, then watch it as a cold one."""
+        container = warm.claim(client, sandbox, spec)
+        held.append(container)
+        log = open_log(log_path(container))  # the shell printed nothing: the log is the job's from its start
+        try:
+            warm.go(sandbox)
+            return self._collect(client, container, spec, started_at, log)
+        finally:
+            if log is not None:
+                log.close()
+
+    def _collect(
+        self,
+        client: PodmanClient,
+        container: Container,
+        spec: SandboxSpec,
+        started_at: dt.datetime,
+        log: BinaryIO | None,
+    ) -> SandboxOutcome:
+        """Wait for the started job's end (or timeout) and read its capped output."""
+        container_started_at = now()
+        follower: LogFollower | None = None
+        tail = None
+        try:
             if log is not None:
                 tail = LogTail(log, CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes))
                 if spec.on_output is not None:
@@ -261,8 +338,6 @@ class PodmanRuntime:
         finally:
             if follower is not None:
                 follower.stop()
-            if log is not None:
-                log.close()
         return SandboxOutcome(
             status="timeout" if timed_out else "completed" if exit_code == 0 else "failed",
             exit_code=-1 if timed_out else exit_code,
@@ -271,7 +346,7 @@ class PodmanRuntime:
             stdout_truncated=stdout.truncated,
             stderr_truncated=stderr.truncated,
             started_at=started_at,
-            ended_at=_now(),
+            ended_at=now(),
             container_started_at=container_started_at,
         )
 
@@ -308,7 +383,7 @@ class PodmanRuntime:
             return client.containers.create(spec.image, command, **options)
         except APIError as exc:
             # Podman 4.3 answers 500 "... already in use", newer ones 409.
-            if exc.status_code != 409 and "already in use" not in _explain(exc):
+            if exc.status_code != 409 and "already in use" not in explain(exc):
                 raise
         client.containers.remove(options["name"], force=True)
         return client.containers.create(spec.image, command, **options)
@@ -323,64 +398,8 @@ class PodmanRuntime:
             elapsed = time.monotonic() - begin
             if timeout is None or not (isinstance(exc.__cause__, requests.Timeout) or elapsed >= timeout):
                 raise
-        _kill(container)
+        kill(container)
         return -1, True
-
-    def _remove(self, container: Container) -> None:
-        """Force-remove a job's container; a failure is worth a retry, never an exception."""
-        for _ in range(3):
-            try:
-                container.remove(force=True)
-                return
-            except NotFound:
-                return
-            except APIError:
-                time.sleep(0.2)
 
     def _url(self) -> str:
         return self._socket_url or (self._service.url if self._service else "<not started>")
-
-
-def _tell_exit(spec: SandboxSpec, outcome: SandboxOutcome) -> None:
-    """Hand the outcome to ``spec.on_exit`` before the removal; its failure is the node's, not the job's."""
-    if spec.on_exit is None:
-        return
-    try:
-        spec.on_exit(outcome)
-    except Exception:  # noqa: BLE001 - the node's callback failing must not fail the job
-        _log.exception("job %s: on_exit failed", spec.job_id)
-
-
-def _log_path(container: Container) -> str | None:
-    """Where conmon writes the container's k8s-file log (from the inspect data of its creation)."""
-    config = (container.attrs.get("HostConfig") or {}).get("LogConfig") or {}
-    path = config.get("Path")
-    return str(path) if path else None
-
-
-def _kill(container: Container) -> None:
-    """SIGKILL the container; it may already have exited, which is fine."""
-    try:
-        container.kill(signal="SIGKILL")
-    except APIError:
-        pass
-
-
-def _runtime_failure(code: int, message: str, started_at: dt.datetime) -> SandboxOutcome:
-    """A failed outcome in the ``runtime exit <code>: <error>`` form (docs/wire_contract.md#worker-run-job-response)."""
-    return SandboxOutcome(
-        status="failed",
-        exit_code=code,
-        stderr=f"runtime exit {code}: {message}\n".encode(),
-        started_at=started_at,
-        ended_at=_now(),
-    )
-
-
-def _explain(exc: APIError) -> str:
-    """Podman's own message for an API error."""
-    return str(getattr(exc, "explanation", None) or exc)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+from cynode_podman.container_config import container_name
 from cynode_podman.runtime import PodmanRuntime
 from cynode_podman.service import service_env
 
@@ -47,10 +48,12 @@ def podman_runtime(
 
 @pytest.fixture(scope="session")
 def job_container_ids(podman_runtime: PodmanRuntime) -> Callable[[str], list[str]]:
-    """Ids of containers of any state labelled with a job id, through podman-py."""
+    """Ids of containers of any state labelled with a job id, or named for it (a warm one), through podman-py."""
 
     def ids(job_id: str) -> list[str]:
-        found = podman_runtime.client.containers.list(all=True, filters={"label": f"cynodeai.job_id={job_id}"})
-        return [container.id for container in found]
+        containers = podman_runtime.client.containers
+        found = containers.list(all=True, filters={"label": f"cynodeai.job_id={job_id}"})
+        found += containers.list(all=True, filters={"name": f"^{container_name(job_id)}$"})
+        return sorted({container.id for container in found})
 
     return ids
