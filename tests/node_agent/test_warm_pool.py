@@ -10,7 +10,6 @@ its containers and their workspaces.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ import requests
 from metrics_samples import families_of, value
 from node_helpers import Worker, WorkerFactory, job_body
 
+from cynode_core.contract.job.files import JobInput
 from node_agent.sandbox_spec import sandbox_owner
 
 READY_WAIT_SECONDS = 60
@@ -60,7 +60,7 @@ def pooled(start_worker: WorkerFactory) -> Any:
 def test_jobs_that_fit_take_warm_containers_and_the_pool_refills(pooled: Worker) -> None:
     assert scrape(pooled, "cynode_node_warm_sandboxes") == 2
     before = set(warm_names(pooled))
-    inputs = [{"path": "data.txt", "content_base64": base64.b64encode(b"from the task\n").decode()}]
+    inputs = [JobInput.of("data.txt", b"from the task\n").to_json()]
     body = job_body(["sh", "-c", "cat /workspace/inputs/data.txt; ls -A /workspace; id -u"], inputs=inputs)
     resp = pooled.run(body)
     assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text
@@ -71,7 +71,8 @@ def test_jobs_that_fit_take_warm_containers_and_the_pool_refills(pooled: Worker)
     assert pool is not None
     wait_for(lambda: pool.ready == 2, "the pool refilled")
     assert len(set(warm_names(pooled)) - before) == 1, "exactly one new warm container"
-    assert len(list(pooled.workspace_root.iterdir())) == 2, "the job's workspace is gone, the pool's two stay"
+    workspaces = [path for path in pooled.workspace_root.iterdir() if path.is_dir()]
+    assert len(workspaces) == 2, "the job's workspace is gone, the pool's two stay"
 
 
 def test_a_job_that_does_not_fit_runs_cold_and_its_taken_container_goes(pooled: Worker) -> None:

@@ -31,7 +31,7 @@ from podman.domain.containers import Container
 from podman.errors import APIError, ImageNotFound, NotFound
 
 from cynode_core.contract import RuntimeUnavailable, SandboxSpec, WarmSandbox, WarmStartFailed, warm_key
-from cynode_podman.calls import explain, remove
+from cynode_podman.calls import explain, kill, remove
 from cynode_podman.container_config import (
     LABEL_JOB_ID,
     LABEL_TASK_ID,
@@ -151,9 +151,12 @@ def job_script(spec: SandboxSpec) -> str:
 def discard(client: PodmanClient, sandbox: WarmSandbox) -> None:
     """Remove a warm container and its pipe; never raises."""
     try:
-        remove(client.containers.get(sandbox.ref))
+        container = client.containers.get(sandbox.ref)
     except APIError:
-        pass
+        container = None
+    if container is not None:
+        kill(container)  # the waiting shell is PID 1: it ignores the SIGTERM a removal would wait out
+        remove(container)
     clear(sandbox)
 
 
