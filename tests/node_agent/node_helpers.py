@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from harness.processes import CynodeProcess, clean_environ, free_port
+from podman.domain.containers import Container
 from podman.domain.containers_manager import ContainersManager
 
 from cynode_core import hookimpl
@@ -280,7 +281,20 @@ class ContainerRecords:
                 records._by_job[labels.get(JOB_LABEL, "")].append(copy.deepcopy(container.attrs))
             return container
 
+        original_rename = Container.rename
+
+        def rename(container: Container, name: str) -> None:
+            original_rename(container, name)
+            # A warm container (no job label) that took a job is that job's from now on.
+            job_id = name.removeprefix("cynode-job-") if name.startswith("cynode-job-") else ""
+            with records._lock:
+                waiting = records._by_job.get("", [])
+                for record in [r for r in waiting if r.get("Id") == container.id]:
+                    waiting.remove(record)
+                    records._by_job[job_id].append(record)
+
         monkeypatch.setattr(ContainersManager, "create", create)
+        monkeypatch.setattr(Container, "rename", rename)
 
     def of(self, job_id: str) -> list[dict[str, Any]]:
         """Records of the containers created for ``job_id``."""
@@ -292,6 +306,6 @@ class ContainerRecords:
             return [record for records in self._by_job.values() for record in records]
 
     def job_containers(self) -> list[dict[str, Any]]:
-        """Records of job containers (the runtime's start-up checks excluded)."""
+        """Records of job containers (the runtime's start-up checks and warm containers still waiting excluded)."""
         with self._lock:
-            return [r for job, records in self._by_job.items() if not job.startswith("check-") for r in records]
+            return [r for job, records in self._by_job.items() if job and not job.startswith("check-") for r in records]
