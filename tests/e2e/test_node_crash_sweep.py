@@ -28,17 +28,19 @@ from node_agent.job_store import JobStore
 NODE_01_JOBS = 4
 
 
-def _containers(task_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``(state, cynodeai.node label)`` of the container of each of ``task_ids`` that has one.
+def _containers(jobs: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """``(state, cynodeai.node label)`` of the container of each task of ``jobs`` (task -> job id) that has one.
 
     Asked of Podman's storage through the CLI, which sees every container
-    on the host whichever service made it.
+    on the host whichever service made it. A job's container is found by
+    its name, ``cynode-job-<job id>``: a warm container took that name with
+    its job, while its labels were set before it had one.
     """
     env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", "/etc/cynode/containers.conf")}
     found: dict[str, tuple[str, str]] = {}
-    for task_id in task_ids:
+    for task_id, job_id in jobs.items():
         done = subprocess.run(
-            ["podman", "ps", "-a", "--filter", f"label=cynodeai.task_id={task_id}", "--format", "json"],
+            ["podman", "ps", "-a", "--filter", f"name=^cynode-job-{job_id}$", "--format", "json"],
             env=env,
             capture_output=True,
             text=True,
@@ -63,21 +65,25 @@ def test_a_restarted_node_sweeps_what_its_killed_agent_left(cluster) -> None:  #
 def _sweep_after_kill(cluster, socket_url: str) -> None:  # type: ignore[no-untyped-def]
     # Enough attempts that the orchestrator's calls reach the restarted node and read its records.
     orch = cluster.orchestrator(max_attempts="10", node_probe_interval="1").start().wait_healthy()
-    node = cluster.node("node-01", orch, job_slots=str(NODE_01_JOBS), podman_socket=socket_url).start()
-    other = cluster.node("node-02", orch, job_slots="1", podman_socket=socket_url).start()
+    # No warm containers: this test counts each job's workspace and record exactly (a warm container's
+    # leftovers are swept too: tests/node_agent/test_warm_pool.py).
+    cold = {"podman_socket": socket_url, "warm_sandboxes": "0"}
+    node = cluster.node("node-01", orch, job_slots=str(NODE_01_JOBS), **cold).start()
+    other = cluster.node("node-02", orch, job_slots="1", **cold).start()
     node.wait_ready()
     other.wait_ready()
     api = cluster.admin(orch)
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
     tasks = [api.create_command("sleep 60; echo never") for _ in range(NODE_01_JOBS + 1)]  # every slot of both
+    jobs = {task: wait_until(lambda t=task: _job_of(api, t), 30, "the task's job") for task in tasks}
     wait_until(
-        lambda: [state for state, _ in _containers(tasks).values()] == ["running"] * len(tasks),
+        lambda: [state for state, _ in _containers(jobs).values()] == ["running"] * len(tasks),
         60,
         "every job's container running",
         interval=0.3,
     )
     state_dir = Path(cluster.tmp) / "home-node-01" / "node" / "node-01"
-    by_node = {task: owner for task, (_, owner) in _containers(tasks).items()}
+    by_node = {task: owner for task, (_, owner) in _containers(jobs).items()}
     mine = [task for task in tasks if by_node[task] == str(state_dir.resolve())]
     theirs = [task for task in tasks if task not in mine]
     assert len(mine) == NODE_01_JOBS and len(theirs) == 1, by_node
@@ -87,20 +93,24 @@ def _sweep_after_kill(cluster, socket_url: str) -> None:  # type: ignore[no-unty
 
     node.kill()
     # The jobs outlive their agent: without a sweep they would run to their end, unseen.
-    assert {task: state for task, (state, _) in _containers(mine).items()} == dict.fromkeys(mine, "running")
+    assert {task: state for task, (state, _) in _containers(_only(jobs, mine)).items()} == dict.fromkeys(
+        mine, "running"
+    )
     for record in records[:2]:  # the store lost these two
         record.unlink()
 
     restarted = time.monotonic()
     node.start()
-    wait_until(lambda: _containers(mine) == {}, 30, "no container of the killed agent's jobs", interval=0.3)
+    wait_until(
+        lambda: _containers(_only(jobs, mine)) == {}, 30, "no container of the killed agent's jobs", interval=0.3
+    )
     swept_after = time.monotonic() - restarted
     node.wait_ready()
     assert [p.name for p in workspaces.iterdir()] == [], "workspaces of the killed agent's jobs are left"
-    assert [state for state, _ in _containers(theirs).values()] == ["running"], "node-02's job was swept"
+    assert [state for state, _ in _containers(_only(jobs, theirs)).values()] == ["running"], "node-02's job was swept"
     # Every job of the killed agent is recorded failed, those the store had lost included.
     store = JobStore(state_dir / "jobs")
-    job_ids = [api.call("GET", f"/v1/tasks/{task}/result")["jobs"][0]["id"] for task in mine]
+    job_ids = [jobs[task] for task in mine]
     for job_id in job_ids:
         record = store.get_finished(job_id)
         assert record is not None and record.result is not None and record.result.stderr == INTERRUPTED_NOTE
@@ -113,3 +123,12 @@ def _sweep_after_kill(cluster, socket_url: str) -> None:  # type: ignore[no-unty
         assert result["status"] == "failed", result
         assert INTERRUPTED_NOTE in json.loads(result["jobs"][0]["result"]).get("stderr", ""), result["jobs"][0]
     assert swept_after < 20 and terminal_after < 40, (swept_after, terminal_after)
+
+
+def _job_of(api, task: str) -> str | None:  # type: ignore[no-untyped-def]
+    listed = api.call("GET", f"/v1/tasks/{task}/result")["jobs"]
+    return str(listed[0]["id"]) if listed else None
+
+
+def _only(jobs: dict[str, str], tasks: list[str]) -> dict[str, str]:
+    return {task: jobs[task] for task in tasks}

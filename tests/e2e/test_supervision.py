@@ -188,7 +188,10 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
     wait_until(lambda: requests.get(f"{orch.gateway}/readyz", timeout=2).status_code == 200, 30, "orchestrator ready")
     task = api.create_command("sleep 300")
     wait_until(lambda: api.call("GET", f"/v1/tasks/{task}")["status"] == "running", 30, "task running")
-    container = wait_until(lambda: _containers(f"cynodeai.task_id={task}"), 30, "the job's container")[0]
+    # Found by name: a warm container took the job's name with the job (its labels came before it).
+    job = wait_until(lambda: api.call("GET", f"/v1/tasks/{task}/result")["jobs"], 30, "the task's job")[0]["id"]
+    container = wait_until(lambda: _containers_named(f"cynode-job-{job}"), 30, "the job's container")[0]
+    owner = str((Path(cluster.tmp) / "home-node-01" / "node" / "node-01").resolve())
 
     def state_of() -> dict[str, Any]:
         inspect = subprocess.run(
@@ -206,9 +209,9 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
     node.proc.wait(timeout=10)
     try:
         wait_until(
-            lambda: not [p for p in tracked if _running(p)] and not _containers(f"cynodeai.task_id={task}"),
+            lambda: not [p for p in tracked if _running(p)] and not _containers(f"cynodeai.node={owner}"),
             GONE_WITHIN,
-            "the Podman service, the job's conmon and process, and the container to be gone",
+            "the Podman service, the job's conmon and process, and the node's containers to be gone",
             interval=0.2,
         )
         print(f"service and container gone {time.monotonic() - started:.1f} s after SIGKILL of the agent")
@@ -218,6 +221,17 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
             if _running(p):
                 p.kill()
         _unmount_under(cluster.tmp)
+
+
+def _containers_named(name: str) -> list[str]:
+    out = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", f"name=^{name}$"],
+        env=PODMAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout.split()
 
 
 def _unmount_under(root: Path) -> None:

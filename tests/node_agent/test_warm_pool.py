@@ -108,3 +108,18 @@ def test_closing_the_pool_removes_its_containers_and_workspaces(start_worker: Wo
 def test_no_pool_when_it_is_turned_off_or_workspaces_are_kept(start_worker: WorkerFactory) -> None:
     assert start_worker(warm_sandboxes=0).settings.warm_pool_size == 0
     assert start_worker(keep_workspaces=True).settings.warm_pool_size == 0
+
+
+def test_a_restarted_node_removes_the_warm_containers_its_killed_agent_left(start_worker: WorkerFactory) -> None:
+    """An agent that died without closing its pool: the next one on its state directory sweeps both."""
+    first = start_worker(job_slots=2)
+    pool = first.executor.warm
+    assert pool is not None
+    pool.start()
+    wait_for(lambda: pool.ready == 2, "two warm containers")
+    pool._closed = True  # the agent "dies": its pool stops refilling, nothing is removed  # noqa: SLF001
+    left = warm_names(first)
+    assert len(left) == 2
+    again = start_worker(home=first.settings.home, job_slots=2)  # settles what the first left at start
+    assert warm_names(again) == []
+    assert [path for path in again.workspace_root.iterdir() if path.is_dir()] == []
