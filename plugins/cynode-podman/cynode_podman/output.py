@@ -25,6 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+from podman import PodmanClient
+from podman.domain.containers import Container
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">BxxxL")
@@ -211,3 +214,23 @@ class LogFollower:
                 self._sink(stream, data)
             except Exception:  # noqa: BLE001 - the node's sink failing must not fail the job
                 log.exception("job output sink failed")
+
+
+def read_output(
+    client: PodmanClient, container: Container, tail: LogTail | None, max_output_bytes: int
+) -> tuple[CappedBuffer, CappedBuffer]:
+    """A job's capped stdout and stderr once it exited: the rest of its log file, else Podman's logs endpoint."""
+    if tail is not None:
+        tail.read()
+        if log_was_cut(tail.log):
+            # Output past the log's cap was dropped unread, of either stream.
+            tail.stdout.truncated = tail.stderr.truncated = True
+        return tail.stdout, tail.stderr
+    stdout, stderr = CappedBuffer(max_output_bytes), CappedBuffer(max_output_bytes)
+    response = client.api.get(f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True)
+    try:
+        response.raise_for_status()
+        read_frames(response.raw, stdout, stderr)
+    finally:
+        response.close()  # stops the transfer when both caps were reached early
+    return stdout, stderr

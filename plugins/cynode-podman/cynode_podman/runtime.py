@@ -54,7 +54,8 @@ from cynode_podman.calls import (
     tell_exit,
 )
 from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
-from cynode_podman.output import CappedBuffer, LogFollower, LogTail, log_was_cut, open_log, read_frames
+from cynode_podman.exit_watch import inspect_started, process_ended, recorded_exit_code
+from cynode_podman.output import CappedBuffer, LogFollower, LogTail, open_log, read_output
 from cynode_podman.service import PodmanService
 
 # A job's run between the id guard and the removal: (client, started_at, containers to remove) -> outcome.
@@ -84,6 +85,8 @@ class PodmanRuntime:
         self._lock = threading.Lock()  # guards _in_run and the lazy start
         # Ids of the jobs inside run(): a stale container of one is replaced, a running one never.
         self._in_run: set[str] = set()
+        self._waiting: dict[str, Container] = {}  # warm containers by ref, as inspected once started
+        self._warm_jobs: dict[str, Container] = {}  # running jobs' warm containers, until they have its name
         self._version: str | None = None
 
     @classmethod
@@ -161,7 +164,9 @@ class PodmanRuntime:
 
     def prestart(self, template: SandboxSpec) -> WarmSandbox:
         """A container for ``template`` started ahead, waiting for one job (``warm``)."""
-        return warm.start_warm(self.client, template)
+        sandbox, container = warm.start_warm(self.client, template)
+        self._waiting[sandbox.ref] = container
+        return sandbox
 
     def run_warm(self, sandbox: WarmSandbox, spec: SandboxSpec) -> SandboxOutcome:
         """Run ``spec`` in the warm container ``sandbox``; ``WarmStartFailed`` before the job started."""
@@ -173,6 +178,7 @@ class PodmanRuntime:
             client = self.client
         except RuntimeUnavailable:
             return
+        self._waiting.pop(sandbox.ref, None)
         warm.discard(client, sandbox)
 
     def _run(self, spec: SandboxSpec, body: _Body) -> SandboxOutcome:
@@ -203,8 +209,10 @@ class PodmanRuntime:
         Stateless: a container not created or not started yet is not killed
         (False), and nothing is remembered; the caller asks again.
         """
+        with self._lock:
+            known = self._warm_jobs.get(job_id)
         try:
-            self.client.containers.get(container_name(job_id)).kill(signal="SIGKILL")
+            (known or self.client.containers.get(container_name(job_id))).kill(signal="SIGKILL")
         except APIError:  # no such container (NotFound), or it is not running
             return False
         return True
@@ -290,6 +298,7 @@ class PodmanRuntime:
                 message = explain(exc)
                 code = 127 if "not found" in message else 126 if "permission denied" in message else EXIT_RUNTIME_ERROR
                 return runtime_failure(code, f"cannot start the container: {message}", started_at)
+            inspect_started(created)
             return self._collect(client, created, spec, started_at, log)
         finally:
             if log is not None:
@@ -304,12 +313,19 @@ class PodmanRuntime:
         held: list[Container],
     ) -> SandboxOutcome:
         """Give the job to the waiting container, then watch it as a cold one."""
-        container = warm.claim(client, sandbox, spec)
+        container = warm.claim(client, sandbox, spec, self._waiting.pop(sandbox.ref, None))
         held.append(container)
         log = open_log(log_path(container))  # the shell printed nothing: the log is the job's from its start
         try:
             warm.go(sandbox)
-            return self._collect(client, container, spec, started_at, log)
+            with self._lock:
+                self._warm_jobs[spec.job_id] = container
+            try:
+                warm.take_name(client, container, spec.job_id)
+                return self._collect(client, container, spec, started_at, log)
+            finally:
+                with self._lock:
+                    self._warm_jobs.pop(spec.job_id, None)
         finally:
             if log is not None:
                 log.close()
@@ -334,7 +350,7 @@ class PodmanRuntime:
             exit_code, timed_out = self._wait(container, spec.timeout_seconds)
             if follower is not None:
                 follower.finish()
-            stdout, stderr = self._read_output(client, container, tail, spec)
+            stdout, stderr = read_output(client, container, tail, spec.max_output_bytes)
         finally:
             if follower is not None:
                 follower.stop()
@@ -349,27 +365,6 @@ class PodmanRuntime:
             ended_at=now(),
             container_started_at=container_started_at,
         )
-
-    def _read_output(
-        self, client: PodmanClient, container: Container, tail: LogTail | None, spec: SandboxSpec
-    ) -> tuple[CappedBuffer, CappedBuffer]:
-        """The job's capped stdout and stderr: from its log file (the rest of it), else Podman's logs endpoint."""
-        if tail is not None:
-            tail.read()
-            if log_was_cut(tail.log):
-                # Output past the log's cap was dropped unread, of either stream.
-                tail.stdout.truncated = tail.stderr.truncated = True
-            return tail.stdout, tail.stderr
-        stdout, stderr = CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes)
-        response = client.api.get(
-            f"/containers/{container.id}/logs", params={"stdout": True, "stderr": True}, stream=True
-        )
-        try:
-            response.raise_for_status()
-            read_frames(response.raw, stdout, stderr)
-        finally:
-            response.close()  # stops the transfer when both caps were reached early
-        return stdout, stderr
 
     def _create(self, client: PodmanClient, spec: SandboxSpec) -> Container:
         """Create the job's container, replacing a stale one of the same name.
@@ -392,6 +387,15 @@ class PodmanRuntime:
         """Wait for the exit code; on timeout kill the container. Returns ``(code, timed_out)``."""
         timeout = float(timeout_seconds) if timeout_seconds > 0 else None
         begin = time.monotonic()
+        ended = process_ended(container, timeout)  # at once, not after Podman's cleanup (exit_watch)
+        if ended is False:
+            kill(container)
+            return -1, True
+        code = recorded_exit_code(container) if ended else None
+        if code is not None:
+            return code, False
+        if timeout is not None:
+            timeout = max(timeout - (time.monotonic() - begin), 0.001)
         try:
             return int(container.wait(interval=self._wait_interval, timeout=timeout)), False
         except APIError as exc:

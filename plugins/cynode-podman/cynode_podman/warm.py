@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import time
 import uuid
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from podman import PodmanClient
 from podman.domain.containers import Container
-from podman.errors import APIError, ImageNotFound, NotFound
+from podman.errors import APIError, ImageNotFound
 
 from cynode_core.contract import RuntimeUnavailable, SandboxSpec, WarmSandbox, WarmStartFailed, warm_key
 from cynode_podman.calls import explain, kill, remove
@@ -41,6 +42,8 @@ from cynode_podman.container_config import (
     create_options,
 )
 
+_log = logging.getLogger("cynode_podman.runtime")
+
 LABEL_WARM = "cynodeai.warm"  # a container started before its job; its job labels are empty
 WARM_NAME_PREFIX = "cynode-warm-"
 GO_PIPE = ".cynode-go"
@@ -49,8 +52,11 @@ READER_WAIT_SECONDS = 2.0  # how long a container just started may take to reach
 LAUNCHER = f"read -r _ < {WORKSPACE}/{GO_PIPE} || exit 125; rm -f {WORKSPACE}/{GO_PIPE}; . {WORKSPACE}/{JOB_SCRIPT}"
 
 
-def start_warm(client: PodmanClient, template: SandboxSpec) -> WarmSandbox:
-    """Create and start a container for ``template`` that waits on its pipe; ``RuntimeUnavailable`` if not."""
+def start_warm(client: PodmanClient, template: SandboxSpec) -> tuple[WarmSandbox, Container]:
+    """Create and start a container for ``template`` that waits on its pipe; ``RuntimeUnavailable`` if not.
+
+    The container comes with an inspect of it started (its process id and log file), so a job need not ask.
+    """
     key = warm_key(dataclasses.replace(template, command=("true",), env={}))
     if key is None:
         raise RuntimeUnavailable("a template with mounts cannot make warm containers")
@@ -68,17 +74,18 @@ def start_warm(client: PodmanClient, template: SandboxSpec) -> WarmSandbox:
         container = client.containers.create(template.image, ["/bin/sh", "-c", LAUNCHER], **options)
         container.init()
         container.start()
+        container.reload()
     except APIError as exc:
         if container is not None:
             remove(container)
         raise RuntimeUnavailable(f"cannot start a warm container of {template.image}: {explain(exc)}") from exc
-    return WarmSandbox(ref=str(container.id), key=key, workspace_dir=str(workspace))
+    return WarmSandbox(ref=str(container.id), key=key, workspace_dir=str(workspace)), container
 
 
-def claim(client: PodmanClient, sandbox: WarmSandbox, spec: SandboxSpec) -> Container:
-    """The warm container, given ``spec``'s script and name; the job has not started yet.
+def claim(client: PodmanClient, sandbox: WarmSandbox, spec: SandboxSpec, known: Container | None) -> Container:
+    """The warm container (``known``, else asked of Podman), with ``spec``'s script beside its pipe.
 
-    :raises WarmStartFailed: the container is gone (the caller runs the job cold).
+    The job has not started yet. :raises WarmStartFailed: the container is gone (the caller runs the job cold).
     """
     if warm_key(spec) != sandbox.key or spec.workspace_dir != sandbox.workspace_dir:
         raise ValueError(f"job {spec.job_id} does not fit warm container {sandbox.ref}")
@@ -87,23 +94,32 @@ def claim(client: PodmanClient, sandbox: WarmSandbox, spec: SandboxSpec) -> Cont
     written.write_text(job_script(spec), encoding="utf-8")
     written.chmod(0o644)
     written.replace(script)
+    if known is not None:
+        return known
     try:
-        container = client.containers.get(sandbox.ref)
-        name = container_name(spec.job_id)
+        return client.containers.get(sandbox.ref)
+    except APIError as exc:
+        clear(sandbox)
+        raise WarmStartFailed(f"warm container {sandbox.ref} is gone: {explain(exc)}") from exc
+
+
+def take_name(client: PodmanClient, container: Container, job_id: str) -> None:
+    """Give a warm container that took a job the job's name (``cancel`` and a sweep find it by it).
+
+    Done once the job started: the job does not wait for it. A stale container of that name (a node that
+    died mid-job) is removed first. A failure is logged; the runtime still knows the container by the job.
+    """
+    name = container_name(job_id)
+    try:
         try:
             container.rename(name)
         except APIError as exc:
             if exc.status_code != 409 and "already in use" not in explain(exc):
                 raise
-            client.containers.remove(name, force=True)  # a stale container of this job (a node that died)
+            client.containers.remove(name, force=True)
             container.rename(name)
-    except NotFound as exc:
-        clear(sandbox)
-        raise WarmStartFailed(f"warm container {sandbox.ref} is gone") from exc
     except APIError as exc:
-        clear(sandbox)
-        raise WarmStartFailed(f"warm container {sandbox.ref}: {explain(exc)}") from exc
-    return container
+        _log.warning("job %s: its warm container keeps its own name: %s", job_id, explain(exc))
 
 
 def go(sandbox: WarmSandbox) -> None:
