@@ -8,7 +8,8 @@ warm containers on the synchronous ``jobs:run`` (``CYNODE_JOB_REPORTS=false``;
 the job reports path against it, goal not slower). Each round runs the floor
 and one task on each stack, in an order that rotates, so the machine's
 drift falls on all alike; before each probe every warm pool is full again
-(a refill is background work a lone job does not wait for).
+(a refill is background work a lone job does not wait for). A task's end is
+awaited as the CLI's ``--wait`` does, on its event stream.
 
 Run: .venv/bin/python -m benchmarks.e2e_latency [--runs 30]
 """
@@ -28,11 +29,13 @@ SLOTS = 2
 
 
 def task_seconds(client: GatewayClient) -> float:
+    """Create a task and wait for its end as ``cynode task create --wait`` does: its event stream's ``end``."""
     started = time.perf_counter()
     task = client.call("POST", "/v1/tasks", json=BODY)
-    result = wait_done(client, task["id"])
-    assert result["status"] == "completed", result
-    return time.perf_counter() - started
+    status = next(event.json()["status"] for event in client.follow_logs(task["id"]) if event.event == "end")
+    took = time.perf_counter() - started
+    assert status == "completed", wait_done(client, task["id"])
+    return took
 
 
 def main() -> None:

@@ -42,15 +42,18 @@ def bare_python() -> tuple[float, float]:
 
 
 def serving(role: str) -> psutil.Process:
-    """This benchmark's descendant process running ``cynode <role> serve``."""
+    """This benchmark's descendant process running ``cynode <role> serve`` (not its lifeline watcher: the larger)."""
+    found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            cmdline = proc.cmdline()
+            cmdline, rss = proc.cmdline(), proc.memory_info().rss
         except psutil.Error:
             continue
         if "cynode_core" in cmdline and role in cmdline and "serve" in cmdline:
-            return proc
-    raise RuntimeError(f"no `{role} serve` process found")
+            found.append((rss, proc))
+    if not found:
+        raise RuntimeError(f"no `{role} serve` process found")
+    return max(found, key=lambda item: item[0])[1]
 
 
 def model_pages_mb(proc: psutil.Process) -> float:
