@@ -73,14 +73,18 @@ def raw_podman_run(command: str = "echo hello") -> float:
 
 
 @contextmanager
-def stack(nodes: int = 1, **env: str) -> Iterator[tuple[Stack, GatewayClient]]:
-    """An embedded-PostgreSQL stack in a temporary home, logged in as admin."""
-    home = Path(tempfile.mkdtemp(prefix="cynode-bench-"))
+def stack(nodes: int = 1, home: Path | None = None, **env: str) -> Iterator[tuple[Stack, GatewayClient]]:
+    """An embedded-PostgreSQL stack in ``home`` (default: a new temporary one), logged in as admin."""
+    home = home or Path(tempfile.mkdtemp(prefix="cynode-bench-"))
+    password_file = home / "bench-admin-password"
+    if not password_file.exists():  # the home's admin is made once, at its first start
+        home.mkdir(parents=True, exist_ok=True)
+        password_file.write_text(secrets.token_urlsafe(12))
     overrides = {
         "CYNODE_HOME": str(home),
         "CYNODE_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
         "CYNODE_CONTROL_LISTEN": f"127.0.0.1:{free_port()}",
-        "CYNODE_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "CYNODE_ADMIN_PASSWORD": password_file.read_text(),
         "CYNODE_DISPATCH_WORKERS": "8",
         "CYNODE_DISPATCH_POLL_INTERVAL": "0.5",
         "CYNODE_LOG_LEVEL": "WARNING",

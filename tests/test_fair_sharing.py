@@ -370,3 +370,65 @@ def test_a_claim_still_finds_work_when_every_candidate_is_held_elsewhere(claims:
     # Every job the fair order looks at is being claimed elsewhere: the oldest other one is taken.
     with claims.held(*names[:HEADS]):
         assert claims.take() == names[HEADS]
+
+
+# -- a node's slots under concurrent claims (decisions.md Dispatch 14) -------------------------------------
+
+
+@pytest.fixture
+def two_slots(serve: Callable[..., Served], worker: WorkerNode, database_url: str) -> Iterator[Claims]:
+    served = serve({})
+    one_slot_node(served, worker, slots=2)
+    found = Claims(served, database_url, "one statement")
+    yield found
+    found.dispatcher.queue.close()
+
+
+def running_counts(db: Any) -> tuple[int, int]:
+    """The node's ``running_jobs`` counter and its jobs actually running."""
+    node = rows(db, "SELECT id, running_jobs FROM nodes")[0]
+    actual = rows(db, "SELECT count(*) AS n FROM jobs WHERE status = 'running' AND node_id = :id", id=node["id"])
+    return int(node["running_jobs"]), int(actual[0]["n"])
+
+
+def test_a_claim_that_waited_for_anothers_on_the_same_node_sees_the_slot_it_took(two_slots: Claims) -> None:
+    two_slots.create("alice", "a1", "a2", "a3")
+    assert two_slots.take() == "a1"
+    with psycopg.connect(two_slots.url) as other:
+        # Another dispatcher places a2 on the node and has not committed yet: the node row is locked.
+        other.execute(
+            "UPDATE jobs SET status = 'running', node_id = (SELECT id FROM nodes), started_at = now() "
+            "WHERE task_id = %s",
+            (two_slots.tasks["a2"],),
+        )
+        committer = threading.Timer(0.5, other.commit)
+        committer.start()
+        began = time.monotonic()
+        taken = two_slots.take()  # waits for the other's lock on the node
+        waited = time.monotonic() - began
+        committer.join()
+    assert waited >= 0.4, "the claim did not wait for the node's lock"
+    # Its snapshot said one slot was free; the node's row after the lock says none is.
+    assert taken is None
+    assert running_counts(two_slots.served.db) == (2, 2)
+
+
+def test_the_running_counter_follows_every_way_a_job_enters_or_leaves_running(two_slots: Claims) -> None:
+    db = two_slots.served.db
+    two_slots.create("alice", "a1", "a2")
+    assert [two_slots.take(), two_slots.take(), two_slots.take()] == ["a1", "a2", None]
+    assert running_counts(db) == (2, 2)
+    a1, a2 = (two_slots.tasks[name] for name in ("a1", "a2"))
+    with db.session() as session:
+        session.execute(text("UPDATE jobs SET status = 'completed' WHERE task_id = :t"), {"t": a1})
+    assert running_counts(db) == (1, 1)
+    with db.session() as session:  # lease renewals and other writes of a running job leave it alone
+        session.execute(text("UPDATE jobs SET lease_expires_at = now() WHERE task_id = :t"), {"t": a2})
+    assert running_counts(db) == (1, 1)
+    with db.session() as session:  # back to the queue
+        session.execute(text("UPDATE jobs SET status = 'queued', node_id = NULL WHERE task_id = :t"), {"t": a2})
+    assert running_counts(db) == (0, 0)
+    assert two_slots.take() == "a2"
+    with db.session() as session:
+        session.execute(text("DELETE FROM jobs WHERE task_id = :t"), {"t": a2})
+    assert running_counts(db) == (0, 0)

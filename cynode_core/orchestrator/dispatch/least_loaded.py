@@ -22,9 +22,12 @@ from cynode_core.orchestrator.dispatch.queue import JobQueue
 PLUGIN_NAME = "least-loaded"
 
 # Pick, place and take in one statement. The job is the first in fair order
-# (dispatch/fair_order.py) that this claimer can lock. The slot count is a
-# snapshot; the node itself refuses work beyond its slots (503) and such a
-# job goes back to the queue without using an attempt. Nodes that just
+# (dispatch/fair_order.py) that this claimer can lock. The chosen node's row
+# is locked and its free slots checked again on the row as it is after the
+# lock (``nodes.running_jobs``, kept by triggers on jobs): a claim that waited
+# for another's lock on the node sees the job that claim placed, so
+# concurrent claimers never place more jobs than the node's slots (a node
+# found full then yields no claim; the job stays queued). Nodes that just
 # refused a connection (suspects) get no job while any other node is ready,
 # even a full one (the job waits for its slot, as the two-step claim does);
 # a job retried after a lost lease
@@ -32,16 +35,19 @@ PLUGIN_NAME = "least-loaded"
 # result). The owner's turn is recorded only when the job was taken.
 _PLACE_AND_TAKE = """
     , cand AS (
-        SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token, n.max_concurrency - c.running AS free
+        SELECT n.id, n.node_slug, n.max_concurrency - n.running_jobs AS free
         FROM nodes n
-        CROSS JOIN LATERAL (SELECT count(*) AS running FROM jobs r WHERE r.node_id = n.id AND r.status = 'running') c
         WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
           AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
           AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
-    ), pick AS (
-        SELECT cand.* FROM cand, j WHERE cand.free > 0
+    ), chosen AS (
+        SELECT cand.id FROM cand, j WHERE cand.free > 0
           AND (cand.id <> ALL(%(suspects)s) OR NOT EXISTS (SELECT 1 FROM cand c WHERE c.id <> ALL(%(suspects)s)))
         ORDER BY (cand.id = ANY(%(suspects)s)) ASC, (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
+    ), pick AS (
+        SELECT n.id, n.worker_api_target_url, n.worker_api_bearer_token FROM nodes n
+        WHERE n.id = (SELECT id FROM chosen) AND n.running_jobs < n.max_concurrency
+        FOR UPDATE OF n
     ), u AS (
         UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
             lease_expires_at = now() + make_interval(secs => %(secs)s), attempts = jobs.attempts + 1,

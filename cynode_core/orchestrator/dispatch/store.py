@@ -38,6 +38,7 @@ from cynode_core.contract.job import (
 from cynode_core.orchestrator.db import Database
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob, Leased
 from cynode_core.orchestrator.services import job_grants, job_output
+from cynode_core.orchestrator.services.tasks import NOTIFY_CHANNEL
 from cynode_core.orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ def _encoded(result: JobResult) -> str:
 
 
 def finish_task(session: Any, task_id: uuid.UUID | str, status: TaskStatus) -> None:
-    """Close a task with ``status`` unless it already reached a terminal one; its jobs' MCP grants die with it."""
+    """Close a task with ``status`` unless it already reached a terminal one; its jobs' MCP grants die with it.
+
+    Its job left a node's slot: the dispatchers are woken at the commit (as for a new job), so a queued job
+    takes that slot now, not at their next poll.
+    """
     session.execute(
         text(
             f"UPDATE tasks SET status = :s, closed = true, updated_at = now() WHERE id = :id AND status NOT IN {_TERMINAL}"
@@ -58,6 +63,7 @@ def finish_task(session: Any, task_id: uuid.UUID | str, status: TaskStatus) -> N
         {"s": status.value, "id": task_id},
     )
     job_grants.revoke_task_grants(session, task_id, "job_ended")
+    session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
 
 
 def fail_unusable(session: Any, job_id: uuid.UUID, task_id: uuid.UUID, message: str) -> None:

@@ -40,6 +40,8 @@ class Node(TimestampMixin, Base):
     config_ack_error: Mapped[str | None] = mapped_column(Text)
     config_ack_version: Mapped[str | None] = mapped_column(Text)
     max_concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
+    # Its jobs in 'running', kept by triggers on jobs (migration 0012); the claim reads it under the row's lock.
+    running_jobs: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_capability_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
