@@ -92,10 +92,6 @@ class WarmPool:
             self._changed.notify_all()
         return entry
 
-    def give_back(self, entry: WarmEntry) -> None:
-        """Remove a taken container that ran no job (its spec did not fit after all)."""
-        self._runtime.discard(entry.sandbox)
-
     def close(self, timeout: float = 10.0) -> None:
         """Stop refilling and remove every waiting container and its workspace."""
         with self._changed:

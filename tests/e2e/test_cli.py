@@ -37,9 +37,10 @@ def cynode(
     )
 
 
-def _containers(label: str) -> list[str]:
+def _containers(value: str, key: str = "label") -> list[str]:
+    """Ids of the containers Podman's ``--filter <key>=<value>`` finds, in any state."""
     out = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", f"label={label}"],
+        ["podman", "ps", "-aq", "--filter", f"{key}={value}"],
         env={**os.environ, "CONTAINERS_CONF": "/etc/cynode/containers.conf"},
         capture_output=True,
         text=True,

@@ -190,7 +190,7 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
     wait_until(lambda: api.call("GET", f"/v1/tasks/{task}")["status"] == "running", 30, "task running")
     # Found by name: a warm container took the job's name with the job (its labels came before it).
     job = wait_until(lambda: api.call("GET", f"/v1/tasks/{task}/result")["jobs"], 30, "the task's job")[0]["id"]
-    container = wait_until(lambda: _containers_named(f"cynode-job-{job}"), 30, "the job's container")[0]
+    container = wait_until(lambda: _containers(f"^cynode-job-{job}$", key="name"), 30, "the job's container")[0]
     owner = str((Path(cluster.tmp) / "home-node-01" / "node" / "node-01").resolve())
 
     def state_of() -> dict[str, Any]:
@@ -221,17 +221,6 @@ def test_sigkill_of_a_node_agent_ends_its_podman_service_and_its_containers(clus
             if _running(p):
                 p.kill()
         _unmount_under(cluster.tmp)
-
-
-def _containers_named(name: str) -> list[str]:
-    out = subprocess.run(
-        ["podman", "ps", "-aq", "--filter", f"name=^{name}$"],
-        env=PODMAN_ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return out.stdout.split()
 
 
 def _unmount_under(root: Path) -> None:
