@@ -25,6 +25,25 @@ from cynode_core.private_files import write_private
 DEFAULT_URL = "http://127.0.0.1:12080"
 # Reconnections of a log follow in a row without an event in between before it gives up.
 FOLLOW_RECONNECTS = 8
+# A 503 with Retry-After up to BUSY_WAIT_MAX seconds is waited out and sent again, this many times.
+BUSY_RETRIES = 5
+BUSY_WAIT_MAX = 30.0
+
+
+def _busy_wait(resp: requests.Response) -> float | None:
+    """Seconds to wait before sending again, when ``resp`` is a 503 that says when to retry (soon)."""
+    if resp.status_code != 503:
+        return None
+    try:
+        wait = float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return wait if 0 <= wait <= BUSY_WAIT_MAX else None
+
+
+def _replayable(kwargs: dict[str, Any]) -> bool:
+    data = kwargs.get("data")
+    return data is None or isinstance(data, (bytes, str, dict))
 
 
 def credentials_path() -> Path:
@@ -126,9 +145,21 @@ class GatewayClient:
             raise ApiError(0, "Unreachable", f"cannot reach {self.url} ({type(exc).__name__})") from exc
 
     def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
-        """The gateway's raw answer, after one refresh and retry when a stored access token got 401."""
+        """The gateway's raw answer, after one refresh and retry when a stored access token got 401.
+
+        A 503 with a short ``Retry-After`` (a busy login queue, a database
+        failover) is waited out and sent again, up to :data:`BUSY_RETRIES`
+        times, when the body can be sent twice (not a stream being uploaded).
+        """
         resp = self._raw(method, path, auth=auth, **kwargs)
         if resp.status_code == 401 and auth and self.credentials is not None and self._refresh():
+            resp = self._raw(method, path, auth=auth, **kwargs)
+        for _ in range(BUSY_RETRIES if _replayable(kwargs) else 0):
+            wait = _busy_wait(resp)
+            if wait is None:
+                break
+            resp.close()
+            time.sleep(wait)
             resp = self._raw(method, path, auth=auth, **kwargs)
         return resp
 

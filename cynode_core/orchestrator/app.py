@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from cynode_core.orchestrator.mcp.tools import BuiltinTools
 from cynode_core.orchestrator.metrics import OrchestratorMetrics
 from cynode_core.orchestrator.request_class import ClosingRequest
 from cynode_core.orchestrator.services.artifacts import Artifacts
+from cynode_core.orchestrator.services.password_checks import PasswordChecks
 from cynode_core.orchestrator.services.secrets import ResolvedSecrets, TokenCipher
 from cynode_core.orchestrator.settings import OrchestratorSettings
 from cynode_core.plugin_manager import get_plugin_manager
@@ -73,6 +75,7 @@ class Orchestrator:
     started_at: dt.datetime
     metrics: OrchestratorMetrics
     artifacts: Artifacts
+    password_checks: PasswordChecks
 
 
 def orchestrator_plugin_manager(settings: OrchestratorSettings, db: Database, **kwargs: Any) -> pluggy.PluginManager:
@@ -101,6 +104,15 @@ def blob_stores(settings: OrchestratorSettings, db: Database, pm: pluggy.PluginM
     stores = BlobStores(pm, options, default=settings.artifact_store)
     db.on_dispose.append(stores.close)
     return stores
+
+
+def password_checks(settings: OrchestratorSettings, db: Database) -> PasswordChecks:
+    """The login pool: waiting logins never take more than half the request threads; it stops with the database."""
+    workers = settings.password_checks or os.cpu_count() or 1
+    queue = min(settings.password_queue, max(0, settings.http_threads // 2 - workers))
+    checks = PasswordChecks(workers, queue)
+    db.on_dispose.append(checks.close)
+    return checks
 
 
 def create_app(
@@ -142,6 +154,7 @@ def create_app(
         started_at=dt.datetime.now(dt.UTC),
         metrics=OrchestratorMetrics(db),
         artifacts=Artifacts(db, blob_stores(settings, db, pm), settings),
+        password_checks=password_checks(settings, db),
     )
     # First hooks of the app: every response, even an early error, carries the request id and is counted.
     install_request_id(app)

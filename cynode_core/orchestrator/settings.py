@@ -107,7 +107,15 @@ class OrchestratorSettings:
         5.0, parse=parse_duration, help="seconds a quiet task log follow waits before sending a keepalive comment"
     )
     password_checks: int = setting(
-        0, parse=parse_int, help="password hashes verified at once (0 = one per CPU); more logins wait, then get 503"
+        0,
+        parse=parse_int,
+        help="password hashes verified at once, on threads of their own at a lower CPU priority (0 = one per CPU)",
+    )
+    password_queue: int = setting(
+        8,
+        parse=parse_int,
+        help="logins that may wait for a password check; more get 503 with Retry-After at once (waiting and "
+        "checking logins together hold at most half of http_threads)",
     )
     login_rate_per_minute: int = setting(
         60,

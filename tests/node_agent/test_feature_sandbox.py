@@ -549,19 +549,24 @@ def run_fork_bomb(ctx: dict[str, Any], command: str, timeout: str) -> None:
                 pass  # the container is not there yet, or is already gone
             done.wait(0.02)
 
+    # Both ask at once and then every 0.1 s: a bomb whose last fork fails ends the job in well under a second.
     def keep_asking_healthz() -> None:
-        while not done.wait(0.25):
+        while True:
             try:
                 health.append(requests.get(f"{ctx['worker'].url}/healthz", timeout=5).status_code)
             except requests.RequestException:
                 health.append(-1)
+            if done.wait(0.1):
+                return
 
     def keep_starting_processes() -> None:
-        while not done.wait(0.25):
+        while True:
             try:
                 host_ok.append(subprocess.run(["true"], timeout=5).returncode == 0)
             except subprocess.TimeoutExpired:
                 host_ok.append(False)
+            if done.wait(0.1):
+                return
 
     # Separate loops: on a loaded host a slow process start must not thin out the health checks.
     watchers = [threading.Thread(target=f, daemon=True) for f in (watch, keep_asking_healthz, keep_starting_processes)]
@@ -593,7 +598,7 @@ def pids_bounded(ctx: dict[str, Any]) -> None:
 
 @then("during the job the Worker API /healthz kept answering 200 and the host could still start processes")
 def host_fine(ctx: dict[str, Any]) -> None:
-    assert len(ctx["health"]) >= 2 and set(ctx["health"]) == {200}, ctx["health"]
+    assert ctx["health"] and set(ctx["health"]) == {200}, ctx["health"]
     assert ctx["host_ok"] and all(ctx["host_ok"])
 
 

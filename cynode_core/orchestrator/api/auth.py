@@ -9,6 +9,7 @@ from flask import Response, current_app
 from flask.views import MethodView
 from marshmallow import fields
 
+from cynode_core.contract import Identity
 from cynode_core.contract.errors import InvalidInput
 from cynode_core.orchestrator.api import Blueprint
 from cynode_core.orchestrator.api.http import client_info, per_source_limit
@@ -52,6 +53,12 @@ def _pair_body(pair: auth.IssuedPair) -> dict[str, Any]:
     }
 
 
+def _authenticate(handle: str, password: str) -> Identity | None:
+    """The ``cynode_authenticate`` plugins' answer, on the password check pool (503 when it is full)."""
+    state = _state()
+    return state.password_checks.run(lambda: state.pm.hook.cynode_authenticate(handle=handle, password=password))
+
+
 @blp.route("/login")
 class Login(MethodView):
     @blp.operation(
@@ -61,6 +68,7 @@ class Login(MethodView):
             400: "Malformed body or missing handle/password",
             401: "Invalid credentials",
             429: "Too many attempts for this address or user",
+            503: "Too many logins waiting for a password check (see Retry-After)",
         },
     )
     @per_source_limit(auth.check_login_source)
@@ -70,9 +78,15 @@ class Login(MethodView):
         if not body["handle"] or not body["password"]:
             raise InvalidInput("Handle and password are required")
         state = _state()
-        with auth.password_check_slot(state.settings), state.db.session() as session:
+        with state.db.session() as session:
             pair = auth.login(
-                session, state.pm, state.settings, FlaskTokenIssuer(), body["handle"], body["password"], client_info()
+                session,
+                _authenticate,
+                state.settings,
+                FlaskTokenIssuer(),
+                body["handle"],
+                body["password"],
+                client_info(),
             )
         return _pair_body(pair)
 

@@ -7,21 +7,18 @@ are committed before the error is raised, so a refusal is never lost.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import os
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import pluggy
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from cynode_core.contract.errors import NotAuthenticated, Unavailable
+from cynode_core.contract import Identity
+from cynode_core.contract.errors import NotAuthenticated
 from cynode_core.orchestrator.models import PasswordCredential, RefreshSession, User
 from cynode_core.orchestrator.services import accounts, audit, rate_limits
 from cynode_core.orchestrator.services.audit import ClientInfo
@@ -33,6 +30,9 @@ class IssuedPair:
     access_token: str
     refresh_token: str
     refresh_expires_at: dt.datetime
+
+
+Authenticate = Callable[[str, str], Identity | None]
 
 
 class TokenIssuer(Protocol):
@@ -63,31 +63,6 @@ def _start_session(session: Session, issuer: TokenIssuer, user: User, family_id:
     return pair
 
 
-_slots: dict[int, threading.BoundedSemaphore] = {}
-_slots_lock = threading.Lock()
-SLOT_WAIT_SECONDS = 25.0
-
-
-@contextlib.contextmanager
-def password_check_slot(settings: OrchestratorSettings) -> Iterator[None]:
-    """At most ``password_checks`` argon2 verifications at once (about 0.15 s of CPU each).
-
-    A burst of logins then waits here instead of starving every other request;
-    one that waits too long gets 503 with Retry-After. Take the slot before any
-    database session: a thread waiting here must not hold a pooled connection
-    that the threads inside need (the auth plugin opens its own session).
-    """
-    size = settings.password_checks or os.cpu_count() or 1
-    with _slots_lock:
-        slot = _slots.setdefault(size, threading.BoundedSemaphore(size))
-    if not slot.acquire(timeout=SLOT_WAIT_SECONDS):
-        raise Unavailable("Too many logins in progress, retry shortly", retry_after=1)
-    try:
-        yield
-    finally:
-        slot.release()
-
-
 def check_login_source(session: Session, settings: OrchestratorSettings, client: ClientInfo) -> None:
     """Count a login attempt for the client address; 429 past its limits (services/rate_limits)."""
     rate_limits.check_login_source(session, settings, client)
@@ -107,20 +82,23 @@ def check_refresh_source(session: Session, settings: OrchestratorSettings, clien
 
 def login(
     session: Session,
-    pm: pluggy.PluginManager,
+    authenticate: Authenticate,
     settings: OrchestratorSettings,
     issuer: TokenIssuer,
     handle: str,
     password: str,
     client: ClientInfo,
 ) -> IssuedPair:
-    """Authenticate through the ``cynode_authenticate`` hook and open a session family.
+    """Check the password with ``authenticate`` (the ``cynode_authenticate`` hook) and open a session family.
 
     An address that has been failing on this account may have to wait first
-    (429); other addresses never do (services/rate_limits).
+    (429); other addresses never do (services/rate_limits). The session's
+    connection goes back to the pool before the password check, which may
+    wait its turn (services/password_checks) and take a fifth of a second.
     """
     rate_limits.check_account(session, settings, handle, client)
-    identity = pm.hook.cynode_authenticate(handle=handle, password=password)
+    session.commit()  # ends the read: no connection is held through the check
+    identity = authenticate(handle, password)
     user = accounts.user_for_identity(session, identity) if identity is not None else None
     if user is None or not user.is_active:
         reason, user_id = _failure_reason(session, handle, identity is not None)

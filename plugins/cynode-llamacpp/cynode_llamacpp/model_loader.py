@@ -105,7 +105,12 @@ def load_model(model_path: Path, *, n_ctx: int, n_threads: int | None) -> tuple[
     _llama_log.install()
     _llama_log.errors.clear()
     try:
-        llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # swa_full=False: a sliding-window layer keeps only its window (Gemma 3: 512 of 4096 cells,
+        # 45 MB less resident); every generation starts from an empty cache (engine.py), so no
+        # prefix reuse needs the cells beyond the window.
+        llm = llama_cpp.Llama(
+            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, swa_full=False, verbose=False
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         detail = next(
             (line for line in _llama_log.errors if "gguf" in line or "error loading" in line),
