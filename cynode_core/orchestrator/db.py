@@ -46,7 +46,10 @@ def redact_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "cynode") -> Engine:
     engine = create_engine(
         sqlalchemy_url(url),
-        pool_pre_ping=True,
+        # No ping before each checkout (a round trip per session): a connection that broke (a database
+        # restart) fails its statement, the pool drops every connection made before, and the request is
+        # answered 503 with Retry-After (api/http.py), which clients wait out.
+        pool_pre_ping=False,
         pool_size=pool_size,
         max_overflow=pool_size * 3,
         pool_recycle=300,
@@ -70,6 +73,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool, no transaction: a lone read needs no BEGIN and COMMIT round trips.
+        self._reads = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
         # What else holds connections to this database (the pg blob store's pool): closed with it.
         self.on_dispose: list[Callable[[], None]] = []
 
@@ -83,6 +88,15 @@ class Database:
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads that need no common snapshot (each statement is its own); never write with it."""
+        session = self._reads()
+        try:
+            yield session
         finally:
             session.close()
 

@@ -208,7 +208,7 @@ class TaskItem(MethodView):
     @one_task_route(TaskSchema)
     def get(self, ref: str) -> Any:
         """One task, by id or by name."""
-        with _state().db.session() as session:
+        with _state().db.read() as session:  # the task, then its input attachments (made with it)
             return task_view(tasks.with_attachments(session, _task(session, ref)))
 
 

@@ -150,7 +150,7 @@ def _admit_user(token: str) -> None:
         return
     claims = _claims(token, "access")
     user_id, family_id = _uuid_claim(claims, "user_id"), _uuid_claim(claims, "sid")
-    with _cynode().db.session() as session:
+    with _cynode().db.read() as session:
         user = live_user(session, user_id, family_id)
         if user is None:
             raise NotAuthenticated(INVALID_TOKEN)
@@ -169,7 +169,7 @@ def _admit_api_key(key: str) -> None:
 def _admit_node(token: str) -> None:
     claims = _claims(token, "node")
     node_id, jwt_id = _uuid_claim(claims, "node_id"), _uuid_claim(claims, "jti")
-    with _cynode().db.session() as session:
+    with _cynode().db.read() as session:
         if not node_jwt_current(session, node_id, jwt_id):
             raise NotAuthenticated(INVALID_TOKEN)
     g.current_node = CurrentNode(node_id, str(claims.get("node_slug", "")))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Row, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from cynode_core.contract import Identity
@@ -239,15 +239,22 @@ def logout(
     session.commit()
 
 
-def live_user(session: Session, user_id: uuid.UUID, family_id: uuid.UUID) -> User | None:
-    """The user behind an access token, or ``None`` if disabled or the session is over.
+# Built once: SQLAlchemy then reuses its cache key and compiled form on every request.
+_LIVE_USER = select(User.id, User.handle).where(
+    User.id == bindparam("user_id"),
+    User.is_active.is_(True),
+    exists().where(
+        RefreshSession.family_id == bindparam("family_id"),
+        RefreshSession.user_id == User.id,
+        RefreshSession.is_active.is_(True),
+        RefreshSession.expires_at > func.now(),
+    ),
+)
+
+
+def live_user(session: Session, user_id: uuid.UUID, family_id: uuid.UUID) -> Row[uuid.UUID, str] | None:
+    """The ``(id, handle)`` of the user behind an access token, or ``None`` if disabled or the session is over.
 
     One indexed query per request (docs/wire_contract.md#tokens).
     """
-    live_family = exists().where(
-        RefreshSession.family_id == family_id,
-        RefreshSession.user_id == user_id,
-        RefreshSession.is_active.is_(True),
-        RefreshSession.expires_at > dt.datetime.now(dt.UTC),
-    )
-    return session.scalar(select(User).where(User.id == user_id, User.is_active.is_(True), live_family))
+    return session.execute(_LIVE_USER, {"user_id": user_id, "family_id": family_id}).first()
