@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 READYZ_PROBE_TIMEOUT = 2.0
 READYZ_POLL_INTERVAL = 1.0
+QUICK_READYZ_PAUSE, QUICK_READYZ_SECONDS = 0.1, 10.0
 
 
 class ControlPlaneError(Exception):
@@ -160,10 +161,12 @@ class ControlPlaneClient:
                 )
             if on_wait is not None:
                 on_wait(elapsed)
-            if stop is not None and stop.wait(interval):
+            # Often at first (a stack whose parts start together), then every ``interval``.
+            pause = min(QUICK_READYZ_PAUSE, interval) if elapsed < QUICK_READYZ_SECONDS else interval
+            if stop is not None and stop.wait(pause):
                 raise OrchestratorUnreachable("stopped while waiting for the orchestrator")
             if stop is None:
-                time.sleep(interval)
+                time.sleep(pause)
 
     # -------------------------------------------------------------- calls
 

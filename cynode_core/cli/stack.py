@@ -91,7 +91,8 @@ class Stack:
         env.setdefault("CYNODE_HOME", str(home))
         self._say(f"starting the orchestrator (logs in {self.log_dir or home / 'logs'})")
         orch = self._spawn("orchestrator", ["orchestrator", "serve"], env, f"{self.control_url}/healthz")
-        self._wait(orch, timeout)
+        # The nodes start at once: each settles its runtime (Podman's service, a predecessor's leftovers)
+        # while the orchestrator starts its database, then waits for the control plane before registering.
         for i in range(self.nodes):
             slug = f"node-{i + 1:02d}"
             node_env = dict(env)
@@ -108,7 +109,7 @@ class Stack:
                 node_env["CYNODE_NODE_PSK_FILE"] = str(home / NODE_PSK_FILE)
             self._say(f"starting node {slug} (Worker API on 127.0.0.1:{self.base_port + i})")
             self._spawn(slug, ["node", "serve"], node_env, f"http://127.0.0.1:{self.base_port + i}/readyz")
-        for child in self.children[1:]:
+        for child in self.children:
             self._wait(child, timeout)
         self._wait(Child("orchestrator readiness", orch.proc, f"{self.gateway_url}/readyz"), timeout)
 

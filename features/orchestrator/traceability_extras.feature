@@ -51,7 +51,8 @@ Feature: Small proofs of Phase 1 requirements the other features do not tag
   Scenario: The database connection pool is bounded and recycles connections
     Given the orchestrator app on a migrated database
     Then its database engine has a fixed pool size and a bounded overflow
-    And pooled connections are checked before use and recycled after at most 30 minutes
+    And pooled connections are recycled after at most 30 minutes
+    And when the database drops every connection one request gets 503 with Retry-After and the next one succeeds
     And a new connection gives up after a connect timeout
 
   @REQ-STANDS-0124 @phase1
