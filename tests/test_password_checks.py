@@ -55,6 +55,29 @@ def test_past_the_queue_a_check_is_refused_at_once_with_a_retry_after(checks: Pa
     assert checks.run(lambda: "again") == "again"
 
 
+def test_retry_after_grows_with_the_logins_refused_lately() -> None:
+    # Refused logins come back: a crowd is told to spread out, not to return together in a second.
+    checks = PasswordChecks(1, 0, wait=5.0)
+    gate = threading.Event()
+    try:
+        with ThreadPoolExecutor(1) as waiter:
+            blocker = waiter.submit(checks.run, lambda: gate.wait(5))
+            while checks.admitted < 1:
+                time.sleep(0.01)
+            answers = []
+            for _ in range(400):
+                with pytest.raises(Unavailable) as refused:
+                    checks.run(lambda: None)
+                answers.append(refused.value.retry_after)
+            gate.set()
+            blocker.result(5)
+        assert answers[0] == 1
+        assert answers == sorted(answers), "more refusals never shorten the wait"
+        assert 10 <= answers[-1] <= 60, answers[-1]
+    finally:
+        checks.close()
+
+
 def test_a_login_that_waits_too_long_gets_503_and_its_check_never_runs() -> None:
     checks = PasswordChecks(1, 4, wait=0.3)
     gate, ran = threading.Event(), []

@@ -33,6 +33,8 @@ T = TypeVar("T")
 NICE = 10  # added to the workers' CPU priority (Linux nice is per thread)
 FIRST_ESTIMATE = 0.2  # seconds one check takes, until the first one is measured
 BUSY = "Too many logins in progress, retry shortly"
+REFUSALS_FADE = 5.0  # seconds over which a refused login stops counting in Retry-After
+MAX_RETRY_AFTER = 60
 
 
 def _lower_priority() -> None:
@@ -53,6 +55,7 @@ class PasswordChecks:
         self._lock = threading.Lock()
         self._admitted = 0
         self._seconds = FIRST_ESTIMATE  # moving average of one check's duration
+        self._refused, self._refused_at = 0.0, time.monotonic()
 
     @property
     def admitted(self) -> int:
@@ -60,13 +63,24 @@ class PasswordChecks:
         return self._admitted
 
     def retry_after(self) -> int:
-        """Seconds until the checks admitted now are done, at least 1."""
-        return max(1, math.ceil(self._admitted * self._seconds / self.workers))
+        """Seconds until the logins admitted now, and those refused lately, could be checked (1 to 60).
+
+        Refused logins come back: counting them (a sum that fades over
+        :data:`REFUSALS_FADE` seconds) spreads a crowd of retries out
+        instead of telling them all to return in one second.
+        """
+        waiting = self._admitted + self._refusals(time.monotonic())
+        return min(MAX_RETRY_AFTER, max(1, math.ceil(waiting * self._seconds / self.workers)))
+
+    def _refusals(self, now: float) -> float:
+        return self._refused * math.exp(-(now - self._refused_at) / REFUSALS_FADE)
 
     def run(self, check: Callable[[], T]) -> T:
         """``check()`` on the pool, waited for; ``Unavailable`` when the queue is full or the wait too long."""
         with self._lock:
             if self._admitted >= self.capacity:
+                now = time.monotonic()
+                self._refused, self._refused_at = self._refusals(now) + 1, now
                 raise Unavailable(BUSY, retry_after=self.retry_after())
             self._admitted += 1
         try:
