@@ -42,8 +42,9 @@ def _busy_wait(resp: requests.Response) -> float | None:
 
 
 def _replayable(kwargs: dict[str, Any]) -> bool:
+    """Whether the request's body can be sent again (a file or stream being read cannot)."""
     data = kwargs.get("data")
-    return data is None or isinstance(data, (bytes, str, dict))
+    return "files" not in kwargs and (data is None or isinstance(data, (bytes, str, dict)))
 
 
 def credentials_path() -> Path:
