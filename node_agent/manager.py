@@ -21,7 +21,8 @@ is fatal (log it, stop what was started, exit non-zero):
 From step 5 on, a failure to apply the configuration is first reported to
 the orchestrator as a ``failed`` ack with the reason
 (docs/wire_contract.md#node-config-ack). The calls to the control plane,
-the periodic reports and re-registration are ``control_session``'s.
+the periodic reports and re-registration are ``control_session``'s; the
+checks of steps 2 and 3 are in ``startup_checks``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -39,7 +39,7 @@ import pluggy
 from cynode_core.contract import InferenceBackend, SandboxRuntime
 from cynode_core.plugin_manager import describe_plugins, get_plugin_manager
 from node_agent.capability import build_capability_report, existing_inference_service
-from node_agent.client import ControlPlaneClient, OrchestratorUnreachable
+from node_agent.client import ControlPlaneClient
 from node_agent.control_session import ControlSession, StartupError, StopRequested
 from node_agent.executor import JobExecutor
 from node_agent.http_server import BackgroundServer
@@ -51,11 +51,10 @@ from node_agent.node_config import NodeConfig
 from node_agent.readiness import Readiness, backend_probe, runtime_probe
 from node_agent.registry import inference_backend_factories, pick, sandbox_runtime_factories
 from node_agent.settings import INFERENCE_NONE, NodeSettings
+from node_agent.startup_checks import check_runtime, check_stop, check_workspace_root, wait_for_orchestrator
 from node_agent.worker_api import create_worker_app
 
 log = logging.getLogger(__name__)
-
-WAIT_LOG_EVERY = 10.0
 
 
 class NodeManager:
@@ -134,9 +133,9 @@ class NodeManager:
             )
         else:
             log.info("inference backend: none (explicitly configured); this node runs without inference")
-        self._client = ControlPlaneClient(settings.orchestrator_url, timeout=settings.http_timeout)
+        client = self._client = ControlPlaneClient(settings.orchestrator_url, timeout=settings.http_timeout)
         session = self._session = ControlSession(
-            self._client,
+            client,
             psk,
             node_slug=settings.node_slug,
             readiness=self.readiness,
@@ -149,11 +148,11 @@ class NodeManager:
         self.executor = JobExecutor(self.runtime, settings)
 
         # 2. Wait for the orchestrator.
-        self._wait_for_orchestrator()
+        wait_for_orchestrator(client, settings, self._stop)
 
         # 3. Start-up checks.
-        self._check_runtime(self.runtime)
-        self._check_workspace_root()
+        check_runtime(self.runtime, settings.sandbox_image, self._stop)
+        check_workspace_root(settings.resolved_workspace_root)
         if backend_factory is not None:
             self._existing_inference = existing_inference_service(backend_factory, settings.inference_options())
             if self._existing_inference:
@@ -165,7 +164,7 @@ class NodeManager:
         session.register(settings.readiness_timeout)
 
         # 5. Fetch the configuration.
-        self._check_stop()
+        check_stop(self._stop)
         config = session.fetch_config()
         token = self._apply_config(config)
 
@@ -200,59 +199,13 @@ class NodeManager:
             self._stop,
         )
 
-    def _check_stop(self) -> None:
-        if self._stop.is_set():
-            raise StopRequested()
-
-    def _wait_for_orchestrator(self) -> None:
-        assert self._client is not None
-        settings = self.settings
-        log.info(
-            "waiting for the orchestrator at %s/readyz (up to %g s)",
-            settings.orchestrator_url.rstrip("/"),
-            settings.readiness_timeout,
-        )
-        last_log = [0.0]
-
-        def progress(elapsed: float) -> None:
-            if elapsed - last_log[0] >= WAIT_LOG_EVERY:
-                last_log[0] = elapsed
-                log.info("orchestrator not reachable yet (%.0f s of %g s)", elapsed, settings.readiness_timeout)
-
-        try:
-            self._client.wait_reachable(settings.readiness_timeout, stop=self._stop, on_wait=progress)
-        except OrchestratorUnreachable as exc:
-            self._check_stop()
-            raise StartupError(f"waiting for the orchestrator: {exc}") from exc
-        log.info("orchestrator reachable")
-
     def _build_runtime(self, factory: Callable[[dict[str, object]], SandboxRuntime]) -> SandboxRuntime:
         settings = self.settings
-        self._check_stop()
+        check_stop(self._stop)
         try:
             return factory(settings.runtime_options())
         except Exception as exc:
             raise StartupError(f"sandbox runtime {settings.sandbox_runtime!r} could not be set up: {exc}") from exc
-
-    def _check_runtime(self, runtime: SandboxRuntime) -> None:
-        settings = self.settings
-        self._check_stop()
-        log.info("checking sandbox runtime %s with image %s", runtime.name, settings.sandbox_image)
-        try:
-            runtime.check(settings.sandbox_image)
-        except Exception as exc:
-            raise StartupError(f"sandbox runtime {runtime.name!r} cannot run {settings.sandbox_image}: {exc}") from exc
-
-    def _check_workspace_root(self) -> None:
-        root = self.settings.resolved_workspace_root
-        probe = root / f".write-check-{uuid.uuid4().hex}"
-        try:
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StartupError(f"workspace root {root} is not writable: {exc}") from exc
-        log.info("workspace root %s is writable", root)
 
     def _capability(self) -> dict[str, Any]:
         assert self.runtime is not None
@@ -287,7 +240,7 @@ class NodeManager:
     def _start_worker_api(self, token: str) -> None:
         assert self.executor is not None and self.runtime is not None and self._session is not None
         settings = self.settings
-        self._check_stop()
+        check_stop(self._stop)
         self.readiness.set_not_ready("starting: inference backend and config ack pending")
         self.readiness.add_probe(self.runtime.name, runtime_probe(self.runtime, settings.sandbox_image))
         reports = (
@@ -327,7 +280,7 @@ class NodeManager:
 
     def _start_inference(self, factory: Callable[[dict[str, object]], InferenceBackend], config: NodeConfig) -> None:
         assert self._session is not None
-        self._check_stop()
+        check_stop(self._stop)
         name = self._backend_name
         options: dict[str, object] = {**self.settings.inference_options(), **config.backend_options()}
         log.info("starting inference backend %s", name)

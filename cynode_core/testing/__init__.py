@@ -1,8 +1,8 @@
 """pytest plugin (entry point ``cynode_runtime_kit``): the contract kits for node plugins.
 
 - :class:`SandboxRuntimeContract` (``runtime_kit``) with the fixtures
-  ``sandbox_image`` and ``sandbox_spec_factory``: what every sandbox runtime
-  must do with a job's container.
+  ``sandbox_image`` and ``sandbox_spec_factory`` (``spec_fixtures``): what
+  every sandbox runtime must do with a job's container.
 - :class:`WarmPath` (``warm_kit``): the same contract on the warm path of a
   runtime that starts containers ahead (``WarmingRuntime``).
 - :class:`InferenceBackendContract` (``inference_kit``): what every inference
@@ -23,11 +23,9 @@ from cynode_core.testing.inference_kit import (
     answers,
     api_call,
 )
-from cynode_core.testing.runtime_kit import (
+from cynode_core.testing.runtime_kit import MISSING_IMAGE, SECRET_ENV, SandboxRuntimeContract
+from cynode_core.testing.spec_fixtures import (
     DEFAULT_SANDBOX_IMAGE,
-    MISSING_IMAGE,
-    SECRET_ENV,
-    SandboxRuntimeContract,
     SpecFactory,
     sandbox_image,
     sandbox_spec_factory,

@@ -1,4 +1,4 @@
-"""The sandbox runtime contract kit: :class:`SandboxRuntimeContract` and its fixtures.
+"""The sandbox runtime contract kit: :class:`SandboxRuntimeContract`.
 
 Every sandbox runtime must pass :class:`SandboxRuntimeContract`. Subclass it
 in a test module and provide a ``runtime`` fixture (in the class or a
@@ -12,7 +12,8 @@ conftest), best built once per module since a runtime may start a service::
             yield rt
             rt.close()
 
-The image (fixture ``sandbox_image``, default ``localhost/cynode-sandbox:busybox``
+The jobs run with the fixture ``sandbox_spec_factory`` (``spec_fixtures``).
+Their image (fixture ``sandbox_image``, default ``localhost/cynode-sandbox:busybox``
 or ``$CYNODE_SANDBOX_IMAGE``) needs busybox-like tools: sh, env, id, ls,
 find, nc, wget, sleep, head, tr. Override :meth:`SandboxRuntimeContract.job_containers`
 for a runtime that is not Podman-based. A runtime with the optional ``sweep``
@@ -31,60 +32,15 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cynode_core.contract import (
-    RuntimeUnavailable,
-    SandboxOutcome,
-    SandboxRuntime,
-    SandboxSpec,
-    SweepingRuntime,
-)
+from cynode_core.contract import RuntimeUnavailable, SandboxOutcome, SandboxRuntime, SandboxSpec, SweepingRuntime
+from cynode_core.testing.spec_fixtures import SpecFactory, sh
 
-DEFAULT_SANDBOX_IMAGE = "localhost/cynode-sandbox:busybox"
 MISSING_IMAGE = "localhost/cynode-no-such-image:missing"
 SECRET_ENV = "CYNODE_SECRET_TEST"
-SpecFactory = Callable[..., SandboxSpec]
-
-
-@pytest.fixture(scope="session")
-def sandbox_image() -> str:
-    """The image the contract tests run (override the fixture or set ``CYNODE_SANDBOX_IMAGE``)."""
-    return os.environ.get("CYNODE_SANDBOX_IMAGE", DEFAULT_SANDBOX_IMAGE)
-
-
-@pytest.fixture
-def sandbox_spec_factory(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> SpecFactory:
-    """Build a :class:`SandboxSpec` with fresh ids and a fresh workspace writable by any uid."""
-
-    def make(command: list[str], **overrides: Any) -> SandboxSpec:
-        job_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
-        workspace = tmp_path_factory.mktemp("workspace")
-        workspace.chmod(0o777)  # the job runs as nobody (65534)
-        env = {"CYNODE_TASK_ID": task_id, "CYNODE_JOB_ID": job_id, "CYNODE_WORKSPACE_DIR": "/workspace"}
-        values: dict[str, Any] = {
-            "job_id": job_id,
-            "task_id": task_id,
-            "image": sandbox_image,
-            "command": command,
-            "env": env,
-            "workspace_dir": str(workspace),
-            "timeout_seconds": 30,
-            "max_output_bytes": 262144,
-        }
-        values.update(overrides)
-        return SandboxSpec(**values)
-
-    return make
-
-
-def sh(script: str) -> list[str]:
-    """argv running ``script`` with ``sh -c``."""
-    return ["sh", "-c", script]
 
 
 class SandboxRuntimeContract:

@@ -1,11 +1,17 @@
-"""How a job's :class:`SandboxSpec` becomes a hardened Podman container."""
+"""How a job's :class:`SandboxSpec` becomes a hardened Podman container: its options, and its creation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
-from cynode_core.contract import SandboxSpec
+from podman import PodmanClient
+from podman.domain.containers import Container
+from podman.errors import APIError, ImageNotFound
+
+from cynode_core.contract import SandboxOutcome, SandboxSpec
+from cynode_podman.calls import EXIT_RUNTIME_ERROR, explain, runtime_failure
 
 LABEL_TASK_ID = "cynodeai.task_id"
 LABEL_JOB_ID = "cynodeai.job_id"
@@ -75,3 +81,36 @@ def create_options(spec: SandboxSpec) -> dict[str, Any]:
         options["cpu_period"] = _CPU_PERIOD
         options["cpu_quota"] = int(spec.cpus * _CPU_PERIOD)
     return options
+
+
+def create_or_fail(client: PodmanClient, spec: SandboxSpec, started_at: dt.datetime) -> Container | SandboxOutcome:
+    """The job's new container, or the failed outcome of a container Podman would not create."""
+    try:
+        return create_container(client, spec)
+    except ImageNotFound as exc:
+        return runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {explain(exc)}", started_at)
+    except APIError as exc:
+        if isinstance(exc.__cause__, OSError):
+            raise  # the service is unreachable: no exit code exists
+        message = explain(exc)
+        what = "image not found" if "image not known" in message else "cannot create the container"
+        return runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
+
+
+def create_container(client: PodmanClient, spec: SandboxSpec) -> Container:
+    """Create the job's container, replacing a stale one of the same name.
+
+    A stale container is left by a node that died mid-job; the orchestrator
+    then sends the same job again. The runtime calls this only while no job
+    of this id is inside its ``run``.
+    """
+    options = create_options(spec)
+    command = list(spec.command) or None  # no command: the image's own (job_spec_json jobs)
+    try:
+        return client.containers.create(spec.image, command, **options)
+    except APIError as exc:
+        # Podman 4.3 answers 500 "... already in use", newer ones 409.
+        if exc.status_code != 409 and "already in use" not in explain(exc):
+            raise
+    client.containers.remove(options["name"], force=True)
+    return client.containers.create(spec.image, command, **options)

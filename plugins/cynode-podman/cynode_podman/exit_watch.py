@@ -6,8 +6,8 @@ exited (measured on Podman 4.3: conmon has written the exit file within
 milliseconds that is most of its run. The process is watched instead with
 a pidfd (Linux 5.3+, the container's process seen from the host), and once
 it is gone the exit code is read from Podman's inspect, which takes conmon's
-exit file into account. Where a pidfd cannot be had the runtime keeps to
-Podman's wait.
+exit file into account. Where a pidfd cannot be had, or Podman does not
+know the code in time, ``wait_for_exit`` keeps to Podman's wait.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ import select
 import time
 from typing import Any
 
+import requests
 from podman.domain.containers import Container
 from podman.errors import APIError
+
+from cynode_podman.calls import kill
 
 # How long Podman may take to know the exit code once the process is gone (conmon writes it).
 SETTLE_SECONDS = 1.0
@@ -68,3 +71,29 @@ def recorded_exit_code(container: Container) -> int | None:
         if time.monotonic() > deadline:
             return None
         time.sleep(0.002)
+
+
+def wait_for_exit(container: Container, timeout_seconds: int, interval: str) -> tuple[int, bool]:
+    """Wait for the exit code; on timeout kill the container. Returns ``(code, timed_out)``.
+
+    ``interval`` is how often Podman's wait polls (e.g. ``10ms``) when it has to be asked.
+    """
+    timeout = float(timeout_seconds) if timeout_seconds > 0 else None
+    begin = time.monotonic()
+    ended = process_ended(container, timeout)  # at once, not after Podman's cleanup
+    if ended is False:
+        kill(container)
+        return -1, True
+    code = recorded_exit_code(container) if ended else None
+    if code is not None:
+        return code, False
+    if timeout is not None:
+        timeout = max(timeout - (time.monotonic() - begin), 0.001)
+    try:
+        return int(container.wait(interval=interval, timeout=timeout)), False
+    except APIError as exc:
+        elapsed = time.monotonic() - begin
+        if timeout is None or not (isinstance(exc.__cause__, requests.Timeout) or elapsed >= timeout):
+            raise
+    kill(container)
+    return -1, True

@@ -23,16 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-import requests
 from podman import PodmanClient
 from podman.domain.containers import Container
-from podman.errors import APIError, ImageNotFound, NotFound
+from podman.errors import APIError, NotFound
 
 from cynode_core.contract import (
     LeftoverJob,
@@ -53,8 +51,8 @@ from cynode_podman.calls import (
     runtime_failure,
     tell_exit,
 )
-from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_options
-from cynode_podman.exit_watch import inspect_started, process_ended, recorded_exit_code
+from cynode_podman.container_config import LABEL_JOB_ID, LABEL_NODE, LABEL_TASK_ID, container_name, create_or_fail
+from cynode_podman.exit_watch import inspect_started, wait_for_exit
 from cynode_podman.output import CappedBuffer, LogFollower, LogTail, open_log, read_output
 from cynode_podman.service import PodmanService
 
@@ -264,26 +262,11 @@ class PodmanRuntime:
 
     # -- one job ------------------------------------------------------------
 
-    def _create_or_fail(
-        self, client: PodmanClient, spec: SandboxSpec, started_at: dt.datetime
-    ) -> Container | SandboxOutcome:
-        """The job's new container, or the failed outcome of a container Podman would not create."""
-        try:
-            return self._create(client, spec)
-        except ImageNotFound as exc:
-            return runtime_failure(EXIT_RUNTIME_ERROR, f"image not found: {spec.image}: {explain(exc)}", started_at)
-        except APIError as exc:
-            if isinstance(exc.__cause__, OSError):
-                raise  # the service is unreachable: no exit code exists
-            message = explain(exc)
-            what = "image not found" if "image not known" in message else "cannot create the container"
-            return runtime_failure(EXIT_RUNTIME_ERROR, f"{what}: {message}", started_at)
-
     def _cold(
         self, client: PodmanClient, spec: SandboxSpec, started_at: dt.datetime, held: list[Container]
     ) -> SandboxOutcome:
         """Create and start the job's container, wait for its end (or timeout) and read its capped output."""
-        created = self._create_or_fail(client, spec, started_at)
+        created = create_or_fail(client, spec, started_at)
         if isinstance(created, SandboxOutcome):
             return created
         held.append(created)
@@ -347,7 +330,7 @@ class PodmanRuntime:
                 tail = LogTail(log, CappedBuffer(spec.max_output_bytes), CappedBuffer(spec.max_output_bytes))
                 if spec.on_output is not None:
                     follower = LogFollower(tail, spec.on_output)
-            exit_code, timed_out = self._wait(container, spec.timeout_seconds)
+            exit_code, timed_out = wait_for_exit(container, spec.timeout_seconds, self._wait_interval)
             if follower is not None:
                 follower.finish()
             stdout, stderr = read_output(client, container, tail, spec.max_output_bytes)
@@ -365,45 +348,6 @@ class PodmanRuntime:
             ended_at=now(),
             container_started_at=container_started_at,
         )
-
-    def _create(self, client: PodmanClient, spec: SandboxSpec) -> Container:
-        """Create the job's container, replacing a stale one of the same name.
-
-        A stale container is left by a node that died mid-job; the orchestrator
-        then sends the same job again. No job of this id is inside ``run`` here.
-        """
-        options = create_options(spec)
-        command = list(spec.command) or None  # no command: the image's own (job_spec_json jobs)
-        try:
-            return client.containers.create(spec.image, command, **options)
-        except APIError as exc:
-            # Podman 4.3 answers 500 "... already in use", newer ones 409.
-            if exc.status_code != 409 and "already in use" not in explain(exc):
-                raise
-        client.containers.remove(options["name"], force=True)
-        return client.containers.create(spec.image, command, **options)
-
-    def _wait(self, container: Container, timeout_seconds: int) -> tuple[int, bool]:
-        """Wait for the exit code; on timeout kill the container. Returns ``(code, timed_out)``."""
-        timeout = float(timeout_seconds) if timeout_seconds > 0 else None
-        begin = time.monotonic()
-        ended = process_ended(container, timeout)  # at once, not after Podman's cleanup (exit_watch)
-        if ended is False:
-            kill(container)
-            return -1, True
-        code = recorded_exit_code(container) if ended else None
-        if code is not None:
-            return code, False
-        if timeout is not None:
-            timeout = max(timeout - (time.monotonic() - begin), 0.001)
-        try:
-            return int(container.wait(interval=self._wait_interval, timeout=timeout)), False
-        except APIError as exc:
-            elapsed = time.monotonic() - begin
-            if timeout is None or not (isinstance(exc.__cause__, requests.Timeout) or elapsed >= timeout):
-                raise
-        kill(container)
-        return -1, True
 
     def _url(self) -> str:
         return self._socket_url or (self._service.url if self._service else "<not started>")
