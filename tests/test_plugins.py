@@ -238,8 +238,9 @@ def test_the_dispatcher_always_claims_through_the_claim_hook_and_defers_to_a_sch
             self.calls: list[str] = []
             self.settings = load_settings(OrchestratorSettings, environ={})
 
-        def claim_in_one_statement(self, sql: str) -> None:
+        def claim_several(self, sql: str, room: int) -> list[Any]:
             self.calls.append("one statement")
+            return []
 
         def claim_with(self, select_node: Any) -> None:
             self.calls.append("two steps")
@@ -251,7 +252,7 @@ def test_the_dispatcher_always_claims_through_the_claim_hook_and_defers_to_a_sch
             load_entry_points=False,
         )
         queue = Recorder()
-        assert pm.hook.cynode_claim_job(queue=queue, select_node=pm.hook.cynode_select_node) is not None
+        assert pm.hook.cynode_claim_job(queue=queue, select_node=pm.hook.cynode_select_node, room=1) is not None
         return queue.calls
 
     # Alone, the built-in scheduler claims with its own one-statement rule.

@@ -20,6 +20,7 @@ workers at once; polling is the fallback.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -34,6 +35,7 @@ import psycopg
 from cynode_core.contract.job import ReportLease
 from cynode_core.logs import log_context
 from cynode_core.orchestrator.dispatch.claimed_job import ClaimedJob
+from cynode_core.orchestrator.dispatch.fair_order import HEADS
 from cynode_core.orchestrator.dispatch.fence import hold_on_node, retry_delay
 from cynode_core.orchestrator.dispatch.job_files import InputUnavailable, with_inputs, with_outputs
 from cynode_core.orchestrator.dispatch.job_reports import ReportingNodes
@@ -51,6 +53,9 @@ from cynode_core.orchestrator.services.task_events import task_finished
 from cynode_core.orchestrator.services.tasks import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
+
+# The most jobs one claim takes for idle threads (a claim considers this many of each owner's first jobs).
+CLAIM_BATCH = HEADS
 
 
 class Dispatcher:
@@ -74,6 +79,11 @@ class Dispatcher:
         )
         self._lock = threading.Lock()
         self._stop = threading.Event()  # start() hands the process's
+        # Under self._wake: jobs a claim took for other idle threads, threads running a job, and
+        # the jobs that claims under way may bring (their room).
+        self._backlog: collections.deque[ClaimedJob] = collections.deque()
+        self._busy = 0
+        self._promised = 0
 
     # -- threads --------------------------------------------------------------
 
@@ -98,7 +108,7 @@ class Dispatcher:
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         with self._wake:
-            if not stop.is_set():
+            if not stop.is_set() and not self._backlog:
                 self._wake.wait(timeout=seconds)
 
     def _work_loop(self, stop: threading.Event) -> None:
@@ -106,12 +116,60 @@ class Dispatcher:
             self._work(stop)
         finally:
             self.queue.close()  # this thread's claim connection
+            self.release_backlog()
 
     def claim(self) -> ClaimedJob | None:
-        """The next job this process should run, as the claim hook places it."""
-        pm = self.state.pm
-        attempt = pm.hook.cynode_claim_job(queue=self.queue, select_node=pm.hook.cynode_select_node)
-        return attempt.job if attempt is not None else None
+        """The next job for the calling thread, as the claim hook places it.
+
+        A job an earlier claim took for an idle thread comes first. Otherwise
+        the claim asks for as many jobs as there are idle threads that no
+        claim under way serves yet (at most :data:`CLAIM_BATCH`), keeps the
+        first and leaves the rest, their leases renewed from now on, to the
+        other threads. ``None`` when nothing is due, or when claims under
+        way already serve every idle thread.
+        """
+        with self._wake:
+            if not self._backlog and self._room() < 1:
+                # A claim under way serves this thread: wait for it (it wakes everyone when it ends).
+                self._wake.wait(timeout=self.settings.dispatch_poll_interval)
+            if self._backlog:
+                return self._backlog.popleft()
+            room = self._room()
+            if room < 1:
+                return None
+            self._promised += room
+        more: tuple[ClaimedJob, ...] = ()
+        try:
+            pm = self.state.pm
+            attempt = pm.hook.cynode_claim_job(queue=self.queue, select_node=pm.hook.cynode_select_node, room=room)
+            if attempt is None or attempt.job is None:
+                return None
+            more = attempt.more
+            with self._lock:
+                for job in more:
+                    self._inflight[job.job_id] = job.lease_id
+            return attempt.job
+        finally:
+            with self._wake:
+                self._promised -= room
+                self._backlog.extend(more)
+                self._wake.notify_all()  # threads that left the claim to this one look again
+
+    def _room(self) -> int:
+        """Idle threads that no claim under way serves (call with ``self._wake`` held), at most :data:`CLAIM_BATCH`."""
+        return min(CLAIM_BATCH, self.settings.dispatch_workers - self._busy - self._promised)
+
+    def release_backlog(self) -> None:
+        """Put the jobs claimed for other threads back in the queue (this process stops), their attempt not counted."""
+        with self._wake:
+            left, self._backlog = list(self._backlog), collections.deque()
+        for job in left:
+            try:
+                requeue(self.state.db, job, delay=0.0, count_attempt=False, error="its dispatcher stopped")
+            except Exception as exc:  # noqa: BLE001 - the lease runs out and another dispatcher takes the job
+                log.warning("job %s: could not put it back in the queue (%s)", job.job_id, type(exc).__name__)
+            with self._lock:
+                self._inflight.pop(job.job_id, None)
 
     def _work(self, stop: threading.Event) -> None:
         last_recover, adopting = 0.0, False
@@ -133,7 +191,13 @@ class Dispatcher:
                 if claimed is None:
                     self._sleep(stop, self.settings.dispatch_poll_interval)
                     continue
-                self.run(claimed)
+                with self._wake:
+                    self._busy += 1
+                try:
+                    self.run(claimed)
+                finally:
+                    with self._wake:
+                        self._busy -= 1
             except Exception as exc:  # noqa: BLE001 - a worker thread must survive database outages
                 log.warning("dispatcher loop error (%s); retrying", type(exc).__name__)
                 log.debug("dispatcher loop error", exc_info=True)
@@ -172,7 +236,11 @@ class Dispatcher:
     def run(self, job: ClaimedJob) -> None:
         # Log records of this job carry the task's request id and the ids (see cynode_core.logs).
         with log_context(job.request_id, task_id=str(job.task_id), job_id=str(job.job_id), node=str(job.node_id)):
-            self._run(job)
+            try:
+                self._run(job)
+            finally:
+                with self._lock:  # a job claimed for this thread by another was renewed from its claim on
+                    self._inflight.pop(job.job_id, None)
 
     def _call(self, job: ClaimedJob) -> Outcome:
         outcome = Outcome(unsupported=True)

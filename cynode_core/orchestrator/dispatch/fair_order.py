@@ -21,8 +21,9 @@ per-user running cap, a job whose turn is past the cap is not claimed. The
 owner's turn is recorded in ``dispatch_turns`` in the same statement (or
 transaction) that takes the job.
 
-The SQL has no bind parameters, ``%`` or ``:`` of its own, so the same text
-serves psycopg's ``%(name)s`` statements and SQLAlchemy's ``text()``.
+The SQL has no bind parameters, ``%`` or ``:`` of its own (but the
+``limit`` a caller writes in), so the same text serves psycopg's
+``%(name)s`` statements and SQLAlchemy's ``text()``.
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ from __future__ import annotations
 import functools
 
 # How many of each owner's first queued jobs a claim considers (an index-only
-# read per owner). If every one of them, for every owner, is being claimed
-# by someone else at this moment, each owner is being served at once and the
-# claim takes the oldest due job instead. With a running cap, an owner's
-# jobs past the cap cannot run anyway: the first ``cap`` (at most
+# read per owner); also the most jobs one claim takes (a claim for several
+# idle dispatcher threads). If every one of them, for every owner, is being
+# claimed by someone else at this moment, each owner is being served at once
+# and the claim takes the oldest due job instead. With a running cap, an
+# owner's jobs past the cap cannot run anyway: the first ``cap`` (at most
 # :data:`MAX_HEADS`) are all the candidates, and there is no fallback.
-HEADS = 4
+HEADS = 8
 MAX_HEADS = 64
 
 # ``owners`` walks the distinct owners of queued jobs down the partial index
 # (one index probe per owner); ``waiting`` counts each one's running jobs
-# once; ``fair`` has one row per candidate job; ``j_fair`` locks the first
-# candidate it can, ``j_any`` is the fallback.
+# once; ``fair`` has one row per candidate job, ranked in fair order;
+# ``j_fair`` locks the first ``limit`` candidates it can (fetched by id: a
+# join would let the planner read the whole queue), ``j_any`` is the
+# one-job fallback.
 _FAIR = """
     owners AS (
         (SELECT owner_id FROM jobs WHERE status = 'queued' ORDER BY owner_id LIMIT 1)
@@ -64,15 +68,17 @@ _FAIR = """
             ORDER BY q.created_at, q.id LIMIT {heads}
         ) h
     ), fair AS (
-        SELECT * FROM heads {cap}
+        SELECT heads.*, row_number() OVER (ORDER BY turn, last_turn_at NULLS FIRST, created_at, id) AS rank
+        FROM heads {cap}
     ), j_fair AS (
-        SELECT jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.node_id, fair.owner
+        SELECT jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.node_id, fair.owner, fair.rank
         FROM fair JOIN jobs ON jobs.id = fair.id
-        WHERE jobs.status = 'queued' AND (jobs.next_attempt_at IS NULL OR jobs.next_attempt_at <= now())
-        ORDER BY fair.turn, fair.last_turn_at NULLS FIRST, fair.created_at, fair.id
-        FOR UPDATE OF jobs SKIP LOCKED LIMIT 1
+        WHERE jobs.id = ANY(ARRAY(SELECT id FROM fair))
+          AND jobs.status = 'queued' AND (jobs.next_attempt_at IS NULL OR jobs.next_attempt_at <= now())
+        ORDER BY fair.rank
+        FOR UPDATE OF jobs SKIP LOCKED LIMIT {limit}
     ), j_any AS (
-        SELECT jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.node_id, jobs.owner_id
+        SELECT jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.node_id, jobs.owner_id, CAST(1 AS bigint)
         FROM jobs
         WHERE {fallback} AND NOT EXISTS (SELECT 1 FROM j_fair) AND jobs.status = 'queued'
           AND (jobs.next_attempt_at IS NULL OR jobs.next_attempt_at <= now())
@@ -86,28 +92,30 @@ _FAIR = """
 _OTHER_OWNER_WAITS = "EXISTS (SELECT 1 FROM owners x WHERE x.owner_id <> o.owner_id)"
 
 
-@functools.lru_cache(maxsize=8)
-def picked_job_ctes(max_running_per_user: int) -> str:
-    """``WITH RECURSIVE`` items ending in ``j``: the next job to take, locked.
+@functools.lru_cache(maxsize=16)
+def picked_job_ctes(max_running_per_user: int, limit: str = "1") -> str:
+    """``WITH RECURSIVE`` items ending in ``j``: the next jobs to take, locked.
 
-    ``j`` has ``id, task_id, payload, attempts, node_id, owner``. The
+    ``j`` has ``id, task_id, payload, attempts, node_id, owner, rank`` (1 for
+    the first in fair order); at most ``limit`` rows (an SQL expression, e.g. a
+    bind parameter; one row when only the fallback finds a job). The
     statement must begin with ``WITH RECURSIVE`` and these items.
     ``max_running_per_user`` 0 means no cap.
     """
     cap = int(max_running_per_user)
     if cap > 0:
         return _FAIR.format(
-            heads=min(cap, MAX_HEADS), cap=f"WHERE turn <= {cap}", fallback="false", count_running="true"
+            heads=min(cap, MAX_HEADS), cap=f"WHERE turn <= {cap}", fallback="false", count_running="true", limit=limit
         )
     # Without a cap, running jobs only order owners against each other: a lone owner's jobs need no count.
-    return _FAIR.format(heads=HEADS, cap="", fallback="true", count_running=_OTHER_OWNER_WAITS)
+    return _FAIR.format(heads=HEADS, cap="", fallback="true", count_running=_OTHER_OWNER_WAITS, limit=limit)
 
 
 def record_turn(taken: str) -> str:
-    """A ``WITH`` item that stamps ``j``'s owner's turn when ``taken`` (an SQL condition) holds."""
+    """A ``WITH`` item that stamps the turn of the owners of the rows of ``j`` for which ``taken`` (SQL) holds."""
     return f"""
     turn AS (
-        INSERT INTO dispatch_turns (owner, last_turn_at) SELECT j.owner, now() FROM j WHERE {taken}
+        INSERT INTO dispatch_turns (owner, last_turn_at) SELECT DISTINCT j.owner, now() FROM j WHERE {taken}
         ON CONFLICT (owner) DO UPDATE SET last_turn_at = excluded.last_turn_at
     )"""
 

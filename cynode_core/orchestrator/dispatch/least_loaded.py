@@ -21,58 +21,78 @@ from cynode_core.orchestrator.dispatch.queue import JobQueue
 
 PLUGIN_NAME = "least-loaded"
 
-# Pick, place and take in one statement. The job is the first in fair order
-# (dispatch/fair_order.py) that this claimer can lock. The chosen node's row
-# is locked and its free slots checked again on the row as it is after the
-# lock (``nodes.running_jobs``, kept by triggers on jobs): a claim that waited
-# for another's lock on the node sees the job that claim placed, so
-# concurrent claimers never place more jobs than the node's slots (a node
-# found full then yields no claim; the job stays queued). Nodes that just
+# Pick, place and take in one statement. The jobs are the first in fair
+# order (dispatch/fair_order.py) that this claimer can lock, at most
+# ``room`` of them (the dispatcher's idle threads). The first one chooses the
+# node; the chosen node's row is locked and its free slots checked again on
+# the row as it is after the lock (``nodes.running_jobs``, kept by triggers
+# on jobs): a claim that waited for another's lock on the node sees the jobs
+# that claim placed, so concurrent claimers never place more jobs than the
+# node's slots (a node found full then yields no claim; the jobs stay
+# queued). The jobs after the first go to the same node, as many as one
+# claim at a time would place there before another node had more free
+# slots, and never past a job that prefers another node. Nodes that just
 # refused a connection (suspects) get no job while any other node is ready,
-# even a full one (the job waits for its slot, as the two-step claim does);
-# a job retried after a lost lease
-# prefers the node it was on (that node answers a repeat from its stored
-# result). The owner's turn is recorded only when the job was taken.
+# even a full one (the job waits for its slot, as the two-step claim does),
+# and then one job at a time; a job retried after a lost lease prefers the
+# node it was on (that node answers a repeat from its stored result). Each
+# job gets a lease of its own. The owners' turns are recorded only for the
+# jobs taken; locked candidates not taken stay queued.
 _PLACE_AND_TAKE = """
     , cand AS (
-        SELECT n.id, n.node_slug, n.max_concurrency - n.running_jobs AS free
+        SELECT n.id, n.node_slug, n.max_concurrency - n.running_jobs AS free, n.id = ANY(%(suspects)s) AS suspect
         FROM nodes n
         WHERE n.status = 'active' AND n.config_ack_status = 'applied' AND n.config_ack_version = n.config_version
           AND coalesce(n.worker_api_target_url, '') <> '' AND n.worker_api_bearer_token IS NOT NULL
           AND n.last_seen_at > now() - make_interval(secs => %(heartbeat)s)
+    ), head AS (
+        SELECT * FROM j ORDER BY rank LIMIT 1
     ), chosen AS (
-        SELECT cand.id FROM cand, j WHERE cand.free > 0
-          AND (cand.id <> ALL(%(suspects)s) OR NOT EXISTS (SELECT 1 FROM cand c WHERE c.id <> ALL(%(suspects)s)))
-        ORDER BY (cand.id = ANY(%(suspects)s)) ASC, (cand.id = j.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
+        SELECT cand.id, cand.free, cand.suspect FROM cand, head WHERE cand.free > 0
+          AND (NOT cand.suspect OR NOT EXISTS (SELECT 1 FROM cand c WHERE NOT c.suspect))
+        ORDER BY cand.suspect ASC, (cand.id = head.node_id) DESC, cand.free DESC, cand.node_slug LIMIT 1
     ), pick AS (
-        SELECT n.id, n.worker_api_target_url, n.worker_api_bearer_token FROM nodes n
+        SELECT n.id, n.worker_api_target_url, n.worker_api_bearer_token, n.max_concurrency - n.running_jobs AS free
+        FROM nodes n
         WHERE n.id = (SELECT id FROM chosen) AND n.running_jobs < n.max_concurrency
         FOR UPDATE OF n
+    ), share AS (
+        SELECT least(pick.free, CASE WHEN chosen.suspect THEN 1 ELSE greatest(1, chosen.free + 1 - coalesce(
+            (SELECT max(c.free) FROM cand c WHERE c.id <> chosen.id AND NOT c.suspect), 0)) END) AS n
+        FROM pick, chosen
+    ), take AS (
+        SELECT s.id, s.rank FROM (
+            SELECT j.id, j.rank, count(*) FILTER (
+                WHERE j.rank > head.rank AND j.node_id IS NOT NULL AND j.node_id <> pick.id
+            ) OVER (ORDER BY j.rank) AS blocked
+            FROM j, head, pick
+        ) s
+        WHERE s.blocked = 0 ORDER BY s.rank LIMIT (SELECT n FROM share)
     ), u AS (
-        UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = %(lease)s, lease_owner = %(owner)s,
+        UPDATE jobs SET status = 'running', node_id = pick.id, lease_id = gen_random_uuid(), lease_owner = %(owner)s,
             lease_expires_at = now() + make_interval(secs => %(secs)s), attempts = jobs.attempts + 1,
             started_at = coalesce(jobs.started_at, now()), next_attempt_at = NULL, updated_at = now()
-        FROM j, pick WHERE jobs.id = j.id
-        RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts
+        FROM take, pick WHERE jobs.id = take.id
+        RETURNING jobs.id, jobs.task_id, jobs.payload, jobs.attempts, jobs.lease_id, take.rank
     ), t AS (
         UPDATE tasks SET status = 'running', updated_at = now() FROM u WHERE tasks.id = u.task_id AND tasks.status = 'pending'
     ),"""
 
 _RETURN = """
     SELECT u.id, u.task_id, u.payload, u.attempts, pick.id, pick.worker_api_target_url, pick.worker_api_bearer_token,
-           (SELECT request_id FROM tasks WHERE tasks.id = u.task_id)
-    FROM u, pick
+           (SELECT request_id FROM tasks WHERE tasks.id = u.task_id), u.lease_id
+    FROM u, pick ORDER BY u.rank
 """
 
 
 @functools.lru_cache(maxsize=8)
 def claim_sql(max_running_per_user: int) -> str:
-    """The one-statement claim, with the per-user running cap (0: none) written into it."""
+    """The one-statement claim of up to ``room`` jobs, with the per-user running cap (0: none) written into it."""
     return (
         "WITH RECURSIVE "
-        + picked_job_ctes(max_running_per_user)
+        + picked_job_ctes(max_running_per_user, limit="%(room)s")
         + _PLACE_AND_TAKE
-        + record_turn("EXISTS (SELECT 1 FROM u)")
+        + record_turn("j.id IN (SELECT id FROM u)")
         + _RETURN
     )
 
@@ -97,7 +117,8 @@ class LeastLoaded:
 
     # Optional: a plugin manager without the orchestrator's claim hook (the node's, a test's) ignores it.
     @hookimpl(optionalhook=True)
-    def cynode_claim_job(self, queue: JobQueue, select_node: Any) -> ClaimAttempt | None:
+    def cynode_claim_job(self, queue: JobQueue, select_node: Any, room: int) -> ClaimAttempt | None:
         if any(impl.plugin is not self for impl in select_node.get_hookimpls()):
             return None  # another plugin chooses nodes: the two-step claim asks it
-        return ClaimAttempt(queue.claim_in_one_statement(claim_sql(queue.settings.max_running_per_user)))
+        jobs = queue.claim_several(claim_sql(queue.settings.max_running_per_user), room)
+        return ClaimAttempt(jobs[0] if jobs else None, more=tuple(jobs[1:]))

@@ -95,6 +95,10 @@ class ClaimConnection:
         self._conn: psycopg.Connection | None = None
 
     def execute(self, query: str, params: dict[str, Any]) -> tuple | None:
+        rows = self.execute_all(query, params)
+        return rows[0] if rows else None
+
+    def execute_all(self, query: str, params: dict[str, Any]) -> list[tuple]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.url,
@@ -104,7 +108,7 @@ class ClaimConnection:
                 application_name="cynode-dispatch",
             )
         try:
-            return self._conn.execute(query, params).fetchone()
+            return self._conn.execute(query, params).fetchall()
         except psycopg.Error:
             self.close()
             raise
@@ -251,6 +255,27 @@ class JobQueue:
             },
         )
         return self._from_row(row, lease_id)
+
+    def claim_several(self, sql: str, room: int) -> list[ClaimedJob]:
+        """Pick, place and take up to ``room`` jobs in one round trip with a scheduler's own claim ``sql``.
+
+        ``sql`` takes the parameters of :meth:`claim_in_one_statement` but
+        ``lease``, and ``room``; it returns a row per job taken, in the order
+        they should start, as :meth:`claim_in_one_statement`'s plus the job's
+        own lease id.
+        """
+        rows = self._claim_connection().execute_all(
+            sql,
+            {
+                "room": max(1, room),
+                "owner": self.owner,
+                "secs": self.settings.lease_seconds,
+                "heartbeat": self.settings.node_heartbeat_timeout,
+                "suspects": self.suspects.current(),
+            },
+        )
+        claimed = (self._from_row(row[:8], row[8]) for row in rows)
+        return [job for job in claimed if job is not None]
 
     def _from_row(self, row: tuple | None, lease_id: uuid.UUID) -> ClaimedJob | None:
         """A claimed ``job id, task id, payload, attempts, node id, URL, stored token, request id`` row."""
