@@ -8,6 +8,7 @@ itself comes from the ``orchestrator`` fixture of tests/conftest.py.)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class Orchestrator:
         from cynode_core.orchestrator.dispatch.dispatcher import Dispatcher
 
         dispatcher = Dispatcher(state=self._ut.app.extensions["cynode"])
+        # A dispatcher of one thread: a claim for idle threads would keep the others' jobs in this throw-away one.
+        dispatcher.settings = dataclasses.replace(dispatcher.settings, dispatch_workers=1)
         try:
             job = dispatcher.claim()
         finally:
