@@ -244,16 +244,7 @@ class JobQueue:
         payload, attempts, node id, node URL, stored node token, request id``.
         """
         lease_id = uuid.uuid4()
-        row = self._claim_connection().execute(
-            sql,
-            {
-                "lease": lease_id,
-                "owner": self.owner,
-                "secs": self.settings.lease_seconds,
-                "heartbeat": self.settings.node_heartbeat_timeout,
-                "suspects": self.suspects.current(),
-            },
-        )
+        row = self._claim_connection().execute(sql, {**self._claim_params(), "lease": lease_id})
         return self._from_row(row, lease_id)
 
     def claim_several(self, sql: str, room: int) -> list[ClaimedJob]:
@@ -264,18 +255,18 @@ class JobQueue:
         they should start, as :meth:`claim_in_one_statement`'s plus the job's
         own lease id.
         """
-        rows = self._claim_connection().execute_all(
-            sql,
-            {
-                "room": max(1, room),
-                "owner": self.owner,
-                "secs": self.settings.lease_seconds,
-                "heartbeat": self.settings.node_heartbeat_timeout,
-                "suspects": self.suspects.current(),
-            },
-        )
+        rows = self._claim_connection().execute_all(sql, {**self._claim_params(), "room": max(1, room)})
         claimed = (self._from_row(row[:8], row[8]) for row in rows)
         return [job for job in claimed if job is not None]
+
+    def _claim_params(self) -> dict[str, Any]:
+        """The parameters every one-statement claim gets: ``owner``, ``secs``, ``heartbeat`` and ``suspects``."""
+        return {
+            "owner": self.owner,
+            "secs": self.settings.lease_seconds,
+            "heartbeat": self.settings.node_heartbeat_timeout,
+            "suspects": self.suspects.current(),
+        }
 
     def _from_row(self, row: tuple | None, lease_id: uuid.UUID) -> ClaimedJob | None:
         """A claimed ``job id, task id, payload, attempts, node id, URL, stored token, request id`` row."""
