@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from harness.orchestrator import create_users, rows
 from harness.served import Served, create, logged_in, one_slot_node
-from harness.worker import WorkerNode
+from harness.worker import Script, WorkerNode
 from sqlalchemy import text
 
 from cynode_core.orchestrator.dispatch.dispatcher import Dispatcher
@@ -300,3 +300,47 @@ def test_a_dispatcher_keeps_the_jobs_its_claim_took_for_idle_threads_and_puts_th
 
 def third_id(db: Any, claims: Claims) -> set[Any]:
     return {row["id"] for row in rows(db, "SELECT id FROM jobs WHERE task_id = :t", t=claims.tasks["a3"])}
+
+
+def test_idle_dispatcher_threads_do_not_claim_in_turn_while_no_node_has_room(
+    batches: Claims, worker: WorkerNode
+) -> None:
+    # A claim that found nothing used to wake the other idle threads, which claimed in turn and woke
+    # the next: hundreds of claims a second for as long as queued jobs waited for a full node.
+    one_slot_node(batches.served, worker, slots=1)
+    worker.runtime.default = Script(hold=True)
+    batches.create("alice", "a1", "a2", "a3")
+    dispatcher = Dispatcher(batches.served.state)
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, dispatch_workers=4, dispatch_poll_interval=0.5)
+    counted = {"claims": 0}
+    claim_several = dispatcher.queue.claim_several
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counted["claims"] += 1
+        return claim_several(*args, **kwargs)
+
+    dispatcher.queue.claim_several = counting  # type: ignore[method-assign]
+    stop = threading.Event()
+    threads = dispatcher.start(stop)
+    try:
+        deadline = time.monotonic() + 30
+        while not worker.run_calls() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.run_calls(), "the first job never reached the node"
+        time.sleep(0.3)  # the claims that follow the hand-over
+        before = counted["claims"]
+        time.sleep(2.0)
+        during = counted["claims"] - before
+        # Polling alone: each of the 3 idle threads claims at most once per 0.5 s poll, 12 in 2 s.
+        assert during <= 12, f"{during} claims in 2 s while the only node was full"
+        dispatcher.wake_all()  # a notification: one round of claims, not an endless one
+        time.sleep(0.3)
+        after_wake = counted["claims"] - before - during
+        assert after_wake <= 8, f"{after_wake} claims after one wake"
+        assert rows(batches.served.db, "SELECT count(*) AS n FROM jobs WHERE status = 'queued'")[0]["n"] == 2
+    finally:
+        stop.set()
+        dispatcher.wake_all()
+        worker.runtime.release()
+        for thread in threads:
+            thread.join(timeout=0.05 if thread.name == "dispatch-listen" else 10)

@@ -84,6 +84,7 @@ class Dispatcher:
         self._backlog: collections.deque[ClaimedJob] = collections.deque()
         self._busy = 0
         self._promised = 0
+        self._wakes = 0  # wake_all calls so far
 
     # -- threads --------------------------------------------------------------
 
@@ -103,12 +104,20 @@ class Dispatcher:
         return threads
 
     def wake_all(self) -> None:
+        """Something may be due (a notification): idle threads look at the queue again."""
         with self._wake:
+            self._wakes += 1
             self._wake.notify_all()
 
-    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+    def wakes(self) -> int:
+        """How many times the threads were woken so far (a thread compares it after a claim found nothing)."""
         with self._wake:
-            if not stop.is_set() and not self._backlog:
+            return self._wakes
+
+    def _sleep(self, stop: threading.Event, seconds: float, seen: int) -> None:
+        """Wait up to ``seconds``, unless jobs wait in the backlog or a wake came since ``seen``."""
+        with self._wake:
+            if not stop.is_set() and not self._backlog and self._wakes == seen:
                 self._wake.wait(timeout=seconds)
 
     def _work_loop(self, stop: threading.Event) -> None:
@@ -130,14 +139,19 @@ class Dispatcher:
         """
         with self._wake:
             if not self._backlog and self._room() < 1:
-                # A claim under way serves this thread: wait for it (it wakes everyone when it ends).
+                # A claim under way serves this thread: wait for what it brings. When it brings nothing
+                # and nothing woke the threads since, the queue has nothing for this thread either.
+                seen = self._wakes
                 self._wake.wait(timeout=self.settings.dispatch_poll_interval)
+                if not self._backlog and self._wakes == seen:
+                    return None
             if self._backlog:
                 return self._backlog.popleft()
             room = self._room()
             if room < 1:
                 return None
             self._promised += room
+            started = self._wakes
         more: tuple[ClaimedJob, ...] = ()
         try:
             pm = self.state.pm
@@ -153,7 +167,11 @@ class Dispatcher:
             with self._wake:
                 self._promised -= room
                 self._backlog.extend(more)
-                self._wake.notify_all()  # threads that left the claim to this one look again
+                # Threads that left the claim to this one take its jobs, or claim what a wake during it
+                # announced. A claim that found nothing new wakes no one: the threads would claim in turn
+                # for as long as the queue holds jobs that no node has room for.
+                if more or self._wakes != started:
+                    self._wake.notify_all()
 
     def _room(self) -> int:
         """Idle threads that no claim under way serves (call with ``self._wake`` held), at most :data:`CLAIM_BATCH`."""
@@ -182,6 +200,7 @@ class Dispatcher:
                         self.state.metrics.dispatch_failures.labels("lease_exhausted").inc(len(exhausted))
                     for task_id in exhausted:
                         task_finished(self.state, task_id)
+                seen = self.wakes()
                 # Jobs whose dispatcher died first, one after the other until none is left.
                 adopted = self.queue.adopt_expired() if adopting else None
                 adopting = adopted is not None
@@ -189,7 +208,7 @@ class Dispatcher:
                     log.info("job %s: its lease expired; asking its node again", adopted.job_id)
                 claimed = adopted or self.claim()
                 if claimed is None:
-                    self._sleep(stop, self.settings.dispatch_poll_interval)
+                    self._sleep(stop, self.settings.dispatch_poll_interval, seen)
                     continue
                 with self._wake:
                     self._busy += 1
