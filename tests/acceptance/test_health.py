@@ -291,9 +291,13 @@ def database_lost(pg: Any, test_database: OwnDatabase) -> None:
 @then("no response body contains the database password")
 def no_db_password(ctx: Ctx, test_database: OwnDatabase) -> None:
     svc: Services = ctx["svc"]
-    # A request that needs the database on each service, for good measure.
-    login = svc.gateway.login("admin", "x")
-    registration = svc.control.post("/v1/nodes/register", json={"psk": "x", "capability": {}})
+    # A request that needs the database on each service, for good measure. Sent once each with the client's
+    # session: the API client would wait out the 503 (Retry-After) and send again five times, 10 s a request.
+    gateway, control = svc.gateway, svc.control
+    login = gateway.http.post(f"{gateway.url}/v1/auth/login", json={"handle": "admin", "password": "x"}, timeout=10)
+    registration = control.http.post(
+        f"{control.url}/v1/nodes/register", json={"psk": "x", "capability": {}}, timeout=10
+    )
     for resp in (login, registration):
         assert resp.status_code == 503 and resp.headers["Content-Type"] == "application/problem+json", resp.text
         svc.bodies.append(resp.text)

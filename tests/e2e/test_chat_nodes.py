@@ -42,7 +42,9 @@ def audit_rows(database_url: str) -> list[tuple[Any, ...]]:
 def test_the_openai_sdk_lists_completes_streams_and_continues_with_an_api_key(
     cluster, llama, database_url: str
 ) -> None:  # type: ignore[no-untyped-def]
-    orch = cluster.orchestrator().start().wait_healthy()
+    # One step in the agent's turn, as `cynode demo` has it: the tiny model's default four were most of this
+    # test's time. The step limit on the real model is tests/test_pm_agent_model.py's to prove.
+    orch = cluster.orchestrator(pma_max_steps="1").start().wait_healthy()
     serving_node(cluster, "node-01", orch, llama)
     key = cluster.admin(orch).create_api_key("openai sdk")["key"]
     wait_until(lambda: MODEL in models_of(orch, key), 60, "the node's model listed")

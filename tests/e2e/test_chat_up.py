@@ -35,7 +35,9 @@ WEATHER = {
 
 
 def test_the_openai_sdk_and_cynode_chat_against_cynode_up_with_an_api_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = _env(tmp_path)
+    # One step in the agent's turn, as `cynode demo` has it: the tiny model's default four took 146 of this
+    # test's 178 s. The step limit on the real model is tests/test_pm_agent_model.py's to prove.
+    env = _env(tmp_path, CYNODE_PMA_MAX_STEPS="1")
     gateway = f"http://{env['CYNODE_GATEWAY_LISTEN']}"
     up = subprocess.Popen([sys.executable, "-m", "cynode_core", "up"], env=env, stderr=subprocess.PIPE, text=True)
     try:
