@@ -138,9 +138,17 @@ def _warm_gauge(url: str) -> float:
     return 0.0
 
 
+def busy_seconds() -> float:
+    """CPU seconds all processes of the machine have spent so far, over every core (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def report(name: str, value: float, floor: float, unit: str, goal: str) -> None:
     ratio = value / floor if floor else float("inf")
     print(f"{name}: {value:.4f} {unit} vs floor {floor:.4f} {unit} -> ratio {ratio:.2f}x (goal {goal})")
 
 
-__all__ = ["percentile", "raw_podman_run", "report", "stack", "statistics", "wait_done", "warm_ready"]
+__all__ = ["busy_seconds", "percentile", "raw_podman_run", "report", "stack", "statistics", "wait_done", "warm_ready"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from cynode_core.orchestrator.process import ServerResources, open_resources
 from cynode_core.orchestrator.settings import OrchestratorSettings
@@ -35,7 +35,8 @@ class Secrets:
 
     @classmethod
     def generate(cls) -> Secrets:
-        return cls(secrets.token_urlsafe(12), secrets.token_urlsafe(16), secrets.token_urlsafe(40))
+        """New key and secret; the run's one admin password (its hash is computed once, see ``open_orchestrator``)."""
+        return cls(ADMIN_PASSWORD, secrets.token_urlsafe(16), secrets.token_urlsafe(40))
 
 
 @dataclass
@@ -80,8 +81,33 @@ def open_orchestrator(settings: OrchestratorSettings, s: Any = None) -> Orchestr
     """Open the database (migrated, bootstrap users made) and build the app on it; ``close()`` when done."""
     from cynode_core.orchestrator.app import create_app
 
-    resources = open_resources(settings)
+    resources = open_resources(settings, bootstrap=False)
+    try:
+        _bootstrap_users(resources)
+    except BaseException:
+        resources.close()
+        raise
     return OrchestratorUnderTest(resources, create_app(resources.settings, resources.db, resources.secrets), s)
+
+
+def _bootstrap_users(resources: ServerResources) -> None:
+    """The process's own bootstrap (``ensure_bootstrap_users``), the admin's hash computed once per password.
+
+    An admin made here is what the bootstrap would make, but for its salt: argon2id at the contract's
+    cost is 0.2 s of every test otherwise. With no admin password given, the bootstrap does it all.
+    """
+    from cynode_core.orchestrator.models import PasswordCredential, User
+    from cynode_core.orchestrator.services import accounts
+    from cynode_core.orchestrator.services.passwords import HASH_ALG
+
+    password = resources.secrets.admin_password
+    with resources.db.session() as session:
+        if password and session.scalar(select(User.id).where(User.handle == accounts.ADMIN_HANDLE)) is None:
+            admin = accounts.create_user(session, accounts.ADMIN_HANDLE, None)
+            session.add(PasswordCredential(user_id=admin.id, password_hash=_hash_of(password), hash_alg=HASH_ALG))
+        message = accounts.ensure_bootstrap_users(session, password, resources.secrets.admin_password_file)
+    if message:
+        resources.messages.append(message)
 
 
 class LiveServer:
@@ -125,13 +151,14 @@ class InProcessDispatcher:
 # -- users ----------------------------------------------------------------------------
 
 USER_PASSWORD = secrets.token_urlsafe(12)
+ADMIN_PASSWORD = secrets.token_urlsafe(12)
 
 
-@functools.lru_cache(maxsize=1)
-def _password_hash() -> str:
+@functools.lru_cache(maxsize=8)
+def _hash_of(password: str) -> bytes:
     from cynode_core.orchestrator.services.passwords import hash_password
 
-    return hash_password(USER_PASSWORD)
+    return hash_password(password)
 
 
 def create_users(db: Any, *handles: str) -> None:
@@ -143,7 +170,7 @@ def create_users(db: Any, *handles: str) -> None:
     with db.session() as session:
         for handle in handles:
             user = accounts.create_user(session, handle, None)
-            session.add(PasswordCredential(user_id=user.id, password_hash=_password_hash(), hash_alg=HASH_ALG))
+            session.add(PasswordCredential(user_id=user.id, password_hash=_hash_of(USER_PASSWORD), hash_alg=HASH_ALG))
 
 
 # -- the database, read directly for the assertions --------------------------------------
