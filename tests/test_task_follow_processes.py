@@ -85,8 +85,10 @@ def test_followers_on_another_process_wake_by_notify_and_hold_no_connection_each
             assert one.next(skip=())[1].event == "status"
         time.sleep(HEARTBEAT + 0.5)  # past a heartbeat: quiet followers read nothing
         quiet = backends(database_url)
-        # One LISTEN connection for all of them (and slack for the process's own sweeps), not one each.
-        assert quiet - before <= 2, (before, quiet)
+        # One LISTEN connection for all of them, not one each. The slack is the process's own: its
+        # dispatcher threads and sweepers connect when they first run, which a loaded machine delays
+        # (3 more connections were seen with another test run beside this one); one per follower is 20.
+        assert quiet - before < FOLLOWERS // 2, (before, quiet)
         assert backends(database_url, LISTENING) == 1
         assert followers_gauge(serving) == FOLLOWERS
 
