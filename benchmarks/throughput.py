@@ -23,7 +23,7 @@ from pathlib import Path
 from cynode_podman.service import PodmanService
 from podman import PodmanClient
 
-from benchmarks.harness import SANDBOX_IMAGE, busy_seconds, raw_podman_run, report, stack, wait_done
+from benchmarks.harness import HARDENED_API, SANDBOX_IMAGE, busy_seconds, raw_podman_run, report, stack, wait_done
 
 
 def loops(threads: int, total: int, one: Callable[[], object]) -> tuple[float, float]:
@@ -41,17 +41,7 @@ def loops(threads: int, total: int, one: Callable[[], object]) -> tuple[float, f
 
 def api_run(client: PodmanClient) -> None:
     """One hardened container through Podman's API: the least any runtime plugin of it does per job."""
-    container = client.containers.create(
-        SANDBOX_IMAGE,
-        ["sh", "-c", "echo hello"],
-        network_mode="none",
-        user="65534:65534",
-        cap_drop=["all"],
-        security_opt=["no-new-privileges"],
-        read_only=True,
-        pids_limit=256,
-        mem_limit="512m",
-    )
+    container = client.containers.create(SANDBOX_IMAGE, ["sh", "-c", "echo hello"], **HARDENED_API)
     try:
         container.start()
         container.wait()
